@@ -1,0 +1,64 @@
+# The two commands: `make run` runs the platform, `make test` passes the tests.
+# Each installs what it needs first (venv, npm ci, our solc shim), idempotently.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# solc-js behind tools/solc-shim.js, registered with py-solc-x in this clone's venv only.
+export SOLCX_BINARY_PATH := $(VENV)/solcx
+# Ape's packages and compiler caches stay inside this clone.
+export APE_DATA_FOLDER := $(CURDIR)/.ape
+export PYTHONDONTWRITEBYTECODE := 1
+
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+SHIM_STAMP := $(SOLCX_BINARY_PATH)/.registered
+
+.PHONY: help install compile test run bench bench-gas lint clean
+
+help:
+	@echo "make run     run the platform (anvil, deploy, services)"
+	@echo "make test    install, compile and run the test suite"
+	@echo "make bench   run every benchmark;  make bench-gas  contract gas figures"
+	@echo "make lint    ruff and mypy (strict) on our packages"
+
+install: $(PY_STAMP) $(NPM_STAMP) $(SHIM_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet -e . --group dev
+	touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(SHIM_STAMP): tools/solc-shim.js $(PY_STAMP) $(NPM_STAMP)
+	$(PY) -m tools.register_solc
+	touch $@
+
+compile: install
+	ape compile
+
+test: install compile
+	$(PY) -m pytest -q
+
+run: install compile
+	dimo stack run
+
+bench: install compile
+	$(PY) -m benchmarks
+
+bench-gas: install compile
+	$(PY) benchmarks/gas.py
+
+lint: install
+	ruff check .
+	ruff format --check .
+	mypy
+
+clean:
+	rm -rf .build .ape $(VENV) node_modules

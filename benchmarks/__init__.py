@@ -1,0 +1,1 @@
+"""Benchmarks: each prints one JSON line of figures as its last line of output."""

@@ -1,0 +1,1 @@
+"""The indexer: chain sync, verified telemetry, and the API with the applications."""

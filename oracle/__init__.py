@@ -1,0 +1,1 @@
+"""The oracle: verify signed bundles, journal them, anchor Merkle batches on-chain."""

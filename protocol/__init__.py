@@ -1,0 +1,1 @@
+"""What every part of the platform agrees on: formats, domains, trees, CIDs, catalogs."""

@@ -1,0 +1,1 @@
+"""The `dimo` command and the local platform behind `make run`."""

@@ -1,0 +1,195 @@
+"""Role fixtures for the contract tests: a deployed platform on anvil, and typed-data signing
+done with eth-account alone, independently of any signing code of ours."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from scripts.deploy import deploy
+
+CAN_MINT_DEVICES = 1
+CAN_MINT_VEHICLES = 2
+FAR_FUTURE = 2**40
+
+MINT_TYPES = [
+    {"name": "owner", "type": "address"},
+    {"name": "minter", "type": "address"},
+    {"name": "make", "type": "string"},
+    {"name": "model", "type": "string"},
+    {"name": "year", "type": "uint16"},
+    {"name": "vinCommitment", "type": "bytes32"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+CLAIM_TYPES = [
+    {"name": "device", "type": "address"},
+    {"name": "user", "type": "address"},
+    {"name": "deadline", "type": "uint256"},
+]
+PAIR_TYPES = [
+    {"name": "vehicleId", "type": "uint256"},
+    {"name": "device", "type": "address"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+
+@pytest.fixture(scope="session")
+def admin(accounts: Any) -> Any:
+    return accounts[0]
+
+
+@pytest.fixture(scope="session")
+def manufacturer(accounts: Any) -> Any:
+    return accounts[1]
+
+
+@pytest.fixture(scope="session")
+def owner(accounts: Any) -> Any:
+    return accounts[2]
+
+
+@pytest.fixture(scope="session")
+def other_owner(accounts: Any) -> Any:
+    return accounts[3]
+
+
+@pytest.fixture(scope="session")
+def stranger(accounts: Any) -> Any:
+    return accounts[4]
+
+
+@pytest.fixture(scope="session")
+def connection(accounts: Any) -> Any:
+    """A vehicle connection (e.g. an OEM's cloud) that mints on owners' behalf."""
+    return accounts[5]
+
+
+@pytest.fixture(scope="session")
+def platform(admin: Any, manufacturer: Any, connection: Any) -> Any:
+    """Every contract deployed by the deploy script, with a manufacturer and a connection."""
+    record = deploy(admin)
+    from ape import project
+
+    contracts = {
+        name: project.get_contract(name).at(rec.address) for name, rec in record.contracts.items()
+    }
+    registry = contracts["ManufacturerRegistry"]
+    registry.register(manufacturer, "Acme Telematics", CAN_MINT_DEVICES, sender=admin)
+    registry.register(connection, "Hyundai Connect", CAN_MINT_VEHICLES, sender=admin)
+    return contracts
+
+
+@pytest.fixture(scope="session")
+def registry(platform: Any) -> Any:
+    return platform["ManufacturerRegistry"]
+
+
+@pytest.fixture(scope="session")
+def token(platform: Any) -> Any:
+    return platform["DimoToken"]
+
+
+@pytest.fixture(scope="session")
+def vehicle_id(platform: Any) -> Any:
+    return platform["VehicleId"]
+
+
+@pytest.fixture(scope="session")
+def device_id(platform: Any) -> Any:
+    return platform["DeviceId"]
+
+
+def private_key(account: Any) -> str:
+    """The private key of an Ape test account."""
+    return str(account.private_key)
+
+
+def make_device_key(n: int) -> LocalAccount:
+    """A deterministic device key (the secure element's key in a real device)."""
+    return Account.from_key(keccak(f"device-key-{n}".encode()))
+
+
+@pytest.fixture
+def device_key() -> LocalAccount:
+    return make_device_key(0)
+
+
+def vin_commitment(vin: str, salt: bytes = b"\x01" * 32) -> bytes:
+    return keccak(salt + vin.encode())
+
+
+@pytest.fixture(scope="session")
+def sign(chain: Any) -> Callable[..., bytes]:
+    """Signs EIP-712 typed data for a contract with eth-account's `sign_typed_data`."""
+
+    def _sign(
+        key: str | bytes,
+        contract: Any,
+        primary: str,
+        types: list[dict[str, str]],
+        message: dict[str, Any],
+    ) -> bytes:
+        domain = {
+            "name": "DIMO",
+            "version": "1",
+            "chainId": chain.chain_id,
+            "verifyingContract": contract.address,
+        }
+        signed = Account.sign_typed_data(key, domain, {primary: types}, message)
+        return bytes(signed.signature)
+
+    return _sign
+
+
+@pytest.fixture
+def minted_vehicle(vehicle_id: Any, owner: Any) -> int:
+    """A Kona Electric minted by its owner."""
+    tx = vehicle_id.mint(
+        "Hyundai", "Kona Electric", 2019, vin_commitment("KMHK381GFKU000001"), sender=owner
+    )
+    return int(tx.return_value)
+
+
+@pytest.fixture
+def claim(device_id: Any, manufacturer: Any, sign: Callable[..., bytes]) -> Callable[..., None]:
+    """Mints a device to the manufacturer and has `user` claim it."""
+
+    def _claim(user: Any, key: LocalAccount) -> None:
+        if device_id.serialHashOf(key.address) == b"\x00" * 32:
+            device_id.mintDevices(
+                [key.address], [keccak(key.address.encode())], sender=manufacturer
+            )
+        message = {"device": key.address, "user": user.address, "deadline": FAR_FUTURE}
+        user_sig = sign(private_key(user), device_id, "ClaimDevice", CLAIM_TYPES, message)
+        device_sig = sign(key.key, device_id, "ClaimDevice", CLAIM_TYPES, message)
+        device_id.claim(key.address, user, FAR_FUTURE, user_sig, device_sig, sender=user)
+
+    return _claim
+
+
+@pytest.fixture
+def pair_sigs(device_id: Any, sign: Callable[..., bytes]) -> Callable[..., tuple[bytes, bytes]]:
+    """The owner's and the device's signatures of a pairing."""
+
+    def _sigs(
+        owner_key: str, key: LocalAccount, vehicle: int, nonce: int = 0, deadline: int = FAR_FUTURE
+    ) -> tuple[bytes, bytes]:
+        message = {
+            "vehicleId": vehicle,
+            "device": key.address,
+            "nonce": nonce,
+            "deadline": deadline,
+        }
+        return (
+            sign(owner_key, device_id, "PairDevice", PAIR_TYPES, message),
+            sign(key.key, device_id, "PairDevice", PAIR_TYPES, message),
+        )
+
+    return _sigs

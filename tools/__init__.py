@@ -1,0 +1,1 @@
+"""Build tools of the platform: the solc shim and its registration."""
