@@ -36,7 +36,8 @@ class Bench:
         self.admin = accounts.test_accounts[0]
         self.manufacturer = accounts.test_accounts[1]
         self.connection = accounts.test_accounts[2]
-        record = deploy(self.admin)
+        self.oracles = [accounts.test_accounts[i] for i in (7, 8, 9)]
+        record = deploy(self.admin, [o.address for o in self.oracles], 2)
         self.c = {
             name: project.get_contract(name).at(rec.address)
             for name, rec in record.contracts.items()

@@ -12,7 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from protocol.exceptions import ProtocolError
 
 #: Contracts every deployment has, in deployment order.
-CONTRACTS = ("ManufacturerRegistry", "DimoToken", "VehicleId", "DeviceId")
+CONTRACTS = (
+    "ManufacturerRegistry",
+    "DimoToken",
+    "VehicleId",
+    "DeviceId",
+    "AttestationAnchor",
+)
 
 
 class DeploymentError(ProtocolError):

@@ -9,6 +9,12 @@ Roles after the deploy (until the governance issue hands them to the timelock):
 - VehicleId: DEFAULT_ADMIN_ROLE -> deployer (its one power: setting the device registry,
   done here, once).
 - DeviceId: no roles.
+- AttestationAnchor (an OracleRegistry too): DEFAULT_ADMIN_ROLE -> deployer, which replaces
+  the oracle set; anyone relays a quorum-signed batch.
+
+The oracle set is DIMO_ORACLE_SIGNERS (comma-separated addresses) with threshold
+DIMO_ORACLE_THRESHOLD; on a local chain it defaults to anvil's dev accounts 7, 8 and 9 with
+threshold 2 (public throwaway keys the local stack signs with).
 
 The deployer is the first test account on a local chain; elsewhere the Ape account named by
 DIMO_DEPLOYER (an encrypted keystore, `ape accounts import`). The record goes to
@@ -28,8 +34,14 @@ from protocol.deployment import ContractRecord, Deployment
 LOCAL_CHAIN_ID = 31337
 
 
-def deploy(deployer: Any) -> Deployment:
-    """Deploys every contract from `deployer` and returns the record (not yet saved)."""
+def deploy(deployer: Any, oracle_signers: list[str], threshold: int) -> Deployment:
+    """Deploys every contract from `deployer` and returns the record (not yet saved).
+
+    Args:
+        deployer: The Ape account that deploys and first holds the admin roles.
+        oracle_signers: Addresses of the oracle quorum.
+        threshold: How many oracles must sign a batch.
+    """
     records: dict[str, ContractRecord] = {}
 
     def record(name: str, contract: Any) -> Any:
@@ -49,6 +61,10 @@ def deploy(deployer: Any) -> Deployment:
     vehicles = record("VehicleId", project.VehicleId.deploy(deployer, registry, sender=deployer))
     devices = record("DeviceId", project.DeviceId.deploy(registry, vehicles, sender=deployer))
     vehicles.setDeviceRegistry(devices, sender=deployer)
+    record(
+        "AttestationAnchor",
+        project.AttestationAnchor.deploy(deployer, oracle_signers, threshold, sender=deployer),
+    )
 
     roles: dict[str, dict[str, list[str]]] = {
         "ManufacturerRegistry": {
@@ -58,6 +74,7 @@ def deploy(deployer: Any) -> Deployment:
         "DimoToken": {"DEFAULT_ADMIN_ROLE": [deployer.address], "MINTER_ROLE": []},
         "VehicleId": {"DEFAULT_ADMIN_ROLE": [deployer.address]},
         "DeviceId": {},
+        "AttestationAnchor": {"DEFAULT_ADMIN_ROLE": [deployer.address]},
     }
     if chain.chain_id == LOCAL_CHAIN_ID:
         token.grantRole(token.MINTER_ROLE(), deployer, sender=deployer)
@@ -82,9 +99,26 @@ def _deployer() -> Any:
     return accounts.load(alias)
 
 
+def local_oracle_signers() -> list[str]:
+    """anvil's dev accounts 7, 8 and 9: the local stack's throwaway oracle quorum."""
+    return [accounts.test_accounts[i].address for i in (7, 8, 9)]
+
+
+def _oracle_set() -> tuple[list[str], int]:
+    raw = os.environ.get("DIMO_ORACLE_SIGNERS")
+    if raw:
+        signers = [s.strip() for s in raw.split(",") if s.strip()]
+    elif chain.chain_id == LOCAL_CHAIN_ID:
+        signers = local_oracle_signers()
+    else:
+        raise SystemExit("set DIMO_ORACLE_SIGNERS to the oracle quorum's addresses")
+    threshold = int(os.environ.get("DIMO_ORACLE_THRESHOLD", "2"))
+    return signers, threshold
+
+
 def main() -> None:
     """Entry point of `ape run deploy`."""
-    deployment = deploy(_deployer())
+    deployment = deploy(_deployer(), *_oracle_set())
     default = Path("data") / "deployments" / f"{deployment.chain_id}.json"
     path = Path(os.environ.get("DIMO_DEPLOYMENT", default))
     deployment.save(path)

@@ -72,9 +72,15 @@ def connection(accounts: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def platform(admin: Any, manufacturer: Any, connection: Any) -> Any:
+def oracle_signers(accounts: Any) -> list[Any]:
+    """The oracle quorum: three signers, sorted by address, of which two must sign."""
+    return sorted((accounts[i] for i in (7, 8, 9)), key=lambda a: int(a.address, 16))
+
+
+@pytest.fixture(scope="session")
+def platform(admin: Any, manufacturer: Any, connection: Any, oracle_signers: list[Any]) -> Any:
     """Every contract deployed by the deploy script, with a manufacturer and a connection."""
-    record = deploy(admin)
+    record = deploy(admin, [o.address for o in oracle_signers], 2)
     from ape import project
 
     contracts = {
@@ -104,6 +110,11 @@ def vehicle_id(platform: Any) -> Any:
 @pytest.fixture(scope="session")
 def device_id(platform: Any) -> Any:
     return platform["DeviceId"]
+
+
+@pytest.fixture(scope="session")
+def anchor(platform: Any) -> Any:
+    return platform["AttestationAnchor"]
 
 
 def private_key(account: Any) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from protocol.deployment import (
+    CONTRACTS,
     ContractRecord,
     Deployment,
     DeploymentInvalid,
@@ -18,9 +19,7 @@ from protocol.deployment import (
 def record() -> Deployment:
     contracts = {
         name: ContractRecord(address="0x" + f"{i:040x}", block=i, tx_hash="0x01", abi=[])
-        for i, name in enumerate(
-            ["ManufacturerRegistry", "DimoToken", "VehicleId", "DeviceId"], start=1
-        )
+        for i, name in enumerate(CONTRACTS, start=1)
     }
     return Deployment(
         chain_id=31337,

@@ -1,0 +1,1 @@
+"""The device bridge: CAN/OBD-II frames to signed VSS bundles, queued until acknowledged."""
