@@ -12,7 +12,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 
 from protocol.merkle import StandardMerkleTree
-from tests.contracts.conftest import private_key
+from tests.conftest import private_key
 
 BATCH_TYPES = [
     {"name": "id", "type": "uint64"},

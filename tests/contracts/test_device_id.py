@@ -8,7 +8,7 @@ from typing import Any
 import ape
 from eth_utils import keccak
 
-from tests.contracts.conftest import (
+from tests.conftest import (
     CLAIM_TYPES,
     FAR_FUTURE,
     make_device_key,

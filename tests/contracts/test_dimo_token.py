@@ -7,7 +7,7 @@ from typing import Any
 
 import ape
 
-from tests.contracts.conftest import FAR_FUTURE, private_key
+from tests.conftest import FAR_FUTURE, private_key
 
 CAP = 1_000_000_000 * 10**18
 PERMIT_TYPES = [

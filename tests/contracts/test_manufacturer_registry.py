@@ -6,7 +6,7 @@ from typing import Any
 
 import ape
 
-from tests.contracts.conftest import CAN_MINT_DEVICES, CAN_MINT_VEHICLES
+from tests.conftest import CAN_MINT_DEVICES, CAN_MINT_VEHICLES
 
 
 def test_register_assigns_sequential_ids_and_emits(

@@ -9,7 +9,7 @@ from typing import Any
 
 import ape
 
-from tests.contracts.conftest import MINT_TYPES, private_key, vin_commitment
+from tests.conftest import MINT_TYPES, private_key, vin_commitment
 
 KONA = ("Hyundai", "Kona Electric", 2019)
 

@@ -204,3 +204,71 @@ def pair_sigs(device_id: Any, sign: Callable[..., bytes]) -> Callable[..., tuple
         )
 
     return _sigs
+
+
+@pytest.fixture
+def paired_vehicle(
+    vehicle_id: Any,
+    device_id: Any,
+    owner: Any,
+    claim: Callable[..., None],
+    pair_sigs: Callable[..., tuple[bytes, bytes]],
+) -> Callable[[int], tuple[int, LocalAccount]]:
+    """Mints vehicle number `n` to `owner`, claims device key `n` and pairs them.
+
+    Returns the vehicle id and the device key (an eth-account LocalAccount).
+    """
+
+    def _paired(n: int) -> tuple[int, LocalAccount]:
+        key = make_device_key(n)
+        tx = vehicle_id.mint(
+            "Hyundai", "Kona Electric", 2019, vin_commitment(f"KMHK381GFKU{n:06d}"), sender=owner
+        )
+        vehicle = int(tx.return_value)
+        claim(owner, key)
+        device_id.pair(
+            vehicle,
+            key.address,
+            FAR_FUTURE,
+            *pair_sigs(private_key(owner), key, vehicle),
+            sender=owner,
+        )
+        return vehicle, key
+
+    return _paired
+
+
+@pytest.fixture(scope="session")
+def rpc_url(platform: Any) -> str:
+    """JSON-RPC URL of the anvil node Ape started (services talk to it with web3.py)."""
+    from ape import chain
+
+    return str(chain.provider.uri)
+
+
+@pytest.fixture(scope="session")
+def deployment_record(platform: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The deployment record of the session's platform, saved where services can load it."""
+    from ape import chain
+
+    from protocol.deployment import ContractRecord, Deployment
+
+    contracts = {
+        name: ContractRecord(
+            address=c.address,
+            block=0,
+            tx_hash="0x",
+            abi=[abi.model_dump(mode="json", by_alias=True) for abi in c.contract_type.abi],
+        )
+        for name, c in platform.items()
+    }
+    record = Deployment(
+        chain_id=chain.chain_id,
+        network="ethereum:local:foundry",
+        deployer=str(platform["DimoToken"].address),
+        start_block=0,
+        contracts=contracts,
+    )
+    path = tmp_path_factory.mktemp("deployment") / "31337.json"
+    record.save(path)
+    return path
