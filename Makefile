@@ -16,7 +16,7 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 SHIM_STAMP := $(SOLCX_BINARY_PATH)/.registered
 
-.PHONY: help install compile test run bench bench-gas lint clean
+.PHONY: help install compile test run bench bench-gas bench-oracle bench-bridge lint clean
 
 help:
 	@echo "make run     run the platform (anvil, deploy, services)"
@@ -54,6 +54,12 @@ bench: install compile
 
 bench-gas: install compile
 	$(PY) benchmarks/gas.py
+
+bench-oracle: install compile
+	$(PY) benchmarks/oracle.py
+
+bench-bridge: install
+	$(PY) benchmarks/bridge.py
 
 lint: install
 	ruff check .

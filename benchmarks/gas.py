@@ -206,6 +206,261 @@ def identity_figures(b: Bench) -> dict[str, int]:
     return out
 
 
+GRANT_TYPES = [
+    {"name": n, "type": t}
+    for n, t in [
+        ("vehicleId", "uint256"),
+        ("grantee", "address"),
+        ("scopes", "uint256"),
+        ("expiry", "uint64"),
+        ("termsCid", "bytes"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ]
+]
+PERMIT_TYPES = [
+    {"name": n, "type": t}
+    for n, t in [
+        ("owner", "address"),
+        ("spender", "address"),
+        ("value", "uint256"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ]
+]
+BALLOT_TYPES = [
+    {"name": n, "type": t}
+    for n, t in [
+        ("proposalId", "uint256"),
+        ("support", "uint8"),
+        ("voter", "address"),
+        ("nonce", "uint256"),
+    ]
+]
+#: A 36-byte CIDv1 (raw, sha2-256) in binary form, as grants and products carry terms.
+TERMS_CID = bytes.fromhex("01551220") + keccak(b"terms")
+PRICE = 10**18
+
+
+def _bulk(b: Bench, sender: Any, calls: list[Any]) -> None:
+    """Sends web3 calls from an unlocked anvil account and waits for the last (fast setup)."""
+    web3 = b.chain.provider.web3
+    last = None
+    for call in calls:
+        last = call.transact({"from": sender.address, "gas": 400_000})
+    if last is not None and web3.eth.wait_for_transaction_receipt(last)["status"] != 1:
+        raise RuntimeError("bulk setup transaction failed")
+
+
+def _web3(b: Bench, contract: Any) -> Any:
+    abi = [item.model_dump(mode="json", by_alias=True) for item in contract.contract_type.abi]
+    return b.chain.provider.web3.eth.contract(address=contract.address, abi=abi)
+
+
+def rights_figures(b: Bench) -> dict[str, int]:
+    """Data rights, the data market and governance (issue 5).
+
+    Grants go to a fresh grantee on a vehicle of its own (a new slot). A licence is bought by
+    a buyer who holds DIMO and approved the market, of a product with 1 or 1,000 vehicles
+    opted in; the buyer's licence slot is new. `claim_revenue` pays an owner who ALREADY
+    holds DIMO (the common case: rewards); `claim_revenue_first_holder` pays one who holds
+    none yet. Votes: the second vote of the same side on the same proposal, after a warm-up.
+    """
+    vehicles, token = b.c["VehicleId"], b.c["DimoToken"]
+    rights, market = b.c["VehicleRights"], b.c["DataMarket"]
+    params, governor = b.c["Parameters"], b.c["DimoGovernor"]
+    out: dict[str, int] = {}
+    scopes = 1 | 2
+
+    def new_vehicle(owner: Any) -> int:
+        tx = vehicles.mint("Hyundai", "Kona Electric", 2019, b.vin(), sender=owner)
+        return int(tx.return_value)
+
+    def grant() -> Any:
+        owner = b.fresh()
+        vehicle = new_vehicle(owner)
+        return rights.grant(vehicle, b.fresh(), scopes, FAR, TERMS_CID, sender=owner)
+
+    out["grant"] = measured(grant)
+
+    state: dict[str, Any] = {}
+
+    def grant_by_sig() -> Any:
+        owner = b.fresh()
+        vehicle, grantee = new_vehicle(owner), b.fresh()
+        msg = {
+            "vehicleId": vehicle,
+            "grantee": grantee.address,
+            "scopes": scopes,
+            "expiry": FAR,
+            "termsCid": TERMS_CID,
+            "nonce": 0,
+            "deadline": FAR,
+        }
+        sig = b.sign(owner.private_key, rights, "Grant", GRANT_TYPES, msg)
+        state["owner"], state["vehicle"], state["grantee"] = owner, vehicle, grantee
+        return rights.grantBySig(
+            vehicle, grantee, scopes, FAR, TERMS_CID, FAR, sig, sender=b.connection
+        )
+
+    out["grant_by_sig"] = measured(grant_by_sig)
+
+    def revoke() -> Any:
+        grant_by_sig()
+        return rights.revoke(state["vehicle"], state["grantee"], sender=state["owner"])
+
+    out["revoke"] = measured(revoke)
+
+    params.setUint(params.PROTOCOL_FEE_BPS(), 250, sender=b.admin)
+    curator = b.fresh()
+    market.grantRole(market.CURATOR_ROLE(), curator, sender=b.admin)
+
+    def list_product() -> Any:
+        return market.listProduct(scopes, PRICE, 30 * 86_400, TERMS_CID, sender=curator)
+
+    out["list_product"] = measured(list_product)
+    product = int(list_product().return_value)
+
+    def opt_in() -> Any:
+        owner = b.fresh()
+        return market.optIn(new_vehicle(owner), product, sender=owner)
+
+    out["opt_in"] = measured(opt_in)
+
+    def funded_buyer() -> Any:
+        buyer = b.fresh()
+        token.mint(buyer, 10**24, sender=b.admin)
+        token.approve(market, 10**24, sender=buyer)
+        return buyer
+
+    one = int(list_product().return_value)
+    holder = b.fresh()
+    token.mint(holder, 10**18, sender=b.admin)
+    vehicle_one = new_vehicle(holder)
+    market.optIn(vehicle_one, one, sender=holder)
+    out["buy_licence_1"] = measured(lambda: market.buy(one, 1, sender=funded_buyer()))
+
+    many = int(list_product().return_value)
+    fleet_owner = b._accounts.test_accounts[3]  # an anvil dev account: unlocked for web3
+    first = int(vehicles.lastVehicleId()) + 1
+    w3_vehicles = _web3(b, vehicles)
+    _bulk(
+        b,
+        fleet_owner,
+        [
+            w3_vehicles.functions.mint("Hyundai", "Kona Electric", 2019, b.vin())
+            for _ in range(1000)
+        ],
+    )
+    w3_market = _web3(b, market)
+    _bulk(b, fleet_owner, [w3_market.functions.optIn(v, many) for v in range(first, first + 1000)])
+    if market.productOf(many).optedIn != 1000:
+        raise RuntimeError("expected 1,000 vehicles opted in")
+    out["buy_licence_1000"] = measured(lambda: market.buy(many, 1, sender=funded_buyer()))
+
+    def buy_with_permit() -> Any:
+        buyer = b.fresh()
+        token.mint(buyer, 10**24, sender=b.admin)
+        msg = {
+            "owner": buyer.address,
+            "spender": market.address,
+            "value": PRICE,
+            "nonce": 0,
+            "deadline": FAR,
+        }
+        domain = {
+            "name": "DIMO",
+            "version": "1",
+            "chainId": b.chain.chain_id,
+            "verifyingContract": token.address,
+        }
+        signed = Account.sign_typed_data(buyer.private_key, domain, {"Permit": PERMIT_TYPES}, msg)
+        r, s = signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+        return market.buyWithPermit(one, 1, FAR, signed.v, r, s, sender=buyer)
+
+    out["buy_licence_permit"] = measured(buy_with_permit)
+
+    # The holder's vehicle earned from every purchase of product `one`; claim after each sale.
+    def claim_revenue() -> Any:
+        market.buy(one, 1, sender=funded_buyer())
+        return market.claim(vehicle_one, [one], sender=holder)
+
+    out["claim_revenue"] = measured(claim_revenue)
+
+    def claim_first_holder() -> Any:
+        owner = b.fresh()
+        vehicle = new_vehicle(owner)
+        product_id = int(list_product().return_value)
+        market.optIn(vehicle, product_id, sender=owner)
+        market.buy(product_id, 1, sender=funded_buyer())
+        return market.claim(vehicle, [product_id], sender=owner)
+
+    out["claim_revenue_first_holder"] = measured(claim_first_holder)
+
+    out.update(_governance_figures(b, params, governor, token))
+    return out
+
+
+def _governance_figures(b: Bench, params: Any, governor: Any, token: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    voters = []
+    for _ in range(4):
+        voter = b.fresh()
+        token.mint(voter, 10**24, sender=b.admin)
+        token.invoke_transaction("delegate", voter, sender=voter)
+        voters.append(voter)
+    b.chain.mine(timestamp=b.chain.pending_timestamp + 1)
+    counter = {"n": 0}
+
+    def proposal() -> tuple[list[str], list[int], list[bytes], str]:
+        counter["n"] += 1
+        calldata = params.setUint.encode_input(params.PROTOCOL_FEE_BPS(), 100 + counter["n"])
+        return [params.address], [0], [calldata], f"Set the protocol fee, take {counter['n']}"
+
+    def propose() -> Any:
+        targets, values, calldatas, description = proposal()
+        state["args"] = (targets, values, calldatas, keccak(description.encode()))
+        return governor.propose(targets, values, calldatas, description, sender=voters[0])
+
+    state: dict[str, Any] = {}
+    out["propose"] = measured(propose)
+    proposal_id = int(propose().events.filter(governor.ProposalCreated)[0].proposalId)
+    b.chain.mine(timestamp=governor.proposalSnapshot(proposal_id) + 1)
+
+    governor.castVote(proposal_id, 1, sender=voters[0])
+    out["cast_vote"] = int(governor.castVote(proposal_id, 1, sender=voters[1]).gas_used)
+
+    def ballot(voter: Any) -> bytes:
+        domain = {
+            "name": governor.name(),
+            "version": governor.version(),
+            "chainId": b.chain.chain_id,
+            "verifyingContract": governor.address,
+        }
+        msg = {
+            "proposalId": proposal_id,
+            "support": 1,
+            "voter": voter.address,
+            "nonce": governor.nonces(voter),
+        }
+        return bytes(
+            Account.sign_typed_data(
+                voter.private_key, domain, {"Ballot": BALLOT_TYPES}, msg
+            ).signature
+        )
+
+    tx = governor.castVoteBySig(proposal_id, 1, voters[2], ballot(voters[2]), sender=b.admin)
+    out["cast_vote_by_sig"] = int(tx.gas_used)
+
+    b.chain.mine(timestamp=governor.proposalDeadline(proposal_id) + 1)
+    targets, values, calldatas, description_hash = state["args"]
+    governor.queue(targets, values, calldatas, description_hash, sender=b.admin)
+    b.chain.mine(timestamp=governor.proposalEta(proposal_id) + 1)
+    tx = governor.execute(targets, values, calldatas, description_hash, sender=b.admin)
+    out["execute"] = int(tx.gas_used)
+    return out
+
+
 def main() -> None:
     """Deploys on a fresh anvil and prints the figures."""
     from ape import networks
@@ -213,6 +468,7 @@ def main() -> None:
     with networks.parse_network_choice("ethereum:local:foundry"):
         bench = Bench()
         figures = identity_figures(bench)
+        figures.update(rights_figures(bench))
     print("optimizer: solc 0.8.28 via-IR, optimizer on, runs 1,000,000, evm cancun")
     print(json.dumps(figures))
 

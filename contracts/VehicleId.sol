@@ -148,6 +148,13 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
     }
 
     /// @inheritdoc IVehicleId
+    function ownerAndEpochOf(uint256 vehicleId) external view returns (address owner, uint32 epoch) {
+        owner = _ownerOf(vehicleId);
+        if (owner == address(0)) revert VehicleIdUnknownVehicle(vehicleId);
+        epoch = _vehicles[vehicleId].epoch;
+    }
+
+    /// @inheritdoc IVehicleId
     function lastVehicleId() external view returns (uint256) {
         return _lastVehicleId;
     }
@@ -211,7 +218,7 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
         uint32 modelId = _modelIdOf(make, model);
         vehicleId = ++_lastVehicleId;
         _vehicleByVin[vinCommitment] = vehicleId;
-        _vehicles[vehicleId] = Vehicle(modelId, year, address(0));
+        _vehicles[vehicleId] = Vehicle(modelId, year, address(0), 0);
         _mint(owner, vehicleId);
         emit VehicleMinted(vehicleId, owner, modelId, year, vinCommitment, msg.sender);
     }
@@ -244,7 +251,8 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
         }
     }
 
-    /// @dev A transfer (not a mint) of a paired vehicle unpairs it; the new owner pairs again.
+    /// @dev A transfer (not a mint) starts a new epoch, which voids the grants of earlier
+    /// owners, and unpairs a paired vehicle; the new owner pairs again.
     function _update(address to, uint256 tokenId, address auth)
         internal
         override
@@ -252,9 +260,14 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
     {
         from = super._update(to, tokenId, auth);
         if (from != address(0) && from != to) {
-            address device = _vehicles[tokenId].device;
+            Vehicle storage v = _vehicles[tokenId];
+            address device = v.device;
+            // 2**32 transfers of one vehicle cannot happen; the wrap is unreachable.
+            unchecked {
+                v.epoch += 1;
+            }
             if (device != address(0)) {
-                _vehicles[tokenId].device = address(0);
+                v.device = address(0);
                 IDeviceId(_deviceRegistry).onVehicleTransferred(tokenId, device);
             }
         }

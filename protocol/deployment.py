@@ -18,6 +18,11 @@ CONTRACTS = (
     "VehicleId",
     "DeviceId",
     "AttestationAnchor",
+    "DimoTimelock",
+    "DimoGovernor",
+    "Parameters",
+    "VehicleRights",
+    "DataMarket",
 )
 
 

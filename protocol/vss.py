@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import cast
 
 from protocol.exceptions import ProtocolError
 from protocol.privileges import Privilege
@@ -114,6 +115,25 @@ class VssSignal:
     max: float | None = None
     allowed: tuple[VssValue, ...] = ()
     extension: bool = False
+
+    def all_plausible(self, values: Sequence[object]) -> bool:
+        """Whether every value is plausible: one pass for numbers, for the ingest hot path.
+
+        False means some value is not; `plausibility_error` on each then says which and why.
+        """
+        dt = self.datatype
+        if self.allowed or dt.is_integer or dt in (VssDatatype.BOOLEAN, VssDatatype.STRING):
+            return all(self.plausibility_error(v) is None for v in values)
+        for v in values:
+            if type(v) is not float and type(v) is not int:
+                return False
+        numbers = cast("Sequence[float]", values)
+        # A NaN or an infinity anywhere makes the sum non-finite.
+        if not numbers or not math.isfinite(math.fsum(numbers)):
+            return False
+        if self.min is not None and min(numbers) < self.min:
+            return False
+        return not (self.max is not None and max(numbers) > self.max)
 
     def plausibility_error(self, value: object) -> str | None:
         """Return why `value` is implausible for this signal, or None if it is plausible."""

@@ -2,15 +2,40 @@
 
     ape run deploy --network ethereum:local:foundry
 
-Roles after the deploy (until the governance issue hands them to the timelock):
-- ManufacturerRegistry: DEFAULT_ADMIN_ROLE and REGISTRAR_ROLE -> deployer.
-- DimoToken: DEFAULT_ADMIN_ROLE -> deployer; MINTER_ROLE -> nobody (the rewards contract
-  later); on a local chain (chain id 31337) the deployer also gets MINTER_ROLE to seed demos.
-- VehicleId: DEFAULT_ADMIN_ROLE -> deployer (its one power: setting the device registry,
-  done here, once).
-- DeviceId: no roles.
-- AttestationAnchor (an OracleRegistry too): DEFAULT_ADMIN_ROLE -> deployer, which replaces
-  the oracle set; anyone relays a quorum-signed batch.
+Governance: DimoToken votes -> DimoGovernor -> DimoTimelock (OpenZeppelin's
+TimelockController). The governor is the timelock's only proposer and canceller; anyone
+executes (executor address(0)). Settings (seconds, timestamp clock):
+
+| setting             | live (chain id != 31337) | local chain (31337) |
+| ------------------- | ------------------------ | ------------------- |
+| voting delay        | 86,400 (1 day)           | 60                  |
+| voting period       | 604,800 (7 days)         | 600                 |
+| proposal threshold  | 100,000 DIMO             | 0                   |
+| quorum              | 4% of supply             | 4% of supply        |
+| timelock min delay  | 172,800 (2 days)         | 60                  |
+
+Roles after the deploy. Every admin role of every contract goes to the timelock, so only
+an executed proposal exercises it:
+- ManufacturerRegistry: DEFAULT_ADMIN_ROLE and REGISTRAR_ROLE -> timelock.
+- DimoToken: DEFAULT_ADMIN_ROLE -> timelock; MINTER_ROLE -> nobody (the rewards contract
+  later).
+- VehicleId: DEFAULT_ADMIN_ROLE -> timelock (its one power, setting the device registry, is
+  used here, once).
+- DeviceId, VehicleRights: no roles.
+- AttestationAnchor (an OracleRegistry too): DEFAULT_ADMIN_ROLE -> timelock, which replaces
+  the oracle set.
+- Parameters: DEFAULT_ADMIN_ROLE -> timelock (sets flags and numbers).
+- DataMarket: DEFAULT_ADMIN_ROLE -> timelock (grants CURATOR_ROLE, sets the treasury);
+  CURATOR_ROLE -> nobody until governance approves a curator. The treasury is DIMO_TREASURY,
+  default the timelock.
+- DimoTimelock: PROPOSER_ROLE and CANCELLER_ROLE -> governor; EXECUTOR_ROLE -> everyone;
+  DEFAULT_ADMIN_ROLE -> the timelock itself.
+
+On a live network the deployer renounces every role it held during the deploy and keeps
+none. On the local chain the deployer KEEPS the admin roles too (DEFAULT_ADMIN_ROLE of every
+contract, REGISTRAR_ROLE, the timelock's admin) and also gets DimoToken's MINTER_ROLE, so
+tests and the demo seed can act without a proposal; the timelock holds the same roles, so a
+governance round works there as it does live.
 
 The oracle set is DIMO_ORACLE_SIGNERS (comma-separated addresses) with threshold
 DIMO_ORACLE_THRESHOLD; on a local chain it defaults to anvil's dev accounts 7, 8 and 9 with
@@ -25,23 +50,59 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ape import accounts, chain, networks, project
 
 from protocol.deployment import ContractRecord, Deployment
 
 LOCAL_CHAIN_ID = 31337
+ZERO_ADDRESS = "0x" + "0" * 40
 
 
-def deploy(deployer: Any, oracle_signers: list[str], threshold: int) -> Deployment:
+class GovernanceSettings(NamedTuple):
+    """Governor and timelock settings, in seconds (the token's clock is a timestamp).
+
+    A NamedTuple, not a dataclass: `ape run` executes this file without registering it in
+    `sys.modules`, which dataclasses need.
+    """
+
+    voting_delay: int
+    voting_period: int
+    proposal_threshold: int
+    timelock_delay: int
+
+
+LIVE_GOVERNANCE = GovernanceSettings(
+    voting_delay=86_400,
+    voting_period=604_800,
+    proposal_threshold=100_000 * 10**18,
+    timelock_delay=172_800,
+)
+LOCAL_GOVERNANCE = GovernanceSettings(
+    voting_delay=60, voting_period=600, proposal_threshold=0, timelock_delay=60
+)
+
+
+def deploy(
+    deployer: Any,
+    oracle_signers: list[str],
+    threshold: int,
+    governance: GovernanceSettings | None = None,
+    treasury: str | None = None,
+) -> Deployment:
     """Deploys every contract from `deployer` and returns the record (not yet saved).
 
     Args:
-        deployer: The Ape account that deploys and first holds the admin roles.
+        deployer: The Ape account that deploys; it keeps admin roles on a local chain only.
         oracle_signers: Addresses of the oracle quorum.
         threshold: How many oracles must sign a batch.
+        governance: Governor and timelock settings; by default the live ones, or the short
+            local ones on chain id 31337.
+        treasury: Where DataMarket fees accrue; by default the timelock.
     """
+    local = chain.chain_id == LOCAL_CHAIN_ID
+    settings = governance or (LOCAL_GOVERNANCE if local else LIVE_GOVERNANCE)
     records: dict[str, ContractRecord] = {}
 
     def record(name: str, contract: Any) -> Any:
@@ -61,24 +122,74 @@ def deploy(deployer: Any, oracle_signers: list[str], threshold: int) -> Deployme
     vehicles = record("VehicleId", project.VehicleId.deploy(deployer, registry, sender=deployer))
     devices = record("DeviceId", project.DeviceId.deploy(registry, vehicles, sender=deployer))
     vehicles.setDeviceRegistry(devices, sender=deployer)
-    record(
+    anchor = record(
         "AttestationAnchor",
         project.AttestationAnchor.deploy(deployer, oracle_signers, threshold, sender=deployer),
     )
+    # The deployer administers the timelock until the governor is wired in.
+    timelock = record(
+        "DimoTimelock",
+        project.DimoTimelock.deploy(
+            settings.timelock_delay, [], [ZERO_ADDRESS], deployer, sender=deployer
+        ),
+    )
+    governor = record(
+        "DimoGovernor",
+        project.DimoGovernor.deploy(
+            token,
+            timelock,
+            settings.voting_delay,
+            settings.voting_period,
+            settings.proposal_threshold,
+            sender=deployer,
+        ),
+    )
+    timelock.grantRole(timelock.PROPOSER_ROLE(), governor, sender=deployer)
+    timelock.grantRole(timelock.CANCELLER_ROLE(), governor, sender=deployer)
+    parameters = record("Parameters", project.Parameters.deploy(deployer, sender=deployer))
+    record("VehicleRights", project.VehicleRights.deploy(vehicles, sender=deployer))
+    market = record(
+        "DataMarket",
+        project.DataMarket.deploy(
+            deployer, token, vehicles, parameters, treasury or timelock.address, sender=deployer
+        ),
+    )
 
-    roles: dict[str, dict[str, list[str]]] = {
-        "ManufacturerRegistry": {
-            "DEFAULT_ADMIN_ROLE": [deployer.address],
-            "REGISTRAR_ROLE": [deployer.address],
-        },
-        "DimoToken": {"DEFAULT_ADMIN_ROLE": [deployer.address], "MINTER_ROLE": []},
-        "VehicleId": {"DEFAULT_ADMIN_ROLE": [deployer.address]},
-        "DeviceId": {},
-        "AttestationAnchor": {"DEFAULT_ADMIN_ROLE": [deployer.address]},
+    # Hand every admin role to the timelock; the deployer keeps its own only locally.
+    admin_roles: dict[str, tuple[Any, list[str]]] = {
+        "ManufacturerRegistry": (registry, ["DEFAULT_ADMIN_ROLE", "REGISTRAR_ROLE"]),
+        "DimoToken": (token, ["DEFAULT_ADMIN_ROLE"]),
+        "VehicleId": (vehicles, ["DEFAULT_ADMIN_ROLE"]),
+        "AttestationAnchor": (anchor, ["DEFAULT_ADMIN_ROLE"]),
+        "Parameters": (parameters, ["DEFAULT_ADMIN_ROLE"]),
+        "DataMarket": (market, ["DEFAULT_ADMIN_ROLE"]),
     }
-    if chain.chain_id == LOCAL_CHAIN_ID:
+    holders = [timelock.address, deployer.address] if local else [timelock.address]
+    roles: dict[str, dict[str, list[str]]] = {"DeviceId": {}, "VehicleRights": {}}
+    for name, (contract, role_names) in admin_roles.items():
+        roles[name] = {}
+        for role_name in role_names:
+            role = getattr(contract, role_name)()
+            contract.grantRole(role, timelock, sender=deployer)
+            roles[name][role_name] = list(holders)
+    roles["DimoToken"]["MINTER_ROLE"] = []
+    roles["DataMarket"]["CURATOR_ROLE"] = []
+    roles["DimoTimelock"] = {
+        "DEFAULT_ADMIN_ROLE": list(holders),
+        "PROPOSER_ROLE": [governor.address],
+        "CANCELLER_ROLE": [governor.address],
+        "EXECUTOR_ROLE": [ZERO_ADDRESS],
+    }
+    roles["DimoGovernor"] = {}
+    if local:
         token.grantRole(token.MINTER_ROLE(), deployer, sender=deployer)
         roles["DimoToken"]["MINTER_ROLE"].append(deployer.address)
+    else:
+        # Admin roles last: a renounced DEFAULT_ADMIN_ROLE can grant nothing more.
+        for contract, role_names in admin_roles.values():
+            for role_name in sorted(role_names, key=lambda r: r == "DEFAULT_ADMIN_ROLE"):
+                contract.renounceRole(getattr(contract, role_name)(), deployer, sender=deployer)
+        timelock.renounceRole(timelock.DEFAULT_ADMIN_ROLE(), deployer, sender=deployer)
 
     return Deployment(
         chain_id=chain.chain_id,
@@ -118,7 +229,7 @@ def _oracle_set() -> tuple[list[str], int]:
 
 def main() -> None:
     """Entry point of `ape run deploy`."""
-    deployment = deploy(_deployer(), *_oracle_set())
+    deployment = deploy(_deployer(), *_oracle_set(), treasury=os.environ.get("DIMO_TREASURY"))
     default = Path("data") / "deployments" / f"{deployment.chain_id}.json"
     path = Path(os.environ.get("DIMO_DEPLOYMENT", default))
     deployment.save(path)

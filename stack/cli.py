@@ -11,6 +11,9 @@ from eth_account import Account
 from rich.console import Console
 from rich.table import Table
 
+from device_bridge.cli import app as bridge_app
+from device_bridge.simulator.cli import app as fleet_app
+from oracle.cli import app as oracle_app
 from stack.chain import DEV_MNEMONIC, Anvil, anvil_binary
 from stack.config import StackSettings
 from stack.deploy import deploy, existing_deployment
@@ -23,6 +26,9 @@ stack_app = typer.Typer(
     help="The local platform: chain, contracts, services.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(oracle_app, name="oracle", help="Ingest, verify, journal and anchor bundles.")
+app.add_typer(bridge_app, name="bridge", help="CAN/OBD-II to signed VSS bundles.")
+app.add_typer(fleet_app, name="fleet", help="Simulated fleets with ground truth.")
 console = Console()
 
 Account.enable_unaudited_hdwallet_features()

@@ -272,3 +272,84 @@ def deployment_record(platform: Any, tmp_path_factory: pytest.TempPathFactory) -
     path = tmp_path_factory.mktemp("deployment") / "31337.json"
     record.save(path)
     return path
+
+
+# Data rights, data market and governance (issue 5).
+
+GRANT_TYPES = [
+    {"name": "vehicleId", "type": "uint256"},
+    {"name": "grantee", "type": "address"},
+    {"name": "scopes", "type": "uint256"},
+    {"name": "expiry", "type": "uint64"},
+    {"name": "termsCid", "type": "bytes"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+PERMIT_TYPES = [
+    {"name": "owner", "type": "address"},
+    {"name": "spender", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+BALLOT_TYPES = [
+    {"name": "proposalId", "type": "uint256"},
+    {"name": "support", "type": "uint8"},
+    {"name": "voter", "type": "address"},
+    {"name": "nonce", "type": "uint256"},
+]
+#: A CIDv1 (raw, sha2-256) in binary form: what grants and products carry as terms.
+TERMS_CID = bytes.fromhex("01551220") + keccak(b"terms of the licence")
+
+
+@pytest.fixture(scope="session")
+def vehicle_rights(platform: Any) -> Any:
+    return platform["VehicleRights"]
+
+
+@pytest.fixture(scope="session")
+def parameters(platform: Any) -> Any:
+    return platform["Parameters"]
+
+
+@pytest.fixture(scope="session")
+def data_market(platform: Any) -> Any:
+    return platform["DataMarket"]
+
+
+@pytest.fixture(scope="session")
+def governor(platform: Any) -> Any:
+    return platform["DimoGovernor"]
+
+
+@pytest.fixture(scope="session")
+def timelock(platform: Any) -> Any:
+    return platform["DimoTimelock"]
+
+
+@pytest.fixture(scope="session")
+def buyer(accounts: Any) -> Any:
+    """A data buyer (an insurer, a utility, ...)."""
+    return accounts[6]
+
+
+def _funded_account(accounts: Any, admin: Any) -> Any:
+    acct = accounts.generate_test_account()
+    admin.transfer(acct, 10**19)
+    return acct
+
+
+@pytest.fixture(scope="session")
+def curator(accounts: Any, admin: Any, data_market: Any) -> Any:
+    """A curator approved to list data products (the local admin stands in for governance)."""
+    acct = _funded_account(accounts, admin)
+    data_market.grantRole(data_market.CURATOR_ROLE(), acct, sender=admin)
+    return acct
+
+
+@pytest.fixture(scope="session")
+def treasury(accounts: Any, admin: Any, data_market: Any) -> Any:
+    """The account DataMarket's fees accrue to (set by the local admin)."""
+    acct = _funded_account(accounts, admin)
+    data_market.setTreasury(acct, sender=admin)
+    return acct

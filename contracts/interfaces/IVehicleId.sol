@@ -12,10 +12,13 @@ interface IVehicleId {
     /// @param modelId Index into the model catalog.
     /// @param year Model year.
     /// @param device The paired aftermarket device, or zero.
+    /// @param epoch Number of transfers so far (not the mint); grants made under an older
+    /// epoch are void.
     struct Vehicle {
         uint32 modelId;
         uint16 year;
         address device;
+        uint32 epoch;
     }
 
     /* ERRORS */
@@ -135,6 +138,14 @@ interface IVehicleId {
     /// @return make Manufacturer name.
     /// @return model Model name.
     function modelOf(uint32 modelId) external view returns (string memory make, string memory model);
+
+    /// @notice The owner of `vehicleId` and its transfer epoch, in one call.
+    /// @dev The epoch starts at 0 and grows by one on every transfer (not the mint), so a
+    /// record tagged with an older epoch belongs to a previous owner.
+    /// @param vehicleId An existing vehicle.
+    /// @return owner The vehicle's owner.
+    /// @return epoch The number of transfers of the vehicle so far.
+    function ownerAndEpochOf(uint256 vehicleId) external view returns (address owner, uint32 epoch);
 
     /// @notice The highest vehicle id minted so far (ids start at 1).
     /// @return The last id.

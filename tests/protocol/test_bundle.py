@@ -418,3 +418,38 @@ def test_bundles_that_differ_in_one_reading_have_different_data_hashes() -> None
     a = simple(readings={"Vehicle.Speed": [(T0, 42.5)]})
     b = simple(readings={"Vehicle.Speed": [(T0, 42.75)]})
     assert a.data_hash != b.data_hash
+
+
+@given(bundles())
+def test_cbor2_canonical_form_equals_ours_so_the_fast_decoder_agrees(bundle: Bundle) -> None:
+    import cbor2
+
+    from protocol.bundle import _decode_bundle_fast, _document
+
+    assert cbor2.dumps(_document(bundle), canonical=True) == bundle.encoding
+    fast = _decode_bundle_fast(bundle.encoding)
+    assert fast == bundle
+
+
+def test_the_fast_decoder_leaves_non_canonical_input_to_the_reference_decoder() -> None:
+    import cbor2
+
+    from protocol.bundle import NonCanonicalEncodingError, _decode_bundle_fast, decode_bundle
+
+    bundle = Bundle(
+        device="0x" + "11" * 20,
+        vehicle_id=1,
+        sequence=1,
+        window_start=1000,
+        window_end=2000,
+        readings={"Vehicle.Speed": [(1000, 1.5)]},
+    )
+    # The same data with a float widened to 8 bytes: valid CBOR, not canonical.
+    longer = cbor2.dumps(
+        {**cbor2.loads(bundle.encoding), "readings": [["Vehicle.Speed", [[1000, 1.5]]]]},
+        canonical=False,
+    )
+    assert longer != bundle.encoding
+    assert _decode_bundle_fast(longer) is None
+    with pytest.raises(NonCanonicalEncodingError):
+        decode_bundle(longer)

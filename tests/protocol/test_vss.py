@@ -90,3 +90,23 @@ def test_driving_privilege_never_reveals_location() -> None:
     assert "Vehicle.Speed" in paths
     assert not any(p.startswith("Vehicle.CurrentLocation") for p in paths)
     assert len(signals_for(ALL_PRIVILEGES)) == len(CATALOG)
+
+
+@given(
+    st.sampled_from(sorted(CATALOG)),
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(min_value=-(2**70), max_value=2**70),
+            st.booleans(),
+            st.text(max_size=3),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_the_one_pass_check_agrees_with_checking_each_value(
+    path: str, values: list[object]
+) -> None:
+    signal = CATALOG[path]
+    assert signal.all_plausible(values) == all(signal.plausibility_error(v) is None for v in values)

@@ -1,0 +1,184 @@
+"""Oracle figures: bundle signature checks per second, and the gas of anchoring and proving.
+
+- `verify_per_s`: bundle signature verifications (EIP-712 digest, secp256k1 recovery, signer
+  check; `protocol.bundle.verify_bundle`) per second on one core, and the ratio to
+  eth-account (`encode_typed_data` then `Account.recover_message`) on the same signatures.
+- `anchor_gas_<n>`: gasUsed of `anchor` for a real batch of n signed bundles (tree built with
+  `protocol.merkle`, content stored, signed by a 2-of-3 quorum of `OracleSigner`s, which
+  verify every bundle first), on anvil.
+- `verify_reading_gas_100000`: execution gas of `verifyReading` at 100,000 leaves
+  (eth_estimateGas minus the 21,000 intrinsic gas and the calldata cost);
+  `verify_reading_gas_100000_estimate` is the raw estimate.
+- `ingest_bundles_per_s`: from `benchmarks/oracle_ingest.py` when it exists.
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+
+from oracle.anchoring import BatchHeader
+from oracle.quorum import OracleSigner, Quorum, build_content, leaf_of_row, wire_form
+from protocol.blobstore import LocalCidStore
+from protocol.bundle import (
+    Bundle,
+    SignedBundle,
+    bundle_typed_data,
+    sign_bundle,
+    verify_bundle,
+)
+from protocol.crypto import private_key_to_address
+from protocol.eip712 import Eip712Domain, dimo_domain
+
+T0 = 1_767_225_600_000
+SIZES = (1, 1000, 100_000)
+
+
+def signed_bundles(n: int, domain: Eip712Domain, devices: int = 50) -> list[SignedBundle]:
+    """n bundles from `devices` device keys, signed in `domain`."""
+    keys = [keccak(f"bench-oracle-device-{i}".encode()) for i in range(devices)]
+    addresses = [private_key_to_address(k) for k in keys]
+    out = []
+    for i in range(n):
+        d = i % devices
+        start = T0 + 10_000 * i
+        bundle = Bundle(
+            addresses[d], 1 + d, i, start, start + 10_000, {"Vehicle.Speed": [(start, 50.5)]}
+        )
+        out.append(sign_bundle(bundle, keys[d], domain))
+    return out
+
+
+def verify_figures(domain: Eip712Domain) -> dict[str, float]:
+    """Verifications per second, ours and eth-account's, on the same signatures."""
+    sample = signed_bundles(2000, domain)
+    for s in sample:
+        _ = s.bundle.data_hash  # decoded bundles carry it; not part of the signature check
+    ours_n = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < 2.0:
+        for s in sample:
+            assert verify_bundle(s, domain) == s.bundle.device
+        ours_n += len(sample)
+    ours = ours_n / (time.perf_counter() - start)
+    theirs_sample = sample[:500]
+    start = time.perf_counter()
+    for s in theirs_sample:
+        message = encode_typed_data(full_message=bundle_typed_data(s.bundle, domain))
+        assert Account.recover_message(message, signature=s.signature) == s.bundle.device
+    theirs = len(theirs_sample) / (time.perf_counter() - start)
+    return {
+        "verify_per_s": round(ours),
+        "verify_eth_account_per_s": round(theirs),
+        "verify_ratio_vs_eth_account": round(ours / theirs, 2),
+    }
+
+
+def chain_figures() -> dict[str, int]:
+    """Anchor a real batch of each size with a 2-of-3 quorum; gas of anchor and verifyReading."""
+    from ape import accounts, chain, networks
+
+    from scripts.deploy import deploy
+
+    out: dict[str, int] = {}
+    with networks.parse_network_choice("ethereum:local:foundry"):
+        admin = accounts.test_accounts[0]
+        oracles = sorted(
+            (accounts.test_accounts[i] for i in (7, 8, 9)), key=lambda a: int(a.address, 16)
+        )
+        record = deploy(admin, [o.address for o in oracles], 2)
+        from ape import project
+
+        anchor = project.AttestationAnchor.at(record.contracts["AttestationAnchor"].address)
+        domain = dimo_domain(chain.chain_id, anchor.address)
+        signers = [OracleSigner(str(o.private_key), domain) for o in oracles]
+        quorum = Quorum(signers, [o.address for o in oracles], 2, domain)
+        last: tuple[int, Any, Any] | None = None
+        with tempfile.TemporaryDirectory() as tmp:
+            store = LocalCidStore(Path(tmp))
+            for batch_id, n in enumerate(SIZES, start=1):
+                bundles = signed_bundles(n, domain)
+                leaves = [
+                    leaf_of_row(
+                        b.bundle.device,
+                        b.bundle.vehicle_id,
+                        b.bundle.sequence,
+                        b.bundle.window_start,
+                        b.bundle.window_end,
+                        b.bundle.data_hash,
+                        b.signature,
+                    )
+                    for b in bundles
+                ]
+                wires = [wire_form(b.bundle.encoding, b.signature) for b in bundles]
+                content, tree = build_content(batch_id, wires, leaves)
+                header = BatchHeader(
+                    batch_id,
+                    tree.root,
+                    store.put(content),
+                    n,
+                    min(v[3] for v in leaves),
+                    max(v[4] for v in leaves),
+                )
+                signatures = quorum.collect(header, content)
+                tx = anchor.anchor(header.as_tuple(), signatures, sender=admin)
+                out[f"anchor_gas_{n}"] = int(tx.gas_used)
+                last = (batch_id, tree, leaves)
+        assert last is not None
+        batch_id, tree, leaves = last
+        w3 = chain.provider.web3
+        contract = w3.eth.contract(
+            address=anchor.address, abi=record.contracts["AttestationAnchor"].abi
+        )
+        index = len(leaves) // 2
+        fn = contract.functions.verifyReading(batch_id, list(leaves[index]), tree.proof(index))
+        assert fn.call() is True
+        data = bytes.fromhex(fn._encode_transaction_data().removeprefix("0x"))
+        estimate = int(fn.estimate_gas({"from": admin.address}))
+        calldata = sum(4 if b == 0 else 16 for b in data)
+        out["verify_reading_gas_100000"] = estimate - 21_000 - calldata
+        out["verify_reading_gas_100000_estimate"] = estimate
+    return out
+
+
+def ingest_figure() -> dict[str, float]:
+    """`ingest_bundles_per_s` from benchmarks/oracle_ingest.py, when that benchmark exists."""
+    path = Path(__file__).resolve().parent / "oracle_ingest.py"
+    if not path.exists():
+        return {}
+    spec = importlib.util.spec_from_file_location("oracle_ingest", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.ingest_bundles_per_s()
+    if isinstance(result, dict):
+        result = result["bundles_per_s"]
+    return {"ingest_bundles_per_s": result}
+
+
+def main() -> None:
+    """Prints the figures; the last line is one JSON object."""
+    domain = dimo_domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
+    figures: dict[str, Any] = {}
+    figures.update(verify_figures(domain))
+    figures.update(chain_figures())
+    figures.update(ingest_figure())
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+/// @title Data licences with revenue shared to vehicle owners
+/// @notice Curators approved by governance (holders of `CURATOR_ROLE`) list data products: a
+/// privilege mask, a price in DIMO per period, a period length and a terms CID. Owners opt
+/// their vehicles in and out. A buyer buys whole periods of a product's licence, paying in
+/// DIMO (ERC-2612 permit supported). The protocol fee (`PROTOCOL_FEE_BPS` in Parameters)
+/// accrues to the treasury; the rest is shared equally among the vehicles opted in at the
+/// moment of the purchase, in O(1) gas through a per-product accumulator.
+///
+/// Rounding rule: a sale of `cost` with fee `fee = cost * bps / 10_000` (floor) and `n`
+/// vehicles opted in credits each vehicle `(cost - fee) / n` (floor, in wei); the remainder
+/// `(cost - fee) % n` (less than `n` wei) goes to the treasury with the fee. Nothing is lost:
+/// fees, dust and every vehicle's share add up to `cost` exactly.
+///
+/// Revenue belongs to the vehicle, not to whoever owned it at the sale: `claim` pays the
+/// vehicle's current owner. An opt-in likewise stays with the vehicle across a transfer
+/// until its new owner opts out (the indexer sees the transfer and the opt-in history).
+interface IDataMarket {
+    /* TYPES */
+
+    /// @notice A data product, two storage slots.
+    /// @param pricePerPeriod Price of one period, in DIMO wei.
+    /// @param accPerVehicle Revenue credited so far to each vehicle opted in throughout, in wei.
+    /// @param periodSeconds Length of one licence period.
+    /// @param optedIn Number of vehicles opted in now.
+    /// @param scopes Privilege mask a licence carries.
+    struct Product {
+        uint128 pricePerPeriod;
+        uint128 accPerVehicle;
+        uint32 periodSeconds;
+        uint32 optedIn;
+        uint96 scopes;
+    }
+
+    /// @notice A vehicle's standing in one product, one storage slot.
+    /// @param snapshot The product's accumulator when revenue was last settled.
+    /// @param accrued Revenue settled but not claimed yet, in wei.
+    /// @param optedIn Whether the vehicle is opted in now.
+    struct Position {
+        uint128 snapshot;
+        uint120 accrued;
+        bool optedIn;
+    }
+
+    /* ERRORS */
+
+    /// @notice No product has id `productId`.
+    error DataMarketUnknownProduct(uint256 productId);
+    /// @notice `scopes` is empty or sets a bit outside the defined privileges.
+    error DataMarketInvalidScopes(uint256 scopes);
+    /// @notice A product needs a non-zero price and period; got `pricePerPeriod`, `periodSeconds`.
+    error DataMarketInvalidProduct(uint128 pricePerPeriod, uint32 periodSeconds);
+    /// @notice The feature flag `key` must be on in Parameters for this.
+    error DataMarketFeatureDisabled(bytes32 key);
+    /// @notice `caller` does not own vehicle `vehicleId`; `owner` does.
+    error DataMarketNotVehicleOwner(uint256 vehicleId, address caller, address owner);
+    /// @notice Vehicle `vehicleId` is opted in to `productId` already.
+    error DataMarketAlreadyOptedIn(uint256 vehicleId, uint256 productId);
+    /// @notice Vehicle `vehicleId` is not opted in to `productId`.
+    error DataMarketNotOptedIn(uint256 vehicleId, uint256 productId);
+    /// @notice A purchase must be of at least one period.
+    error DataMarketZeroPeriods();
+    /// @notice No vehicle is opted in to `productId`, so there is nothing to license.
+    error DataMarketNoVehiclesOptedIn(uint256 productId);
+    /// @notice Vehicle `vehicleId` has no revenue to claim.
+    error DataMarketNothingToClaim(uint256 vehicleId);
+    /// @notice Only the treasury may withdraw; `caller` is not it.
+    error DataMarketNotTreasury(address caller);
+    /// @notice The treasury has no fees to withdraw.
+    error DataMarketNothingToWithdraw();
+    /// @notice The treasury must not be the zero address.
+    error DataMarketZeroTreasury();
+
+    /* EVENTS */
+
+    /// @notice `curator` listed `productId`.
+    event ProductListed(
+        uint256 indexed productId,
+        address indexed curator,
+        uint256 scopes,
+        uint128 pricePerPeriod,
+        uint32 periodSeconds,
+        bytes termsCid
+    );
+    /// @notice `owner` opted `vehicleId` in to `productId`; from this block buyers of the
+    /// product may read it.
+    event OptedIn(uint256 indexed vehicleId, uint256 indexed productId, address indexed owner);
+    /// @notice `owner` opted `vehicleId` out of `productId`; from this block buyers may not
+    /// read it.
+    event OptedOut(uint256 indexed vehicleId, uint256 indexed productId, address indexed owner);
+    /// @notice `buyer` bought `periods` periods of `productId` for `cost`, of which `fee` (fee
+    /// and rounding dust) went to the treasury; each of the `vehicles` opted in got `share`.
+    /// The licence now runs until `expiry`.
+    event LicenceBought(
+        address indexed buyer,
+        uint256 indexed productId,
+        uint32 periods,
+        uint256 cost,
+        uint256 fee,
+        uint256 share,
+        uint32 vehicles,
+        uint64 expiry
+    );
+    /// @notice `owner` claimed `amount` of `vehicleId`'s revenue from `productId`.
+    event RevenueClaimed(
+        uint256 indexed vehicleId, uint256 indexed productId, address indexed owner, uint256 amount
+    );
+    /// @notice The treasury became `treasury`.
+    event TreasurySet(address indexed treasury);
+    /// @notice `treasury` withdrew `amount` of fees.
+    event FeesWithdrawn(address indexed treasury, uint256 amount);
+
+    /* FUNCTIONS */
+
+    /// @notice Lists a data product and returns its id (from 1).
+    /// @dev Only a curator. A product with the COMMANDS privilege needs the
+    /// `FEATURE_COMMANDS_SCOPE` flag on.
+    /// @param scopes Privilege mask a licence carries.
+    /// @param pricePerPeriod Price of one period, in DIMO wei; non-zero.
+    /// @param periodSeconds Length of one period; non-zero.
+    /// @param termsCid The CID of the licence terms (emitted, not stored).
+    /// @return productId The new product's id.
+    function listProduct(
+        uint256 scopes,
+        uint128 pricePerPeriod,
+        uint32 periodSeconds,
+        bytes calldata termsCid
+    ) external returns (uint256 productId);
+
+    /// @notice Opts `vehicleId` in to `productId`: it shares the revenue of later purchases.
+    /// @dev Only the vehicle's owner.
+    /// @param vehicleId The vehicle.
+    /// @param productId The product.
+    function optIn(uint256 vehicleId, uint256 productId) external;
+
+    /// @notice Opts `vehicleId` out of `productId`; revenue earned so far stays claimable.
+    /// @dev Only the vehicle's owner.
+    /// @param vehicleId The vehicle.
+    /// @param productId The product.
+    function optOut(uint256 vehicleId, uint256 productId) external;
+
+    /// @notice Buys `periods` periods of `productId`'s licence for `pricePerPeriod * periods`
+    /// DIMO, taken with `transferFrom` (approve first).
+    /// @dev The licence runs from max(now, current expiry). Reverts if no vehicle is opted in.
+    /// @param productId The product.
+    /// @param periods How many periods; non-zero.
+    /// @return expiry The licence's new expiry.
+    function buy(uint256 productId, uint32 periods) external returns (uint64 expiry);
+
+    /// @notice `buy` with an ERC-2612 permit of the price, signed by the caller.
+    /// @dev A permit that fails (say, front-run) is ignored if the allowance suffices anyway.
+    /// @param productId The product.
+    /// @param periods How many periods; non-zero.
+    /// @param deadline The permit's deadline.
+    /// @param v The permit signature's v.
+    /// @param r The permit signature's r.
+    /// @param s The permit signature's s.
+    /// @return expiry The licence's new expiry.
+    function buyWithPermit(
+        uint256 productId,
+        uint32 periods,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external returns (uint64 expiry);
+
+    /// @notice Pays `vehicleId`'s revenue from `productIds` to the caller, its current owner.
+    /// @dev Only the vehicle's owner. Reverts if the total is zero.
+    /// @param vehicleId The vehicle.
+    /// @param productIds The products to claim from.
+    /// @return amount The total paid, in wei.
+    function claim(uint256 vehicleId, uint256[] calldata productIds)
+        external
+        returns (uint256 amount);
+
+    /// @notice Pays the accrued fees and dust to the treasury.
+    /// @dev Only the treasury.
+    /// @return amount The amount paid, in wei.
+    function withdrawFees() external returns (uint256 amount);
+
+    /// @notice Sets the treasury that fees accrue to (fees accrued so far move with it).
+    /// @dev Only the admin (the timelock).
+    /// @param newTreasury The new treasury.
+    function setTreasury(address newTreasury) external;
+
+    /// @notice The product `productId`.
+    /// @param productId The product.
+    /// @return The product's record.
+    function productOf(uint256 productId) external view returns (Product memory);
+
+    /// @notice The standing of `vehicleId` in `productId`.
+    /// @param vehicleId The vehicle.
+    /// @param productId The product.
+    /// @return The position record.
+    function positionOf(uint256 vehicleId, uint256 productId)
+        external
+        view
+        returns (Position memory);
+
+    /// @notice Revenue `vehicleId` can claim from `productId` now.
+    /// @param vehicleId The vehicle.
+    /// @param productId The product.
+    /// @return The amount in wei.
+    function claimable(uint256 vehicleId, uint256 productId) external view returns (uint256);
+
+    /// @notice When `buyer`'s licence of `productId` ends (0: never bought).
+    /// @param buyer The buyer.
+    /// @param productId The product.
+    /// @return The expiry timestamp.
+    function licenceOf(address buyer, uint256 productId) external view returns (uint64);
+
+    /// @notice The treasury and its fees not yet withdrawn.
+    /// @return account The treasury's address.
+    /// @return accrued Fees and dust, in wei.
+    function treasury() external view returns (address account, uint256 accrued);
+
+    /// @notice The number of products listed so far (ids run from 1).
+    /// @return The last product id.
+    function lastProductId() external view returns (uint256);
+}

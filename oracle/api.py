@@ -1,0 +1,277 @@
+"""The oracle's ingest API: `POST /v1/bundles`, `GET /v1/status`, `GET /healthz`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from oracle.chainview import DeviceDirectory
+from oracle.config import OracleSettings
+from oracle.exceptions import BundleRejected, ChainUnavailableError, RequestRejected
+from oracle.ingest import Journal, Receipt, RejectionCounter
+from oracle.journal import open_journal
+from oracle.verify import VerifiedBundle, Verifier, split_body
+from protocol.bundle import SignedBundle
+from protocol.deployment import Deployment
+from protocol.eip712 import dimo_domain
+
+PROBLEM_JSON = "application/problem+json"
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def problem_response(problem: dict[str, Any]) -> Response:
+    """An RFC 9457 `application/problem+json` response of `problem`."""
+    return Response(_dumps(problem), status_code=int(problem["status"]), media_type=PROBLEM_JSON)
+
+
+def _sqlite_parent(url: str) -> None:
+    """Creates the directory of a file-backed SQLite URL, so a fresh machine just runs."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and ":memory:" not in url:
+        Path(url[len(prefix) :].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
+
+
+class GroupCommitter:
+    """Journals the bundles of concurrent requests together (group commit).
+
+    Requests queue their verified bundles; one writer takes everything queued, in arrival
+    order, and journals it in one transaction (one fsync) in a worker thread, then answers
+    each request. A request's bundles are never split across transactions, and no receipt is
+    given before its transaction committed.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        """Wraps `journal`; the writer starts with the first request."""
+        self.journal = journal
+        self._queue: list[tuple[list[VerifiedBundle], int, asyncio.Future[Any]]] = []
+        self._writing = False
+
+    async def accept(
+        self, verified: list[VerifiedBundle], now_ms: int
+    ) -> list[Receipt | BundleRejected]:
+        """Journals `verified` (with whatever else is queued) and returns its results."""
+        future: asyncio.Future[list[Receipt | BundleRejected]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.append((verified, now_ms, future))
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                group, self._queue = self._queue, []
+                flat = [v for verified, _, _ in group for v in verified]
+                try:
+                    results = await run_in_threadpool(self.journal.accept, flat, group[0][1])
+                except Exception as exc:  # answer every waiting request, then go on
+                    for _, _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                at = 0
+                for verified, _, future in group:
+                    if not future.done():
+                        future.set_result(results[at : at + len(verified)])
+                    at += len(verified)
+        finally:
+            self._writing = False
+
+
+class Ingest:
+    """Everything one ingest request needs: verifier, device directory, journal, counters."""
+
+    def __init__(self, settings: OracleSettings) -> None:
+        """Loads the deployment and opens the journal (no RPC until the first bundle)."""
+        self.settings = settings
+        deployment = Deployment.load(settings.deployment)
+        anchor = deployment.contract("AttestationAnchor")
+        self.domain = dimo_domain(deployment.chain_id, anchor.address)
+        self.directory = DeviceDirectory(
+            settings.rpc_url, deployment, ttl_s=settings.device_cache_ttl_s
+        )
+        self.verifier = Verifier(
+            self.domain,
+            self._lookup,
+            max_future_ms=settings.max_future_ms,
+            max_age_ms=settings.max_age_ms,
+        )
+        _sqlite_parent(settings.database_url)
+        self.journal = Journal(open_journal(settings.database_url))
+        self.rejections = RejectionCounter()
+        self.committer = GroupCommitter(self.journal)
+        self.started = time.time()
+
+    def _lookup(self, device: str) -> Any:
+        info = self.directory.cached(device)
+        # `prepare` ran for every device of the request, so this is a cache hit; a device
+        # dropped by a concurrent poll meanwhile is read again (an RPC, rarely).
+        return info if info is not None else self.directory.lookup(device)
+
+    async def handle(self, body: bytes) -> list[dict[str, Any]]:
+        """Verifies and journals every bundle of a request body; one result per bundle.
+
+        Raises:
+            RequestRejected: the body as a whole is not acceptable.
+            ChainUnavailableError: the device lookups needed the chain and it did not answer.
+        """
+        items = split_body(body, max_items=self.settings.max_bundles_per_request)
+        now_ms = int(time.time() * 1000)
+        verifier = self.verifier
+        stage: list[SignedBundle | BundleRejected] = []
+        for wire in items:
+            try:
+                stage.append(verifier.decode(wire))
+            except BundleRejected as rejection:
+                stage.append(rejection)
+        wanted = [s.bundle.device for s in stage if isinstance(s, SignedBundle)]
+        if wanted and not self.directory.is_fresh(wanted):
+            await run_in_threadpool(self.directory.prepare, wanted)
+        checked: list[VerifiedBundle | BundleRejected] = []
+        for s in stage:
+            if isinstance(s, BundleRejected):
+                checked.append(s)
+                continue
+            try:
+                checked.append(verifier.check(s, now_ms))
+            except BundleRejected as rejection:
+                checked.append(rejection)
+        good = [c for c in checked if isinstance(c, VerifiedBundle)]
+        journaled = await self.committer.accept(good, now_ms) if good else []
+        it = iter(journaled)
+        results: list[dict[str, Any]] = []
+        for c in checked:
+            outcome = next(it) if isinstance(c, VerifiedBundle) else c
+            if isinstance(outcome, Receipt):
+                results.append(outcome.as_json())
+            else:
+                self.rejections.add(outcome.reason)
+                results.append({"status": "rejected", "problem": outcome.problem()})
+        return results
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestRejected(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            f"the body is {declared} bytes; send at most {limit} bytes per request",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestRejected(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"the body exceeds {limit} bytes; send fewer bundles per request",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: OracleSettings | None = None) -> FastAPI:
+    """Builds the oracle's ingest API.
+
+    Args:
+        settings: The oracle's settings (default: read from `DIMO_ORACLE_*`).
+
+    Returns:
+        The FastAPI app; run it with uvicorn (`oracle.api:app_from_env` as a factory).
+    """
+    settings = settings or OracleSettings()
+    ingest = Ingest(settings)
+    app = FastAPI(
+        title="DIMO oracle",
+        version="1",
+        summary="Accepts signed telemetry bundles, journals them and anchors them on-chain.",
+    )
+    app.state.ingest = ingest
+
+    @app.exception_handler(RequestRejected)
+    async def _request_rejected(_: Request, exc: RequestRejected) -> Response:
+        ingest.rejections.add(exc.reason)
+        return problem_response(exc.problem())
+
+    @app.exception_handler(ChainUnavailableError)
+    async def _chain_down(_: Request, exc: ChainUnavailableError) -> Response:
+        return problem_response(
+            {
+                "type": "https://dimo.local/problems/chain-unavailable",
+                "title": "Chain unavailable",
+                "status": 503,
+                "detail": str(exc),
+                "reason": "chain-unavailable",
+            }
+        )
+
+    @app.post(
+        "/v1/bundles",
+        tags=["ingest"],
+        summary="Submit signed bundles (CBOR: one wire-form bundle or an array of them)",
+        responses={
+            200: {"description": "One result per bundle, in order"},
+            400: {"description": "Not CBOR or not bundles (problem details)"},
+            413: {"description": "Body or array too large (problem details)"},
+        },
+    )
+    async def post_bundles(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "application/cbor")
+        if not content_type.lower().startswith("application/cbor"):
+            raise RequestRejected(
+                415,
+                "unsupported-media-type",
+                "Unsupported media type",
+                f"Content-Type is {content_type!r}; send application/cbor",
+            )
+        body = await _read_body(request, settings.max_body_bytes)
+        results = await ingest.handle(body)
+        return Response(_dumps({"results": results}), media_type="application/json")
+
+    @app.get("/v1/status", tags=["status"], summary="Journal depth, batches and rejections")
+    def status() -> dict[str, Any]:
+        out = ingest.journal.status()
+        out["rejections_by_reason"] = ingest.rejections.snapshot()
+        return out
+
+    @app.get("/healthz", tags=["status"], summary="Liveness")
+    def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok", "uptime_s": round(time.time() - ingest.started, 3)})
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app with settings from the environment (`uvicorn --factory oracle.api:app_from_env`)."""
+    return create_app(OracleSettings())
+
+
+def serve(settings: OracleSettings | None = None) -> None:
+    """Runs the ingest API with uvicorn (uvloop and httptools when installed) until stopped."""
+    import importlib.util
+
+    import uvicorn
+
+    settings = settings or OracleSettings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        log_level="warning",
+        access_log=False,
+    )

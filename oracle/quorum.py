@@ -1,0 +1,501 @@
+"""Batch content, oracle signers that check it before signing, and the quorum that gathers them.
+
+The batch content is one canonical JSON document (keys sorted, no spaces, UTF-8)::
+
+    {"bundles": ["0x<wire form>", ...],      # signed bundles in journal order
+     "count": n, "format": "dimo-batch-v1", "id": batch id,
+     "root": "0x..", "tree": <OZ StandardMerkleTree dump, values in bundle order>,
+     "windowEnd": ms, "windowStart": ms}
+
+Its CID is what the batch header carries; anyone can fetch it, rebuild the tree from the
+bundles and compare the root with the one anchored on-chain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from oracle.anchoring import BatchHeader, batch_digest
+from oracle.exceptions import OracleError
+from protocol.blobstore import BlobStore, BlobStoreError
+from protocol.bundle import (
+    BUNDLE_LEAF_ENCODING,
+    BundleError,
+    decode_signed_bundle,
+    verify_bundle,
+)
+from protocol.cid import InvalidCid
+from protocol.cid import verify as cid_matches
+from protocol.crypto import (
+    SignatureError,
+    checksum_address,
+    keccak256,
+    private_key_to_address,
+    recover_address,
+    sign_digest,
+)
+from protocol.eip712 import Eip712Domain
+from protocol.merkle import StandardMerkleTree
+
+__all__ = [
+    "CONTENT_FORMAT",
+    "BatchContent",
+    "BatchRefused",
+    "OracleSigner",
+    "Quorum",
+    "QuorumNotReached",
+    "RemoteSigner",
+    "SignerUnavailable",
+    "build_content",
+    "create_signer_app",
+    "leaf_of_row",
+    "parse_content",
+    "wire_form",
+]
+
+log = logging.getLogger(__name__)
+
+CONTENT_FORMAT: Final = "dimo-batch-v1"
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class BatchRefused(OracleError, ValueError):
+    """A signer refuses a batch whose content does not rebuild the header it is asked to sign."""
+
+    def __init__(self, batch_id: int, reason: str) -> None:
+        self.batch_id = batch_id
+        self.reason = reason
+        super().__init__(
+            f"refusing to sign batch {batch_id}: {reason}; the batcher must store the content "
+            "it built and ask for the header of that very content"
+        )
+
+
+class SignerUnavailable(OracleError, ConnectionError):
+    """A remote signer did not answer or answered with something other than a signature."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"oracle signer {url} is unavailable: {reason}; check that it runs")
+
+
+class QuorumNotReached(OracleError, RuntimeError):
+    """Fewer than the threshold of signers signed a batch."""
+
+    def __init__(self, batch_id: int, got: int, threshold: int, problems: Sequence[str]) -> None:
+        self.batch_id = batch_id
+        self.got = got
+        self.threshold = threshold
+        self.problems = list(problems)
+        super().__init__(
+            f"batch {batch_id}: {got} of the {threshold} oracle signatures needed; "
+            + "; ".join(problems)
+            + ". Start the missing signers (`dimo oracle signer`); the batch waits, signed "
+            "again on the next attempt"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Content
+# --------------------------------------------------------------------------------------------
+
+
+def _cbor_head(major: int, n: int) -> bytes:
+    if n < 24:
+        return bytes((major << 5 | n,))
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes((major << 5 | info,)) + n.to_bytes(size, "big")
+    raise ValueError("length too large for CBOR")
+
+
+_BUNDLE_KEY: Final = b"\x66bundle"
+_SIGNATURE_KEY: Final = b"\x69signature\x58\x41"
+
+
+def wire_form(encoding: bytes, signature: bytes) -> bytes:
+    """The wire form of a signed bundle from its canonical encoding and signature.
+
+    Byte for byte what `protocol.bundle.encode_signed_bundle` writes, without decoding.
+    """
+    return b"".join(
+        (b"\xa2", _BUNDLE_KEY, _cbor_head(2, len(encoding)), encoding, _SIGNATURE_KEY, signature)
+    )
+
+
+def leaf_of_row(
+    device: str,
+    vehicle_id: int,
+    sequence: int,
+    window_start: int,
+    window_end: int,
+    data_hash: bytes,
+    signature: bytes,
+) -> tuple[str, int, int, int, int, bytes, bytes]:
+    """The Merkle leaf of a journaled bundle (as `protocol.bundle.bundle_leaf`)."""
+    return (
+        device,
+        vehicle_id,
+        sequence,
+        window_start,
+        window_end,
+        data_hash,
+        keccak256(signature),
+    )
+
+
+@dataclass(frozen=True)
+class BatchContent:
+    """A parsed batch document: the signed bundles' wire forms and the tree over them."""
+
+    batch_id: int
+    bundles: list[bytes]
+    tree: StandardMerkleTree
+    window_start: int
+    window_end: int
+    raw: bytes
+
+
+def _canonical_json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def build_content(
+    batch_id: int,
+    wires: Sequence[bytes],
+    leaves: Sequence[tuple[str, int, int, int, int, bytes, bytes]],
+    tree: StandardMerkleTree | None = None,
+) -> tuple[bytes, StandardMerkleTree]:
+    """Build the canonical batch document.
+
+    Args:
+        batch_id: The batch's on-chain id.
+        wires: Wire forms of the signed bundles, in journal order.
+        leaves: Their leaves, same order.
+        tree: The tree over `leaves`, if already built.
+
+    Returns:
+        The document's bytes and the tree.
+    """
+    if tree is None:
+        tree = StandardMerkleTree.of(list(leaves), BUNDLE_LEAF_ENCODING)
+    doc = {
+        "format": CONTENT_FORMAT,
+        "id": batch_id,
+        "count": len(wires),
+        "root": "0x" + tree.root.hex(),
+        "windowStart": min(leaf[3] for leaf in leaves),
+        "windowEnd": max(leaf[4] for leaf in leaves),
+        "bundles": ["0x" + w.hex() for w in wires],
+        "tree": tree.dump(),
+    }
+    return _canonical_json(doc), tree
+
+
+def parse_content(raw: bytes, domain: Eip712Domain, batch_id: int = 0) -> BatchContent:
+    """Parse a batch document and check every bundle in it.
+
+    Each bundle is decoded (canonical wire form), its device signature verified under
+    `domain`, and the tree rebuilt from the leaves; the document's own tree dump and root must
+    equal the rebuilt ones.
+
+    Args:
+        raw: The document's bytes.
+        domain: The DIMO domain the bundles are signed in.
+        batch_id: The id the caller expects (for error messages).
+
+    Returns:
+        The content, with the rebuilt tree.
+
+    Raises:
+        BatchRefused: the document is malformed, a bundle is malformed or badly signed, or the
+            dump disagrees with the bundles.
+    """
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BatchRefused(batch_id, f"content is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != CONTENT_FORMAT:
+        raise BatchRefused(batch_id, f"content is not a {CONTENT_FORMAT} document")
+    if _canonical_json(doc) != raw:
+        raise BatchRefused(batch_id, "content is not in canonical JSON form")
+    wires_hex = doc.get("bundles")
+    if not isinstance(wires_hex, list) or not wires_hex:
+        raise BatchRefused(batch_id, "content holds no bundles")
+    wires: list[bytes] = []
+    leaves: list[tuple[str, int, int, int, int, bytes, bytes]] = []
+    for i, item in enumerate(wires_hex):
+        try:
+            wire = bytes.fromhex(str(item).removeprefix("0x"))
+            signed = decode_signed_bundle(wire)
+            verify_bundle(signed, domain)
+        except (ValueError, BundleError, SignatureError) as exc:
+            raise BatchRefused(batch_id, f"bundle {i} is invalid: {exc}") from None
+        b = signed.bundle
+        wires.append(wire)
+        leaves.append(
+            leaf_of_row(
+                b.device,
+                b.vehicle_id,
+                b.sequence,
+                b.window_start,
+                b.window_end,
+                b.data_hash,
+                signed.signature,
+            )
+        )
+    tree = StandardMerkleTree.of(leaves, BUNDLE_LEAF_ENCODING)
+    if doc.get("tree") != tree.dump():
+        raise BatchRefused(batch_id, "the tree dump does not match the tree of the bundles")
+    window_start = min(leaf[3] for leaf in leaves)
+    window_end = max(leaf[4] for leaf in leaves)
+    expected = {
+        "id": doc.get("id"),
+        "count": len(wires),
+        "root": "0x" + tree.root.hex(),
+        "windowStart": window_start,
+        "windowEnd": window_end,
+    }
+    for key, value in expected.items():
+        if doc.get(key) != value:
+            raise BatchRefused(batch_id, f"content field {key} is {doc.get(key)!r}, not {value!r}")
+    return BatchContent(int(doc["id"]), wires, tree, window_start, window_end, raw)
+
+
+# --------------------------------------------------------------------------------------------
+# Signers
+# --------------------------------------------------------------------------------------------
+
+
+class OracleSigner:
+    """One oracle key, which signs a batch header only after rebuilding it from the content."""
+
+    def __init__(self, private_key: str | bytes, domain: Eip712Domain) -> None:
+        """Hold a key.
+
+        Args:
+            private_key: The oracle's secp256k1 key (hex or 32 bytes).
+            domain: The DIMO domain of the AttestationAnchor (bundles and batches share it).
+        """
+        self._key = private_key
+        self.domain = domain
+        self.address = private_key_to_address(private_key)
+
+    def __repr__(self) -> str:
+        return f"OracleSigner({self.address})"
+
+    def check(self, header: BatchHeader, content: bytes) -> BatchContent:
+        """Check that `content` is the batch `header` describes.
+
+        Raises:
+            BatchRefused: the CID, root, count, windows or id differ, or a bundle is invalid.
+        """
+        try:
+            if not cid_matches(header.cid, content):
+                raise BatchRefused(header.id, f"the content is not what CID {header.cid} names")
+        except InvalidCid as exc:
+            raise BatchRefused(header.id, str(exc)) from None
+        parsed = parse_content(content, self.domain, header.id)
+        checks = (
+            ("id", parsed.batch_id, header.id),
+            ("root", parsed.tree.root, header.root),
+            ("count", len(parsed.bundles), header.count),
+            ("windowStart", parsed.window_start, header.window_start),
+            ("windowEnd", parsed.window_end, header.window_end),
+        )
+        for name, actual, claimed in checks:
+            if actual != claimed:
+                shown = [
+                    "0x" + v.hex() if isinstance(v, bytes) else str(v) for v in (actual, claimed)
+                ]
+                raise BatchRefused(
+                    header.id,
+                    f"the content rebuilds {name} {shown[0]}, but the header says {shown[1]}",
+                )
+        return parsed
+
+    def sign_batch(self, header: BatchHeader, content: bytes) -> bytes:
+        """Sign the batch's EIP-712 `AnchorBatch` digest after checking the content.
+
+        Args:
+            header: The batch header to sign.
+            content: The batch document (bytes the CID names).
+
+        Returns:
+            65 bytes r || s || v.
+
+        Raises:
+            BatchRefused: the content does not rebuild the header.
+        """
+        self.check(header, content)
+        return sign_digest(batch_digest(header, self.domain), self._key)
+
+
+class RemoteSigner:
+    """A signer service reached over HTTP (`dimo oracle signer`)."""
+
+    def __init__(self, url: str, timeout_s: float = 120.0) -> None:
+        """Point at a signer service's base URL."""
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"RemoteSigner({self.url})"
+
+    def sign_batch(self, header: BatchHeader, content: bytes) -> bytes:
+        """Ask the service to sign; it fetches the content itself by CID.
+
+        Raises:
+            BatchRefused: the service refused the batch (HTTP 422).
+            SignerUnavailable: no answer, or an answer that is not a signature.
+        """
+        del content  # the service checks the content it fetches itself
+        try:
+            resp = httpx.post(
+                self.url + "/v1/sign", json={"batch": header.as_json()}, timeout=self.timeout_s
+            )
+        except httpx.HTTPError as exc:
+            raise SignerUnavailable(self.url, str(exc) or type(exc).__name__) from None
+        if resp.status_code == 422:
+            detail = resp.json().get("detail", resp.text)
+            raise BatchRefused(header.id, f"remote signer {self.url}: {detail}")
+        if resp.status_code != 200:
+            raise SignerUnavailable(self.url, f"HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            return bytes.fromhex(str(resp.json()["signature"]).removeprefix("0x"))
+        except (KeyError, ValueError) as exc:
+            raise SignerUnavailable(self.url, f"no signature in the answer ({exc})") from None
+
+
+class Quorum:
+    """Gathers at least `threshold` signatures of the oracle set, sorted by signer address."""
+
+    def __init__(
+        self,
+        signers: Sequence[OracleSigner | RemoteSigner],
+        oracle_set: Sequence[str],
+        threshold: int,
+        domain: Eip712Domain,
+    ) -> None:
+        """Set up a quorum.
+
+        Args:
+            signers: Local and remote signers to ask.
+            oracle_set: The addresses the contract accepts (`oracles()`).
+            threshold: How many signatures the contract needs.
+            domain: The DIMO domain of the AttestationAnchor.
+        """
+        self.signers = list(signers)
+        self.oracle_set = {checksum_address(a) for a in oracle_set}
+        self.threshold = threshold
+        self.domain = domain
+
+    def collect(self, header: BatchHeader, content: bytes) -> bytes:
+        """Ask every signer; keep valid signatures of oracle-set members.
+
+        A signer that is down, refuses or returns a bad signature is logged and skipped.
+
+        Returns:
+            Exactly `threshold` signatures, 65 bytes each, concatenated in ascending signer
+            address order (what `anchor` requires; extra signatures would only cost gas).
+
+        Raises:
+            QuorumNotReached: fewer than `threshold` valid signatures.
+        """
+        digest = batch_digest(header, self.domain)
+        got: dict[int, bytes] = {}
+        problems: list[str] = []
+
+        def ask(signer: OracleSigner | RemoteSigner) -> bytes:
+            return signer.sign_batch(header, content)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(self.signers))) as pool:
+            futures = {pool.submit(ask, s): s for s in self.signers}
+            for fut in as_completed(futures):
+                signer = futures[fut]
+                try:
+                    sig = fut.result()
+                    who = recover_address(digest, sig)
+                except (OracleError, SignatureError, ValueError) as exc:
+                    problems.append(f"{signer!r}: {exc}")
+                    log.warning("signer %r did not sign batch %s: %s", signer, header.id, exc)
+                    continue
+                if who not in self.oracle_set:
+                    problems.append(f"{signer!r} signed as {who}, not an oracle")
+                    continue
+                got[int(who, 16)] = sig
+        if len(got) < self.threshold:
+            raise QuorumNotReached(header.id, len(got), self.threshold, problems)
+        chosen = sorted(got)[: self.threshold]
+        return b"".join(got[a] for a in chosen)
+
+
+# --------------------------------------------------------------------------------------------
+# Signer service
+# --------------------------------------------------------------------------------------------
+
+
+class SignRequest(BaseModel):
+    """Body of `POST /v1/sign`: the header to sign (id, root, cid, count, windowStart/End)."""
+
+    batch: dict[str, Any]
+
+
+def create_signer_app(signer: OracleSigner, store: BlobStore) -> FastAPI:
+    """The HTTP signer service: `POST /v1/sign {"batch": header}` -> `{signer, signature}`.
+
+    The service fetches the content from `store` by the header's CID and checks it itself;
+    a refusal is a 422 RFC 9457 problem with reason `batch-refused`, a missing blob a 404.
+    """
+    app = FastAPI(title="DIMO oracle signer", version="1")
+
+    def problem(status: int, reason: str, detail: str) -> JSONResponse:
+        return JSONResponse(
+            {
+                "type": f"https://dimo.local/problems/{reason}",
+                "title": reason.replace("-", " ").capitalize(),
+                "status": status,
+                "detail": detail,
+                "reason": reason,
+            },
+            status_code=status,
+            media_type="application/problem+json",
+        )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "signer": signer.address}
+
+    @app.post("/v1/sign", response_model=None)
+    def sign(body: SignRequest) -> dict[str, str] | JSONResponse:
+        try:
+            header = BatchHeader.from_json(body.batch)
+        except (KeyError, TypeError, ValueError) as exc:
+            return problem(400, "malformed-request", f"expected {{batch: header}}: {exc}")
+        try:
+            content = store.get(header.cid)
+        except InvalidCid as exc:
+            return problem(422, "batch-refused", str(exc))
+        except BlobStoreError as exc:
+            return problem(404, "content-not-found", str(exc))
+        try:
+            sig = signer.sign_batch(header, content)
+        except BatchRefused as exc:
+            return problem(422, "batch-refused", str(exc))
+        return {"signer": signer.address, "signature": "0x" + sig.hex()}
+
+    return app

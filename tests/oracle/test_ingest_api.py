@@ -1,0 +1,312 @@
+"""The journal (on SQLite and PostgreSQL) and the ingest HTTP API on a real uvicorn server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+
+from oracle.config import OracleSettings
+from oracle.exceptions import ImplausibleValue, ReplayedSequence
+from oracle.ingest import Journal, Receipt
+from oracle.journal import bundles, devices, odometers, open_journal
+from oracle.verify import prepare
+from protocol.bundle import SignedBundle, bundle_leaf, decode_bundle, encode_signed_bundle
+from tests.conftest import make_device_key
+
+START = 1_750_000_000_000  # journal tests need no chain: any fixed window start will do
+CBOR = {"Content-Type": "application/cbor"}
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(bundles)).scalar_one())
+
+
+# --------------------------------------------------------------------------------------------
+# Journal, on both databases
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_accepted_bundle_gets_a_receipt_and_a_journal_row(
+    journal_engine: Engine, make_signed: Callable[..., SignedBundle]
+) -> None:
+    journal = Journal(journal_engine)
+    signed = make_signed(make_device_key(1), 1, 5, START)
+    [receipt] = journal.accept([prepare(signed)])
+    assert isinstance(receipt, Receipt)
+    assert receipt.status == "accepted"
+    row = journal.get(receipt.position)
+    assert row is not None
+    assert row["leaf_hash"] == receipt.leaf_hash == prepare(signed).leaf_hash
+    # The row rebuilds the signed bundle exactly.
+    assert SignedBundle(decode_bundle(row["encoding"]), bytes(row["signature"])) == signed
+    assert (row["device"], row["sequence"], row["batch_id"]) == (signed.bundle.device, 5, None)
+    with journal_engine.connect() as conn:
+        assert conn.execute(select(devices.c.last_sequence)).scalar_one() == 5
+        assert conn.execute(select(odometers.c.max_km)).scalar_one() == pytest.approx(1000.126)
+
+
+def test_an_identical_bundle_sent_again_gets_the_first_receipt_and_no_new_row(
+    journal_engine: Engine, make_signed: Callable[..., SignedBundle]
+) -> None:
+    journal = Journal(journal_engine)
+    signed = make_signed(make_device_key(1), 1, 1, START)
+    [first] = journal.accept([prepare(signed)])
+    [second] = journal.accept([prepare(signed)])
+    assert isinstance(first, Receipt)
+    assert isinstance(second, Receipt)
+    assert second.status == "duplicate"
+    assert second.position == first.position
+    assert second.leaf_hash == first.leaf_hash
+    assert _count(journal_engine) == 1
+
+
+def test_a_used_sequence_with_other_content_is_a_replay(
+    journal_engine: Engine, make_signed: Callable[..., SignedBundle]
+) -> None:
+    journal = Journal(journal_engine)
+    key = make_device_key(1)
+    journal.accept([prepare(make_signed(key, 1, 7, START))])
+    same = make_signed(key, 1, 7, START + 10_000, odometer_km=1001.0)
+    lower = make_signed(key, 1, 6, START + 20_000, odometer_km=1002.0)
+    results = journal.accept([prepare(same), prepare(lower)])
+    assert all(isinstance(r, ReplayedSequence) for r in results)
+    assert [r.reason for r in results] == ["replayed-sequence"] * 2  # type: ignore[union-attr]
+    assert _count(journal_engine) == 1
+
+
+def test_an_odometer_below_the_vehicles_maximum_is_implausible(
+    journal_engine: Engine, make_signed: Callable[..., SignedBundle]
+) -> None:
+    journal = Journal(journal_engine)
+    journal.accept([prepare(make_signed(make_device_key(1), 9, 1, START, odometer_km=5000.0))])
+    # Another device of the same vehicle (e.g. after a swap) cannot wind the odometer back.
+    back = make_signed(make_device_key(2), 9, 1, START + 10_000, odometer_km=4999.0)
+    [result] = journal.accept([prepare(back)])
+    assert isinstance(result, ImplausibleValue)
+    assert result.reason == "implausible-value"
+    ahead = make_signed(make_device_key(2), 9, 2, START + 20_000, odometer_km=5000.2)
+    [ok] = journal.accept([prepare(ahead)])
+    assert isinstance(ok, Receipt)
+    assert ok.status == "accepted"
+
+
+def test_one_request_mixing_new_duplicate_and_replayed_bundles_is_answered_in_order(
+    journal_engine: Engine, make_signed: Callable[..., SignedBundle]
+) -> None:
+    journal = Journal(journal_engine)
+    key = make_device_key(1)
+    b1 = make_signed(key, 1, 1, START)
+    b2 = make_signed(key, 1, 2, START + 10_000, odometer_km=1001.0)
+    b2_other = make_signed(key, 1, 2, START + 10_000, odometer_km=1001.5)
+    b3 = make_signed(key, 1, 3, START + 20_000, odometer_km=1002.0)
+    results = journal.accept([prepare(b) for b in (b1, b2, b2, b2_other, b3)])
+    kinds = [r.status if isinstance(r, Receipt) else r.reason for r in results]
+    assert kinds == ["accepted", "accepted", "duplicate", "replayed-sequence", "accepted"]
+    positions = [r.position for r in results if isinstance(r, Receipt)]
+    assert positions[1] == positions[2]
+    assert positions[0] < positions[1] < positions[3]
+    assert _count(journal_engine) == 3
+
+
+def test_concurrent_workers_cannot_both_accept_one_sequence(
+    journal_engine: Engine, make_signed: Callable[..., SignedBundle]
+) -> None:
+    key = make_device_key(1)
+    rivals = [prepare(make_signed(key, 1, 1, START, odometer_km=1000.0 + i)) for i in range(6)]
+    url = journal_engine.url.render_as_string(hide_password=False)
+    kwargs: dict[str, Any] = {}
+    if journal_engine.dialect.name == "postgresql":
+        kwargs["connect_args"] = {"options": _search_path(journal_engine)}
+    workers = [Journal(open_journal(url, **kwargs)) for _ in rivals]
+    barrier = threading.Barrier(len(rivals))
+    results: list[Any] = [None] * len(rivals)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = workers[i].accept([rivals[i]])[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(rivals))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w in workers:
+        w.engine.dispose()
+    accepted = [r for r in results if isinstance(r, Receipt)]
+    assert len(accepted) == 1
+    assert sum(isinstance(r, ReplayedSequence) for r in results) == len(rivals) - 1
+    assert _count(journal_engine) == 1
+
+
+def _search_path(engine: Engine) -> str:
+    with engine.connect() as conn:
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    return f"-csearch_path={schema}"
+
+
+def test_status_counts_unbatched_bundles(
+    journal_engine: Engine, make_signed: Callable[..., SignedBundle]
+) -> None:
+    journal = Journal(journal_engine)
+    key = make_device_key(1)
+    journal.accept(
+        [
+            prepare(make_signed(key, 1, s, START + s * 10_000, odometer_km=1000.0 + s))
+            for s in range(1, 4)
+        ]
+    )
+    status = journal.status()
+    assert status["journal_depth"] == 3
+    assert status["batches_by_state"]["confirmed"] == 0
+    assert status["last_anchor"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP API on a real uvicorn server and anvil
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def paired_one(
+    paired_vehicle: Callable[[int], tuple[int, Any]], chain_now_ms: Callable[[], int]
+) -> tuple[int, Any, int]:
+    vehicle, key = paired_vehicle(1)
+    return vehicle, key, chain_now_ms() + 1000
+
+
+def _post(url: str, body: bytes) -> httpx.Response:
+    return httpx.post(f"{url}/v1/bundles", content=body, headers=CBOR, timeout=30)
+
+
+def test_a_posted_bundle_is_accepted_journaled_and_a_resend_is_a_duplicate(
+    oracle_server: str,
+    settings: OracleSettings,
+    paired_one: tuple[int, Any, int],
+    make_signed: Callable[..., SignedBundle],
+) -> None:
+    vehicle, key, start = paired_one
+    signed = make_signed(key, vehicle, 1, start)
+    first = _post(oracle_server, encode_signed_bundle(signed))
+    assert first.status_code == 200
+    assert first.headers["content-type"] == "application/json"
+    [receipt] = first.json()["results"]
+    leaf = prepare(signed).leaf_hash
+    assert receipt == {
+        "status": "accepted",
+        "position": receipt["position"],
+        "leaf_hash": "0x" + leaf.hex(),
+        "device": key.address,
+        "sequence": 1,
+    }
+    engine = open_journal(settings.database_url)
+    row = Journal(engine).get(receipt["position"])
+    assert row is not None
+    assert row["leaf_hash"] == leaf
+    assert bundle_leaf(signed)[5] == row["data_hash"]
+
+    [again] = _post(oracle_server, encode_signed_bundle(signed)).json()["results"]
+    assert again == {**receipt, "status": "duplicate"}
+    assert _count(engine) == 1
+    engine.dispose()
+
+
+def test_a_mixed_array_gets_one_result_per_bundle_in_order(
+    oracle_server: str,
+    paired_one: tuple[int, Any, int],
+    make_signed: Callable[..., SignedBundle],
+) -> None:
+    vehicle, key, start = paired_one
+    good1 = make_signed(key, vehicle, 1, start)
+    forged = make_signed(key, vehicle, 2, start + 10_000, signer=make_device_key(66))
+    unknown = make_signed(make_device_key(4242), vehicle, 1, start)
+    good2 = make_signed(key, vehicle, 3, start + 20_000, odometer_km=1001.0)
+    replay = make_signed(key, vehicle, 3, start + 30_000, odometer_km=1002.0)
+    items = [encode_signed_bundle(b) for b in (good1, forged, unknown, good2, replay)]
+    items.insert(2, cbor2.dumps({"bundle": b"nope", "signature": b"\x00" * 65}))
+    body = b"\x86" + b"".join(items)
+    response = _post(oracle_server, body)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    outcome = [
+        r["status"] if r["status"] != "rejected" else r["problem"]["reason"] for r in results
+    ]
+    assert outcome == [
+        "accepted",
+        "bad-signature",
+        "malformed-payload",
+        "unknown-device",
+        "accepted",
+        "replayed-sequence",
+    ]
+    problem = results[1]["problem"]
+    assert problem["type"] == "https://dimo.local/problems/bad-signature"
+    assert problem["status"] == 401
+    assert problem["title"]
+    assert problem["detail"]
+    status = httpx.get(f"{oracle_server}/v1/status").json()
+    assert status["journal_depth"] == 2
+    assert status["rejections_by_reason"] == {
+        "bad-signature": 1,
+        "malformed-payload": 1,
+        "unknown-device": 1,
+        "replayed-sequence": 1,
+    }
+
+
+def test_an_unpairing_on_chain_rejects_the_next_bundle(
+    oracle_server: str,
+    device_id: Any,
+    owner: Any,
+    paired_one: tuple[int, Any, int],
+    make_signed: Callable[..., SignedBundle],
+) -> None:
+    vehicle, key, start = paired_one
+    [ok] = _post(oracle_server, encode_signed_bundle(make_signed(key, vehicle, 1, start))).json()[
+        "results"
+    ]
+    assert ok["status"] == "accepted"
+    device_id.unpair(key.address, sender=owner)
+    nxt = make_signed(key, vehicle, 2, start + 10_000, odometer_km=1001.0)
+    [rejected] = _post(oracle_server, encode_signed_bundle(nxt)).json()["results"]
+    assert rejected["status"] == "rejected"
+    assert rejected["problem"]["reason"] == "unpaired-device"
+    assert rejected["problem"]["status"] == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\xff\x00garbage", cbor2.dumps("a string"), b"\x82\xa0"],
+    ids=["empty", "not-cbor", "not-a-map", "truncated-array"],
+)
+def test_a_body_that_is_not_cbor_bundles_is_a_400_problem(oracle_server: str, body: bytes) -> None:
+    response = _post(oracle_server, body)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "https://dimo.local/problems/malformed-payload"
+    assert problem["status"] == 400
+    assert problem["reason"] == "malformed-payload"
+
+
+def test_an_array_of_more_than_1000_bundles_is_a_413_problem(oracle_server: str) -> None:
+    response = _post(oracle_server, cbor2.dumps([{}] * 1001))
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_health_and_status_answer(oracle_server: str) -> None:
+    assert httpx.get(f"{oracle_server}/healthz").json()["status"] == "ok"
+    status = httpx.get(f"{oracle_server}/v1/status").json()
+    assert status == {
+        "journal_depth": 0,
+        "batches_by_state": {s: 0 for s in ("built", "stored", "signed", "submitted", "confirmed")},
+        "last_anchor": None,
+        "rejections_by_reason": {},
+    }
