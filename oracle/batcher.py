@@ -37,8 +37,9 @@ from oracle.anchoring import (
 )
 from oracle.exceptions import ChainUnavailableError, OracleError
 from oracle.journal import BatchState, batches, bundles
-from oracle.quorum import Quorum, QuorumNotReached, build_content, leaf_of_row
-from oracle.quorum import wire_form as make_wire
+from oracle.quorum import Quorum, QuorumNotReached
+from protocol.batch import build_content, leaf_of_row
+from protocol.batch import wire_form as make_wire
 from protocol.blobstore import BlobStore, BlobStoreError
 from protocol.bundle import BUNDLE_LEAF_ENCODING
 from protocol.merkle import StandardMerkleTree
