@@ -11,6 +11,7 @@ the checks themselves are unchanged. The last line printed is one JSON object of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -195,17 +197,17 @@ def _array(chunk: list[bytes]) -> bytes:
     return head + b"".join(chunk)
 
 
-async def _send(url: str, per_client: list[list[bytes]]) -> dict[str, int]:
+async def _send(urls: list[str], per_client: list[list[bytes]]) -> dict[str, int]:
     """Each client posts its own request bodies one after the other; returns outcome counts.
 
     A lean HTTP/1.1 keep-alive client on asyncio streams: a general-purpose client costs
     as much CPU per request as the oracle does, and on two cores it would measure itself.
     Every response is parsed and every bundle's result counted.
     """
-    host, port = url.removeprefix("http://").split(":")
     outcome: dict[str, int] = {}
 
-    async def client(bodies: list[bytes]) -> None:
+    async def client(bodies: list[bytes], url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             for body in bodies:
@@ -230,13 +232,37 @@ async def _send(url: str, per_client: list[list[bytes]]) -> dict[str, int]:
         finally:
             writer.close()
 
-    await asyncio.gather(*(client(bodies) for bodies in per_client))
+    # Client c talks to oracle process c mod N, as a load balancer in front of them would.
+    await asyncio.gather(
+        *(client(bodies, urls[c % len(urls)]) for c, bodies in enumerate(per_client))
+    )
     return outcome
+
+
+@contextlib.contextmanager
+def fresh_postgres(
+    admin_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+) -> Iterator[str]:
+    """A new empty PostgreSQL database for one run, dropped afterwards; yields its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"bench_ingest_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 def ingest_bundles_per_s(
     *,
     workers: int = 1,
+    processes: int = 1,
     database_url: str | None = None,
     devices: int = 50,
     per_device: int = 400,
@@ -250,7 +276,9 @@ def ingest_bundles_per_s(
         per_device: Bundles signed per device (10 s windows, one after the other).
         bundles_per_request: Bundles per request body (1 = a bare map, more = a CBOR array).
         clients: Concurrent httpx clients.
-        workers: uvicorn worker processes of the oracle.
+        workers: uvicorn worker processes of each oracle process (one shared socket).
+        processes: separate oracle processes on their own ports over the same journal; the
+            clients are spread over them round-robin.
         database_url: the journal; a fresh SQLite file by default. A PostgreSQL URL must
             name an empty database, whose tables are dropped afterwards.
 
@@ -279,30 +307,30 @@ def ingest_bundles_per_s(
         with tempfile.TemporaryDirectory() as tmp:
             deployment = Path(tmp) / "deployment.json"
             record.save(deployment)
-            port = _free_port()
             span_ms = per_device * 10_000 + 600_000
-            proc = start_server(
-                {
-                    "DIMO_ORACLE_DATABASE_URL": database_url or f"sqlite:///{tmp}/oracle.db",
-                    "DIMO_ORACLE_RPC_URL": rpc_url,
-                    "DIMO_ORACLE_DEPLOYMENT": str(deployment),
-                    "DIMO_ORACLE_BLOB_DIR": f"{tmp}/blobs",
-                    "DIMO_ORACLE_MAX_FUTURE_MS": str(span_ms),
-                },
-                port,
-                workers,
-            )
+            env = {
+                "DIMO_ORACLE_DATABASE_URL": database_url or f"sqlite:///{tmp}/oracle.db",
+                "DIMO_ORACLE_RPC_URL": rpc_url,
+                "DIMO_ORACLE_DEPLOYMENT": str(deployment),
+                "DIMO_ORACLE_BLOB_DIR": f"{tmp}/blobs",
+                "DIMO_ORACLE_MAX_FUTURE_MS": str(span_ms),
+            }
+            ports = [_free_port() for _ in range(processes)]
+            procs = [start_server(env, port, workers) for port in ports]
             try:
-                url = f"http://127.0.0.1:{port}"
-                # Warm the device cache with each device's first bundle, as a running oracle has.
-                asyncio.run(_send(url, [[wires[d][0]] for d in range(devices)]))
+                urls = [f"http://127.0.0.1:{port}" for port in ports]
+                # Warm the device caches with each device's first bundle, as a running oracle
+                # has them; the journal rejects none of the later bundles as replays.
+                asyncio.run(_send(urls[:1], [[wires[d][0]] for d in range(devices)]))
                 t0 = time.perf_counter()
-                outcome = asyncio.run(_send(url, per_client))
+                outcome = asyncio.run(_send(urls, per_client))
                 elapsed = time.perf_counter() - t0
                 accepted = outcome.get("accepted", 0)
             finally:
-                proc.terminate()
-                proc.wait(timeout=10)
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(timeout=10)
     expected = devices * (per_device - 1)
     return {
         "bundles_per_s": round(accepted / elapsed),
@@ -314,20 +342,36 @@ def ingest_bundles_per_s(
         "clients": clients,
         "devices": devices,
         "workers": workers,
+        "processes": processes,
+        "journal": "postgresql"
+        if database_url and database_url.startswith("postgres")
+        else "sqlite",
     }
 
 
 def main() -> None:
-    """Runs the benchmark and prints its figures as one JSON line."""
-    workers = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    database_url = sys.argv[2] if len(sys.argv) > 2 else None
-    figures = ingest_bundles_per_s(workers=workers, database_url=database_url)
-    if database_url:
-        from sqlalchemy import create_engine
+    """Runs the benchmark and prints its figures as one JSON line.
 
-        from oracle.journal import metadata
+    Usage: `oracle_ingest.py [--processes N] [--workers N] [--database-url URL]`.
+    """
+    import argparse
 
-        metadata.drop_all(create_engine(database_url))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--database-url", default=None, help="a journal URL, or `postgres` for a fresh database"
+    )
+    args = parser.parse_args()
+    if args.database_url == "postgres":
+        with fresh_postgres() as url:
+            figures = ingest_bundles_per_s(
+                workers=args.workers, processes=args.processes, database_url=url
+            )
+    else:
+        figures = ingest_bundles_per_s(
+            workers=args.workers, processes=args.processes, database_url=args.database_url
+        )
     print(json.dumps(figures))
 
 
