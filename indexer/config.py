@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,3 +37,31 @@ class IndexerSettings(BaseSettings):
     reorg_window: int = Field(default=256, ge=1)
     # TEST ONLY: seconds to sleep after each committed range (lets tests kill a sync mid-way).
     test_sleep_between_ranges_s: float = Field(default=0.0, ge=0)
+
+    # ---- API (indexer/api) ----
+    # Interface the API binds.
+    host: str = "127.0.0.1"
+    # Port the API listens on.
+    port: int = Field(default=8700, ge=1, le=65_535)
+    # RFC 3986 authority (host[:port]) a Sign-In with Ethereum message must name as its domain.
+    siwe_domain: str = "127.0.0.1:8700"
+    # URI a Sign-In with Ethereum message must name (the dApp's origin), compared exactly.
+    siwe_uri: str = "http://127.0.0.1:8700"
+    # EIP-155 chain id a Sign-In with Ethereum message must name (the deployment's chain).
+    siwe_chain_id: int = Field(default=31337, ge=1)
+    # Seconds a login nonce from GET /auth/nonce stays usable (once).
+    nonce_ttl_s: int = Field(default=300, ge=1)
+    # HS256 key of the API's JWTs, at least 32 bytes (secret; environment only). Unset: a
+    # random key per process, so tokens die with it and workers do not share them.
+    jwt_secret: SecretStr | None = Field(default=None, min_length=32)
+    # Seconds an access token from POST /auth/login or /auth/refresh is valid.
+    jwt_ttl_s: int = Field(default=900, ge=1)
+    # Seconds after the sign-in past which POST /auth/refresh refuses (sign in again).
+    session_max_s: int = Field(default=86_400, ge=1)
+    # Requests one caller (wallet from the JWT, else client IP) may make per minute; 0: no limit.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    # Directory of the local content-addressed blob store batches are fetched from by CID
+    # (the oracle's blob_dir on one machine; used when kubo_url is not set).
+    blob_dir: Path = Path("data/blobs")
+    # Kubo RPC URL, e.g. http://127.0.0.1:5001; when set, batch contents are fetched from IPFS.
+    kubo_url: str | None = None

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from device_bridge.cli import app as bridge_app
 from device_bridge.simulator.cli import app as fleet_app
+from indexer.cli import app as indexer_app
 from oracle.cli import app as oracle_app
 from stack.chain import DEV_MNEMONIC, Anvil, anvil_binary
 from stack.config import StackSettings
@@ -29,6 +30,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(oracle_app, name="oracle", help="Ingest, verify, journal and anchor bundles.")
 app.add_typer(bridge_app, name="bridge", help="CAN/OBD-II to signed VSS bundles.")
 app.add_typer(fleet_app, name="fleet", help="Simulated fleets with ground truth.")
+app.add_typer(indexer_app, name="indexer", help="Chain sync into SQL, verified telemetry.")
 console = Console()
 
 Account.enable_unaudited_hdwallet_features()

@@ -1,0 +1,163 @@
+"""Indexer figures: backfill throughput of the chain sync against a naive web3.py indexer.
+
+- `backfill_events_per_s_sqlite`, `backfill_events_per_s_postgres`: events indexed per second
+  by `indexer.sync.Syncer` (adaptive eth_getLogs over every platform contract, bulk decoding,
+  projections, checkpoint per range) from a fresh database to the head. The events are real:
+  a manufacturer mints devices in batches of 100 (`mintDevices`: a `Transfer` and a
+  `DeviceMinted` per device, 200 events per transaction) on a fresh anvil.
+- `backfill_ratio_vs_naive`: the SQLite figure over a naive indexer on the same chain in the
+  same run: web3.py `contract.events.X.get_logs` for each event type, then one INSERT per row.
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import create_engine, text
+
+from indexer.config import IndexerSettings
+from indexer.migrate import upgrade
+from indexer.sync import Syncer
+from protocol.deployment import Deployment
+
+EVENTS = int(os.environ.get("DIMO_BENCH_INDEXER_EVENTS", "200000"))
+PER_TX = 100
+PG_URL = os.environ.get("DIMO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def generate(record: Deployment, manufacturer: Any, web3: Any) -> int:
+    """Mints EVENTS/2 devices in batches of PER_TX; returns the head block."""
+    abi = record.contract("DeviceId").abi
+    devices = web3.eth.contract(address=record.contract("DeviceId").address, abi=abi)
+    txs = EVENTS // (2 * PER_TX)
+    last = None
+    web3.provider.make_request("evm_setAutomine", [False])
+    for t in range(txs):
+        addrs = [
+            to_checksum_address(keccak(f"bench-dev-{t}-{i}".encode())[12:]) for i in range(PER_TX)
+        ]
+        serials = [keccak(a.encode()) for a in addrs]
+        last = devices.functions.mintDevices(addrs, serials).transact(
+            {"from": manufacturer, "gas": 12_000_000}
+        )
+        if t % 8 == 7:
+            web3.provider.make_request("evm_mine", [])
+    web3.provider.make_request("evm_setAutomine", [True])
+    web3.provider.make_request("evm_mine", [])
+    while web3.eth.get_transaction_count(manufacturer, "pending") != web3.eth.get_transaction_count(
+        manufacturer, "latest"
+    ):
+        web3.provider.make_request("evm_mine", [])
+    receipt = web3.eth.wait_for_transaction_receipt(last)
+    assert receipt["status"] == 1
+    return int(web3.eth.block_number)
+
+
+def ours(url: str, rpc_url: str, record_path: Path) -> tuple[int, float]:
+    """Events and seconds of a backfill into a fresh database at `url`."""
+    upgrade(url)
+    settings = IndexerSettings(
+        database_url=url, rpc_url=rpc_url, deployment=record_path, initial_range=50
+    )
+    syncer = Syncer(settings)
+    started = time.perf_counter()
+    n = syncer.backfill()
+    elapsed = time.perf_counter() - started
+    syncer.close()
+    syncer.engine.dispose()
+    return n, elapsed
+
+
+def naive(record: Deployment, web3: Any, path: Path) -> tuple[int, float]:
+    """web3.py get_logs per event type, one INSERT per row."""
+    rec = record.contract("DeviceId")
+    contract = web3.eth.contract(address=rec.address, abi=rec.abi)
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE ev (tx_hash TEXT, log_index INT, block INT, name TEXT, args TEXT,"
+        " PRIMARY KEY (tx_hash, log_index))"
+    )
+    started = time.perf_counter()
+    head = web3.eth.block_number
+    n = 0
+    for event in (contract.events.DeviceMinted, contract.events.Transfer):
+        for entry in event.get_logs(from_block=0, to_block=head):
+            db.execute(
+                "INSERT OR IGNORE INTO ev VALUES (?, ?, ?, ?, ?)",
+                (
+                    entry["transactionHash"].hex(),
+                    entry["logIndex"],
+                    entry["blockNumber"],
+                    entry["event"],
+                    json.dumps({k: str(v) for k, v in entry["args"].items()}),
+                ),
+            )
+            n += 1
+    db.commit()
+    return n, time.perf_counter() - started
+
+
+def main() -> None:
+    """Deploys on a fresh anvil, generates the events and prints the figures."""
+    from ape import accounts, chain, networks
+
+    from scripts.deploy import deploy
+
+    with networks.parse_network_choice("ethereum:local:foundry"):
+        admin = accounts.test_accounts[0]
+        manufacturer = accounts.test_accounts[1]
+        oracles = sorted(
+            (accounts.test_accounts[i] for i in (7, 8, 9)), key=lambda a: int(a.address, 16)
+        )
+        record = deploy(admin, [o.address for o in oracles], 2)
+        from ape import project
+
+        registry = project.ManufacturerRegistry.at(record.contracts["ManufacturerRegistry"].address)
+        registry.register(manufacturer, "Bench Telematics", 1, sender=admin)
+        web3 = chain.provider.web3
+        rpc_url = str(chain.provider.uri)
+        head = generate(record, manufacturer.address, web3)
+        with tempfile.TemporaryDirectory() as tmp:
+            record_path = Path(tmp) / "deployment.json"
+            record.save(record_path)
+            n_sqlite, t_sqlite = ours(f"sqlite:///{tmp}/idx.db", rpc_url, record_path)
+            schema = f"idx_bench_{secrets.token_hex(4)}"
+            admin_engine = create_engine(PG_URL)
+            with admin_engine.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            try:
+                n_pg, t_pg = ours(
+                    f"{PG_URL}?options=-csearch_path%3D{schema}", rpc_url, record_path
+                )
+            finally:
+                with admin_engine.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            n_naive, t_naive = naive(record, web3, Path(tmp) / "naive.db")
+    sqlite_rate = n_sqlite / t_sqlite
+    naive_rate = n_naive / t_naive
+    figures = {
+        "backfill_events": n_sqlite,
+        "backfill_blocks": head,
+        "backfill_events_per_s_sqlite": round(sqlite_rate),
+        "backfill_events_per_s_postgres": round(n_pg / t_pg),
+        "backfill_naive_events_per_s": round(naive_rate),
+        "backfill_ratio_vs_naive": round(sqlite_rate / naive_rate, 1),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The indexer's FastAPI app: routers, problem details, rate limits, OpenAPI and health."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import Headers
+
+from indexer.api.auth import token_subject
+from indexer.api.deps import get_engine
+from indexer.api.problems import (
+    DATABASE_UNAVAILABLE,
+    install_problem_handlers,
+    problem_openapi,
+    problem_response,
+    problem_responses,
+)
+from indexer.api.ratelimit import RateLimiter, RateLimitMiddleware
+from indexer.api.routes import auth as auth_routes
+from indexer.config import IndexerSettings
+from indexer.db import make_engine
+
+#: Paths never rate limited (probes of orchestrators and load balancers).
+HEALTH_PATH = "/healthz"
+
+health_router = APIRouter(tags=["health"])
+
+
+@health_router.get(
+    HEALTH_PATH,
+    summary="Liveness and database reachability",
+    responses=problem_responses(503),
+)
+def healthz(engine: Annotated[Engine, Depends(get_engine)]) -> Any:
+    """200 with `{"status": "ok"}` when the database answers, else a 503 problem."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return problem_response(
+            {
+                "type": DATABASE_UNAVAILABLE,
+                "title": "Database unavailable",
+                "status": 503,
+                "detail": f"the database does not answer ({type(exc).__name__}); check "
+                "DIMO_INDEXER_DATABASE_URL and the database server",
+                "instance": HEALTH_PATH,
+            }
+        )
+    return {"status": "ok"}
+
+
+def _caller_key(key: bytes) -> Callable[[Headers, str], str]:
+    """Rate-limit key of a request: its token's wallet if the token is ours, else its IP."""
+
+    def caller_key(headers: Headers, host: str) -> str:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            sub = token_subject(token.strip(), key)
+            if sub is not None:
+                return "wallet:" + sub.lower()
+        return "ip:" + host
+
+    return caller_key
+
+
+def create_app(
+    settings: IndexerSettings, engine: Engine, *, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """The API over `engine`'s database.
+
+    The tables (`indexer.db.metadata`, including `api_login_nonces`) must exist: migrations
+    create them, not the app.
+
+    Args:
+        settings: Domain, URI and chain of Sign-In with Ethereum, JWT key and lifetimes,
+            rate limit.
+        engine: The index database.
+        clock: Unix time in seconds, for nonces, messages, tokens and rate limits.
+
+    Returns:
+        The FastAPI application; its OpenAPI document is at `/openapi.json`.
+    """
+    app = FastAPI(
+        title="DIMO indexer API",
+        version="0.1.0",
+        summary="Identity, rights and verified telemetry of the platform, with proofs.",
+        description=(
+            "Sign in with Ethereum (GET /auth/nonce, then POST /auth/login) for a short-lived "
+            "bearer token. Every error is an RFC 9457 problem (`application/problem+json`) "
+            "whose `type` URI is stable. Each caller (wallet, else IP address) has "
+            f"{settings.rate_limit_per_minute or 'unlimited'} requests a minute, told in "
+            "`RateLimit-*` headers."
+        ),
+    )
+    secret = settings.jwt_secret
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.clock = clock
+    app.state.jwt_key = (
+        secret.get_secret_value().encode() if secret is not None else secrets.token_bytes(32)
+    )
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    app.include_router(auth_routes.router)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=RateLimiter(settings.rate_limit_per_minute, clock),
+        caller_key=_caller_key(app.state.jwt_key),
+        exempt=frozenset({HEALTH_PATH}),
+    )
+
+    def openapi() -> dict[str, Any]:
+        return problem_openapi(app)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app from `DIMO_INDEXER_*` settings (for `uvicorn --factory`)."""
+    settings = IndexerSettings()
+    prefix = "sqlite:///"
+    url = settings.database_url
+    if url.startswith(prefix) and ":memory:" not in url:
+        Path(url[len(prefix) :].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
+    return create_app(settings, make_engine(url))

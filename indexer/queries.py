@@ -1,0 +1,642 @@
+"""Telemetry queries over verified readings: series, latest values, trips, charging, proofs.
+
+One SQLAlchemy Core code path for SQLite and PostgreSQL. Time is unix ms throughout; ranges
+are `[start_ms, end_ms)`. Interval aggregation buckets a reading by integer division,
+`bucket = start_ms + (ts - start_ms) // interval_ms * interval_ms`. Only readings of loaded
+batches exist in the tables, so everything here is served from verified data. Access rights
+are the caller's job (the API checks each signal and time range before calling these).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from sqlalchemy import Connection, Executable, and_, func, literal, select, union_all
+
+from indexer.exceptions import InvalidTelemetryQuery, ReadingNotFound
+from indexer.telemetry import batches, bundles_index, readings, readings_text, signals
+from protocol.bundle import BUNDLE_LEAF_ENCODING
+from protocol.crypto import keccak256
+from protocol.merkle import StandardMerkleTree
+from protocol.vss import CATALOG, VssDatatype
+
+Aggregation = Literal["avg", "min", "max", "first", "last"]
+AGGREGATIONS: Final[tuple[Aggregation, ...]] = ("avg", "min", "max", "first", "last")
+#: Most buckets one series request may ask for, per signal.
+MAX_BUCKETS: Final = 100_000
+#: Most raw readings one request returns.
+MAX_RAW_READINGS: Final = 100_000
+
+SPEED: Final = "Vehicle.Speed"
+IGNITION: Final = "Vehicle.LowVoltageSystemState"
+ODOMETER: Final = "Vehicle.TraveledDistance"
+IS_CHARGING: Final = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
+SOC: Final = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
+CHARGE_POWER: Final = "Vehicle.Powertrain.TractionBattery.Charging.Power"
+#: `Vehicle.LowVoltageSystemState` values meaning the ignition is on.
+IGNITION_ON: Final = frozenset({"ON", "START"})
+#: `Vehicle.LowVoltageSystemState` values meaning the ignition is off (a trip ends there).
+IGNITION_OFF: Final = frozenset({"OFF", "LOCK"})
+
+Value = float | str
+
+
+def is_text_signal(name: str) -> bool:
+    """Whether `name` holds text values (catalog `string` signals live in `readings_text`)."""
+    entry = CATALOG.get(name)
+    return entry is not None and entry.datatype is VssDatatype.STRING
+
+
+def _check_range(start_ms: int, end_ms: int) -> None:
+    if start_ms < 0 or end_ms <= start_ms:
+        raise InvalidTelemetryQuery(
+            "start_ms/end_ms", f"[{start_ms}, {end_ms}) is empty; end must be after start"
+        )
+
+
+def signal_ids(conn: Connection, names: Iterable[str]) -> dict[str, int]:
+    """Ids of the named signals that have ever been loaded (others are absent)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = conn.execute(select(signals.c.name, signals.c.id).where(signals.c.name.in_(wanted)))
+    return {r.name: int(r.id) for r in rows}
+
+
+def known_signals(conn: Connection) -> list[str]:
+    """Every signal name loaded so far, sorted."""
+    return sorted(r[0] for r in conn.execute(select(signals.c.name)))
+
+
+# -------------------------------------------------------------------------------------------
+# raw readings and series
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One verified reading and where it came from.
+
+    Attributes:
+        ts: Unix ms.
+        value: A float (booleans as 0/1, integers as floats) or, for text signals, text.
+        batch_id: The anchored batch.
+        leaf_index: The bundle's index in the batch.
+    """
+
+    ts: int
+    value: Value
+    batch_id: int
+    leaf_index: int
+
+
+def raw_readings(
+    conn: Connection,
+    vehicle_id: int,
+    signal: str,
+    start_ms: int,
+    end_ms: int,
+    limit: int = MAX_RAW_READINGS,
+) -> list[Reading]:
+    """A signal's readings for a vehicle over `[start_ms, end_ms)`, oldest first.
+
+    Raises:
+        InvalidTelemetryQuery: an empty range or a limit out of 1..MAX_RAW_READINGS.
+    """
+    _check_range(start_ms, end_ms)
+    if not 1 <= limit <= MAX_RAW_READINGS:
+        raise InvalidTelemetryQuery("limit", f"{limit} is not in 1..{MAX_RAW_READINGS}")
+    ids = signal_ids(conn, [signal])
+    if signal not in ids:
+        return []
+    table = readings_text if is_text_signal(signal) else readings
+    rows = conn.execute(
+        select(table.c.ts, table.c.value, table.c.batch_id, table.c.leaf_index)
+        .where(
+            table.c.vehicle_id == vehicle_id,
+            table.c.signal == ids[signal],
+            table.c.ts >= start_ms,
+            table.c.ts < end_ms,
+        )
+        .order_by(table.c.ts, table.c.batch_id, table.c.leaf_index)
+        .limit(limit)
+    )
+    return [Reading(int(r.ts), r.value, int(r.batch_id), int(r.leaf_index)) for r in rows]
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One interval of a series.
+
+    Attributes:
+        bucket_start: The interval's start, unix ms.
+        value: The aggregate of the readings in `[bucket_start, bucket_start + interval)`.
+        count: How many readings the interval holds.
+    """
+
+    bucket_start: int
+    value: Value
+    count: int
+
+
+def signal_series(
+    conn: Connection,
+    vehicle_id: int,
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    interval_ms: int,
+    aggregation: Aggregation = "avg",
+) -> dict[str, list[SeriesPoint]]:
+    """Signals of a vehicle over a time range, aggregated per interval.
+
+    Args:
+        conn: A connection to the index.
+        vehicle_id: The vehicle.
+        signal_names: VSS names; text signals allow only `first` and `last`.
+        start_ms: Range start, unix ms, inclusive; buckets are aligned on it.
+        end_ms: Range end, unix ms, exclusive.
+        interval_ms: Bucket width in ms.
+        aggregation: `avg`, `min`, `max`, `first` or `last` (by time; ties by batch, leaf).
+
+    Returns:
+        For each requested signal, its non-empty buckets in time order (an empty list when
+        the vehicle has no reading of it in the range).
+
+    Raises:
+        InvalidTelemetryQuery: bad range, interval, aggregation, or too many buckets.
+    """
+    _check_range(start_ms, end_ms)
+    if interval_ms <= 0:
+        raise InvalidTelemetryQuery("interval_ms", f"{interval_ms} is not positive")
+    if -(-(end_ms - start_ms) // interval_ms) > MAX_BUCKETS:
+        raise InvalidTelemetryQuery(
+            "interval_ms", f"more than {MAX_BUCKETS} intervals; widen the interval"
+        )
+    if aggregation not in AGGREGATIONS:
+        raise InvalidTelemetryQuery("aggregation", f"{aggregation!r} is not one of {AGGREGATIONS}")
+    out: dict[str, list[SeriesPoint]] = {name: [] for name in signal_names}
+    text_names = [n for n in out if is_text_signal(n)]
+    if text_names and aggregation not in ("first", "last"):
+        raise InvalidTelemetryQuery(
+            "aggregation", f"{text_names} hold text; only first and last apply"
+        )
+    ids = signal_ids(conn, out)
+    names_by_id = {sid: name for name, sid in ids.items()}
+    for table, names in (
+        (readings, [n for n in ids if n not in text_names]),
+        (readings_text, [n for n in ids if n in text_names]),
+    ):
+        if not names:
+            continue
+        query = _series_query(
+            table, vehicle_id, [ids[n] for n in names], start_ms, end_ms, interval_ms, aggregation
+        )
+        for r in conn.execute(query):
+            out[names_by_id[int(r.signal)]].append(
+                SeriesPoint(start_ms + int(r.bucket) * interval_ms, r.value, int(r.n))
+            )
+    return out
+
+
+def _series_query(
+    table: Any,
+    vehicle_id: int,
+    ids: list[int],
+    start_ms: int,
+    end_ms: int,
+    interval_ms: int,
+    aggregation: Aggregation,
+) -> Executable:
+    bucket = ((table.c.ts - literal(start_ms)) // literal(interval_ms)).label("bucket")
+    where = and_(
+        table.c.vehicle_id == vehicle_id,
+        table.c.signal.in_(ids),
+        table.c.ts >= start_ms,
+        table.c.ts < end_ms,
+    )
+    if aggregation in ("avg", "min", "max"):
+        agg = getattr(func, aggregation)
+        return (
+            select(
+                table.c.signal,
+                bucket,
+                agg(table.c.value).label("value"),
+                func.count().label("n"),
+            )
+            .where(where)
+            .group_by(table.c.signal, bucket)
+            .order_by(table.c.signal, bucket)
+        )
+    ordering = (
+        (table.c.ts, table.c.batch_id, table.c.leaf_index)
+        if aggregation == "first"
+        else (table.c.ts.desc(), table.c.batch_id.desc(), table.c.leaf_index.desc())
+    )
+    partition = (table.c.signal, bucket)
+    ranked = (
+        select(
+            table.c.signal,
+            bucket,
+            table.c.value,
+            func.row_number().over(partition_by=partition, order_by=ordering).label("rn"),
+            func.count().over(partition_by=partition).label("n"),
+        )
+        .where(where)
+        .subquery()
+    )
+    return (
+        select(ranked.c.signal, ranked.c.bucket, ranked.c.value, ranked.c.n)
+        .where(ranked.c.rn == 1)
+        .order_by(ranked.c.signal, ranked.c.bucket)
+    )
+
+
+def latest_values(
+    conn: Connection,
+    vehicle_id: int,
+    signal_names: Sequence[str] | None = None,
+    before_ms: int | None = None,
+) -> dict[str, Reading]:
+    """Each signal's most recent reading for a vehicle.
+
+    Args:
+        conn: A connection to the index.
+        vehicle_id: The vehicle.
+        signal_names: The signals to look at; None for every signal ever loaded.
+        before_ms: Only readings before this time (exclusive), e.g. the end of the caller's
+            access; None for no bound.
+
+    Returns:
+        Signal name -> its latest reading; signals without a reading are absent.
+    """
+    names = known_signals(conn) if signal_names is None else list(signal_names)
+    ids = signal_ids(conn, names)
+    names_by_id = {sid: name for name, sid in ids.items()}
+    out: dict[str, Reading] = {}
+    for table, text in ((readings, False), (readings_text, True)):
+        parts = []
+        for name, sid in sorted(ids.items()):
+            if is_text_signal(name) != text:
+                continue
+            cond = [table.c.vehicle_id == vehicle_id, table.c.signal == sid]
+            if before_ms is not None:
+                cond.append(table.c.ts < before_ms)
+            one = (
+                select(
+                    table.c.signal, table.c.ts, table.c.value, table.c.batch_id, table.c.leaf_index
+                )
+                .where(*cond)
+                .order_by(table.c.ts.desc(), table.c.batch_id.desc(), table.c.leaf_index.desc())
+                .limit(1)
+                .subquery()
+            )
+            parts.append(select(one))
+        if not parts:
+            continue
+        query = parts[0] if len(parts) == 1 else union_all(*parts)
+        for r in conn.execute(query):
+            out[names_by_id[int(r.signal)]] = Reading(
+                int(r.ts), r.value, int(r.batch_id), int(r.leaf_index)
+            )
+    return out
+
+
+# -------------------------------------------------------------------------------------------
+# trips and charging sessions
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A drive: activity (ignition on or moving) without a long gap or an ignition-off.
+
+    Attributes:
+        start_ms: First active reading, unix ms.
+        end_ms: Last active reading, unix ms.
+        max_speed_kmh: Highest speed reading in the trip, None without speed readings.
+        avg_speed_kmh: Mean of the speed readings in the trip, None without them.
+        distance_km: Odometer at the end minus at the start, None without odometer readings.
+    """
+
+    start_ms: int
+    end_ms: int
+    max_speed_kmh: float | None
+    avg_speed_kmh: float | None
+    distance_km: float | None
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the trip in seconds."""
+        return (self.end_ms - self.start_ms) / 1000
+
+
+def _segments(
+    marks: Sequence[tuple[int, bool | None]], gap_ms: int, min_duration_ms: int
+) -> list[tuple[int, int]]:
+    """Runs of active marks (True) no more than `gap_ms` apart and not broken by a False.
+
+    `marks` are `(ts, state)` sorted by time: True active, False an explicit stop, None
+    neutral (neither extends nor breaks a run). Runs shorter than `min_duration_ms` drop out.
+    """
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    last = 0
+    for ts, state in marks:
+        if state is None:
+            continue
+        if state:
+            if start is not None and ts - last > gap_ms:
+                out.append((start, last))
+                start = None
+            if start is None:
+                start = ts
+            last = ts
+        elif start is not None:
+            out.append((start, last))
+            start = None
+    if start is not None:
+        out.append((start, last))
+    return [(a, b) for a, b in out if b - a >= min_duration_ms]
+
+
+def _series_in(points: Sequence[Reading], start: int, end: int) -> list[float]:
+    return [float(p.value) for p in points if start <= p.ts <= end]
+
+
+def trips(
+    conn: Connection,
+    vehicle_id: int,
+    start_ms: int,
+    end_ms: int,
+    *,
+    gap_s: float = 300,
+    min_duration_s: float = 240,
+) -> list[Trip]:
+    """Segment a vehicle's readings into trips.
+
+    A reading is active when `Vehicle.Speed` > 0 or `Vehicle.LowVoltageSystemState` is ON or
+    START; an OFF or LOCK state ends a trip. Active readings at most `gap_s` apart form one
+    trip, kept if it lasts at least `min_duration_s`.
+
+    Args:
+        conn: A connection to the index.
+        vehicle_id: The vehicle.
+        start_ms: Range start, unix ms, inclusive.
+        end_ms: Range end, unix ms, exclusive.
+        gap_s: Longest pause inside a trip, seconds (default 300).
+        min_duration_s: Shortest trip kept, seconds (default 240).
+
+    Returns:
+        The trips in time order.
+    """
+    _check_range(start_ms, end_ms)
+    if gap_s <= 0 or min_duration_s < 0:
+        raise InvalidTelemetryQuery("gap_s/min_duration_s", "gap must be > 0, minimum >= 0")
+    speed = raw_readings(conn, vehicle_id, SPEED, start_ms, end_ms)
+    ignition = raw_readings(conn, vehicle_id, IGNITION, start_ms, end_ms)
+    odometer = raw_readings(conn, vehicle_id, ODOMETER, start_ms, end_ms)
+    marks: list[tuple[int, bool | None]] = [(r.ts, float(r.value) > 0 or None) for r in speed]
+    for r in ignition:
+        state = True if r.value in IGNITION_ON else False if r.value in IGNITION_OFF else None
+        marks.append((r.ts, state))
+    # At one instant an ignition-off wins over motion (False sorts before True).
+    marks.sort(key=lambda m: (m[0], m[1] is not False))
+    out = []
+    for a, b in _segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
+        speeds = _series_in(speed, a, b)
+        odo = _series_in(odometer, a, b)
+        out.append(
+            Trip(
+                a,
+                b,
+                max(speeds) if speeds else None,
+                sum(speeds) / len(speeds) if speeds else None,
+                odo[-1] - odo[0] if odo else None,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ChargingSession:
+    """A run of `IsCharging` true readings.
+
+    Attributes:
+        start_ms: First charging reading, unix ms.
+        end_ms: Last charging reading, unix ms.
+        soc_start: State of charge (percent) at the first reading in the session, or None.
+        soc_end: State of charge at the last reading in the session, or None.
+        max_power_kw: Highest `Charging.Power` in the session, or None.
+    """
+
+    start_ms: int
+    end_ms: int
+    soc_start: float | None
+    soc_end: float | None
+    max_power_kw: float | None
+
+    @property
+    def soc_added(self) -> float | None:
+        """Percentage points of charge added, if the state of charge was reported."""
+        if self.soc_start is None or self.soc_end is None:
+            return None
+        return self.soc_end - self.soc_start
+
+
+def charging_sessions(
+    conn: Connection,
+    vehicle_id: int,
+    start_ms: int,
+    end_ms: int,
+    *,
+    gap_s: float = 300,
+    min_duration_s: float = 60,
+) -> list[ChargingSession]:
+    """A vehicle's charging sessions: `Charging.IsCharging` true readings, split by false ones
+    and by gaps longer than `gap_s`, kept if they last at least `min_duration_s`.
+
+    Returns:
+        The sessions in time order.
+    """
+    _check_range(start_ms, end_ms)
+    if gap_s <= 0 or min_duration_s < 0:
+        raise InvalidTelemetryQuery("gap_s/min_duration_s", "gap must be > 0, minimum >= 0")
+    charging = raw_readings(conn, vehicle_id, IS_CHARGING, start_ms, end_ms)
+    soc = raw_readings(conn, vehicle_id, SOC, start_ms, end_ms)
+    power = raw_readings(conn, vehicle_id, CHARGE_POWER, start_ms, end_ms)
+    marks: list[tuple[int, bool | None]] = [(r.ts, float(r.value) != 0) for r in charging]
+    marks.sort(key=lambda m: (m[0], m[1] is not False))
+    out = []
+    for a, b in _segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
+        levels = _series_in(soc, a, b)
+        powers = _series_in(power, a, b)
+        out.append(
+            ChargingSession(
+                a,
+                b,
+                levels[0] if levels else None,
+                levels[-1] if levels else None,
+                max(powers) if powers else None,
+            )
+        )
+    return out
+
+
+# -------------------------------------------------------------------------------------------
+# proofs
+# -------------------------------------------------------------------------------------------
+
+
+Leaf = tuple[str, int, int, int, int, bytes, bytes]
+
+
+@dataclass(frozen=True)
+class BundleProof:
+    """Everything needed to check a bundle against the chain.
+
+    `AttestationAnchor.verifyReading(batch_id, leaf, proof)` returns true for it; the wire
+    form decodes (`protocol.bundle.decode_signed_bundle`) to the bundle whose device
+    signature is `signature` and whose readings include the reading asked about.
+
+    Attributes:
+        batch_id: The anchored batch.
+        leaf_index: The bundle's index in the batch content.
+        wire: The signed bundle's wire form (CBOR).
+        signature: The device's EIP-712 signature (65 bytes).
+        leaf: `(device, vehicleId, sequence, windowStart, windowEnd, dataHash, sigHash)`.
+        proof: The Merkle path from the leaf to the root.
+        root: The batch root anchored on-chain.
+        cid: The batch content's CID.
+        tx_hash: The anchoring transaction.
+        block_number: Its block.
+    """
+
+    batch_id: int
+    leaf_index: int
+    wire: bytes
+    signature: bytes
+    leaf: Leaf
+    proof: list[bytes]
+    root: bytes
+    cid: str
+    tx_hash: str
+    block_number: int
+
+
+@dataclass(frozen=True)
+class ReadingProof:
+    """A reading and the proof of the bundle that carries it.
+
+    Attributes:
+        vehicle_id: The vehicle.
+        signal: The VSS name.
+        reading: The reading (time, value, batch, leaf).
+        bundle: The bundle's proof.
+    """
+
+    vehicle_id: int
+    signal: str
+    reading: Reading
+    bundle: BundleProof
+
+
+_TREES: OrderedDict[tuple[int, bytes], StandardMerkleTree] = OrderedDict()
+_TREES_LOCK = threading.Lock()
+_TREE_CACHE_SIZE: Final = 64
+
+
+def _batch_tree(conn: Connection, batch_id: int, root: bytes) -> StandardMerkleTree:
+    """The batch's tree rebuilt from its stored leaves (cached by id and root)."""
+    key = (batch_id, root)
+    with _TREES_LOCK:
+        tree = _TREES.get(key)
+        if tree is not None:
+            _TREES.move_to_end(key)
+            return tree
+    rows = conn.execute(
+        select(
+            bundles_index.c.device,
+            bundles_index.c.vehicle_id,
+            bundles_index.c.sequence,
+            bundles_index.c.window_start,
+            bundles_index.c.window_end,
+            bundles_index.c.data_hash,
+            bundles_index.c.signature,
+        )
+        .where(bundles_index.c.batch_id == batch_id)
+        .order_by(bundles_index.c.leaf_index)
+    )
+    leaves: list[Leaf] = [_leaf(r) for r in rows]
+    tree = StandardMerkleTree.of(leaves, BUNDLE_LEAF_ENCODING)
+    if tree.root != root:  # the stored rows were altered: refuse to serve a proof
+        raise RuntimeError(f"batch {batch_id}: stored leaves do not rebuild the anchored root")
+    with _TREES_LOCK:
+        _TREES[key] = tree
+        while len(_TREES) > _TREE_CACHE_SIZE:
+            _TREES.popitem(last=False)
+    return tree
+
+
+def _leaf(r: Any) -> Leaf:
+    return (
+        str(r.device),
+        int(r.vehicle_id),
+        int(r.sequence),
+        int(r.window_start),
+        int(r.window_end),
+        bytes(r.data_hash),
+        keccak256(bytes(r.signature)),
+    )
+
+
+def bundle_proof(conn: Connection, batch_id: int, leaf_index: int) -> BundleProof:
+    """The proof of bundle `leaf_index` of a loaded batch.
+
+    Raises:
+        LookupError: the batch is not loaded or has no such bundle.
+    """
+    row = conn.execute(
+        select(
+            bundles_index, batches.c.root, batches.c.cid, batches.c.tx_hash, batches.c.block_number
+        )
+        .join(batches, batches.c.id == bundles_index.c.batch_id)
+        .where(bundles_index.c.batch_id == batch_id, bundles_index.c.leaf_index == leaf_index)
+    ).first()
+    if row is None:
+        raise LookupError(f"no bundle {leaf_index} in a loaded batch {batch_id}")
+    root = bytes(row.root)
+    tree = _batch_tree(conn, batch_id, root)
+    return BundleProof(
+        batch_id=batch_id,
+        leaf_index=leaf_index,
+        wire=bytes(row.wire),
+        signature=bytes(row.signature),
+        leaf=_leaf(row),
+        proof=tree.proof(leaf_index),
+        root=root,
+        cid=row.cid,
+        tx_hash=row.tx_hash,
+        block_number=int(row.block_number),
+    )
+
+
+def reading_proof(conn: Connection, vehicle_id: int, signal: str, ts: int) -> ReadingProof:
+    """The proof of a served reading: its bundle, signature, Merkle path, root and anchor tx.
+
+    When several bundles carry a reading of the signal at `ts`, the first by (batch, leaf).
+
+    Raises:
+        ReadingNotFound: no served reading of `signal` for the vehicle at `ts`.
+    """
+    found = raw_readings(conn, vehicle_id, signal, ts, ts + 1, limit=1)
+    if not found:
+        raise ReadingNotFound(vehicle_id, signal, ts)
+    reading = found[0]
+    return ReadingProof(
+        vehicle_id, signal, reading, bundle_proof(conn, reading.batch_id, reading.leaf_index)
+    )

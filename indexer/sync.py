@@ -1,0 +1,454 @@
+"""Chain sync: adaptive `eth_getLogs` backfill, reorg rollback by block, live follow.
+
+One step indexes one block range: it checks the stored hash of the last indexed block against
+the chain (a mismatch walks back to the fork point and rolls back), fetches the logs of every
+platform contract at once, decodes them with precomputed decoders, inserts them into `events`
+(idempotent on `(tx_hash, log_index)`), rewrites the projections of the keys they touch in
+chain order, and moves the checkpoint, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from indexer import schema as s
+from indexer.config import IndexerSettings
+from indexer.db import make_engine
+from indexer.exceptions import (
+    ChainUnavailableError,
+    DeploymentMismatchError,
+    LogRangeError,
+    ReorgTooDeepError,
+)
+from indexer.handlers import Event, LogDecoder, Projector, build_decoders, keys_of
+from protocol.deployment import Deployment
+
+log = logging.getLogger("indexer.sync")
+
+#: Substrings of provider errors that mean "ask for a smaller range".
+RANGE_ERRORS = (
+    "range",
+    "limit",
+    "too many",
+    "too large",
+    "exceed",
+    "size",
+    "timeout",
+    "timed out",
+    "more than",
+)
+
+
+class RpcError(Exception):
+    """A JSON-RPC error answer (internal; mapped to the indexer's errors by the syncer)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class Rpc:
+    """A small JSON-RPC client over httpx (raw dicts: no web3 formatting on hot paths)."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self._client = httpx.Client(timeout=timeout_s)
+        self._id = 0
+
+    def close(self) -> None:
+        """Closes the HTTP connection pool."""
+        self._client.close()
+
+    def _post(self, body: Any) -> Any:
+        try:
+            resp = self._client.post(self.url, json=body)
+        except httpx.TimeoutException as err:
+            raise RpcError(-32000, f"request timed out ({err})") from None
+        except httpx.HTTPError as err:
+            raise ChainUnavailableError(self.url, str(err)) from None
+        if resp.status_code in (413, 429) or resp.status_code >= 500:
+            raise RpcError(-resp.status_code, f"HTTP {resp.status_code} response size/limit")
+        return resp.json()
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        """One request; raises `RpcError` on an error answer."""
+        self._id += 1
+        answer = self._post({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        if "error" in answer:
+            err = answer["error"]
+            raise RpcError(int(err.get("code", 0)), str(err.get("message", err)))
+        return answer["result"]
+
+    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Several requests in one JSON-RPC batch; answers in call order."""
+        if not calls:
+            return []
+        base = self._id
+        body = [
+            {"jsonrpc": "2.0", "id": base + i + 1, "method": m, "params": p}
+            for i, (m, p) in enumerate(calls)
+        ]
+        self._id += len(calls)
+        answers = self._post(body)
+        by_id = {a["id"]: a for a in answers}
+        out = []
+        for i in range(len(calls)):
+            a = by_id[base + i + 1]
+            if "error" in a:
+                raise RpcError(int(a["error"].get("code", 0)), str(a["error"].get("message")))
+            out.append(a["result"])
+        return out
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the syncer keeps of a block."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+
+
+def _header(raw: dict[str, Any]) -> Header:
+    return Header(int(raw["number"], 16), raw["hash"], raw["parentHash"], int(raw["timestamp"], 16))
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one sync step did."""
+
+    from_block: int
+    to_block: int
+    events: int
+    rolled_back_to: int | None = None
+
+
+def _fingerprint(chain_id: int, addresses: Iterable[str]) -> str:
+    joined = ",".join(sorted(a.lower() for a in addresses))
+    return "0x" + hashlib.sha256(f"{chain_id}:{joined}".encode()).hexdigest()
+
+
+class Syncer:
+    """Indexes the platform's contract events into the database at `engine`.
+
+    Args:
+        settings: the indexer's settings (RPC URL, confirmations, range sizes...).
+        deployment: the deployment record; loaded from `settings.deployment` when omitted.
+        engine: the database; made from `settings.database_url` when omitted.
+    """
+
+    def __init__(
+        self,
+        settings: IndexerSettings,
+        deployment: Deployment | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.deployment = deployment or Deployment.load(settings.deployment)
+        self.engine = engine or make_engine(settings.database_url)
+        self.rpc = Rpc(settings.rpc_url, settings.rpc_timeout_s)
+        contracts = self.deployment.contracts
+        self.addresses = [c.address.lower() for c in contracts.values()]
+        self.decoders: dict[tuple[str, str], LogDecoder] = build_decoders(
+            {name: (c.address, c.abi) for name, c in contracts.items()}
+        )
+        self.fingerprint = _fingerprint(self.deployment.chain_id, self.addresses)
+        self.range = max(settings.min_range, min(settings.initial_range, settings.max_range))
+        self.projector = Projector()
+        self._dialect = self.engine.dialect.name
+
+    def close(self) -> None:
+        """Releases the RPC client."""
+        self.rpc.close()
+
+    # ---------------------------------------------------------------------------------------
+    # chain
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        try:
+            return self.rpc.call(method, params)
+        except RpcError as err:
+            raise ChainUnavailableError(self.settings.rpc_url, str(err)) from None
+
+    def target(self) -> int:
+        """The newest block with enough confirmations."""
+        head = int(self._rpc("eth_blockNumber", []), 16)
+        return head - self.settings.confirmations
+
+    def _headers(self, numbers: Iterable[int]) -> dict[int, Header]:
+        nums = sorted(set(numbers))
+        out: dict[int, Header] = {}
+        for i in range(0, len(nums), 100):
+            chunk = nums[i : i + 100]
+            try:
+                raws = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
+            except RpcError as err:
+                raise ChainUnavailableError(self.settings.rpc_url, str(err)) from None
+            for n, raw in zip(chunk, raws, strict=True):
+                if raw is not None:
+                    out[n] = _header(raw)
+        return out
+
+    def _get_logs(self, from_block: int, to_block: int) -> tuple[list[dict[str, Any]], int]:
+        """Logs of [from_block, to_block'] where to_block' <= to_block fits the provider."""
+        while True:
+            try:
+                started = time.monotonic()
+                logs = self.rpc.call(
+                    "eth_getLogs",
+                    [
+                        {
+                            "address": self.addresses,
+                            "fromBlock": hex(from_block),
+                            "toBlock": hex(to_block),
+                        }
+                    ],
+                )
+            except RpcError as err:
+                text = err.message.lower()
+                if not any(word in text for word in RANGE_ERRORS) and err.code != -32005:
+                    raise ChainUnavailableError(self.settings.rpc_url, str(err)) from None
+                span = to_block - from_block + 1
+                if span <= self.settings.min_range:
+                    raise LogRangeError(from_block, to_block, err.message) from None
+                self.range = max(self.settings.min_range, span // 2)
+                to_block = from_block + self.range - 1
+                log.info("eth_getLogs range shrunk to %d blocks (%s)", self.range, err.message)
+                continue
+            elapsed = time.monotonic() - started
+            span = to_block - from_block + 1
+            if elapsed < self.settings.fast_range_s and span >= self.range:
+                self.range = min(self.settings.max_range, self.range * 2)
+            elif elapsed > 2 * self.settings.fast_range_s:
+                self.range = max(self.settings.min_range, self.range // 2)
+            return logs, to_block
+
+    # ---------------------------------------------------------------------------------------
+    # database
+
+    def _state(self, conn: Connection) -> Any:
+        row = conn.execute(select(s.sync_state).where(s.sync_state.c.id == 1)).first()
+        if row is not None and row.fingerprint != self.fingerprint:
+            raise DeploymentMismatchError(row.fingerprint, self.fingerprint)
+        return row
+
+    def last_block(self) -> int:
+        """The last block fully indexed (start block - 1 before the first step)."""
+        with self.engine.connect() as conn:
+            row = self._state(conn)
+        return int(row.last_block) if row is not None else self.deployment.start_block - 1
+
+    def _insert_ignore(self, table: Any) -> Any:
+        if self._dialect == "postgresql":
+            return pg_insert(table).on_conflict_do_nothing()
+        if self._dialect == "sqlite":
+            return sqlite_insert(table).on_conflict_do_nothing()
+        return insert(table).prefix_with("IGNORE")
+
+    def _upsert_blocks(self, conn: Connection, headers: Iterable[Header]) -> None:
+        rows = [
+            {
+                "number": h.number,
+                "hash": h.hash,
+                "parent_hash": h.parent_hash,
+                "timestamp": h.timestamp,
+            }
+            for h in headers
+        ]
+        if not rows:
+            return
+        numbers = [r["number"] for r in rows]
+        conn.execute(delete(s.blocks).where(s.blocks.c.number.in_(numbers)))
+        conn.execute(insert(s.blocks), rows)
+
+    def _set_state(self, conn: Connection, block: int, block_hash: str) -> None:
+        values = {"last_block": block, "last_hash": block_hash}
+        done = conn.execute(update(s.sync_state).where(s.sync_state.c.id == 1).values(values))
+        if done.rowcount == 0:
+            conn.execute(
+                insert(s.sync_state).values(
+                    id=1, chain_id=self.deployment.chain_id, fingerprint=self.fingerprint, **values
+                )
+            )
+
+    # ---------------------------------------------------------------------------------------
+    # reorg
+
+    def _fork_point(self, conn: Connection, last: int) -> int:
+        """The newest stored block whose hash the chain still has (start - 1 if none)."""
+        stored = conn.execute(
+            select(s.blocks.c.number, s.blocks.c.hash)
+            .where(s.blocks.c.number <= last)
+            .order_by(s.blocks.c.number.desc())
+            .limit(self.settings.reorg_window)
+        ).all()
+        for i in range(0, len(stored), 32):
+            chunk = stored[i : i + 32]
+            chain = self._headers(n for n, _ in chunk)
+            for number, stored_hash in chunk:
+                header = chain.get(number)
+                if header is not None and header.hash == stored_hash:
+                    return int(number)
+        if len(stored) == self.settings.reorg_window:
+            raise ReorgTooDeepError(int(stored[-1][0]), self.settings.reorg_window)
+        return self.deployment.start_block - 1
+
+    def rollback(self, fork: int) -> None:
+        """Removes everything above block `fork` and rewrites the entities it touched."""
+        with self.engine.begin() as conn:
+            touched: set[str] = set()
+            for k1, k2 in conn.execute(
+                select(s.events.c.key1, s.events.c.key2).where(s.events.c.block_number > fork)
+            ):
+                touched.update(k for k in (k1, k2) if k)
+            conn.execute(delete(s.events).where(s.events.c.block_number > fork))
+            conn.execute(delete(s.blocks).where(s.blocks.c.number > fork))
+            self.projector.rewrite(conn, touched)
+            fork_hash = conn.execute(
+                select(s.blocks.c.hash).where(s.blocks.c.number == fork)
+            ).scalar()
+            self._set_state(conn, fork, fork_hash or "")
+        log.warning("reorg: rolled back to block %d (%d entities rewritten)", fork, len(touched))
+
+    def check_reorg(self) -> int | None:
+        """Rolls back if the last indexed block left the chain; returns the fork point."""
+        with self.engine.connect() as conn:
+            state = self._state(conn)
+            if state is None or not state.last_hash:
+                return None
+            chain = self._headers([int(state.last_block)]).get(int(state.last_block))
+            if chain is not None and chain.hash == state.last_hash:
+                return None
+            fork = self._fork_point(conn, int(state.last_block))
+        self.rollback(fork)
+        return fork
+
+    # ---------------------------------------------------------------------------------------
+    # steps
+
+    def _decode(self, logs: list[dict[str, Any]], headers: dict[int, Header]) -> list[Event]:
+        out: list[Event] = []
+        for raw in logs:
+            if raw.get("removed"):
+                continue
+            topics = raw["topics"]
+            if not topics:
+                continue
+            decoder = self.decoders.get((raw["address"].lower(), topics[0]))
+            if decoder is None:
+                continue
+            number = int(raw["blockNumber"], 16)
+            out.append(
+                Event(
+                    block_number=number,
+                    tx_index=int(raw["transactionIndex"], 16),
+                    log_index=int(raw["logIndex"], 16),
+                    tx_hash=raw["transactionHash"],
+                    block_timestamp=headers[number].timestamp,
+                    address=raw["address"].lower(),
+                    contract=decoder.contract,
+                    name=decoder.name,
+                    args=decoder.decode(topics, raw["data"]),
+                )
+            )
+        out.sort(key=lambda e: e.order)
+        return out
+
+    def step(self, target: int) -> StepResult | None:
+        """Indexes the next range up to `target`; None when there is nothing to do."""
+        fork = self.check_reorg()
+        last = self.last_block()
+        if last >= target:
+            return StepResult(last, last, 0, fork) if fork is not None else None
+        from_block = last + 1
+        to_block = min(target, from_block + self.range - 1)
+        logs, to_block = self._get_logs(from_block, to_block)
+        numbers = {int(raw["blockNumber"], 16) for raw in logs} | {to_block}
+        if last >= 0:
+            numbers.add(last)
+        headers = self._headers(numbers)
+        consistent = to_block in headers and all(
+            headers.get(int(raw["blockNumber"], 16)) is not None
+            and headers[int(raw["blockNumber"], 16)].hash == raw["blockHash"]
+            for raw in logs
+        )
+        with self.engine.connect() as conn:
+            state = self._state(conn)
+        if state is not None and state.last_hash and last in headers:
+            consistent = consistent and headers[last].hash == state.last_hash
+        if not consistent:
+            log.info("chain moved during step %d..%d; retrying", from_block, to_block)
+            return StepResult(from_block, from_block - 1, 0, fork)
+        events = self._decode(logs, headers)
+        touched: set[str] = set()
+        fresh: dict[str, list[Event]] = defaultdict(list)
+        rows = []
+        for e in events:
+            k1, k2 = keys_of(e)
+            for k in (k1, k2):
+                if k:
+                    touched.add(k)
+                    fresh[k].append(e)
+            rows.append(
+                {
+                    "tx_hash": e.tx_hash,
+                    "log_index": e.log_index,
+                    "block_number": e.block_number,
+                    "tx_index": e.tx_index,
+                    "block_timestamp": e.block_timestamp,
+                    "address": e.address,
+                    "contract": e.contract,
+                    "name": e.name,
+                    "args": json.dumps(e.args, separators=(",", ":")),
+                    "key1": k1,
+                    "key2": k2,
+                }
+            )
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(self._insert_ignore(s.events), rows)
+            self._upsert_blocks(conn, headers.values())
+            self.projector.rewrite(conn, touched, fresh, from_block)
+            self._set_state(conn, to_block, headers[to_block].hash)
+        return StepResult(from_block, to_block, len(events), fork)
+
+    def backfill(
+        self, target: int | None = None, progress: Callable[[StepResult, int], None] | None = None
+    ) -> int:
+        """Indexes up to `target` (the confirmed head now, by default); returns the events.
+
+        Args:
+            target: last block to index.
+            progress: called after each step with the step and the target.
+        """
+        goal = self.target() if target is None else target
+        total = 0
+        while True:
+            result = self.step(goal)
+            if result is None:
+                return total
+            total += result.events
+            if progress is not None:
+                progress(result, goal)
+            if self.settings.test_sleep_between_ranges_s:
+                time.sleep(self.settings.test_sleep_between_ranges_s)
+
+    def follow(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Backfills, then polls for new heads until `should_stop()` is true."""
+        while not should_stop():
+            self.backfill()
+            time.sleep(self.settings.poll_interval_s)
