@@ -274,6 +274,7 @@ _KEYS: Final = ("device", "schema", "readings", "sequence", "vehicleId", "window
 # Core deterministic order sorts keys by their encoded bytes (shorter first, then bytewise).
 assert list(_KEYS) == sorted(_KEYS, key=_text)
 _K: Final = {k: _text(k) for k in _KEYS}
+_KEY_SET: Final = frozenset(_KEYS)
 _SIGNED_KEYS: Final = ("bundle", "signature")
 assert list(_SIGNED_KEYS) == sorted(_SIGNED_KEYS, key=_text)
 
@@ -670,13 +671,94 @@ def _document(bundle: Bundle) -> dict[str, Any]:
     }
 
 
+_VALUE_TYPES: Final = frozenset((float, int, bool, str))
+
+
+def _fast_bundle(obj: Any) -> Bundle | None:
+    """The bundle of a decoded document if it is valid and already in canonical order.
+
+    A vectorised restatement of `Bundle`'s rules (see `_normalise_readings`) for the ingest
+    hot path: it returns None at the first doubt, and the reference decoder then raises the
+    precise error. A property test checks that both agree on every valid bundle.
+    """
+    if type(obj) is not dict or obj.keys() != _KEY_SET:
+        return None
+    schema, device = obj["schema"], obj["device"]
+    vid, seq, ws, we = obj["vehicleId"], obj["sequence"], obj["windowStart"], obj["windowEnd"]
+    if (
+        type(schema) is not int
+        or schema != SCHEMA_VERSION
+        or type(device) is not bytes
+        or len(device) != 20
+        or type(vid) is not int
+        or not 0 <= vid <= UINT256_MAX
+        or type(seq) is not int
+        or not 0 <= seq <= UINT64_MAX
+        or type(ws) is not int
+        or type(we) is not int
+        or not 0 <= ws < we <= UINT64_MAX
+    ):
+        return None
+    entries = obj["readings"]
+    if type(entries) is not list:
+        return None
+    readings: dict[str, tuple[Reading, ...]] = {}
+    previous = ""
+    for entry in entries:
+        if type(entry) is not list or len(entry) != 2:
+            return None
+        signal, samples = entry
+        if (
+            type(signal) is not str
+            or signal <= previous
+            or len(signal) > MAX_SIGNAL_NAME
+            or not _SIGNAL_RE.fullmatch(signal)
+            or type(samples) is not list
+            or not samples
+            or not all(type(sample) is list and len(sample) == 2 for sample in samples)
+        ):
+            return None
+        previous = signal
+        stamps = [sample[0] for sample in samples]
+        values = [sample[1] for sample in samples]
+        if (
+            not all(type(ts) is int for ts in stamps)
+            or stamps[0] < ws
+            or stamps[-1] >= we
+            or not all(a < b for a, b in pairwise(stamps))
+        ):
+            return None
+        kinds = set(map(type, values))
+        if not kinds <= _VALUE_TYPES:
+            return None
+        if float in kinds and not all(math.isfinite(v) for v in values if type(v) is float):
+            return None
+        if int in kinds and not all(INT64_MIN <= v <= INT64_MAX for v in values if type(v) is int):
+            return None
+        readings[signal] = tuple(zip(stamps, values, strict=True))
+    bundle = object.__new__(Bundle)
+    for name, value in (
+        ("device", checksum_address(device)),
+        ("vehicle_id", vid),
+        ("sequence", seq),
+        ("window_start", ws),
+        ("window_end", we),
+        ("readings", MappingProxyType(readings)),
+        ("schema_version", schema),
+    ):
+        object.__setattr__(bundle, name, value)
+    bundle.__dict__["device_bytes"] = device
+    return bundle
+
+
 def _decode_bundle_fast(raw: bytes) -> Bundle | None:
-    """The same decode through cbor2's C codec, for canonical input only.
+    """The same decode through cbor2's C codec, for valid canonical input only.
 
     cbor2's canonical serialisation equals `encode_bundle` for every valid bundle (a property
-    test checks it), so a bundle is accepted here only if re-serialising its validated
-    document gives back exactly `raw`. Anything else (not CBOR, not canonical, invalid)
-    returns None and goes through the reference decoder, which raises the precise error.
+    test checks it), so `raw` is canonical exactly when re-serialising its document gives it
+    back; `_fast_bundle` then applies the bundle's rules. Anything else (not CBOR, not
+    canonical, invalid) returns None and goes through the reference decoder, which raises
+    the precise error.
     """
     if _cbor2 is None:
         return None
@@ -684,14 +766,10 @@ def _decode_bundle_fast(raw: bytes) -> Bundle | None:
         obj = _cbor2.loads(raw)
         if _cbor2.dumps(obj, canonical=True) != raw:
             return None
-        bundle = _bundle_from_document(obj)
-        # Validation sorts; the bundle is canonical only if nothing had to move.
-        if [entry[0] for entry in obj["readings"]] != list(bundle.readings):
-            return None
-        for (_, samples), normalised in zip(obj["readings"], bundle.readings.values(), strict=True):
-            if any(s[0] != n[0] for s, n in zip(samples, normalised, strict=True)):
-                return None
+        bundle = _fast_bundle(obj)
     except Exception:  # any failure here is reported precisely by the reference decoder
+        return None
+    if bundle is None:
         return None
     bundle.__dict__["encoding"] = raw
     return bundle

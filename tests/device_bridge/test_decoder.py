@@ -347,7 +347,9 @@ def test_encoding_with_cantools_then_decoding_gives_the_values_back(
         values[signal.name] = raw * signal.scale + signal.offset
     payload = message.encode(values, scaling=True, strict=False)
     decoder, names = _identity_decoder(db, message)
-    got = [r.value for r in decoder.decode(_frame(message.frame_id, payload))]
+    # A message longer than 8 bytes (FATC_5F5 declares 64) travels as a CAN-FD frame.
+    frame = _frame(message.frame_id, payload, is_fd=len(payload) > 8)
+    got = [r.value for r in decoder.decode(frame)]
     expected = message.decode_simple(payload, decode_choices=False)
     for name, value in zip(names, got, strict=True):
         signal = message.get_signal_by_name(name)
