@@ -16,6 +16,7 @@ import httpx
 from device_bridge.config import BridgeSettings
 from device_bridge.exceptions import IngestContractError, UploadError
 from device_bridge.queue import BundleQueue, QueuedBundle
+from protocol.problems import problem_type
 
 __all__ = ["UploadReport", "Uploader", "cbor_array"]
 
@@ -294,7 +295,7 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
         return body
     reason = "payload-too-large" if response.status_code == 413 else "malformed-payload"
     return {
-        "type": f"https://dimo.local/problems/{reason}",
+        "type": problem_type(reason),
         "title": response.reason_phrase,
         "status": response.status_code,
         "detail": response.text[:500],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from protocol.problems import PROBLEM_BASE
+
 
 class IndexerError(Exception):
     """Root of every error raised by `indexer`."""
@@ -78,7 +80,6 @@ class DeploymentMismatchError(IndexerError, ValueError):
 # --------------------------------------------------------------------------------------------
 
 #: Prefix of every problem `type` URI; the slug after it never changes meaning.
-PROBLEM_BASE = "https://dimo.local/problems/"
 
 
 class ApiProblem(IndexerError):

@@ -21,6 +21,7 @@ from oracle.verify import VerifiedBundle, Verifier, split_body
 from protocol.bundle import SignedBundle
 from protocol.deployment import Deployment
 from protocol.eip712 import dimo_domain
+from protocol.problems import problem_type
 
 PROBLEM_JSON = "application/problem+json"
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -210,7 +211,7 @@ def create_app(settings: OracleSettings | None = None) -> FastAPI:
     async def _chain_down(_: Request, exc: ChainUnavailableError) -> Response:
         return problem_response(
             {
-                "type": "https://dimo.local/problems/chain-unavailable",
+                "type": problem_type("chain-unavailable"),
                 "title": "Chain unavailable",
                 "status": 503,
                 "detail": str(exc),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-PROBLEM_BASE = "https://dimo.local/problems/"
+from protocol.problems import PROBLEM_BASE
 
 
 class OracleError(Exception):

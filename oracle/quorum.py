@@ -45,6 +45,7 @@ from protocol.crypto import (
     sign_digest,
 )
 from protocol.eip712 import Eip712Domain
+from protocol.problems import problem_type
 
 __all__ = [
     "CONTENT_FORMAT",
@@ -305,7 +306,7 @@ def create_signer_app(signer: OracleSigner, store: BlobStore) -> FastAPI:
     def problem(status: int, reason: str, detail: str) -> JSONResponse:
         return JSONResponse(
             {
-                "type": f"https://dimo.local/problems/{reason}",
+                "type": problem_type(reason),
                 "title": reason.replace("-", " ").capitalize(),
                 "status": status,
                 "detail": detail,

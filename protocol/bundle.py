@@ -655,22 +655,6 @@ def decode_bundle(data: bytes, *, max_size: int = MAX_BUNDLE_SIZE) -> Bundle:
     return bundle
 
 
-def _document(bundle: Bundle) -> dict[str, Any]:
-    """The CBOR data model of `encode_bundle`'s output (for a C encoder to serialise)."""
-    return {
-        "device": bundle.device_bytes,
-        "schema": bundle.schema_version,
-        "readings": [
-            [signal, [[ts, value] for ts, value in samples]]
-            for signal, samples in bundle.readings.items()
-        ],
-        "sequence": bundle.sequence,
-        "vehicleId": bundle.vehicle_id,
-        "windowEnd": bundle.window_end,
-        "windowStart": bundle.window_start,
-    }
-
-
 _VALUE_TYPES: Final = frozenset((float, int, bool, str))
 
 

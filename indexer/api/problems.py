@@ -14,7 +14,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from indexer.exceptions import PROBLEM_BASE, ApiProblem, InvalidToken, TokenRejected
+from indexer.exceptions import ApiProblem, InvalidToken, TokenRejected
+from protocol.problems import PROBLEM_BASE
 
 log = logging.getLogger(__name__)
 
