@@ -16,10 +16,11 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 SHIM_STAMP := $(SOLCX_BINARY_PATH)/.registered
 
-.PHONY: help install compile test run bench bench-gas bench-oracle bench-bridge lint clean
+.PHONY: help install compile test run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps lint clean
 
 help:
-	@echo "make run     run the platform (anvil, deploy, services)"
+	@echo "make run     run the platform (anvil, deploy, oracle quorum, indexer, simulated fleet)"
+	@echo "make e2e     end-to-end check: simulated days through the whole platform"
 	@echo "make test    install, compile and run the test suite"
 	@echo "make bench   run every benchmark;  make bench-gas  contract gas figures"
 	@echo "make lint    ruff and mypy (strict) on our packages"
@@ -49,11 +50,23 @@ test: install compile
 run: install compile
 	dimo stack run
 
+e2e: install compile
+	$(PY) -m pytest -q tests/stack/test_e2e.py
+
 bench: install compile
 	$(PY) -m benchmarks
 
 bench-gas: install compile
 	$(PY) benchmarks/gas.py
+
+bench-indexer: install compile
+	$(PY) benchmarks/indexer.py
+
+bench-rewards: install compile
+	$(PY) benchmarks/rewards.py
+
+bench-apps: install
+	$(PY) benchmarks/apps.py
 
 bench-oracle: install compile
 	$(PY) benchmarks/oracle.py

@@ -7,6 +7,9 @@
   `DeviceMinted` per device, 200 events per transaction) on a fresh anvil.
 - `backfill_ratio_vs_naive`: the SQLite figure over a naive indexer on the same chain in the
   same run: web3.py `contract.events.X.get_logs` for each event type, then one INSERT per row.
+- Then, each in a fresh interpreter, `benchmarks/indexer_readings.py` (verified readings
+  loaded per second into PostgreSQL) and `benchmarks/indexer_api.py` (API latency under an
+  open-loop load over 10,000,000 readings); their figures join this one's.
 
 The last line printed is one JSON object.
 """
@@ -17,6 +20,7 @@ import json
 import os
 import secrets
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -156,7 +160,21 @@ def main() -> None:
         "backfill_naive_events_per_s": round(naive_rate),
         "backfill_ratio_vs_naive": round(sqlite_rate / naive_rate, 1),
     }
+    for script in ("indexer_readings.py", "indexer_api.py"):
+        figures.update(_run(Path(__file__).with_name(script)))
     print(json.dumps(figures))
+
+
+def _run(script: Path) -> dict[str, Any]:
+    """The figures of another benchmark script (its last output line), run in a fresh process."""
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{script.name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    figures = json.loads(lines[-1])
+    if not isinstance(figures, dict):
+        raise SystemExit(f"{script.name}: the last line is not a JSON object")
+    return figures
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ class IndexerSettings(BaseSettings):
     poll_interval_s: float = Field(default=1.0, gt=0)
     # Most recent indexed blocks whose hashes are kept to detect a reorg.
     reorg_window: int = Field(default=256, ge=1)
+    # Seconds between retries of batches whose content the blob store could not serve.
+    pending_retry_s: float = Field(default=30.0, ge=0)
     # TEST ONLY: seconds to sleep after each committed range (lets tests kill a sync mid-way).
     test_sleep_between_ranges_s: float = Field(default=0.0, ge=0)
 
@@ -58,6 +60,10 @@ class IndexerSettings(BaseSettings):
     jwt_ttl_s: int = Field(default=900, ge=1)
     # Seconds after the sign-in past which POST /auth/refresh refuses (sign in again).
     session_max_s: int = Field(default=86_400, ge=1)
+    # Seconds the API reuses its read of the sync checkpoint when checking rights (rights then
+    # trail the index by at most this; 0 reads it on every request). Under load, a value below
+    # the sync's poll interval (e.g. 0.5) saves a query per request at no visible cost.
+    rights_checkpoint_ttl_s: float = Field(default=0.0, ge=0)
     # Requests one caller (wallet from the JWT, else client IP) may make per minute; 0: no limit.
     rate_limit_per_minute: int = Field(default=600, ge=0)
     # Directory of the local content-addressed blob store batches are fetched from by CID

@@ -7,9 +7,13 @@ checkpoints) and `indexer.telemetry` (anchored batches and verified readings).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: Every indexer table belongs to this MetaData (Alembic's target_metadata).
 metadata = MetaData(
@@ -24,7 +28,8 @@ metadata = MetaData(
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; SQLite gets WAL, synchronous=NORMAL and a busy timeout."""
+    """An engine for `url`; SQLite gets WAL, synchronous=NORMAL, a busy timeout and 64 MiB of
+    page cache per connection."""
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
@@ -34,6 +39,72 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk index inserts stay in memory
             cur.close()
 
     return engine
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore_conflicts: bool = False,
+) -> None:
+    """Bulk-insert `rows` into `table` in the caller's transaction, with the least overhead.
+
+    Values go through each column type's bind processing, as `conn.execute(insert(...))`
+    would. PostgreSQL gets `COPY ... FROM STDIN` (into a temporary table first when conflicts
+    are ignored, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING`); SQLite gets one
+    executemany of a prepared `INSERT [OR IGNORE]`.
+
+    Args:
+        conn: A connection inside a transaction.
+        table: The target table.
+        rows: One mapping per row, keyed by column name; a missing key is NULL.
+        ignore_conflicts: Skip rows whose primary or unique key is already there.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    names = [c.name for c in table.columns]
+    values = [tuple(map(row.get, names)) for row in rows]
+    procs = [(i, c.type.bind_processor(dialect)) for i, c in enumerate(table.columns)]
+    needed = [(i, p) for i, p in procs if p is not None]
+    if needed:
+        out = []
+        for value in values:
+            fixed = list(value)
+            for i, proc in needed:
+                fixed[i] = proc(fixed[i])
+            out.append(tuple(fixed))
+        values = out
+    cols = ", ".join(f'"{n}"' for n in names)
+    if dialect.name == "postgresql":
+        dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        with dbapi.cursor() as cur:
+            target = table.name
+            if ignore_conflicts:
+                target = f"_in_{table.name}"
+                cur.execute(
+                    f'CREATE TEMP TABLE IF NOT EXISTS "{target}" '
+                    f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+                )
+            with cur.copy(f'COPY "{target}" ({cols}) FROM STDIN') as copy:
+                for value in values:
+                    copy.write_row(value)
+            if ignore_conflicts:
+                cur.execute(
+                    f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{target}" '
+                    "ON CONFLICT DO NOTHING"
+                )
+                cur.execute(f'DELETE FROM "{target}"')
+        return
+    marks = (
+        ", ".join("?" for _ in names)
+        if dialect.paramstyle == "qmark"
+        else ", ".join("%s" for _ in names)
+    )
+    verb = "INSERT OR IGNORE" if ignore_conflicts and dialect.name == "sqlite" else "INSERT"
+    conn.exec_driver_sql(f'{verb} INTO "{table.name}" ({cols}) VALUES ({marks})', values)

@@ -379,3 +379,311 @@ class ReadingNotFound(IndexerError, LookupError):
             f"no verified reading of {signal} for vehicle {vehicle_id} at {ts} ms; query the "
             "vehicle's signals for a reading that exists (rejected batches serve nothing)"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# API: identity, rights and governance routes (lists, cursors, unknown ids)
+# --------------------------------------------------------------------------------------------
+
+
+class InvalidCursor(ApiProblem, ValueError):
+    """A `cursor` query parameter that is not one this API handed out for this list (400)."""
+
+    slug = "invalid-cursor"
+    status = 400
+    title = "Invalid page cursor"
+
+    def __init__(self, cursor: str, reason: str) -> None:
+        self.cursor = cursor
+        self.reason = reason
+        super().__init__(
+            f"{reason}; pass the `next_cursor` of the previous page of the same list unchanged, "
+            "or omit `cursor` for the first page"
+        )
+
+
+class ResourceNotFound(ApiProblem, LookupError):
+    """An id the index holds no record of (404); subclasses name the kind of record."""
+
+    slug = "not-found"
+    status = 404
+    title = "Not found"
+    #: What kind of record was looked up, e.g. "vehicle".
+    resource: ClassVar[str] = "record"
+
+    def __init__(self, ident: str | int) -> None:
+        self.ident = ident
+        super().__init__(
+            f"no {self.resource} {ident} is indexed; check the id, or wait for the indexer to "
+            "reach the block that created it (GET /healthz, then retry)",
+            resource=self.resource,
+            id=str(ident),
+        )
+
+
+class VehicleNotFound(ResourceNotFound):
+    """No vehicle with this token id is indexed."""
+
+    slug = "vehicle-not-found"
+    title = "Unknown vehicle"
+    resource = "vehicle"
+
+
+class DeviceNotFound(ResourceNotFound):
+    """No device with this address is indexed."""
+
+    slug = "device-not-found"
+    title = "Unknown device"
+    resource = "device"
+
+
+class ProductNotFound(ResourceNotFound):
+    """No data product with this id is indexed."""
+
+    slug = "product-not-found"
+    title = "Unknown data product"
+    resource = "product"
+
+
+class ProposalNotFound(ResourceNotFound):
+    """No governance proposal with this id is indexed."""
+
+    slug = "proposal-not-found"
+    title = "Unknown proposal"
+    resource = "proposal"
+
+
+# --------------------------------------------------------------------------------------------
+# API: telemetry and proofs (per-signal read rights)
+# --------------------------------------------------------------------------------------------
+
+
+class UnknownSignalName(ApiProblem, LookupError):
+    """A telemetry request names a signal that is neither in the VSS catalog nor loaded (400)."""
+
+    slug = "unknown-signal"
+    status = 400
+    title = "Unknown signal"
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(
+            f"no signal named {', '.join(repr(n) for n in names)}; use COVESA VSS names from "
+            "the catalog (protocol/vss.py), e.g. 'Vehicle.Speed'",
+            signals=names,
+        )
+
+
+class BadTelemetryQuery(ApiProblem, ValueError):
+    """A telemetry request with a bad argument: range, interval, aggregation or limit (400)."""
+
+    slug = "invalid-telemetry-query"
+    status = 400
+    title = "Invalid telemetry query"
+
+    def __init__(self, argument: str, reason: str) -> None:
+        self.argument = argument
+        self.reason = reason
+        super().__init__(f"{argument}: {reason}", argument=argument)
+
+
+class PrivilegeMissing(ApiProblem, PermissionError):
+    """The caller's rights cover none of the requested signals for the requested time (403).
+
+    `missing_scopes` names the privileges that would cover them; `signals` the signals.
+    """
+
+    slug = "privilege-missing"
+    status = 403
+    title = "Missing data privilege"
+
+    def __init__(self, vehicle_id: int, missing: dict[str, list[str]]) -> None:
+        self.vehicle_id = vehicle_id
+        self.missing = missing
+        scopes = sorted(missing)
+        signals = sorted({n for names in missing.values() for n in names})
+        needs = "; ".join(f"{scope} for {', '.join(sorted(missing[scope]))}" for scope in scopes)
+        super().__init__(
+            f"your rights on vehicle {vehicle_id} cover none of the requested time of these "
+            f"signals ({needs}); own the vehicle, get a grant with the scope from its owner, "
+            "or buy a licence of a product with the scope that the vehicle is opted in to",
+            vehicle_id=vehicle_id,
+            missing_scopes=scopes,
+            signals=signals,
+        )
+
+
+class ReadingNotServed(ApiProblem, LookupError):
+    """No served reading of the signal at that time, for a caller who may read it (404)."""
+
+    slug = "reading-not-found"
+    status = 404
+    title = "Reading not found"
+
+    def __init__(self, vehicle_id: int, signal: str, ts: int) -> None:
+        self.vehicle_id = vehicle_id
+        self.signal = signal
+        self.ts = ts
+        super().__init__(
+            f"no verified reading of {signal} for vehicle {vehicle_id} at {ts} ms; list the "
+            "readings with GET /vehicles/{id}/readings and ask for the proof of one of them",
+            vehicle_id=vehicle_id,
+            signal=signal,
+            ts=ts,
+        )
+
+
+class RewardNotFound(ResourceNotFound):
+    """No posted epoch, or no allocation of a vehicle in a loaded epoch document."""
+
+    slug = "reward-not-found"
+    title = "Unknown reward"
+    resource = "reward"
+
+    def __init__(self, epoch: int, vehicle_id: int | None) -> None:
+        self.epoch = epoch
+        self.vehicle_id = vehicle_id
+        ident = (
+            f"epoch {epoch}" if vehicle_id is None else f"of vehicle {vehicle_id} in epoch {epoch}"
+        )
+        super().__init__(ident)
+
+
+# --------------------------------------------------------------------------------------------
+# Applications: battery, finance (and the audit that recomputes them from proofs)
+# --------------------------------------------------------------------------------------------
+
+
+class AppParameterInvalid(ApiProblem, ValueError):
+    """An application parameter out of its documented range (400)."""
+
+    slug = "invalid-app-parameter"
+    status = 400
+    title = "Invalid application parameter"
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        self.parameter = parameter
+        self.reason = reason
+        super().__init__(f"{parameter}: {reason}", parameter=parameter)
+
+
+class InputProofInvalid(IndexerError, ValueError):
+    """An application input's bundle proof does not check out: the audit trusts nothing of it."""
+
+    def __init__(self, batch_id: int, leaf_index: int, reason: str) -> None:
+        self.batch_id = batch_id
+        self.leaf_index = leaf_index
+        self.reason = reason
+        super().__init__(
+            f"input bundle (batch {batch_id}, leaf {leaf_index}) fails verification: {reason}; "
+            "the served result cannot be relied on, report it to the indexer's operator"
+        )
+
+
+class AuditMismatch(IndexerError, ValueError):
+    """Recomputing an application from verified proofs gave another result than served."""
+
+    def __init__(self, app: str, differences: list[str]) -> None:
+        self.app = app
+        self.differences = differences
+        shown = "; ".join(differences[:5])
+        super().__init__(
+            f"{app}: the recomputed result differs from the served one ({shown}); the server "
+            "served numbers its proofs do not support"
+        )
+
+
+class CertificateInvalid(IndexerError, ValueError):
+    """A battery health certificate whose fields or signatures do not hold together."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"battery certificate rejected: {reason}")
+
+
+# --------------------------------------------------------------------------------------------
+# Applications: insurance and grid integration
+# --------------------------------------------------------------------------------------------
+
+
+class ExportInvalid(IndexerError, ValueError):
+    """An exported readings file does not verify: a signature, a Merkle path, a root or the
+    recomputed result fails."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(
+            f"export rejected at {where}: {reason}; the file was altered or is not an export "
+            "of signed, anchored readings"
+        )
+
+
+class FeatureDisabled(ApiProblem, PermissionError):
+    """A governance feature flag the request needs is off (403)."""
+
+    slug = "feature-disabled"
+    status = 403
+    title = "Feature disabled by governance"
+
+    def __init__(self, feature: str) -> None:
+        self.feature = feature
+        super().__init__(
+            f"{feature} is off in Parameters; a governance proposal must enable it "
+            f"(Parameters.setFlag({feature}, true)) before this can be used",
+            feature=feature,
+        )
+
+
+class GridLicenceMissing(ApiProblem, PermissionError):
+    """A grid programme action by a caller without a live licence that reads CHARGING (403)."""
+
+    slug = "grid-licence-missing"
+    status = 403
+    title = "Grid licence missing"
+
+    def __init__(self, caller: str) -> None:
+        self.caller = caller
+        super().__init__(
+            f"{caller} holds no live licence of a product with the CHARGING scope; buy one "
+            "on the DataMarket to publish and settle demand-response events",
+            caller=caller,
+        )
+
+
+class RegionDeclarationInvalid(ApiProblem, ValueError):
+    """A grid region declaration that is malformed or not signed by the vehicle's owner (400)."""
+
+    slug = "invalid-region-declaration"
+    status = 400
+    title = "Invalid grid region declaration"
+
+    def __init__(self, vehicle_id: int, reason: str) -> None:
+        self.vehicle_id = vehicle_id
+        self.reason = reason
+        super().__init__(
+            f"vehicle {vehicle_id}: {reason}; the current owner signs the EIP-712 "
+            "GridRegion(vehicleId, region, issuedAt) message under the DIMO domain",
+            vehicle_id=vehicle_id,
+        )
+
+
+class OpenAdrInvalid(ApiProblem, ValueError):
+    """An OpenADR 3 program, event or report body this API cannot accept (400)."""
+
+    slug = "invalid-openadr-object"
+    status = 400
+    title = "Invalid OpenADR object"
+
+    def __init__(self, member: str, reason: str) -> None:
+        self.member = member
+        self.reason = reason
+        super().__init__(f"{member}: {reason}", member=member)
+
+
+class GridResourceNotFound(ResourceNotFound):
+    """No OpenADR program, event or report with this id."""
+
+    slug = "openadr-object-not-found"
+    title = "Unknown OpenADR object"
+    resource = "OpenADR object"

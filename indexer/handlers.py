@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
 from eth_abi.decoding import ContextFramesBytesIO, TupleDecoder
 from eth_abi.registry import registry as abi_registry
-from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, or_, select
+from sqlalchemy import Connection, Table, and_, bindparam, delete, or_, select
 
 from indexer import schema as s
+from indexer.db import insert_rows
 from protocol.crypto import keccak256
 
 ZERO: Final = "0x" + "00" * 20
@@ -32,9 +34,12 @@ CHUNK: Final = 500
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """One decoded log, in chain order by `(block_number, tx_index, log_index)`."""
+    """One decoded log, in chain order by `(block_number, tx_index, log_index)`.
+
+    Treat it as immutable (it is not frozen only because frozen dataclasses are slower to make,
+    and a backfill makes hundreds of thousands)."""
 
     block_number: int
     tx_index: int
@@ -86,9 +91,33 @@ def _canonical(inp: dict[str, Any]) -> str:
     return t
 
 
+WordDecoder = Callable[[bytes], Any]
+
+
+def _word_decoder(abi_type: str) -> WordDecoder | None:
+    """Decodes one static ABI value from its 32-byte word as `_plain` would give it, or None
+    for a type that is not one word (strings, bytes, arrays, tuples: eth_abi decodes those)."""
+    if abi_type == "address":
+        return lambda w: "0x" + w[12:].hex()
+    if abi_type == "bool":
+        return lambda w: w[31] != 0
+    if abi_type.startswith("uint") and abi_type[4:].isdigit():
+        return lambda w: int.from_bytes(w, "big")
+    if abi_type.startswith("int") and abi_type[3:].isdigit():
+        return lambda w: int.from_bytes(w, "big", signed=True)
+    if abi_type.startswith("bytes") and abi_type[5:].isdigit():
+        size = int(abi_type[5:])
+        return lambda w: "0x" + w[:size].hex()
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class LogDecoder:
-    """Decodes the logs of one event of one contract (precomputed per (address, topic0))."""
+    """Decodes the logs of one event of one contract (precomputed per (address, topic0)).
+
+    Data made only of one-word static values (addresses, integers, booleans, fixed bytes:
+    most events) is decoded by slicing words; anything else goes through eth_abi.
+    """
 
     contract: str
     name: str
@@ -96,6 +125,7 @@ class LogDecoder:
     topic_decoders: tuple[Callable[[str], Any], ...]
     data_names: tuple[str, ...]
     data_decoder: TupleDecoder | None
+    word_decoders: tuple[WordDecoder, ...] | None = None
 
     def decode(self, topics: Sequence[str], data: str) -> dict[str, Any]:
         """The event's arguments by name."""
@@ -104,14 +134,17 @@ class LogDecoder:
             self.topic_names, self.topic_decoders, topics[1:], strict=False
         ):
             args[name] = dec(topic)
-        if self.data_decoder is not None:
-            values = self.data_decoder(
-                ContextFramesBytesIO(  # type: ignore[no-untyped-call]
-                    bytes.fromhex(data[2:])
-                )
-            )
-            for name, value in zip(self.data_names, values, strict=True):
-                args[name] = _plain(value)
+        if self.data_decoder is None:
+            return args
+        raw = bytes.fromhex(data[2:])
+        words = self.word_decoders
+        if words is not None and len(raw) == 32 * len(words):
+            for i, (name, word) in enumerate(zip(self.data_names, words, strict=True)):
+                args[name] = word(raw[32 * i : 32 * i + 32])
+            return args
+        values = self.data_decoder(ContextFramesBytesIO(raw))  # type: ignore[no-untyped-call]
+        for name, value in zip(self.data_names, values, strict=True):
+            args[name] = _plain(value)
         return args
 
 
@@ -134,9 +167,13 @@ def build_decoders(
             indexed = [i for i in inputs if i.get("indexed")]
             plain = [i for i in inputs if not i.get("indexed")]
             data_decoder: TupleDecoder | None = None
+            word_decoders: tuple[WordDecoder, ...] | None = None
             if plain:
                 parts = tuple(abi_registry.get_decoder(_canonical(i)) for i in plain)
                 data_decoder = TupleDecoder(decoders=parts)  # type: ignore[no-untyped-call]
+                words = [_word_decoder(_canonical(i)) for i in plain]
+                if all(w is not None for w in words):
+                    word_decoders = tuple(w for w in words if w is not None)
             out[(address.lower(), topic0)] = LogDecoder(
                 contract=contract,
                 name=str(item["name"]),
@@ -144,6 +181,7 @@ def build_decoders(
                 topic_decoders=tuple(_topic_decoder(_canonical(i)) for i in indexed),
                 data_names=tuple(str(i["name"]) for i in plain),
                 data_decoder=data_decoder,
+                word_decoders=word_decoders,
             )
     return out
 
@@ -163,43 +201,63 @@ def _event_id(e: Event) -> str:
     return f"{e.tx_hash}:{e.log_index}"
 
 
+KeyFn = Callable[[Event, dict[str, Any]], Keys]
+
+
+def _one(template: str, *names: str) -> KeyFn:
+    return lambda e, a: (template.format(*(a[n] for n in names)), None)
+
+
+#: The entity keys of each tracked (contract, event).
+_KEYS: Final[dict[tuple[str, str], KeyFn]] = {
+    ("ManufacturerRegistry", "ManufacturerRegistered"): _one("manufacturer:{}", "manufacturerId"),
+    ("ManufacturerRegistry", "ManufacturerUpdated"): _one("manufacturer:{}", "manufacturerId"),
+    ("VehicleId", "ModelRegistered"): _one("model:{}", "modelId"),
+    ("VehicleId", "VehicleMinted"): _one("vehicle:{}", "vehicleId"),
+    ("VehicleId", "Transfer"): _one("vehicle:{}", "tokenId"),
+    ("DeviceId", "Transfer"): lambda e, a: (f"device:{_device_of_token(a['tokenId'])}", None),
+    ("DeviceId", "DeviceMinted"): _one("device:{}", "device"),
+    ("DeviceId", "DeviceClaimed"): _one("device:{}", "device"),
+    ("DeviceId", "DevicePaired"): lambda e, a: (
+        f"device:{a['device']}",
+        f"vehicle:{a['vehicleId']}",
+    ),
+    ("DeviceId", "DeviceUnpaired"): lambda e, a: (
+        f"device:{a['device']}",
+        f"vehicle:{a['vehicleId']}",
+    ),
+    ("VehicleRights", "Granted"): _one("grant:{}:{}", "vehicleId", "grantee"),
+    ("VehicleRights", "Revoked"): _one("grant:{}:{}", "vehicleId", "grantee"),
+    ("DataMarket", "ProductListed"): _one("product:{}", "productId"),
+    ("DataMarket", "OptedIn"): _one("optin:{}:{}", "vehicleId", "productId"),
+    ("DataMarket", "OptedOut"): _one("optin:{}:{}", "vehicleId", "productId"),
+    ("DataMarket", "LicenceBought"): _one("licence:{}:{}", "buyer", "productId"),
+    ("DataMarket", "RevenueClaimed"): lambda e, a: (f"claim:{_event_id(e)}", None),
+    ("Parameters", "FlagSet"): _one("param:{}", "key"),
+    ("Parameters", "UintSet"): _one("param:{}", "key"),
+    **{
+        ("DimoGovernor", name): _one("proposal:{}", "proposalId")
+        for name in (
+            "ProposalCreated",
+            "ProposalQueued",
+            "ProposalExecuted",
+            "ProposalCanceled",
+            "VoteCast",
+            "VoteCastWithParams",
+        )
+    },
+    ("DimoToken", "Transfer"): lambda e, a: (f"token:{_event_id(e)}", None),
+    ("Rewards", "RootPosted"): _one("repoch:{}", "epoch"),
+    ("Rewards", "RootVetoed"): _one("repoch:{}", "epoch"),
+    ("Rewards", "EpochFunded"): _one("repoch:{}", "epoch"),
+    ("Rewards", "Claimed"): _one("rclaim:{}:{}", "epoch", "vehicleId"),
+}
+
+
 def keys_of(e: Event) -> Keys:
     """The (at most two) entity keys event `e` touches; (None, None) for untracked events."""
-    a = e.args
-    match (e.contract, e.name):
-        case ("ManufacturerRegistry", "ManufacturerRegistered" | "ManufacturerUpdated"):
-            return (f"manufacturer:{a['manufacturerId']}", None)
-        case ("VehicleId", "ModelRegistered"):
-            return (f"model:{a['modelId']}", None)
-        case ("VehicleId", "VehicleMinted"):
-            return (f"vehicle:{a['vehicleId']}", None)
-        case ("VehicleId", "Transfer"):
-            return (f"vehicle:{a['tokenId']}", None)
-        case ("DeviceId", "Transfer"):
-            return (f"device:{_device_of_token(a['tokenId'])}", None)
-        case ("DeviceId", "DeviceMinted" | "DeviceClaimed"):
-            return (f"device:{a['device']}", None)
-        case ("DeviceId", "DevicePaired" | "DeviceUnpaired"):
-            return (f"device:{a['device']}", f"vehicle:{a['vehicleId']}")
-        case ("VehicleRights", "Granted" | "Revoked"):
-            return (f"grant:{a['vehicleId']}:{a['grantee']}", None)
-        case ("DataMarket", "ProductListed"):
-            return (f"product:{a['productId']}", None)
-        case ("DataMarket", "OptedIn" | "OptedOut"):
-            return (f"optin:{a['vehicleId']}:{a['productId']}", None)
-        case ("DataMarket", "LicenceBought"):
-            return (f"licence:{a['buyer']}:{a['productId']}", None)
-        case ("DataMarket", "RevenueClaimed"):
-            return (f"claim:{_event_id(e)}", None)
-        case ("Parameters", "FlagSet" | "UintSet"):
-            return (f"param:{a['key']}", None)
-        case ("DimoGovernor", "ProposalCreated" | "ProposalQueued" | "ProposalExecuted"):
-            return (f"proposal:{a['proposalId']}", None)
-        case ("DimoGovernor", "ProposalCanceled" | "VoteCast" | "VoteCastWithParams"):
-            return (f"proposal:{a['proposalId']}", None)
-        case ("DimoToken", "Transfer"):
-            return (f"token:{_event_id(e)}", None)
-    return (None, None)
+    fn = _KEYS.get((e.contract, e.name))
+    return (None, None) if fn is None else fn(e, e.args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,6 +585,52 @@ def on_parameter_set(f: Fold, e: Event) -> None:
     }
 
 
+@handles("Rewards", "RootPosted")
+def on_root_posted(f: Fold, e: Event) -> None:
+    """The oracle quorum posted an epoch's allocation root (again, after a veto)."""
+    a = e.args
+    f.row = {
+        "epoch": a["epoch"],
+        "root": a["root"],
+        "total": int(a["total"]),
+        "cid": a["cid"],
+        "claimable_at": a["claimableAt"],
+        "status": "posted",
+        "funded": False,
+        "posted_at": e.block_timestamp,
+        "vetoed_by": None,
+        **_pos(e),
+    }
+
+
+@handles("Rewards", "RootVetoed")
+def on_root_vetoed(f: Fold, e: Event) -> None:
+    """The timelock or a guardian vetoed the epoch's root: it pays nothing."""
+    if f.row is not None:
+        f.row.update(status="vetoed", vetoed_by=e.args["by"])
+
+
+@handles("Rewards", "EpochFunded")
+def on_epoch_funded(f: Fold, e: Event) -> None:
+    """The epoch's total was minted into the Rewards contract."""
+    if f.row is not None:
+        f.row["funded"] = True
+
+
+@handles("Rewards", "Claimed")
+def on_reward_claimed(f: Fold, e: Event) -> None:
+    """A vehicle's reward for an epoch was paid to its owner."""
+    a = e.args
+    f.row = {
+        "epoch": a["epoch"],
+        "vehicle_id": a["vehicleId"],
+        "owner": a["owner"],
+        "amount": int(a["amount"]),
+        "claimed_at": e.block_timestamp,
+        **_pos(e),
+    }
+
+
 @handles("DimoGovernor", "ProposalCreated")
 def on_proposal_created(f: Fold, e: Event) -> None:
     """A proposal was made."""
@@ -665,6 +769,12 @@ KINDS: Final[dict[str, Kind]] = {
         lambda i: (int(i),),
     ),
     "token": Kind(s.token_transfers, ((s.token_transfers, ("tx_hash", "log_index")),), _event_key),
+    "repoch": Kind(s.reward_epochs, ((s.reward_epochs, ("epoch",)),), lambda i: (int(i),)),
+    "rclaim": Kind(
+        s.reward_claims,
+        ((s.reward_claims, ("epoch", "vehicle_id")),),
+        lambda i: _split(i, int, int),
+    ),
 }
 
 
@@ -692,8 +802,38 @@ def event_from_row(row: Any) -> Event:
         address=row.address,
         contract=row.contract,
         name=row.name,
-        args=json.loads(row.args),
+        args=msgspec.json.decode(row.args),
     )
+
+
+#: Events that create their entity: no event about it can be older.
+_CREATIONS: Final = {
+    ("ManufacturerRegistry", "ManufacturerRegistered"),
+    ("VehicleId", "ModelRegistered"),
+    ("DataMarket", "ProductListed"),
+    ("DimoGovernor", "ProposalCreated"),
+}
+#: Kinds keyed by one event (`kind:txhash:logindex`): always new in a forward step.
+_PER_EVENT_KINDS: Final = ("token:", "claim:")
+
+
+def _creates(key: str, e: Event) -> bool:
+    """Whether `e`, the first event of `key` in chain order, is the entity's creation."""
+    if key.startswith(_PER_EVENT_KINDS):
+        return True
+    if e.name == "Transfer" and e.contract in ("VehicleId", "DeviceId"):
+        return bool(e.args["from"] == ZERO)  # the ERC-721 mint
+    return (e.contract, e.name) in _CREATIONS
+
+
+def _born_in(fresh: dict[str, list[Event]]) -> set[str]:
+    """Keys whose first fresh event creates them: a forward step need not look up their older
+    events (there are none). Their rows are still deleted first, so a replay stays idempotent."""
+    return {
+        key
+        for key, events in fresh.items()
+        if events and _creates(key, min(events, key=lambda e: e.order))
+    }
 
 
 class Projector:
@@ -719,9 +859,11 @@ class Projector:
             return
         by_key: dict[str, list[Event]] = defaultdict(list)
         ordered = sorted(keys)
+        born = _born_in(fresh) if fresh is not None and below is not None else set()
+        older = [k for k in ordered if k not in born]
         ev = s.events
-        for i in range(0, len(ordered), CHUNK):
-            chunk = ordered[i : i + CHUNK]
+        for i in range(0, len(older), CHUNK):
+            chunk = older[i : i + CHUNK]
             query = select(ev).where(or_(ev.c.key1.in_(chunk), ev.c.key2.in_(chunk)))
             if fresh is not None and below is not None:
                 query = query.where(ev.c.block_number < below)
@@ -750,9 +892,15 @@ class Projector:
             for table, rows in fold(key, events).items():
                 inserts[table].extend(rows)
         for (table, cols), params in deletes.items():
+            if len(cols) == 1:  # one IN list per chunk, not one statement per key
+                col = cols[0]
+                keyed = [p[f"k_{col}"] for p in params]
+                for i in range(0, len(keyed), CHUNK):
+                    conn.execute(delete(table).where(table.c[col].in_(keyed[i : i + CHUNK])))
+                continue
             cond = and_(*(table.c[c] == bindparam(f"k_{c}") for c in cols))
             conn.execute(delete(table).where(cond), params)
         for table in s.PROJECTIONS:
             new = inserts.get(table)
             if new:
-                conn.execute(insert(table), new)
+                insert_rows(conn, table, new)

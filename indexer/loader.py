@@ -25,8 +25,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from indexer.db import metadata
 from indexer.exceptions import BatchContentUnavailable
+from indexer.schema import pairings
 from indexer.telemetry import (
     STATUS_LOADED,
+    STATUS_PENDING,
     STATUS_REJECTED,
     TELEMETRY_TABLES,
     batches,
@@ -242,6 +244,39 @@ def _close(interval: PairingInterval, at_s: int) -> PairingInterval:
     return PairingInterval(interval.device, interval.vehicle_id, interval.paired_at_s, at_s)
 
 
+class IndexedPairings:
+    """A `PairingCheck` over the indexed `pairings` table, read through one connection.
+
+    The syncer uses it inside the transaction that has just written the pairings of the same
+    block range, so a batch anchored right after a pairing sees it. The answer does not depend
+    on how far the index has gone past the anchoring: a pairing that starts after a window
+    never covers it, and one that ends after it still does.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        """Read pairings through `conn`."""
+        self._conn = conn
+        self._cache: dict[tuple[str, int], list[PairingInterval]] = {}
+
+    def __call__(
+        self, device: str, vehicle_id: int, window_start_ms: int, window_end_ms: int
+    ) -> bool:
+        """See `PairingCheck`."""
+        key = (device.lower(), vehicle_id)
+        intervals = self._cache.get(key)
+        if intervals is None:
+            rows = self._conn.execute(
+                select(pairings.c.paired_at, pairings.c.unpaired_at).where(
+                    pairings.c.device == key[0], pairings.c.vehicle_id == vehicle_id
+                )
+            )
+            intervals = [
+                PairingInterval(device, vehicle_id, int(r.paired_at), r.unpaired_at) for r in rows
+            ]
+            self._cache[key] = intervals
+        return any(i.covers(window_start_ms, window_end_ms) for i in intervals)
+
+
 @dataclass(frozen=True)
 class BatchOutcome:
     """What became of one batch.
@@ -329,11 +364,12 @@ class BatchLoader:
     # checks
     # ---------------------------------------------------------------------------------------
 
-    def check(self, batch: AnchoredBatch) -> CheckedBatch:
+    def check(self, batch: AnchoredBatch, paired: PairingCheck | None = None) -> CheckedBatch:
         """Fetch and verify a batch; write nothing.
 
         Args:
             batch: The anchored batch.
+            paired: The pairing check to use instead of the loader's own.
 
         Returns:
             The verified bundles, or the reason the batch is rejected.
@@ -374,6 +410,7 @@ class BatchLoader:
                 f"the content has (count, windowStart, windowEnd) {header}, anchored {anchored}",
             )
         signed = [decode_signed_bundle(wire) for wire in content.bundles]
+        is_paired = paired or self.paired
         for index, item in enumerate(signed):
             b = item.bundle
             if b.vehicle_id > INT64_MAX:
@@ -382,7 +419,7 @@ class BatchLoader:
                     Rejection.VEHICLE_OUT_OF_RANGE,
                     f"bundle {index} names vehicle {b.vehicle_id}, beyond int64",
                 )
-            if not self.paired(b.device, b.vehicle_id, b.window_start, b.window_end):
+            if not is_paired(b.device, b.vehicle_id, b.window_start, b.window_end):
                 return _rejected(
                     batch,
                     Rejection.DEVICE_NOT_PAIRED,
@@ -403,7 +440,7 @@ class BatchLoader:
         """
         with self.engine.connect() as conn:
             known = _recorded(conn, batch)
-        if known is not None:
+        if known is not None and known.status != STATUS_PENDING:
             return known
         checked = self.check(batch)
         with self.engine.begin() as conn:
@@ -425,19 +462,10 @@ class BatchLoader:
         """
         batch = checked.batch
         known = _recorded(conn, batch)
-        if known is not None:
+        if known is not None and known.status != STATUS_PENDING:
             return known
         _delete_batches(conn, batches.c.id == batch.id)
-        row: dict[str, Any] = {
-            "id": batch.id,
-            "root": batch.root,
-            "cid": batch.cid,
-            "count": batch.count,
-            "window_start": batch.window_start,
-            "window_end": batch.window_end,
-            "tx_hash": batch.tx_hash,
-            "block_number": batch.block_number,
-        }
+        row = _batch_row(batch)
         if checked.reason is not None:
             conn.execute(
                 insert(batches).values(
@@ -482,6 +510,35 @@ class BatchLoader:
         bulk_insert(conn, "readings", numeric)
         bulk_insert(conn, "readings_text", text)
         return BatchOutcome(batch.id, STATUS_LOADED, None, None, len(numeric) + len(text))
+
+    def record_pending(self, conn: Connection, batch: AnchoredBatch, detail: str) -> BatchOutcome:
+        """Record a batch whose content could not be fetched as `pending` (serves nothing).
+
+        A later `write` of the same batch, once checked, replaces the row.
+
+        Args:
+            conn: A connection in a transaction.
+            batch: The anchored batch.
+            detail: Why the content could not be fetched.
+
+        Returns:
+            The pending outcome.
+        """
+        known = _recorded(conn, batch)
+        if known is not None:
+            return known
+        _delete_batches(conn, batches.c.id == batch.id)
+        conn.execute(
+            insert(batches).values(
+                **_batch_row(batch),
+                status=STATUS_PENDING,
+                reason="content-unavailable",
+                detail=detail,
+                reading_count=0,
+            )
+        )
+        log.warning("batch %d pending: %s", batch.id, detail)
+        return BatchOutcome(batch.id, STATUS_PENDING, "content-unavailable", detail, 0)
 
     def signal_ids(self, conn: Connection, names: Iterable[str]) -> dict[str, int]:
         """The ids of signal `names`, registering the ones not yet in `signals`.
@@ -577,6 +634,39 @@ def bulk_insert(conn: Connection, table: str, rows: Sequence[tuple[Any, ...]]) -
 # -------------------------------------------------------------------------------------------
 
 
+def _batch_row(batch: AnchoredBatch) -> dict[str, Any]:
+    return {
+        "id": batch.id,
+        "root": batch.root,
+        "cid": batch.cid,
+        "count": batch.count,
+        "window_start": batch.window_start,
+        "window_end": batch.window_end,
+        "tx_hash": batch.tx_hash,
+        "block_number": batch.block_number,
+    }
+
+
+def pending_batches(conn: Connection) -> list[AnchoredBatch]:
+    """The batches recorded as `pending`, by id."""
+    rows = conn.execute(
+        select(batches).where(batches.c.status == STATUS_PENDING).order_by(batches.c.id)
+    )
+    return [
+        AnchoredBatch(
+            id=int(r.id),
+            root=bytes(r.root),
+            cid=r.cid,
+            count=int(r._mapping["count"]),
+            window_start=int(r.window_start),
+            window_end=int(r.window_end),
+            tx_hash=r.tx_hash,
+            block_number=int(r.block_number),
+        )
+        for r in rows
+    ]
+
+
 def _recorded(conn: Connection, batch: AnchoredBatch) -> BatchOutcome | None:
     """The recorded outcome of exactly this anchored batch, or None."""
     row = conn.execute(select(batches).where(batches.c.id == batch.id)).first()
@@ -645,6 +735,7 @@ __all__ = [
     "BatchLoader",
     "BatchOutcome",
     "CheckedBatch",
+    "IndexedPairings",
     "PairingCheck",
     "PairingHistory",
     "PairingInterval",
@@ -652,6 +743,7 @@ __all__ = [
     "bulk_insert",
     "create_tables",
     "loaded_batch_ids",
+    "pending_batches",
     "reading_count",
     "rollback_after",
     "split_readings",

@@ -4,20 +4,33 @@ One SQLAlchemy Core code path for SQLite and PostgreSQL. Time is unix ms through
 are `[start_ms, end_ms)`. Interval aggregation buckets a reading by integer division,
 `bucket = start_ms + (ts - start_ms) // interval_ms * interval_ms`. Only readings of loaded
 batches exist in the tables, so everything here is served from verified data. Access rights
-are the caller's job (the API checks each signal and time range before calling these).
+are the caller's job: the API computes which times the caller may read (`indexer.rights`) and
+passes them as `within`, a list of half-open intervals outside which no reading is used.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sqlalchemy import Connection, Executable, and_, func, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 
 from indexer.exceptions import InvalidTelemetryQuery, ReadingNotFound
+from indexer.loader import CATALOG_SIGNAL_IDS
 from indexer.telemetry import batches, bundles_index, readings, readings_text, signals
 from protocol.bundle import BUNDLE_LEAF_ENCODING
 from protocol.crypto import keccak256
@@ -43,6 +56,10 @@ IGNITION_ON: Final = frozenset({"ON", "START"})
 IGNITION_OFF: Final = frozenset({"OFF", "LOCK"})
 
 Value = float | str
+#: A half-open time range `[from_ms, to_ms)`.
+Interval = tuple[int, int]
+#: Per signal name, the intervals its readings may come from (a signal absent: none).
+WithinBySignal = Mapping[str, Sequence[Interval]]
 
 
 def is_text_signal(name: str) -> bool:
@@ -58,13 +75,28 @@ def _check_range(start_ms: int, end_ms: int) -> None:
         )
 
 
+def _within(column: Any, within: Sequence[Interval]) -> ColumnElement[bool]:
+    """`column` falls in one of `within`'s intervals (which must not be empty)."""
+    parts = [and_(column >= a, column < b) for a, b in within]
+    return parts[0] if len(parts) == 1 else or_(*parts)
+
+
+def _check_within(within: Sequence[Interval] | None) -> None:
+    for a, b in within or ():
+        if b <= a:
+            raise InvalidTelemetryQuery("within", f"[{a}, {b}) is empty; drop it from the list")
+
+
 def signal_ids(conn: Connection, names: Iterable[str]) -> dict[str, int]:
-    """Ids of the named signals that have ever been loaded (others are absent)."""
-    wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    rows = conn.execute(select(signals.c.name, signals.c.id).where(signals.c.name.in_(wanted)))
-    return {r.name: int(r.id) for r in rows}
+    """Ids of the named signals: catalog signals by their fixed ids (no query; one not loaded
+    yet simply has no readings), others if they have ever been loaded (else absent)."""
+    wanted = set(names)
+    out = {n: CATALOG_SIGNAL_IDS[n] for n in wanted if n in CATALOG_SIGNAL_IDS}
+    extra = sorted(wanted - out.keys())
+    if extra:
+        rows = conn.execute(select(signals.c.name, signals.c.id).where(signals.c.name.in_(extra)))
+        out.update({r.name: int(r.id) for r in rows})
+    return out
 
 
 def known_signals(conn: Connection) -> list[str]:
@@ -101,27 +133,54 @@ def raw_readings(
     start_ms: int,
     end_ms: int,
     limit: int = MAX_RAW_READINGS,
+    *,
+    within: Sequence[Interval] | None = None,
+    after: tuple[int, int, int] | None = None,
 ) -> list[Reading]:
     """A signal's readings for a vehicle over `[start_ms, end_ms)`, oldest first.
 
+    Args:
+        conn: A connection to the index.
+        vehicle_id: The vehicle.
+        signal: The VSS name.
+        start_ms: Range start, unix ms, inclusive.
+        end_ms: Range end, unix ms, exclusive.
+        limit: Most readings returned.
+        within: Only readings inside these intervals; None for no such bound.
+        after: Only readings after this `(ts, batch_id, leaf_index)` in the order returned
+            (keyset pagination: the last reading of the previous page).
+
     Raises:
-        InvalidTelemetryQuery: an empty range or a limit out of 1..MAX_RAW_READINGS.
+        InvalidTelemetryQuery: an empty range or interval, or a limit out of
+            1..MAX_RAW_READINGS.
     """
     _check_range(start_ms, end_ms)
+    _check_within(within)
     if not 1 <= limit <= MAX_RAW_READINGS:
         raise InvalidTelemetryQuery("limit", f"{limit} is not in 1..{MAX_RAW_READINGS}")
+    if within is not None and not within:
+        return []
     ids = signal_ids(conn, [signal])
     if signal not in ids:
         return []
     table = readings_text if is_text_signal(signal) else readings
+    cond = [
+        table.c.vehicle_id == vehicle_id,
+        table.c.signal == ids[signal],
+        table.c.ts >= start_ms,
+        table.c.ts < end_ms,
+    ]
+    if within is not None:
+        cond.append(_within(table.c.ts, within))
+    if after is not None:
+        cond.append(table.c.ts >= after[0])
+        cond.append(
+            tuple_(table.c.ts, table.c.batch_id, table.c.leaf_index)
+            > tuple_(literal(after[0]), literal(after[1]), literal(after[2]))
+        )
     rows = conn.execute(
         select(table.c.ts, table.c.value, table.c.batch_id, table.c.leaf_index)
-        .where(
-            table.c.vehicle_id == vehicle_id,
-            table.c.signal == ids[signal],
-            table.c.ts >= start_ms,
-            table.c.ts < end_ms,
-        )
+        .where(*cond)
         .order_by(table.c.ts, table.c.batch_id, table.c.leaf_index)
         .limit(limit)
     )
@@ -143,29 +202,14 @@ class SeriesPoint:
     count: int
 
 
-def signal_series(
-    conn: Connection,
-    vehicle_id: int,
+def check_series_args(
     signal_names: Sequence[str],
     start_ms: int,
     end_ms: int,
     interval_ms: int,
-    aggregation: Aggregation = "avg",
-) -> dict[str, list[SeriesPoint]]:
-    """Signals of a vehicle over a time range, aggregated per interval.
-
-    Args:
-        conn: A connection to the index.
-        vehicle_id: The vehicle.
-        signal_names: VSS names; text signals allow only `first` and `last`.
-        start_ms: Range start, unix ms, inclusive; buckets are aligned on it.
-        end_ms: Range end, unix ms, exclusive.
-        interval_ms: Bucket width in ms.
-        aggregation: `avg`, `min`, `max`, `first` or `last` (by time; ties by batch, leaf).
-
-    Returns:
-        For each requested signal, its non-empty buckets in time order (an empty list when
-        the vehicle has no reading of it in the range).
+    aggregation: str,
+) -> None:
+    """Checks the arguments of `signal_series` without touching the database.
 
     Raises:
         InvalidTelemetryQuery: bad range, interval, aggregation, or too many buckets.
@@ -179,12 +223,50 @@ def signal_series(
         )
     if aggregation not in AGGREGATIONS:
         raise InvalidTelemetryQuery("aggregation", f"{aggregation!r} is not one of {AGGREGATIONS}")
-    out: dict[str, list[SeriesPoint]] = {name: [] for name in signal_names}
-    text_names = [n for n in out if is_text_signal(n)]
+    text_names = [n for n in signal_names if is_text_signal(n)]
     if text_names and aggregation not in ("first", "last"):
         raise InvalidTelemetryQuery(
             "aggregation", f"{text_names} hold text; only first and last apply"
         )
+
+
+def signal_series(
+    conn: Connection,
+    vehicle_id: int,
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    interval_ms: int,
+    aggregation: Aggregation = "avg",
+    *,
+    within: Sequence[Interval] | None = None,
+) -> dict[str, list[SeriesPoint]]:
+    """Signals of a vehicle over a time range, aggregated per interval.
+
+    Args:
+        conn: A connection to the index.
+        vehicle_id: The vehicle.
+        signal_names: VSS names; text signals allow only `first` and `last`.
+        start_ms: Range start, unix ms, inclusive; buckets are aligned on it.
+        end_ms: Range end, unix ms, exclusive.
+        interval_ms: Bucket width in ms.
+        aggregation: `avg`, `min`, `max`, `first` or `last` (by time; ties by batch, leaf).
+        within: Only readings inside these intervals count; None for no such bound. Buckets
+            stay aligned on `start_ms`.
+
+    Returns:
+        For each requested signal, its non-empty buckets in time order (an empty list when
+        the vehicle has no reading of it in the range).
+
+    Raises:
+        InvalidTelemetryQuery: bad range, interval, aggregation, or too many buckets.
+    """
+    check_series_args(signal_names, start_ms, end_ms, interval_ms, aggregation)
+    out: dict[str, list[SeriesPoint]] = {name: [] for name in signal_names}
+    text_names = [n for n in out if is_text_signal(n)]
+    _check_within(within)
+    if within is not None and not within:
+        return out
     ids = signal_ids(conn, out)
     names_by_id = {sid: name for name, sid in ids.items()}
     for table, names in (
@@ -194,7 +276,14 @@ def signal_series(
         if not names:
             continue
         query = _series_query(
-            table, vehicle_id, [ids[n] for n in names], start_ms, end_ms, interval_ms, aggregation
+            table,
+            vehicle_id,
+            [ids[n] for n in names],
+            start_ms,
+            end_ms,
+            interval_ms,
+            aggregation,
+            within,
         )
         for r in conn.execute(query):
             out[names_by_id[int(r.signal)]].append(
@@ -211,6 +300,7 @@ def _series_query(
     end_ms: int,
     interval_ms: int,
     aggregation: Aggregation,
+    within: Sequence[Interval] | None,
 ) -> Executable:
     bucket = ((table.c.ts - literal(start_ms)) // literal(interval_ms)).label("bucket")
     where = and_(
@@ -218,6 +308,7 @@ def _series_query(
         table.c.signal.in_(ids),
         table.c.ts >= start_ms,
         table.c.ts < end_ms,
+        *([_within(table.c.ts, within)] if within is not None else []),
     )
     if aggregation in ("avg", "min", "max"):
         agg = getattr(func, aggregation)
@@ -261,6 +352,8 @@ def latest_values(
     vehicle_id: int,
     signal_names: Sequence[str] | None = None,
     before_ms: int | None = None,
+    *,
+    within: WithinBySignal | None = None,
 ) -> dict[str, Reading]:
     """Each signal's most recent reading for a vehicle.
 
@@ -270,11 +363,17 @@ def latest_values(
         signal_names: The signals to look at; None for every signal ever loaded.
         before_ms: Only readings before this time (exclusive), e.g. the end of the caller's
             access; None for no bound.
+        within: Per signal, only readings inside these intervals (a signal absent or with
+            no interval: none); None for no such bound.
 
     Returns:
         Signal name -> its latest reading; signals without a reading are absent.
     """
     names = known_signals(conn) if signal_names is None else list(signal_names)
+    if within is not None:
+        for spans in within.values():
+            _check_within(spans)
+        names = [n for n in names if within.get(n)]
     ids = signal_ids(conn, names)
     names_by_id = {sid: name for name, sid in ids.items()}
     out: dict[str, Reading] = {}
@@ -286,6 +385,10 @@ def latest_values(
             cond = [table.c.vehicle_id == vehicle_id, table.c.signal == sid]
             if before_ms is not None:
                 cond.append(table.c.ts < before_ms)
+            if within is not None:
+                spans = within[name]
+                cond.append(table.c.ts >= spans[0][0])
+                cond.append(_within(table.c.ts, spans))
             one = (
                 select(
                     table.c.signal, table.c.ts, table.c.value, table.c.batch_id, table.c.leaf_index
@@ -364,6 +467,18 @@ def _segments(
     return [(a, b) for a, b in out if b - a >= min_duration_ms]
 
 
+def _readings_within(
+    conn: Connection,
+    vehicle_id: int,
+    signal: str,
+    start_ms: int,
+    end_ms: int,
+    within: WithinBySignal | None,
+) -> list[Reading]:
+    spans = None if within is None else within.get(signal, ())
+    return raw_readings(conn, vehicle_id, signal, start_ms, end_ms, within=spans)
+
+
 def _series_in(points: Sequence[Reading], start: int, end: int) -> list[float]:
     return [float(p.value) for p in points if start <= p.ts <= end]
 
@@ -376,6 +491,7 @@ def trips(
     *,
     gap_s: float = 300,
     min_duration_s: float = 240,
+    within: WithinBySignal | None = None,
 ) -> list[Trip]:
     """Segment a vehicle's readings into trips.
 
@@ -390,6 +506,8 @@ def trips(
         end_ms: Range end, unix ms, exclusive.
         gap_s: Longest pause inside a trip, seconds (default 300).
         min_duration_s: Shortest trip kept, seconds (default 240).
+        within: Per signal (speed, ignition state, odometer), only readings inside these
+            intervals are used (a signal absent: none of its readings); None for no bound.
 
     Returns:
         The trips in time order.
@@ -397,9 +515,10 @@ def trips(
     _check_range(start_ms, end_ms)
     if gap_s <= 0 or min_duration_s < 0:
         raise InvalidTelemetryQuery("gap_s/min_duration_s", "gap must be > 0, minimum >= 0")
-    speed = raw_readings(conn, vehicle_id, SPEED, start_ms, end_ms)
-    ignition = raw_readings(conn, vehicle_id, IGNITION, start_ms, end_ms)
-    odometer = raw_readings(conn, vehicle_id, ODOMETER, start_ms, end_ms)
+    speed, ignition, odometer = (
+        _readings_within(conn, vehicle_id, name, start_ms, end_ms, within)
+        for name in (SPEED, IGNITION, ODOMETER)
+    )
     marks: list[tuple[int, bool | None]] = [(r.ts, float(r.value) > 0 or None) for r in speed]
     for r in ignition:
         state = True if r.value in IGNITION_ON else False if r.value in IGNITION_OFF else None
@@ -456,9 +575,13 @@ def charging_sessions(
     *,
     gap_s: float = 300,
     min_duration_s: float = 60,
+    within: WithinBySignal | None = None,
 ) -> list[ChargingSession]:
     """A vehicle's charging sessions: `Charging.IsCharging` true readings, split by false ones
     and by gaps longer than `gap_s`, kept if they last at least `min_duration_s`.
+
+    `within` bounds each signal's readings (charging state, state of charge, charging power)
+    to its intervals, as in `trips`.
 
     Returns:
         The sessions in time order.
@@ -466,9 +589,10 @@ def charging_sessions(
     _check_range(start_ms, end_ms)
     if gap_s <= 0 or min_duration_s < 0:
         raise InvalidTelemetryQuery("gap_s/min_duration_s", "gap must be > 0, minimum >= 0")
-    charging = raw_readings(conn, vehicle_id, IS_CHARGING, start_ms, end_ms)
-    soc = raw_readings(conn, vehicle_id, SOC, start_ms, end_ms)
-    power = raw_readings(conn, vehicle_id, CHARGE_POWER, start_ms, end_ms)
+    charging, soc, power = (
+        _readings_within(conn, vehicle_id, name, start_ms, end_ms, within)
+        for name in (IS_CHARGING, SOC, CHARGE_POWER)
+    )
     marks: list[tuple[int, bool | None]] = [(r.ts, float(r.value) != 0) for r in charging]
     marks.sort(key=lambda m: (m[0], m[1] is not False))
     out = []

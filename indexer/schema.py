@@ -37,6 +37,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -96,7 +97,13 @@ events = Table(
     PrimaryKeyConstraint("tx_hash", "log_index"),
     Index(None, "block_number"),
     Index(None, "key1"),
-    Index(None, "key2"),
+    # Few events touch a second entity (pairings): index only those.
+    Index(
+        None,
+        "key2",
+        sqlite_where=text("key2 IS NOT NULL"),
+        postgresql_where=text("key2 IS NOT NULL"),
+    ),
 )
 
 blocks = Table(
@@ -159,6 +166,7 @@ vehicles = Table(
     *_pos(),
     Index(None, "owner"),
     Index(None, "model_id", "year"),
+    Index(None, "year"),
 )
 
 devices = Table(
@@ -176,6 +184,7 @@ devices = Table(
     *_pos(),
     Index(None, "owner"),
     Index(None, "vehicle_id"),
+    Index(None, "manufacturer_id"),
 )
 
 pairings = Table(
@@ -294,6 +303,7 @@ purchases = Table(
     *_pos(),
     PrimaryKeyConstraint("tx_hash", "log_index"),
     Index(None, "buyer", "product_id"),
+    Index(None, "product_id", "block_number"),
 )
 
 revenue_claims = Table(
@@ -369,8 +379,38 @@ token_transfers = Table(
     Index(None, "recipient"),
 )
 
-#: Projection tables, in the order a full dump lists them (tests compare dumps).
-PROJECTIONS = (
+reward_epochs = Table(
+    "reward_epochs",
+    metadata,
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False, comment="rewards epoch"),
+    Column("root", String(66), nullable=False, comment="allocation Merkle root, 0x hex"),
+    Column("total", Uint256, nullable=False, comment="DIMO wei allocated"),
+    Column("cid", String(200), nullable=False, comment="allocation document CID, binary as hex"),
+    Column("claimable_at", BigInteger, nullable=False, comment="claims open, unix seconds"),
+    Column("status", String(8), nullable=False, comment="posted | vetoed"),
+    Column("funded", Boolean, nullable=False, comment="the total was minted into Rewards"),
+    Column("posted_at", BigInteger, nullable=False, comment="post time, unix seconds"),
+    Column("vetoed_by", String(42), nullable=True, comment="who vetoed, NULL unless vetoed"),
+    *_pos(),
+)
+
+reward_claims = Table(
+    "reward_claims",
+    metadata,
+    Column("epoch", BigInteger, nullable=False, comment="rewards epoch"),
+    Column("vehicle_id", BigInteger, nullable=False, comment="the vehicle paid"),
+    Column("owner", String(42), nullable=False, comment="its owner, who was paid"),
+    Column("amount", Uint256, nullable=False, comment="DIMO wei"),
+    Column("claimed_at", BigInteger, nullable=False, comment="unix seconds"),
+    *_pos(),
+    PrimaryKeyConstraint("epoch", "vehicle_id"),
+    Index(None, "vehicle_id"),
+)
+
+#: Projection tables of the Rewards contract (migration 0005).
+REWARD_PROJECTIONS = (reward_epochs, reward_claims)
+
+_FIRST_PROJECTIONS = (
     manufacturers,
     models,
     vehicles,
@@ -389,5 +429,8 @@ PROJECTIONS = (
     token_transfers,
 )
 
-#: Every table of this module (the first migration creates these).
-CHAIN_TABLES = (events, blocks, sync_state, *PROJECTIONS)
+#: Projection tables, in the order a full dump lists them (tests compare dumps).
+PROJECTIONS = (*_FIRST_PROJECTIONS, *REWARD_PROJECTIONS)
+
+#: The tables the first migration creates.
+CHAIN_TABLES = (events, blocks, sync_state, *_FIRST_PROJECTIONS)

@@ -10,30 +10,46 @@ chain order, and moves the checkpoint, all in one transaction.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from indexer import schema as s
 from indexer.config import IndexerSettings
-from indexer.db import make_engine
+from indexer.db import insert_rows, make_engine
 from indexer.exceptions import (
+    BatchContentUnavailable,
     ChainUnavailableError,
     DeploymentMismatchError,
     LogRangeError,
     ReorgTooDeepError,
 )
 from indexer.handlers import Event, LogDecoder, Projector, build_decoders, keys_of
+from indexer.loader import (
+    AnchoredBatch,
+    BatchLoader,
+    IndexedPairings,
+    pending_batches,
+    rollback_after,
+)
+from indexer.reward_docs import (
+    PENDING,
+    PostedRoot,
+    load_document,
+    rollback_documents_after,
+    undecided,
+)
+from protocol.blobstore import BlobStore, KuboRpcStore, LocalCidStore
 from protocol.deployment import Deployment
+from protocol.eip712 import dimo_domain
 
 log = logging.getLogger("indexer.sync")
 
@@ -60,6 +76,33 @@ class RpcError(Exception):
         super().__init__(f"{code}: {message}")
 
 
+class RawLog(msgspec.Struct):
+    """One log of an `eth_getLogs` answer, as the node sends it (hex strings)."""
+
+    address: str
+    topics: list[str]
+    data: str
+    blockNumber: str  # noqa: N815 (JSON-RPC field names)
+    blockHash: str  # noqa: N815
+    transactionHash: str  # noqa: N815
+    transactionIndex: str  # noqa: N815
+    logIndex: str  # noqa: N815
+    removed: bool = False
+
+
+class _RpcFault(msgspec.Struct):
+    code: int = 0
+    message: str = ""
+
+
+class _LogsAnswer(msgspec.Struct):
+    result: list[RawLog] | None = None
+    error: _RpcFault | None = None
+
+
+_LOGS_DECODER = msgspec.json.Decoder(_LogsAnswer)
+
+
 class Rpc:
     """A small JSON-RPC client over httpx (raw dicts: no web3 formatting on hot paths)."""
 
@@ -72,7 +115,7 @@ class Rpc:
         """Closes the HTTP connection pool."""
         self._client.close()
 
-    def _post(self, body: Any) -> Any:
+    def _post_raw(self, body: Any) -> bytes:
         try:
             resp = self._client.post(self.url, json=body)
         except httpx.TimeoutException as err:
@@ -81,7 +124,21 @@ class Rpc:
             raise ChainUnavailableError(self.url, str(err)) from None
         if resp.status_code in (413, 429) or resp.status_code >= 500:
             raise RpcError(-resp.status_code, f"HTTP {resp.status_code} response size/limit")
-        return resp.json()
+        return resp.content
+
+    def _post(self, body: Any) -> Any:
+        return msgspec.json.decode(self._post_raw(body))
+
+    def get_logs(self, params: dict[str, Any]) -> list[RawLog]:
+        """`eth_getLogs`, decoded straight into `RawLog`s; raises `RpcError` on an error."""
+        self._id += 1
+        body = {"jsonrpc": "2.0", "id": self._id, "method": "eth_getLogs", "params": [params]}
+        answer = _LOGS_DECODER.decode(self._post_raw(body))
+        if answer.error is not None:
+            raise RpcError(answer.error.code, answer.error.message)
+        if answer.result is None:
+            raise RpcError(-32603, "eth_getLogs answered without a result")
+        return answer.result
 
     def call(self, method: str, params: list[Any]) -> Any:
         """One request; raises `RpcError` on an error answer."""
@@ -137,6 +194,38 @@ class StepResult:
     rolled_back_to: int | None = None
 
 
+#: Logs of a range, the range's actual last block, and the block headers it needs.
+Fetched = tuple[list[RawLog], int, dict[int, Header]]
+
+#: The event whose batches the syncer verifies and loads.
+ANCHORED = ("AttestationAnchor", "BatchAnchored")
+#: The event whose rewards allocation document the syncer fetches and loads.
+POSTED = ("Rewards", "RootPosted")
+
+
+def _at(e: Event) -> tuple[int, str]:
+    return e.block_number, e.tx_hash
+
+
+def anchored_batch(e: Event) -> AnchoredBatch:
+    """The `AnchoredBatch` of a decoded `BatchAnchored` event (bytes arrive as 0x hex)."""
+    args = dict(e.args)
+    for name in ("root", "cid"):
+        value = args[name]
+        args[name] = bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+    return AnchoredBatch.from_event(args, e.tx_hash, e.block_number)
+
+
+def _no_pairings(device: str, vehicle_id: int, window_start_ms: int, window_end_ms: int) -> bool:
+    """The loader's default check; the syncer always passes `IndexedPairings` instead."""
+    raise RuntimeError("the syncer checks pairings against the indexed pairings table")
+
+
+def _json(value: Any) -> str:
+    """Compact JSON of decoded event arguments (integers of any size stay exact)."""
+    return msgspec.json.encode(value).decode()
+
+
 def _fingerprint(chain_id: int, addresses: Iterable[str]) -> str:
     joined = ",".join(sorted(a.lower() for a in addresses))
     return "0x" + hashlib.sha256(f"{chain_id}:{joined}".encode()).hexdigest()
@@ -149,6 +238,8 @@ class Syncer:
         settings: the indexer's settings (RPC URL, confirmations, range sizes...).
         deployment: the deployment record; loaded from `settings.deployment` when omitted.
         engine: the database; made from `settings.database_url` when omitted.
+        store: where anchored batch contents are fetched by CID; from `settings.kubo_url`, else
+            `settings.blob_dir`, when omitted (opened at the first `BatchAnchored`).
     """
 
     def __init__(
@@ -156,6 +247,7 @@ class Syncer:
         settings: IndexerSettings,
         deployment: Deployment | None = None,
         engine: Engine | None = None,
+        store: BlobStore | None = None,
     ) -> None:
         self.settings = settings
         self.deployment = deployment or Deployment.load(settings.deployment)
@@ -170,9 +262,29 @@ class Syncer:
         self.range = max(settings.min_range, min(settings.initial_range, settings.max_range))
         self.projector = Projector()
         self._dialect = self.engine.dialect.name
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="getlogs")
+        self._ahead: tuple[int, int, Future[Fetched]] | None = None
+        self._store = store
+        self._loader: BatchLoader | None = None
+        self._next_retry = 0.0
+
+    @property
+    def loader(self) -> BatchLoader:
+        """The batch loader (its blob store is opened on first use)."""
+        if self._loader is None:
+            store = self._store
+            if store is None:
+                kubo = self.settings.kubo_url
+                store = KuboRpcStore(kubo) if kubo else LocalCidStore(self.settings.blob_dir)
+            anchor = self.deployment.contract("AttestationAnchor").address
+            domain = dimo_domain(self.deployment.chain_id, anchor)
+            self._loader = BatchLoader(self.engine, store, domain, _no_pairings)
+        return self._loader
 
     def close(self) -> None:
-        """Releases the RPC client."""
+        """Releases the prefetch thread and the RPC client."""
+        self._ahead = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.rpc.close()
 
     # ---------------------------------------------------------------------------------------
@@ -203,20 +315,17 @@ class Syncer:
                     out[n] = _header(raw)
         return out
 
-    def _get_logs(self, from_block: int, to_block: int) -> tuple[list[dict[str, Any]], int]:
+    def _get_logs(self, from_block: int, to_block: int) -> tuple[list[RawLog], int]:
         """Logs of [from_block, to_block'] where to_block' <= to_block fits the provider."""
         while True:
             try:
                 started = time.monotonic()
-                logs = self.rpc.call(
-                    "eth_getLogs",
-                    [
-                        {
-                            "address": self.addresses,
-                            "fromBlock": hex(from_block),
-                            "toBlock": hex(to_block),
-                        }
-                    ],
+                logs = self.rpc.get_logs(
+                    {
+                        "address": self.addresses,
+                        "fromBlock": hex(from_block),
+                        "toBlock": hex(to_block),
+                    }
                 )
             except RpcError as err:
                 text = err.message.lower()
@@ -251,13 +360,6 @@ class Syncer:
         with self.engine.connect() as conn:
             row = self._state(conn)
         return int(row.last_block) if row is not None else self.deployment.start_block - 1
-
-    def _insert_ignore(self, table: Any) -> Any:
-        if self._dialect == "postgresql":
-            return pg_insert(table).on_conflict_do_nothing()
-        if self._dialect == "sqlite":
-            return sqlite_insert(table).on_conflict_do_nothing()
-        return insert(table).prefix_with("IGNORE")
 
     def _upsert_blocks(self, conn: Connection, headers: Iterable[Header]) -> None:
         rows = [
@@ -318,11 +420,18 @@ class Syncer:
             conn.execute(delete(s.events).where(s.events.c.block_number > fork))
             conn.execute(delete(s.blocks).where(s.blocks.c.number > fork))
             self.projector.rewrite(conn, touched)
+            removed = rollback_after(conn, fork)
+            rollback_documents_after(conn, fork)
             fork_hash = conn.execute(
                 select(s.blocks.c.hash).where(s.blocks.c.number == fork)
             ).scalar()
             self._set_state(conn, fork, fork_hash or "")
-        log.warning("reorg: rolled back to block %d (%d entities rewritten)", fork, len(touched))
+        log.warning(
+            "reorg: rolled back to block %d (%d entities rewritten, %d batches removed)",
+            fork,
+            len(touched),
+            len(removed),
+        )
 
     def check_reorg(self) -> int | None:
         """Rolls back if the last indexed block left the chain; returns the fork point."""
@@ -340,33 +449,59 @@ class Syncer:
     # ---------------------------------------------------------------------------------------
     # steps
 
-    def _decode(self, logs: list[dict[str, Any]], headers: dict[int, Header]) -> list[Event]:
+    def _decode(self, logs: list[RawLog], headers: dict[int, Header]) -> list[Event]:
         out: list[Event] = []
         for raw in logs:
-            if raw.get("removed"):
+            if raw.removed:
                 continue
-            topics = raw["topics"]
+            topics = raw.topics
             if not topics:
                 continue
-            decoder = self.decoders.get((raw["address"].lower(), topics[0]))
+            address = raw.address.lower()
+            decoder = self.decoders.get((address, topics[0]))
             if decoder is None:
                 continue
-            number = int(raw["blockNumber"], 16)
+            number = int(raw.blockNumber, 16)
             out.append(
                 Event(
                     block_number=number,
-                    tx_index=int(raw["transactionIndex"], 16),
-                    log_index=int(raw["logIndex"], 16),
-                    tx_hash=raw["transactionHash"],
+                    tx_index=int(raw.transactionIndex, 16),
+                    log_index=int(raw.logIndex, 16),
+                    tx_hash=raw.transactionHash,
                     block_timestamp=headers[number].timestamp,
-                    address=raw["address"].lower(),
+                    address=address,
                     contract=decoder.contract,
                     name=decoder.name,
-                    args=decoder.decode(topics, raw["data"]),
+                    args=decoder.decode(topics, raw.data),
                 )
             )
         out.sort(key=lambda e: e.order)
         return out
+
+    def _fetch(self, from_block: int, to_block: int) -> Fetched:
+        """The logs of a range (cut to what the provider answers) and the headers it needs."""
+        logs, to_block = self._get_logs(from_block, to_block)
+        numbers = {int(raw.blockNumber, 16) for raw in logs} | {to_block}
+        if from_block > 0:
+            numbers.add(from_block - 1)
+        return logs, to_block, self._headers(numbers)
+
+    def _prefetch(self, from_block: int, to_block: int) -> None:
+        self._ahead = (from_block, to_block, self._pool.submit(self._fetch, from_block, to_block))
+
+    def _take_prefetched(self, from_block: int, target: int) -> Fetched | None:
+        """The prefetched range starting at `from_block`, if any and not past `target`."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        start, end, future = ahead
+        try:
+            fetched = future.result()
+        except Exception:  # refetched in the foreground, which reports the error
+            return None
+        if start != from_block or end > target:
+            return None
+        return fetched
 
     def step(self, target: int) -> StepResult | None:
         """Indexes the next range up to `target`; None when there is nothing to do."""
@@ -375,15 +510,15 @@ class Syncer:
         if last >= target:
             return StepResult(last, last, 0, fork) if fork is not None else None
         from_block = last + 1
-        to_block = min(target, from_block + self.range - 1)
-        logs, to_block = self._get_logs(from_block, to_block)
-        numbers = {int(raw["blockNumber"], 16) for raw in logs} | {to_block}
-        if last >= 0:
-            numbers.add(last)
-        headers = self._headers(numbers)
+        fetched = self._take_prefetched(from_block, target)
+        if fetched is None:
+            fetched = self._fetch(from_block, min(target, from_block + self.range - 1))
+        logs, to_block, headers = fetched
+        if to_block < target:  # fetch the next range while this one is written
+            self._prefetch(to_block + 1, min(target, to_block + self.range))
         consistent = to_block in headers and all(
-            headers.get(int(raw["blockNumber"], 16)) is not None
-            and headers[int(raw["blockNumber"], 16)].hash == raw["blockHash"]
+            headers.get(int(raw.blockNumber, 16)) is not None
+            and headers[int(raw.blockNumber, 16)].hash == raw.blockHash
             for raw in logs
         )
         with self.engine.connect() as conn:
@@ -413,18 +548,76 @@ class Syncer:
                     "address": e.address,
                     "contract": e.contract,
                     "name": e.name,
-                    "args": json.dumps(e.args, separators=(",", ":")),
+                    "args": _json(e.args),
                     "key1": k1,
                     "key2": k2,
                 }
             )
+        anchored = [e for e in events if (e.contract, e.name) == ANCHORED]
+        posted = [e for e in events if (e.contract, e.name) == POSTED]
         with self.engine.begin() as conn:
-            if rows:
-                conn.execute(self._insert_ignore(s.events), rows)
+            # Events already stored from here on (a replayed range) are skipped; a forward step
+            # finds none and bulk-loads without the conflict check.
+            replay = conn.execute(
+                select(s.events.c.block_number)
+                .where(s.events.c.block_number >= from_block)
+                .limit(1)
+            ).first()
+            insert_rows(conn, s.events, rows, ignore_conflicts=replay is not None)
             self._upsert_blocks(conn, headers.values())
             self.projector.rewrite(conn, touched, fresh, from_block)
+            if anchored:
+                self._load_batches(conn, anchored)
+            for e in posted:
+                load_document(conn, self.loader.store, PostedRoot.from_args(e.args, *_at(e)))
             self._set_state(conn, to_block, headers[to_block].hash)
         return StepResult(from_block, to_block, len(events), fork)
+
+    # ---------------------------------------------------------------------------------------
+    # verified telemetry
+
+    def _load_batches(self, conn: Connection, anchored: list[Event]) -> None:
+        """Verifies and loads the batches anchored in this step, inside its transaction.
+
+        Pairings come from the `pairings` rows this transaction has just written. A batch whose
+        content the store cannot serve now is recorded as pending and retried later.
+        """
+        loader = self.loader
+        paired = IndexedPairings(conn)
+        for e in anchored:
+            batch = anchored_batch(e)
+            try:
+                checked = loader.check(batch, paired)
+            except BatchContentUnavailable as err:
+                loader.record_pending(conn, batch, err.reason)
+                continue
+            loader.write(conn, checked)
+
+    def retry_pending(self) -> int:
+        """Tries the pending batches and rewards documents again; returns how many were decided
+        (loaded or rejected)."""
+        with self.engine.connect() as conn:
+            pending = pending_batches(conn)
+            documents = undecided(conn)
+        decided = 0
+        for posted in documents:
+            with self.engine.begin() as conn:
+                decided += load_document(conn, self.loader.store, posted) != PENDING
+        for batch in pending:
+            with self.engine.begin() as conn:
+                try:
+                    checked = self.loader.check(batch, IndexedPairings(conn))
+                except BatchContentUnavailable:
+                    continue
+                self.loader.write(conn, checked)
+                decided += 1
+        return decided
+
+    def _maybe_retry_pending(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_retry:
+            self._next_retry = now + self.settings.pending_retry_s
+            self.retry_pending()
 
     def backfill(
         self, target: int | None = None, progress: Callable[[StepResult, int], None] | None = None
@@ -437,6 +630,7 @@ class Syncer:
         """
         goal = self.target() if target is None else target
         total = 0
+        self._maybe_retry_pending()
         while True:
             result = self.step(goal)
             if result is None:

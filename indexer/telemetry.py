@@ -37,6 +37,9 @@ from indexer.db import metadata
 STATUS_LOADED: Final = "loaded"
 #: `batches.status` of a batch that failed a check; nothing of it is served.
 STATUS_REJECTED: Final = "rejected"
+#: `batches.status` of a batch whose content the blob store could not serve yet: undecided,
+#: serves nothing, and is retried until it is loaded or rejected.
+STATUS_PENDING: Final = "pending"
 
 batches = Table(
     "batches",
@@ -49,7 +52,7 @@ batches = Table(
     Column("window_end", BigInteger, nullable=False, comment="unix ms"),
     Column("tx_hash", String(66), nullable=False, comment="anchoring transaction, 0x hex"),
     Column("block_number", BigInteger, nullable=False, comment="block of the anchoring tx"),
-    Column("status", String(16), nullable=False, comment="loaded | rejected"),
+    Column("status", String(16), nullable=False, comment="loaded | rejected | pending"),
     Column("reason", String(64), nullable=True, comment="rejection code, NULL when loaded"),
     Column("detail", Text, nullable=True, comment="rejection explained for a human"),
     Column("reading_count", BigInteger, nullable=False, comment="readings loaded (0 if rejected)"),
@@ -72,7 +75,8 @@ readings = Table(
     Column("value", Double, nullable=False, comment="number; booleans as 0/1"),
     Column("batch_id", BigInteger, nullable=False),
     Column("leaf_index", Integer, nullable=False, comment="the bundle's index in the batch"),
-    Index(None, "vehicle_id", "signal", "ts"),
+    # Covering on PostgreSQL: a series is an index-only scan, not one heap page per reading.
+    Index(None, "vehicle_id", "signal", "ts", postgresql_include=["value"]),
     Index(None, "batch_id"),
 )
 

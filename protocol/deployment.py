@@ -23,6 +23,8 @@ CONTRACTS = (
     "Parameters",
     "VehicleRights",
     "DataMarket",
+    "Rewards",
+    "BatteryCertificates",
 )
 
 

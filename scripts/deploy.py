@@ -17,17 +17,20 @@ executes (executor address(0)). Settings (seconds, timestamp clock):
 Roles after the deploy. Every admin role of every contract goes to the timelock, so only
 an executed proposal exercises it:
 - ManufacturerRegistry: DEFAULT_ADMIN_ROLE and REGISTRAR_ROLE -> timelock.
-- DimoToken: DEFAULT_ADMIN_ROLE -> timelock; MINTER_ROLE -> nobody (the rewards contract
-  later).
+- DimoToken: DEFAULT_ADMIN_ROLE -> timelock; MINTER_ROLE -> Rewards.
 - VehicleId: DEFAULT_ADMIN_ROLE -> timelock (its one power, setting the device registry, is
   used here, once).
-- DeviceId, VehicleRights: no roles.
+- DeviceId, VehicleRights, BatteryCertificates: no roles.
 - AttestationAnchor (an OracleRegistry too): DEFAULT_ADMIN_ROLE -> timelock, which replaces
   the oracle set.
 - Parameters: DEFAULT_ADMIN_ROLE -> timelock (sets flags and numbers).
 - DataMarket: DEFAULT_ADMIN_ROLE -> timelock (grants CURATOR_ROLE, sets the treasury);
   CURATOR_ROLE -> nobody until governance approves a curator. The treasury is DIMO_TREASURY,
   default the timelock.
+- Rewards: DEFAULT_ADMIN_ROLE -> timelock (sets the issuance schedule, vetoes roots);
+  GUARDIAN_ROLE (vetoes roots) -> DIMO_REWARDS_GUARDIAN if set, else nobody until governance
+  names one. Rewards holds DimoToken's MINTER_ROLE. Epoch 0 starts at the deploy block's
+  timestamp; Parameters' REWARDS_CHALLENGE_DELAY is set to 86,400 s (60 s locally).
 - DimoTimelock: PROPOSER_ROLE and CANCELLER_ROLE -> governor; EXECUTOR_ROLE -> everyone;
   DEFAULT_ADMIN_ROLE -> the timelock itself.
 
@@ -71,6 +74,7 @@ class GovernanceSettings(NamedTuple):
     voting_period: int
     proposal_threshold: int
     timelock_delay: int
+    rewards_challenge_delay: int = 86_400
 
 
 LIVE_GOVERNANCE = GovernanceSettings(
@@ -80,7 +84,11 @@ LIVE_GOVERNANCE = GovernanceSettings(
     timelock_delay=172_800,
 )
 LOCAL_GOVERNANCE = GovernanceSettings(
-    voting_delay=60, voting_period=600, proposal_threshold=0, timelock_delay=60
+    voting_delay=60,
+    voting_period=600,
+    proposal_threshold=0,
+    timelock_delay=60,
+    rewards_challenge_delay=60,
 )
 
 
@@ -90,6 +98,7 @@ def deploy(
     threshold: int,
     governance: GovernanceSettings | None = None,
     treasury: str | None = None,
+    guardian: str | None = None,
 ) -> Deployment:
     """Deploys every contract from `deployer` and returns the record (not yet saved).
 
@@ -100,6 +109,8 @@ def deploy(
         governance: Governor and timelock settings; by default the live ones, or the short
             local ones on chain id 31337.
         treasury: Where DataMarket fees accrue; by default the timelock.
+        guardian: Who may veto rewards roots besides the timelock; by default nobody (the
+            deployer too on a local chain).
     """
     local = chain.chain_id == LOCAL_CHAIN_ID
     settings = governance or (LOCAL_GOVERNANCE if local else LIVE_GOVERNANCE)
@@ -154,6 +165,21 @@ def deploy(
             deployer, token, vehicles, parameters, treasury or timelock.address, sender=deployer
         ),
     )
+    genesis = chain.blocks.head.timestamp
+    rewards = record(
+        "Rewards",
+        project.Rewards.deploy(
+            deployer, token, vehicles, anchor, parameters, genesis, sender=deployer
+        ),
+    )
+    token.grantRole(token.MINTER_ROLE(), rewards, sender=deployer)
+    record("BatteryCertificates", project.BatteryCertificates.deploy(anchor, sender=deployer))
+    parameters.setUint(
+        parameters.REWARDS_CHALLENGE_DELAY(), settings.rewards_challenge_delay, sender=deployer
+    )
+    guardians = [guardian] if guardian else []
+    for address in guardians:
+        rewards.grantRole(rewards.GUARDIAN_ROLE(), address, sender=deployer)
 
     # Hand every admin role to the timelock; the deployer keeps its own only locally.
     admin_roles: dict[str, tuple[Any, list[str]]] = {
@@ -163,17 +189,23 @@ def deploy(
         "AttestationAnchor": (anchor, ["DEFAULT_ADMIN_ROLE"]),
         "Parameters": (parameters, ["DEFAULT_ADMIN_ROLE"]),
         "DataMarket": (market, ["DEFAULT_ADMIN_ROLE"]),
+        "Rewards": (rewards, ["DEFAULT_ADMIN_ROLE"]),
     }
     holders = [timelock.address, deployer.address] if local else [timelock.address]
-    roles: dict[str, dict[str, list[str]]] = {"DeviceId": {}, "VehicleRights": {}}
+    roles: dict[str, dict[str, list[str]]] = {
+        "DeviceId": {},
+        "VehicleRights": {},
+        "BatteryCertificates": {},
+    }
     for name, (contract, role_names) in admin_roles.items():
         roles[name] = {}
         for role_name in role_names:
             role = getattr(contract, role_name)()
             contract.grantRole(role, timelock, sender=deployer)
             roles[name][role_name] = list(holders)
-    roles["DimoToken"]["MINTER_ROLE"] = []
+    roles["DimoToken"]["MINTER_ROLE"] = [rewards.address]
     roles["DataMarket"]["CURATOR_ROLE"] = []
+    roles["Rewards"]["GUARDIAN_ROLE"] = list(guardians)
     roles["DimoTimelock"] = {
         "DEFAULT_ADMIN_ROLE": list(holders),
         "PROPOSER_ROLE": [governor.address],
@@ -184,6 +216,9 @@ def deploy(
     if local:
         token.grantRole(token.MINTER_ROLE(), deployer, sender=deployer)
         roles["DimoToken"]["MINTER_ROLE"].append(deployer.address)
+        if deployer.address not in guardians:
+            rewards.grantRole(rewards.GUARDIAN_ROLE(), deployer, sender=deployer)
+            roles["Rewards"]["GUARDIAN_ROLE"].append(deployer.address)
     else:
         # Admin roles last: a renounced DEFAULT_ADMIN_ROLE can grant nothing more.
         for contract, role_names in admin_roles.values():
@@ -229,7 +264,12 @@ def _oracle_set() -> tuple[list[str], int]:
 
 def main() -> None:
     """Entry point of `ape run deploy`."""
-    deployment = deploy(_deployer(), *_oracle_set(), treasury=os.environ.get("DIMO_TREASURY"))
+    deployment = deploy(
+        _deployer(),
+        *_oracle_set(),
+        treasury=os.environ.get("DIMO_TREASURY"),
+        guardian=os.environ.get("DIMO_REWARDS_GUARDIAN"),
+    )
     default = Path("data") / "deployments" / f"{deployment.chain_id}.json"
     path = Path(os.environ.get("DIMO_DEPLOYMENT", default))
     deployment.save(path)

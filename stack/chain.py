@@ -49,6 +49,7 @@ class Anvil:
         state_file: Path,
         block_time: float | None = None,
         log_file: Path | None = None,
+        genesis_timestamp: int | None = None,
     ) -> None:
         self.url = f"http://{host}:{port}"
         self._cmd = [
@@ -66,6 +67,9 @@ class Anvil:
         ]
         if block_time is not None:
             self._cmd += ["--block-time", str(block_time)]
+        if genesis_timestamp is not None and not state_file.exists():
+            # A fresh chain may start in the past: its clock keeps that offset until moved.
+            self._cmd += ["--timestamp", str(genesis_timestamp)]
         self._log_file = log_file
         self._proc: subprocess.Popen[bytes] | None = None
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+import time
 from pathlib import Path
 
 import typer
@@ -13,12 +15,16 @@ from rich.table import Table
 
 from device_bridge.cli import app as bridge_app
 from device_bridge.simulator.cli import app as fleet_app
+from indexer.apps.cli import app as apps_app
 from indexer.cli import app as indexer_app
 from oracle.cli import app as oracle_app
-from stack.chain import DEV_MNEMONIC, Anvil, anvil_binary
+from rewards.cli import app as rewards_app
+from stack.chain import DEV_MNEMONIC
 from stack.config import StackSettings
-from stack.deploy import deploy, existing_deployment
 from stack.exceptions import StackError
+from stack.fleet import FleetRunner
+from stack.platform import Platform
+from stack.services import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +37,8 @@ app.add_typer(oracle_app, name="oracle", help="Ingest, verify, journal and ancho
 app.add_typer(bridge_app, name="bridge", help="CAN/OBD-II to signed VSS bundles.")
 app.add_typer(fleet_app, name="fleet", help="Simulated fleets with ground truth.")
 app.add_typer(indexer_app, name="indexer", help="Chain sync into SQL, verified telemetry.")
+app.add_typer(rewards_app, name="rewards", help="Weekly rewards: compute, verify, post.")
+app.add_typer(apps_app, name="apps", help="Battery, finance, insurance, energy apps.")
 console = Console()
 
 Account.enable_unaudited_hdwallet_features()
@@ -44,34 +52,39 @@ def _dev_accounts(n: int = 5) -> list[tuple[str, str]]:
     return out
 
 
+def _print_ready(platform: Platform, chain_url: str) -> None:
+    s = platform.settings
+    console.print("[bold]ready[/]")
+    console.print(f"  chain RPC     {chain_url}", highlight=False)
+    console.print(f"  oracle        {s.oracle_url}  (GET /v1/status)", highlight=False)
+    console.print(f"  indexer API   {s.indexer_url}  (docs: {s.indexer_url}/docs)", highlight=False)
+    console.print("Ctrl-C stops every service and keeps the state for the next run")
+
+
 @stack_app.command("run")
 def stack_run(
     once: bool = typer.Option(False, help="Stop after deploying instead of serving."),
+    progress_every: float = typer.Option(5.0, help="Seconds between progress lines."),
 ) -> None:
-    """Starts anvil, deploys (or resumes) the contracts and serves until Ctrl-C."""
+    """Starts the whole platform: anvil, the contracts, the oracle quorum and oracle, the
+    indexer and its API, and the simulated fleet's bridges. Serves until Ctrl-C."""
     settings = StackSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    anvil = Anvil(
-        anvil_binary(ROOT),
-        settings.host,
-        settings.anvil_port,
-        settings.data_dir / "anvil-state.json",
-        settings.block_time,
-        settings.data_dir / "anvil.log",
-    )
+    platform = Platform(settings, ROOT)
+    code = 0
     try:
-        with console.status("starting anvil"):
-            anvil.start()
-        console.print(f"[green]chain[/] anvil at {anvil.url} (state in {settings.data_dir})")
-        record = existing_deployment(settings.deployment_path, anvil.url)
-        if record is not None:
+        with console.status("starting the chain"):
+            chain_url = platform.start_chain()
+        where = "live network" if settings.rpc_url else f"anvil (state in {settings.data_dir})"
+        console.print(f"[green]chain[/] {where} at {chain_url}", highlight=False)
+        with console.status("deploying contracts"):
+            record, resumed = platform.deploy()
+        if resumed:
             console.print(f"[green]contracts[/] resumed from {settings.deployment_path}")
         else:
-            with console.status("deploying contracts"):
-                record = deploy(ROOT, anvil.url, settings.network, settings.deployment_path)
             console.print(f"[green]contracts[/] deployed, record in {settings.deployment_path}")
         table = Table(title=f"contracts on chain {record.chain_id}")
         table.add_column("contract")
@@ -80,16 +93,81 @@ def stack_run(
         for name, rec in record.contracts.items():
             table.add_row(name, rec.address, str(rec.block))
         console.print(table)
-        console.print("[bold]dev accounts[/] (anvil's public test keys; never use elsewhere):")
-        for address, key in _dev_accounts():
-            console.print(f"  {address}  0x{key}", soft_wrap=True, highlight=False)
-        console.print(f"[bold]ready[/] RPC {anvil.url}; Ctrl-C stops and keeps the state")
-        if not once:
-            stop.wait()
+        if not settings.rpc_url:
+            console.print("[bold]dev accounts[/] (anvil's public test keys; never use elsewhere):")
+            roles = {
+                0: "admin",
+                1: "device maker",
+                2: "owner",
+                3: "owner",
+                4: "owner",
+                7: "oracle",
+                8: "oracle",
+                9: "oracle",
+            }
+            for i, (address, key) in enumerate(_dev_accounts(10)):
+                role = roles.get(i, "")
+                console.print(f"  {i} {address}  0x{key}  {role}", soft_wrap=True, highlight=False)
+        if once:
+            console.print(f"[bold]ready[/] RPC {chain_url}; stopping (--once)")
+            return
+        with console.status(f"registering {settings.fleet_vehicles} simulated vehicles"):
+            fleet = platform.register_fleet()
+        if fleet:
+            console.print(
+                f"[green]fleet[/] {len(fleet)} vehicles ({', '.join(settings.models)}), "
+                f"{settings.time_factor:g}x time until the present"
+            )
+
+        def started(service: Service) -> None:
+            console.print(f"[green]{service.name}[/] started (pid {service.pid})")
+
+        with console.status("starting services"):
+            platform.start_services(started)
+        _print_ready(platform, chain_url)
+        last = 0.0
+        while not stop.wait(0.5):
+            failed = platform.failed()
+            if failed is not None:
+                console.print(f"[red]error[/] {failed.name} exited; its log is {failed.log_file}")
+                code = 1
+                break
+            if time.monotonic() - last >= progress_every:
+                last = time.monotonic()
+                console.print(
+                    f"[dim]{time.strftime('%H:%M:%S')}[/] {platform.progress().line()}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     except StackError as err:
         console.print(f"[red]error[/] {err}")
-        raise typer.Exit(1) from None
+        code = 1
     finally:
-        with console.status("stopping anvil (saving state)"):
-            anvil.stop()
+        with console.status("stopping"):
+            platform.stop(lambda name: console.print(f"[dim]stopped {name}[/]"))
         console.print("stopped")
+    if code:
+        raise typer.Exit(code)
+
+
+@stack_app.command("fleet", hidden=True)
+def stack_fleet() -> None:
+    """Runs the simulated fleet's bridges (started by `dimo stack run`)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = StackSettings()
+    runner = FleetRunner(
+        settings.data_dir.resolve(),
+        settings.deployment_path.resolve(),
+        settings.oracle_url,
+        settings.chain_url,
+        factor=settings.time_factor,
+        rate_scale=settings.fleet_rate_scale,
+        dbc_dir=settings.dbc_dir,
+        warp_chain=settings.rpc_url is None,
+        live=settings.fleet_live,
+        window_ms=settings.fleet_window_s * 1000,
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: runner.stop_event.set())
+    runner.run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class StackError(Exception):
     """Root of the stack's errors."""
@@ -26,3 +28,37 @@ class DeployError(StackError, RuntimeError):
         super().__init__(f"`ape run deploy` exited with {returncode}:\n{output[-4000:]}")
         self.returncode = returncode
         self.output = output
+
+
+class ServiceStartError(StackError, RuntimeError):
+    """A service of the platform did not come up."""
+
+    def __init__(self, name: str, detail: str, log_file: Path) -> None:
+        tail = ""
+        if log_file.exists():
+            tail = log_file.read_text(errors="replace")[-3000:]
+        super().__init__(f"{name} did not come up: {detail}. Its log is {log_file}:\n{tail}")
+        self.name = name
+        self.detail = detail
+        self.log_file = log_file
+
+
+class FleetSetupError(StackError, RuntimeError):
+    """The simulated fleet could not be registered or paired on-chain."""
+
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(
+            f"registering the simulated fleet failed at {step}: {detail}. The chain may have "
+            "been reset under an old data folder: remove it (or set DIMO_STACK_DATA_DIR)."
+        )
+        self.step = step
+        self.detail = detail
+
+
+class FleetConfigError(StackError, ValueError):
+    """A fleet setting cannot be used."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"DIMO_STACK_{field.upper()}: {detail}")
+        self.field = field
+        self.detail = detail

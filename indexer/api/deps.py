@@ -1,10 +1,14 @@
-"""Dependencies of the API's routes, as `Annotated` aliases: `DbConn`, `Caller`, `Settings`."""
+"""Dependencies of the API's routes, as `Annotated` aliases: `DbConn`, `Caller`, `Settings`.
+
+The ones that do no I/O are `async def`, so FastAPI runs them on the event loop instead of
+hopping to a worker thread for each (a request pays those hops, not just its queries)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated, cast
+from typing import Annotated, Final, cast
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
@@ -21,19 +25,36 @@ _bearer = HTTPBearer(
 )
 
 
-def get_settings(request: Request) -> IndexerSettings:
+async def get_settings(request: Request) -> IndexerSettings:
     """The settings the app was created with."""
     return cast(IndexerSettings, request.app.state.settings)
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The app's database engine."""
     return cast(Engine, request.app.state.engine)
 
 
-def get_clock(request: Request) -> Callable[[], float]:
+async def get_clock(request: Request) -> Callable[[], float]:
     """The app's clock (unix seconds); tests may give the app their own."""
     return cast("Callable[[], float]", request.app.state.clock)
+
+
+def get_engine_of(request: Request) -> Engine:
+    """The app's database engine (a plain function, for routes that run their own thread)."""
+    return cast(Engine, request.app.state.engine)
+
+
+_limiter: anyio.CapacityLimiter | None = None
+
+
+def db_limiter() -> anyio.CapacityLimiter:
+    """Threads that may hold a connection at once (`DB_CONCURRENCY`), for routes that run
+    their database work in one `anyio.to_thread.run_sync(..., limiter=db_limiter())`."""
+    global _limiter
+    if _limiter is None:
+        _limiter = anyio.CapacityLimiter(DB_CONCURRENCY)
+    return _limiter
 
 
 def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
@@ -42,7 +63,7 @@ def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connect
         yield conn
 
 
-def optional_claims(
+async def optional_claims(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenClaims | None:
@@ -53,16 +74,16 @@ def optional_claims(
     """
     if credentials is None:
         return None
-    settings = get_settings(request)
+    settings = cast(IndexerSettings, request.app.state.settings)
     return verify_token(
         credentials.credentials,
         request.app.state.jwt_key,
         settings.siwe_domain,
-        get_clock(request)(),
+        cast("Callable[[], float]", request.app.state.clock)(),
     )
 
 
-def current_claims(
+async def current_claims(
     claims: Annotated[TokenClaims | None, Depends(optional_claims)],
 ) -> TokenClaims:
     """The caller's checked token claims.
@@ -75,12 +96,12 @@ def current_claims(
     return claims
 
 
-def current_caller(claims: Annotated[TokenClaims, Depends(current_claims)]) -> str:
+async def current_caller(claims: Annotated[TokenClaims, Depends(current_claims)]) -> str:
     """The checksummed wallet address that signed in."""
     return claims.address
 
 
-def optional_caller(
+async def optional_caller(
     claims: Annotated[TokenClaims | None, Depends(optional_claims)],
 ) -> str | None:
     """The signed-in wallet address, or None where anonymous callers are allowed."""
@@ -89,8 +110,12 @@ def optional_caller(
 
 #: The settings the app runs with.
 Settings = Annotated[IndexerSettings, Depends(get_settings)]
+#: Requests that may hold a connection at once: the engine's default pool (5 + 10 overflow).
+#: Past it a request waits without a worker thread; blocking threads in the pool's checkout
+#: would starve the holders of threads to finish on (a deadlock until the pool timeout).
+DB_CONCURRENCY: Final = 15
 #: A database connection for this request (commit explicitly to write).
-DbConn = Annotated[Connection, Depends(get_conn)]
+DbConn = Annotated[Connection, Depends(get_conn, max_concurrency=DB_CONCURRENCY)]
 #: The authenticated wallet address (checksummed); 401 problem without a good token.
 Caller = Annotated[str, Depends(current_caller)]
 #: The authenticated wallet address, or None for an anonymous caller.

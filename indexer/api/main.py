@@ -23,7 +23,18 @@ from indexer.api.problems import (
     problem_responses,
 )
 from indexer.api.ratelimit import RateLimiter, RateLimitMiddleware
+from indexer.api.routes import (
+    apps_battery,
+    apps_energy,
+    apps_finance,
+    apps_insurance,
+    apps_proofs,
+)
 from indexer.api.routes import auth as auth_routes
+from indexer.api.routes import governance as governance_routes
+from indexer.api.routes import identity as identity_routes
+from indexer.api.routes import rewards as rewards_routes
+from indexer.api.routes import telemetry as telemetry_routes
 from indexer.config import IndexerSettings
 from indexer.db import make_engine
 
@@ -110,6 +121,15 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(auth_routes.router)
+    app.include_router(identity_routes.router)
+    app.include_router(governance_routes.router)
+    app.include_router(telemetry_routes.router)
+    app.include_router(rewards_routes.router)
+    app.include_router(apps_proofs.router)
+    app.include_router(apps_battery.router)
+    app.include_router(apps_finance.router)
+    app.include_router(apps_insurance.router)
+    app.include_router(apps_energy.router)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=RateLimiter(settings.rate_limit_per_minute, clock),

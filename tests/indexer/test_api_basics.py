@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, settings
 from siwe import SiweMessage
 from sqlalchemy import Engine
 
-from indexer.api.auth import login_nonces
 from indexer.api.main import create_app
 from indexer.config import IndexerSettings
 from indexer.db import make_engine
+from indexer.migrate import upgrade
 
 PROBLEMS = "https://dimo.local/problems/"
 DOMAIN = "127.0.0.1:8700"
@@ -73,8 +73,9 @@ class Served:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'indexer.db'}")
-    login_nonces.create(eng)
+    url = f"sqlite:///{tmp_path / 'indexer.db'}"
+    upgrade(url)  # every table: the routes read chain, telemetry and login tables
+    eng = make_engine(url)
     yield eng
     eng.dispose()
 

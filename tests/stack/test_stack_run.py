@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from protocol.deployment import Deployment
@@ -27,9 +29,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(data: Path, port: int, *args: str) -> subprocess.Popen[str]:
+def start(data: Path, port: int, *args: str, **settings: str) -> subprocess.Popen[str]:
     env = dict(
-        os.environ, DIMO_STACK_DATA_DIR=str(data), DIMO_STACK_ANVIL_PORT=str(port), COLUMNS="200"
+        os.environ,
+        DIMO_STACK_DATA_DIR=str(data),
+        DIMO_STACK_ANVIL_PORT=str(port),
+        DIMO_STACK_ORACLE_PORT=str(free_port()),
+        DIMO_STACK_INDEXER_PORT=str(free_port()),
+        DIMO_STACK_SIGNER_PORTS=json.dumps([free_port() for _ in range(3)]),
+        COLUMNS="200",
+        **{f"DIMO_STACK_{k.upper()}": v for k, v in settings.items()},
     )
     return subprocess.Popen(
         [str(DIMO), "stack", "run", *args],
@@ -59,9 +68,13 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 120) -
 @pytest.mark.slow
 def test_run_deploys_serves_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     port = free_port()
-    proc = start(tmp_path, port)
+    proc = start(tmp_path, port, fleet_vehicles="0")
     try:
-        out = read_until(proc, "ready")
+        out = read_until(proc, "Ctrl-C stops", timeout=240)
+        urls = dict(re.findall(r"^  (oracle|indexer API) +(http://\S+)", out, re.MULTILINE))
+        assert httpx.get(f"{urls['oracle']}/healthz").status_code == 200
+        assert httpx.get(f"{urls['indexer API']}/healthz").status_code == 200
+        assert httpx.get(f"{urls['indexer API']}/docs").status_code == 200
         record = Deployment.load(tmp_path / "deployments" / "31337.json")
         for name, contract in record.contracts.items():
             assert contract.address in out, name
@@ -70,7 +83,17 @@ def test_run_deploys_serves_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
             assert len(code) > 100
         assert "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266" in out
         proc.send_signal(signal.SIGINT)
+        out = read_until(proc, "stopped anvil", timeout=60)
         assert proc.wait(timeout=30) == 0
+        stops = re.findall(r"stopped (.+)$", out, re.MULTILINE)
+        assert stops == [
+            "indexer",
+            "oracle",
+            "oracle signer 3",
+            "oracle signer 2",
+            "oracle signer 1",
+            "anvil",
+        ], "services stop in the reverse of their start order"
     finally:
         if proc.poll() is None:
             proc.kill()

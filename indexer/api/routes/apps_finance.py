@@ -1,0 +1,104 @@
+"""`/apps/finance/...`: verified odometer history with tamper signals, usage, battery health
+(EVs) and the transparent value adjustment, over the readings the caller's rights cover.
+
+The odometer history needs ODOMETER; usage needs DRIVING (speed, ignition) and is left out
+without it; the battery section needs BATTERY and is left out without it. Without ODOMETER
+the answer is a 403 problem naming the scope.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Query, Response
+from pydantic import ValidationError
+
+from indexer.api.deps import DbConn
+from indexer.api.problems import problem_responses
+from indexer.api.routes.apps_battery import battery_params
+from indexer.api.routes.apps_proofs import check_window, envelope, rights_for, vehicle_facts
+from indexer.api.routes.telemetry import Access, End, Start, VehicleId
+from indexer.apps import battery, finance
+from indexer.apps.audit import gather_inputs
+from indexer.exceptions import AppParameterInvalid
+
+router = APIRouter(prefix="/apps/finance", tags=["apps"])
+_RESPONSES: Final = problem_responses(400, 401, 403, 404)
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def finance_params(raw: str | None) -> finance.FinanceParams:
+    """The default parameters overridden by the caller's JSON object.
+
+    Raises:
+        AppParameterInvalid: bad JSON, an unknown name or a value out of range.
+    """
+    if not raw:
+        return finance.FinanceParams()
+    try:
+        given = json.loads(raw)
+    except ValueError as exc:
+        raise AppParameterInvalid("params", f"not JSON: {exc}") from exc
+    if not isinstance(given, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in given.values()
+    ):
+        raise AppParameterInvalid("params", "a JSON object of numbers")
+    try:
+        return finance.FinanceParams.from_dict(given)
+    except (TypeError, ValidationError) as exc:
+        raise AppParameterInvalid("params", str(exc)) from exc
+
+
+def finance_answer(
+    conn: Any, coverage: Any, vehicle_id: int, start: int, end: int, params_json: str | None
+) -> dict[str, Any]:
+    """The served finance envelope (rights checked, inputs gathered, pure function run)."""
+    check_window(start, end)
+    facts, minted_ms = vehicle_facts(conn, vehicle_id)
+    params = finance_params(params_json)
+    optional = (*finance.USAGE_SIGNALS, *battery.REQUIRED, battery.TEMP_MIN, battery.TEMP_MAX)
+    within, withheld = rights_for(coverage, finance.REQUIRED, optional, start, end)
+    with_usage = all(n in within for n in finance.USAGE_SIGNALS)
+    nominal = battery.nominal_kwh_of(facts.make, facts.model)
+    with_battery = nominal is not None and all(n in within for n in battery.REQUIRED)
+    names = (*finance.SIGNALS, *battery.REQUIRED, battery.TEMP_MIN, battery.TEMP_MAX)
+    inputs = gather_inputs(conn, vehicle_id, names, start, end, within)
+    context = finance.finance_context(
+        facts,
+        minted_ms,
+        params,
+        battery_params(facts, None) if with_battery else None,
+        with_usage=with_usage,
+    )
+    result = finance.compute(inputs, context, start, end)
+    return envelope(
+        "finance", vehicle_id, start, end, context, within, withheld, inputs.refs(), result
+    )
+
+
+@router.get(
+    "/{vehicle_id}",
+    summary="Odometer history with tamper signals, usage, battery health and value adjustment",
+    responses=_RESPONSES,
+)
+def get_finance(
+    vehicle_id: VehicleId,
+    coverage: Access,
+    conn: DbConn,
+    start: Start,
+    end: End,
+    params: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            description="JSON object overriding parameters (see FinanceParams), e.g. "
+            '{"reference_value": 35000}',
+        ),
+    ] = None,
+) -> Response:
+    """The finance report over `[start, end)` within your rights, with its inputs listed."""
+    return Response(
+        _dumps(finance_answer(conn, coverage, vehicle_id, start, end, params)),
+        media_type="application/json",
+    )

@@ -1,0 +1,221 @@
+"""`/apps/insurance/...`: the driving score, its method, the driver's export, a trip chart.
+
+An insurer reads scores through a licence or a direct grant with the DRIVING scope (speed and
+ignition state); location is never read. Every answer lists the inputs (batch, leaf) whose
+proofs `POST /apps/proofs` serves, so `dimo apps insurance --audit` recomputes it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from indexer.api.deps import DbConn, Settings
+from indexer.api.problems import problem_responses
+from indexer.api.routes.apps_proofs import check_window, envelope, rights_for
+from indexer.api.routes.telemetry import MAX_MS, Access, VehicleId
+from indexer.apps import insurance
+from indexer.apps.insurance import SIGNALS, ScoreParams
+from indexer.exceptions import AppParameterInvalid
+from indexer.queries import SPEED
+from protocol.deployment import Deployment
+
+router = APIRouter(prefix="/apps/insurance", tags=["apps: insurance"])
+
+_RESPONSES: Final = problem_responses(400, 401, 403, 404)
+#: Longest window one chart draws (its speed trace is read whole).
+MAX_CHART_MS: Final = 86_400_000
+
+Start = Annotated[int, Query(ge=0, le=MAX_MS, description="Window start, unix ms, inclusive")]
+End = Annotated[int, Query(ge=1, le=MAX_MS, description="Window end, unix ms, exclusive")]
+Params = Annotated[
+    str | None,
+    Query(
+        max_length=4000,
+        description="Parameters as a JSON object (names of GET /apps/insurance/method's "
+        "`defaults`); omitted ones keep their defaults",
+        examples=['{"timezone": "Europe/Berlin", "braking_weight": 4}'],
+    ),
+]
+
+
+class MethodOut(BaseModel):
+    """The published method: version, formula and default parameters."""
+
+    version: str = Field(description="Method version; results carry it")
+    signals: list[str] = Field(description="The signals read (DRIVING)")
+    formula: str = Field(description="The method, as documented in indexer/apps/insurance.py")
+    defaults: dict[str, Any] = Field(description="Default parameters")
+
+
+@router.get("/method", response_model=MethodOut, summary="The score's formula and parameters")
+def get_method() -> MethodOut:
+    """The formula, its weights and thresholds: what every score is computed with."""
+    return MethodOut(
+        version=insurance.VERSION,
+        signals=list(SIGNALS),
+        formula=insurance.__doc__ or "",
+        defaults=ScoreParams().as_dict(),
+    )
+
+
+def parse_json_params(text: str | None) -> dict[str, Any]:
+    """The `params` query (a JSON object) as a dict; empty when absent.
+
+    Raises:
+        AppParameterInvalid: not a JSON object (400).
+    """
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise AppParameterInvalid("params", f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise AppParameterInvalid("params", "must be a JSON object")
+    return data
+
+
+def parse_params(text: str | None) -> ScoreParams:
+    """`ScoreParams` from the `params` query.
+
+    Raises:
+        AppParameterInvalid: not a JSON object, an unknown name or a bad value (400).
+    """
+    try:
+        return ScoreParams.from_dict(parse_json_params(text))
+    except TypeError as exc:
+        raise AppParameterInvalid("params", str(exc)) from None
+
+
+_deployment_lock = threading.Lock()
+
+
+def deployment_of(request: Request, settings: Settings) -> Deployment:
+    """The deployment record the indexer runs with (loaded once)."""
+    state = request.app.state
+    with _deployment_lock:
+        found = getattr(state, "deployment", None)
+        if found is None:
+            found = Deployment.load(settings.deployment)
+            state.deployment = found
+    assert isinstance(found, Deployment)
+    return found
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":"), allow_nan=False), media_type="application/json"
+    )
+
+
+@router.get(
+    "/{vehicle_id}/score",
+    summary="The driving score over a window, per trip and event, with its inputs",
+    responses=_RESPONSES,
+)
+def get_score(
+    vehicle_id: VehicleId,
+    coverage: Access,
+    conn: DbConn,
+    start: Start,
+    end: End,
+    params: Params = None,
+) -> Response:
+    """The score (0-100, higher is safer) from the readings your DRIVING rights cover.
+
+    The answer is the applications' envelope: `context.params` and `context.version` are what
+    the pure function took, `covered` the times per signal, `inputs` every bundle read, and
+    `result` the score with penalties, exposure, trips and events (each with its readings).
+    """
+    check_window(start, end)
+    p = parse_params(params)
+    within, withheld = rights_for(coverage, list(SIGNALS), [], start, end)
+    result = insurance.score_vehicle(conn, vehicle_id, start, end, within=within[SPEED], params=p)
+    body = result.to_dict()
+    return _json(
+        envelope(
+            "insurance",
+            vehicle_id,
+            start,
+            end,
+            {"version": insurance.VERSION, "vehicle_id": vehicle_id, "params": p.as_dict()},
+            within,
+            withheld,
+            [(b, leaf) for b, leaf in result.inputs],
+            body,
+        )
+    )
+
+
+@router.get(
+    "/{vehicle_id}/export",
+    summary="The signed readings and proofs of a window, as a file that verifies offline",
+    responses=_RESPONSES,
+)
+def get_export(
+    vehicle_id: VehicleId,
+    coverage: Access,
+    conn: DbConn,
+    request: Request,
+    settings: Settings,
+    start: Start,
+    end: End,
+    params: Params = None,
+) -> Response:
+    """Every input bundle (signed wire form with the device signature), its Merkle path, its
+    batch's root, CID and anchoring transaction, the chain id and anchor address, and the score
+    computed from them. `dimo apps insurance --verify FILE` checks it with no server.
+    """
+    check_window(start, end)
+    p = parse_params(params)
+    within, _ = rights_for(coverage, list(SIGNALS), [], start, end)
+    deployment = deployment_of(request, settings)
+    doc = insurance.build_export(
+        conn,
+        vehicle_id,
+        start,
+        end,
+        chain_id=deployment.chain_id,
+        anchor=deployment.contract("AttestationAnchor").address,
+        within=within[SPEED],
+        params=p,
+    )
+    return Response(
+        json.dumps(doc, separators=(",", ":"), allow_nan=False),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="insurance-{vehicle_id}-{start}-{end}'
+            '.json"'
+        },
+    )
+
+
+@router.get(
+    "/{vehicle_id}/chart.png",
+    summary="Speed trace with the driving events marked, as PNG",
+    responses={**_RESPONSES, 200: {"content": {"image/png": {}}}},
+    response_class=Response,
+)
+def get_chart(
+    vehicle_id: VehicleId,
+    coverage: Access,
+    conn: DbConn,
+    start: Start,
+    end: End,
+    params: Params = None,
+) -> Response:
+    """The speed readings of `[start, end)` (at most a day) with each event of the score
+    marked on them: harsh braking, harsh acceleration, high speed, night."""
+    check_window(start, end)
+    if end - start > MAX_CHART_MS:
+        raise AppParameterInvalid("start/end", f"a chart spans at most {MAX_CHART_MS} ms")
+    p = parse_params(params)
+    within, _ = rights_for(coverage, list(SIGNALS), [], start, end)
+    speed, ignition = insurance.read_inputs(conn, vehicle_id, start, end, within[SPEED])
+    result = insurance.score(vehicle_id, start, end, speed, ignition, p)
+    return Response(insurance.trip_chart(result, speed), media_type="image/png")

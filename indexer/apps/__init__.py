@@ -1,0 +1,1 @@
+"""Applications: pure, versioned functions of verified readings (battery, finance, ...)."""

@@ -1,0 +1,592 @@
+"""Inputs of the applications, gathered from the index or recomputed from proofs alone.
+
+Every application is a pure function of `AppInputs`: per signal, the verified readings it may
+use, each with the (batch, leaf) of the bundle that carries it, and the device that signed
+each bundle. The server gathers them from SQL (`gather_inputs`); an auditor gathers the same
+set from the bundles' proofs (`fetch_and_verify_inputs`), trusting the server for nothing but
+bytes to check: each bundle's device signature, its Merkle path against the root the chain
+holds (`AttestationAnchor.rootOf` over JSON-RPC), and its vehicle. The readings are then
+decoded from the signed bundle wire, kept inside the window and the covered times the served
+result states, and handed to the same pure function; `compare_results` says where the two
+answers differ.
+
+The proof route is `POST /apps/proofs` (`indexer.api.routes.apps_proofs`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+from sqlalchemy import Connection, Select, select, tuple_
+
+from indexer.exceptions import AuditMismatch, ChainUnavailableError, InputProofInvalid
+from indexer.queries import MAX_RAW_READINGS, Interval, Reading, is_text_signal, raw_readings
+from indexer.telemetry import bundles_index, readings, readings_text, signals
+from protocol.bundle import (
+    BUNDLE_LEAF_ENCODING,
+    BundleError,
+    SignedBundle,
+    bundle_leaf,
+    decode_signed_bundle,
+    verify_bundle,
+)
+from protocol.crypto import SignatureError, keccak256
+from protocol.eip712 import Eip712Domain, dimo_domain
+from protocol.merkle import MerkleError, verify_proof
+
+__all__ = [
+    "PROOFS_PATH",
+    "PROOFS_PER_REQUEST",
+    "AppInputs",
+    "AuditOutcome",
+    "ChainRoots",
+    "Compute",
+    "audit_served",
+    "bundle_rows",
+    "compare_results",
+    "fetch_and_verify_inputs",
+    "gather_fleet_inputs",
+    "gather_inputs",
+    "inputs_from_bundles",
+    "verify_bundle_proof",
+]
+
+#: Path of the API route that serves bundle proofs of application inputs.
+PROOFS_PATH: Final = "/apps/proofs"
+#: Most (batch, leaf) pairs one proofs request may name.
+PROOFS_PER_REQUEST: Final = 500
+#: Relative tolerance when comparing floats of a served and a recomputed result (the same
+#: code on the same readings gives the same bits; this only absorbs JSON round trips).
+FLOAT_RTOL: Final = 1e-12
+
+Ref = tuple[int, int]
+
+
+@dataclass
+class AppInputs:
+    """The verified readings an application runs on.
+
+    Attributes:
+        series: Signal name -> readings in time order (ties by batch, leaf); numbers as floats
+            (booleans 0/1), text signals as text.
+        devices: (batch id, leaf index) -> the device that signed that bundle.
+    """
+
+    series: dict[str, list[Reading]] = field(default_factory=dict)
+    devices: dict[Ref, str] = field(default_factory=dict)
+
+    def get(self, signal: str) -> list[Reading]:
+        """The readings of `signal` (empty when there are none)."""
+        return self.series.get(signal, [])
+
+    def refs(self) -> list[Ref]:
+        """Every (batch id, leaf index) a reading comes from, sorted."""
+        out = {(r.batch_id, r.leaf_index) for rs in self.series.values() for r in rs}
+        return sorted(out)
+
+    def reading_count(self) -> int:
+        """How many readings there are across signals."""
+        return sum(len(rs) for rs in self.series.values())
+
+
+def _sort(series: dict[str, list[Reading]]) -> dict[str, list[Reading]]:
+    return {
+        name: sorted(rs, key=lambda r: (r.ts, r.batch_id, r.leaf_index))
+        for name, rs in sorted(series.items())
+        if rs
+    }
+
+
+# -------------------------------------------------------------------------------------------
+# the server's side: from SQL
+# -------------------------------------------------------------------------------------------
+
+
+def gather_inputs(
+    conn: Connection,
+    vehicle_id: int,
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    within: Mapping[str, Sequence[Interval]],
+) -> AppInputs:
+    """The readings of `signal_names` a caller may use, from the index.
+
+    Args:
+        conn: A connection to the index.
+        vehicle_id: The vehicle.
+        signal_names: The signals the application reads.
+        start_ms: Window start, unix ms, inclusive.
+        end_ms: Window end, unix ms, exclusive.
+        within: Per signal, the times the caller's rights cover (a signal absent: none).
+
+    Returns:
+        The readings and, for every bundle they come from, its signing device.
+    """
+    series: dict[str, list[Reading]] = {}
+    for name in signal_names:
+        spans = list(within.get(name, ()))
+        if not spans:
+            continue
+        got: list[Reading] = []
+        after: tuple[int, int, int] | None = None
+        while True:
+            page = raw_readings(
+                conn,
+                vehicle_id,
+                name,
+                start_ms,
+                end_ms,
+                MAX_RAW_READINGS,
+                within=spans,
+                after=after,
+            )
+            got += page
+            if len(page) < MAX_RAW_READINGS:
+                break
+            last = page[-1]
+            after = (last.ts, last.batch_id, last.leaf_index)
+        if got:
+            series[name] = got
+    inputs = AppInputs(_sort(series))
+    inputs.devices = _devices(conn, inputs.refs())
+    return inputs
+
+
+def _devices(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, str]:
+    out: dict[Ref, str] = {}
+    batch_ids = sorted({b for b, _ in refs})
+    wanted = set(refs)
+    for i in range(0, len(batch_ids), 500):
+        rows = conn.execute(
+            select(
+                bundles_index.c.batch_id, bundles_index.c.leaf_index, bundles_index.c.device
+            ).where(bundles_index.c.batch_id.in_(batch_ids[i : i + 500]))
+        )
+        for r in rows:
+            key = (int(r.batch_id), int(r.leaf_index))
+            if key in wanted:
+                out[key] = str(r.device)
+    return out
+
+
+def gather_fleet_inputs(
+    conn: Connection,
+    vehicle_ids: Sequence[int],
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+) -> dict[int, AppInputs]:
+    """Every vehicle's readings of `signal_names` in `[start_ms, end_ms)`, in one pass per signal.
+
+    For fleet views and batch jobs whose rights were checked as a whole (a licence holder's
+    vehicles); per-caller time limits are `gather_inputs`'s job.
+
+    Returns:
+        Vehicle id -> its inputs (vehicles without readings map to empty inputs).
+    """
+    out = {v: AppInputs() for v in vehicle_ids}
+    if not vehicle_ids:
+        return out
+    ids = {
+        r.name: int(r.id)
+        for r in conn.execute(
+            select(signals.c.name, signals.c.id).where(signals.c.name.in_(list(signal_names)))
+        )
+    }
+    lo, hi = min(vehicle_ids), max(vehicle_ids)
+    wanted = set(vehicle_ids)
+    contiguous = len(wanted) == hi - lo + 1
+    for name in signal_names:
+        if name not in ids:
+            continue
+        table = readings_text if is_text_signal(name) else readings
+        cond = [table.c.signal == ids[name], table.c.ts >= start_ms, table.c.ts < end_ms]
+        if contiguous:
+            cond += [table.c.vehicle_id >= lo, table.c.vehicle_id <= hi]
+        else:
+            cond.append(table.c.vehicle_id.in_(sorted(wanted)))
+        query = select(
+            table.c.vehicle_id, table.c.ts, table.c.value, table.c.batch_id, table.c.leaf_index
+        ).where(*cond)
+        grouped: dict[int, list[Reading]] = defaultdict(list)
+        for v, ts, value, b, leaf in _fetch_all(conn, query):
+            grouped[v].append(Reading(ts, value, b, leaf))
+        for v, rs in grouped.items():
+            if v in out:
+                rs.sort(key=lambda r: (r.ts, r.batch_id, r.leaf_index))
+                out[v].series[name] = rs
+    refs_all = sorted({ref for inp in out.values() for ref in inp.refs()})
+    if refs_all:
+        devices = _devices_bulk(conn, refs_all)
+        for inp in out.values():
+            inp.series = dict(sorted(inp.series.items()))
+            inp.devices = {ref: devices[ref] for ref in inp.refs() if ref in devices}
+    return out
+
+
+def _fetch_all(conn: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
+    """Every row of `query` as plain tuples, straight from the driver.
+
+    Millions of rows make SQLAlchemy's row objects the cost, so the statement (whose
+    parameters are all integers, rendered inline) runs on the DBAPI cursor; on PostgreSQL
+    psycopg's binary protocol skips parsing numbers from text.
+    """
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor(binary=True) if conn.dialect.name == "postgresql" else raw.cursor()
+    try:
+        cursor.execute(sql)
+        rows = [tuple(r) for r in cursor.fetchall()]
+    finally:
+        cursor.close()
+    return rows
+
+
+def _devices_bulk(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, str]:
+    batch_ids = sorted({b for b, _ in refs})
+    out: dict[Ref, str] = {}
+    rows = conn.execute(
+        select(bundles_index.c.batch_id, bundles_index.c.leaf_index, bundles_index.c.device).where(
+            bundles_index.c.batch_id >= batch_ids[0], bundles_index.c.batch_id <= batch_ids[-1]
+        )
+    )
+    for b, leaf, device in rows.tuples():
+        out[(int(b), int(leaf))] = str(device)
+    return out
+
+
+def bundle_rows(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, Any]:
+    """The `bundles_index` rows of these (batch, leaf) pairs (the absent ones are left out)."""
+    out: dict[Ref, Any] = {}
+    for i in range(0, len(refs), 500):
+        part = list(refs[i : i + 500])
+        rows = conn.execute(
+            select(bundles_index).where(
+                tuple_(bundles_index.c.batch_id, bundles_index.c.leaf_index).in_(part)
+            )
+        )
+        for r in rows:
+            out[(int(r.batch_id), int(r.leaf_index))] = r
+    return out
+
+
+# -------------------------------------------------------------------------------------------
+# the auditor's side: from proofs
+# -------------------------------------------------------------------------------------------
+
+
+def _value(name: str, value: object) -> float | str:
+    if is_text_signal(name):
+        return str(value)
+    if isinstance(value, str):  # a text value in a numeric signal cannot be in the index
+        raise ValueError(f"{name} carries text {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _inside(spans: Sequence[Interval], ts: int) -> bool:
+    return any(a <= ts < b for a, b in spans)
+
+
+def inputs_from_bundles(
+    bundles: Iterable[tuple[int, int, SignedBundle]],
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    covered: Mapping[str, Sequence[Interval]],
+) -> AppInputs:
+    """The application inputs carried by verified bundles.
+
+    Args:
+        bundles: `(batch id, leaf index, bundle)` of bundles already verified.
+        signal_names: The signals the application reads.
+        start_ms: Window start, unix ms, inclusive.
+        end_ms: Window end, unix ms, exclusive.
+        covered: Per signal, the times the served result says the caller's rights covered.
+
+    Returns:
+        The same inputs `gather_inputs` gives for the same bundles, window and coverage.
+    """
+    series: dict[str, list[Reading]] = defaultdict(list)
+    devices: dict[Ref, str] = {}
+    for batch_id, leaf_index, signed in bundles:
+        devices[(batch_id, leaf_index)] = signed.bundle.device
+        for name in signal_names:
+            spans = covered.get(name, ())
+            for ts, value in signed.bundle.readings.get(name, ()):
+                if start_ms <= ts < end_ms and _inside(spans, ts):
+                    series[name].append(Reading(ts, _value(name, value), batch_id, leaf_index))
+    inputs = AppInputs(_sort(dict(series)))
+    used = set(inputs.refs())
+    inputs.devices = {ref: d for ref, d in devices.items() if ref in used}
+    return inputs
+
+
+class ChainRoots:
+    """Batch roots read from `AttestationAnchor.rootOf` over JSON-RPC, cached per batch."""
+
+    _ROOT_OF: Final = keccak256(b"rootOf(uint64)")[:4]
+
+    def __init__(self, rpc_url: str, anchor_address: str, *, timeout_s: float = 30.0) -> None:
+        self.rpc_url = rpc_url
+        self.anchor_address = anchor_address
+        self._client = httpx.Client(timeout=timeout_s)
+        self._roots: dict[int, bytes | None] = {}
+        self._id = 0
+
+    def close(self) -> None:
+        """Closes the HTTP client."""
+        self._client.close()
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        self._id += 1
+        try:
+            r = self._client.post(
+                self.rpc_url,
+                json={"jsonrpc": "2.0", "id": self._id, "method": method, "params": params},
+            )
+            body = r.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ChainUnavailableError(self.rpc_url, f"{type(exc).__name__}: {exc}") from exc
+        return body
+
+    def chain_id(self) -> int:
+        """The chain's id (`eth_chainId`)."""
+        body = self._rpc("eth_chainId", [])
+        if "result" not in body:
+            raise ChainUnavailableError(self.rpc_url, str(body.get("error")))
+        return int(body["result"], 16)
+
+    def root_of(self, batch_id: int) -> bytes | None:
+        """The root anchored for `batch_id`, or None when the chain holds no such batch."""
+        if batch_id not in self._roots:
+            data = "0x" + (self._ROOT_OF + batch_id.to_bytes(32, "big")).hex()
+            body = self._rpc("eth_call", [{"to": self.anchor_address, "data": data}, "latest"])
+            if "result" in body:
+                self._roots[batch_id] = bytes.fromhex(body["result"][2:])[-32:]
+            elif "error" in body and "revert" in str(body["error"]).lower():
+                self._roots[batch_id] = None  # AttestationAnchorUnknownBatch
+            else:
+                raise ChainUnavailableError(self.rpc_url, str(body.get("error")))
+        return self._roots[batch_id]
+
+
+def verify_bundle_proof(
+    item: Mapping[str, Any], vehicle_id: int, domain: Eip712Domain, roots: ChainRoots
+) -> SignedBundle:
+    """Checks one served bundle proof and returns the bundle it proves.
+
+    The device signature must recover to the bundle's device, the bundle must be the
+    vehicle's, and the Merkle path of the leaf rebuilt from the bundle (never the served leaf)
+    must lead to the root the chain holds for the batch.
+
+    Raises:
+        InputProofInvalid: any of these fails.
+    """
+    batch_id, leaf_index = int(item["batch_id"]), int(item["leaf_index"])
+
+    def bad(reason: str) -> InputProofInvalid:
+        return InputProofInvalid(batch_id, leaf_index, reason)
+
+    try:
+        signed = decode_signed_bundle(bytes.fromhex(str(item["bundle_wire"])[2:]))
+        signer = verify_bundle(signed, domain)
+    except (BundleError, SignatureError, ValueError) as exc:
+        raise bad(f"bundle or signature: {exc}") from exc
+    if signer != signed.bundle.device:
+        raise bad(f"signature recovers to {signer}, not the bundle's device")
+    if signed.bundle.vehicle_id != vehicle_id:
+        raise bad(f"the bundle is vehicle {signed.bundle.vehicle_id}'s, not {vehicle_id}'s")
+    root = roots.root_of(batch_id)
+    if root is None:
+        raise bad("the chain holds no such batch")
+    try:
+        proof = [bytes.fromhex(p[2:]) for p in item["proof"]]
+        ok = verify_proof(root, BUNDLE_LEAF_ENCODING, bundle_leaf(signed), proof)
+    except (MerkleError, ValueError) as exc:
+        raise bad(f"Merkle path: {exc}") from exc
+    if not ok:
+        raise bad("the Merkle path does not lead to the root anchored on-chain")
+    return signed
+
+
+def fetch_and_verify_inputs(
+    api_url: str,
+    token: str,
+    vehicle_id: int,
+    inputs: Sequence[Sequence[int]],
+    rpc_url: str,
+    anchor_address: str,
+    *,
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    covered: Mapping[str, Sequence[Interval]],
+    client: httpx.Client | None = None,
+) -> AppInputs:
+    """Fetches the proofs of an application's inputs from the API and verifies each on-chain.
+
+    Args:
+        api_url: The indexer API's base URL.
+        token: A bearer token of the caller (from SIWE sign-in).
+        vehicle_id: The vehicle.
+        inputs: The (batch id, leaf index) pairs the served result lists.
+        rpc_url: A JSON-RPC endpoint of the chain (any node: the roots come from it).
+        anchor_address: The AttestationAnchor's address.
+        signal_names: The signals the application reads.
+        start_ms: The served result's window start, unix ms.
+        end_ms: The served result's window end, unix ms.
+        covered: The served result's covered times per signal.
+        client: An HTTP client to reuse (its base URL is ignored).
+
+    Returns:
+        The inputs, decoded from bundles that all verified.
+
+    Raises:
+        InputProofInvalid: a bundle fails a check, or the API withheld or swapped one.
+        ChainUnavailableError: the RPC endpoint did not answer.
+        httpx.HTTPStatusError: the API refused the proofs request (e.g. 403 without rights).
+    """
+    roots = ChainRoots(rpc_url, anchor_address)
+    own = client is None
+    http = client or httpx.Client(timeout=120)
+    try:
+        domain = dimo_domain(roots.chain_id(), anchor_address)
+        refs = [(int(b), int(leaf)) for b, leaf in inputs]
+        verified: list[tuple[int, int, SignedBundle]] = []
+        for i in range(0, len(refs), PROOFS_PER_REQUEST):
+            part = refs[i : i + PROOFS_PER_REQUEST]
+            r = http.post(
+                api_url.rstrip("/") + PROOFS_PATH,
+                json={"vehicle_id": vehicle_id, "inputs": [list(p) for p in part]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            r.raise_for_status()
+            items = {(int(it["batch_id"]), int(it["leaf_index"])): it for it in r.json()["bundles"]}
+            for ref in part:
+                item = items.get(ref)
+                if item is None:
+                    raise InputProofInvalid(*ref, "the API served no proof of it")
+                verified.append((*ref, verify_bundle_proof(item, vehicle_id, domain, roots)))
+        return inputs_from_bundles(verified, signal_names, start_ms, end_ms, covered)
+    finally:
+        roots.close()
+        if own:
+            http.close()
+
+
+def compare_results(app: str, served: Any, recomputed: Any) -> None:
+    """Raises `AuditMismatch` listing where two JSON-like results differ (floats to 1e-12).
+
+    Raises:
+        AuditMismatch: they differ.
+    """
+    differences: list[str] = []
+    _diff(served, recomputed, "", differences)
+    if differences:
+        raise AuditMismatch(app, differences)
+
+
+def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+    if isinstance(a, bool) or isinstance(b, bool):
+        if a is not b:
+            out.append(f"{path or '/'}: {a!r} != {b!r}")
+    elif isinstance(a, int | float) and isinstance(b, int | float):
+        if not math.isclose(float(a), float(b), rel_tol=FLOAT_RTOL, abs_tol=1e-12):
+            out.append(f"{path or '/'}: {a!r} != {b!r}")
+    elif isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b:
+                out.append(f"{path}/{key}: present on one side only")
+            else:
+                _diff(a[key], b[key], f"{path}/{key}", out)
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        if len(a) != len(b):
+            out.append(f"{path or '/'}: {len(a)} items != {len(b)} items")
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            _diff(x, y, f"{path}/{i}", out)
+    elif a != b:
+        out.append(f"{path or '/'}: {a!r} != {b!r}")
+
+
+#: A pure application: (inputs, served context, window start, window end) -> result.
+Compute = Callable[[AppInputs, Mapping[str, Any], int, int], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """What an audit checked.
+
+    Attributes:
+        app: The application.
+        bundles: Input bundles whose proofs verified against the chain.
+        batches: Distinct anchored batches they belong to.
+        readings: Readings decoded from them and used.
+        result: The recomputed result (equal to the served one).
+    """
+
+    app: str
+    bundles: int
+    batches: int
+    readings: int
+    result: dict[str, Any]
+
+
+def audit_served(
+    answer: Mapping[str, Any],
+    compute: Compute,
+    api_url: str,
+    token: str,
+    rpc_url: str,
+    anchor_address: str,
+    *,
+    client: httpx.Client | None = None,
+) -> AuditOutcome:
+    """Recomputes a served application answer from its inputs' proofs alone and compares.
+
+    Args:
+        answer: The served envelope (`app`, `vehicle_id`, `start`, `end`, `context`,
+            `covered`, `inputs`, `result`).
+        compute: The application's pure function (e.g. `indexer.apps.battery.compute`).
+        api_url: The API that served it (only bytes to verify are taken from it).
+        token: The caller's bearer token.
+        rpc_url: A JSON-RPC endpoint of the chain.
+        anchor_address: The AttestationAnchor's address.
+        client: An HTTP client to reuse.
+
+    Raises:
+        InputProofInvalid: an input's proof fails.
+        AuditMismatch: the verified inputs are not the listed ones, or the recomputed result
+            differs from the served one.
+    """
+    app = str(answer["app"])
+    covered = {
+        name: [(int(a), int(b)) for a, b in spans] for name, spans in answer["covered"].items()
+    }
+    start, end = int(answer["start"]), int(answer["end"])
+    listed = [(int(b), int(leaf)) for b, leaf in answer["inputs"]]
+    inputs = fetch_and_verify_inputs(
+        api_url,
+        token,
+        int(answer["vehicle_id"]),
+        listed,
+        rpc_url,
+        anchor_address,
+        signal_names=sorted(covered),
+        start_ms=start,
+        end_ms=end,
+        covered=covered,
+        client=client,
+    )
+    if inputs.refs() != sorted(listed):
+        raise AuditMismatch(app, ["the listed inputs carry other readings than were used"])
+    result = compute(inputs, answer["context"], start, end)
+    compare_results(app, answer["result"], result)
+    refs = inputs.refs()
+    return AuditOutcome(app, len(refs), len({b for b, _ in refs}), inputs.reading_count(), result)

@@ -1,0 +1,392 @@
+"""The `dimo apps` commands: ask the API for an application's answer, save it with its chart,
+and with `--audit` recompute it from the inputs' proofs alone, checked against the chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from indexer.apps import battery, energy, finance, insurance
+from indexer.apps.audit import AuditOutcome, Compute, audit_served
+from indexer.apps.charts import soh_chart
+from indexer.exceptions import IndexerError
+from protocol.deployment import Deployment
+
+app = typer.Typer(
+    help="Applications over verified readings: battery health, vehicle finance, insurance, grid.",
+    no_args_is_help=True,
+)
+console = Console()
+
+ApiOpt = Annotated[
+    str, typer.Option(envvar="DIMO_API_URL", help="The indexer API's base URL (DIMO_API_URL).")
+]
+TokenOpt = Annotated[
+    str,
+    typer.Option(envvar="DIMO_API_TOKEN", help="Bearer token from SIWE sign-in (DIMO_API_TOKEN)."),
+]
+VehicleOpt = Annotated[int, typer.Option("--vehicle", min=0, help="Vehicle token id.")]
+StartOpt = Annotated[int, typer.Option(min=0, help="Window start, unix ms.")]
+EndOpt = Annotated[int, typer.Option(min=1, help="Window end, unix ms (exclusive).")]
+AuditOpt = Annotated[bool, typer.Option("--audit", help="Recompute from proofs alone and compare.")]
+RpcOpt = Annotated[
+    str | None,
+    typer.Option(envvar="DIMO_INDEXER_RPC_URL", help="Chain JSON-RPC URL, for --audit."),
+]
+AnchorOpt = Annotated[
+    str | None, typer.Option(help="AttestationAnchor address (else from --deployment).")
+]
+DeploymentOpt = Annotated[
+    Path | None,
+    typer.Option(envvar="DIMO_DEPLOYMENT", help="Deployment record, for the anchor address."),
+]
+OutOpt = Annotated[Path, typer.Option(help="Folder for the answer (JSON) and the chart (PNG).")]
+ParamsOpt = Annotated[
+    str | None, typer.Option(help='JSON object of method parameters, e.g. {"min_soc_delta":20}.')
+]
+
+#: Each application's pure function, by the name its answers carry.
+COMPUTE: dict[str, Compute] = {
+    "battery": battery.compute,
+    "finance": finance.compute,
+    "insurance": insurance.compute,
+}
+
+
+def fetch_answer(
+    api_url: str, token: str, path: str, params: Mapping[str, Any], client: httpx.Client
+) -> dict[str, Any]:
+    """GETs an application answer; a problem answer becomes a typer error with its detail."""
+    r = client.get(
+        api_url.rstrip("/") + path,
+        params={k: v for k, v in params.items() if v is not None},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    if r.status_code != 200:
+        try:
+            problem = r.json()
+            detail = f"{problem.get('title')}: {problem.get('detail')}"
+        except ValueError:
+            detail = r.text[:500]
+        console.print(f"[red]{r.status_code}[/red] {detail}")
+        raise typer.Exit(2)
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _anchor(anchor: str | None, deployment: Path | None) -> str:
+    if anchor:
+        return anchor
+    if deployment is None:
+        console.print("[red]--audit needs --anchor or --deployment (DIMO_DEPLOYMENT)[/red]")
+        raise typer.Exit(2)
+    return Deployment.load(deployment).contract("AttestationAnchor").address
+
+
+def run_audit(
+    answer: Mapping[str, Any],
+    api_url: str,
+    token: str,
+    rpc_url: str | None,
+    anchor_address: str,
+    client: httpx.Client,
+) -> AuditOutcome:
+    """Audits an answer with the application's own pure function; prints the outcome.
+
+    Raises:
+        typer.Exit: no RPC URL, or the audit failed (code 1, the reason printed).
+    """
+    if not rpc_url:
+        console.print("[red]--audit needs --rpc-url (DIMO_INDEXER_RPC_URL)[/red]")
+        raise typer.Exit(2)
+    try:
+        outcome = audit_served(
+            answer,
+            COMPUTE[str(answer["app"])],
+            api_url,
+            token,
+            rpc_url,
+            anchor_address,
+            client=client,
+        )
+    except (IndexerError, httpx.HTTPError) as exc:
+        console.print(f"[red]audit failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"[green]audit passed[/green]: {outcome.bundles} bundles in {outcome.batches} batches "
+        f"verified against the chain, {outcome.readings} readings; recomputed result equals "
+        "the served one"
+    )
+    return outcome
+
+
+def _save(out: Path, name: str, answer: Mapping[str, Any]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(answer, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+@app.command("battery")
+def battery_command(
+    vehicle: VehicleOpt,
+    start: StartOpt,
+    end: EndOpt,
+    api_url: ApiOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    audit: AuditOpt = False,
+    rpc_url: RpcOpt = None,
+    anchor: AnchorOpt = None,
+    deployment: DeploymentOpt = None,
+    out: OutOpt = Path("data/apps"),
+    params: ParamsOpt = None,
+) -> None:
+    """State of health with its interval, degradation, charging behaviour; chart and audit."""
+    with httpx.Client(timeout=300) as client:
+        answer = fetch_answer(
+            api_url,
+            token,
+            f"/apps/battery/{vehicle}",
+            {"start": start, "end": end, "params": params},
+            client,
+        )
+        result = answer["result"]
+        path = _save(out, f"battery-{vehicle}", answer)
+        chart = out / f"battery-{vehicle}-soh.png"
+        chart.write_bytes(soh_chart(result, start, end, vehicle_id=vehicle))
+        table = Table(title=f"Battery, vehicle {vehicle} ({result['method']})")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        soh = result["soh"]
+        table.add_row("SoH %", _fmt(soh and soh["percent"]))
+        table.add_row("95 % interval", "-" if not soh else " - ".join(_fmt(x) for x in soh["ci95"]))
+        table.add_row("sessions used", _fmt(soh and soh["sessions_used"]))
+        deg = result["degradation"]
+        table.add_row("degradation fit %/year", _fmt(deg["fit_pct_per_year"]))
+        table.add_row("lifetime %/year", _fmt(deg["lifetime_pct_per_year"]))
+        table.add_row("vs field 1.8-2.3 %/year", deg["assessment"])
+        if result["charging"]:
+            table.add_row("DC share (energy)", _fmt(result["charging"]["dc_share_energy"]))
+        table.add_row("inputs (bundles)", str(len(answer["inputs"])))
+        console.print(table)
+        console.print(f"answer: {path}\nchart:  {chart}")
+        if audit:
+            run_audit(answer, api_url, token, rpc_url, _anchor(anchor, deployment), client)
+
+
+@app.command("finance")
+def finance_command(
+    vehicle: VehicleOpt,
+    start: StartOpt,
+    end: EndOpt,
+    api_url: ApiOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    audit: AuditOpt = False,
+    rpc_url: RpcOpt = None,
+    anchor: AnchorOpt = None,
+    deployment: DeploymentOpt = None,
+    out: OutOpt = Path("data/apps"),
+    params: ParamsOpt = None,
+) -> None:
+    """Odometer history with tamper signals, usage, battery and value adjustment; audit."""
+    with httpx.Client(timeout=300) as client:
+        answer = fetch_answer(
+            api_url,
+            token,
+            f"/apps/finance/{vehicle}",
+            {"start": start, "end": end, "params": params},
+            client,
+        )
+        result = answer["result"]
+        path = _save(out, f"finance-{vehicle}", answer)
+        odo = result["odometer"]
+        table = Table(title=f"Finance, vehicle {vehicle} ({result['method']})")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        table.add_row("odometer km", _fmt(odo["latest"] and odo["latest"]["km"], 1))
+        table.add_row("tamper flags", ", ".join(odo["flags"]) or "none")
+        table.add_row("signed share of odometer", _fmt(odo["signed_share_of_odometer"], 4))
+        table.add_row("covered share of life", _fmt(odo["covered_share_of_life"], 4))
+        if result["usage"]:
+            table.add_row("annual km", _fmt(result["usage"]["annual_km"], 0))
+            table.add_row("trips per week", _fmt(result["usage"]["trips_per_week"], 1))
+        if result["battery"] and result["battery"]["soh"]:
+            table.add_row("SoH %", _fmt(result["battery"]["soh"]["percent"]))
+        value = result["value"]
+        for f in value["factors"]:
+            table.add_row(f"factor: {f['name']}", _fmt(f["value"], 4))
+        table.add_row("value", _fmt(value["value"], 0))
+        table.add_row("adjustment", _fmt(value["adjustment"], 0))
+        console.print(table)
+        console.print(f"answer: {path}")
+        if audit:
+            run_audit(answer, api_url, token, rpc_url, _anchor(anchor, deployment), client)
+
+
+@app.command("insurance")
+def insurance_command(
+    vehicle: Annotated[
+        int | None, typer.Option("--vehicle", min=0, help="Vehicle token id.")
+    ] = None,
+    start: Annotated[int | None, typer.Option(min=0, help="Window start, unix ms.")] = None,
+    end: Annotated[int | None, typer.Option(min=1, help="Window end, unix ms (exclusive).")] = None,
+    api_url: ApiOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    audit: AuditOpt = False,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write the window's signed readings and proofs to FILE."),
+    ] = None,
+    verify: Annotated[
+        Path | None,
+        typer.Option("--verify", help="Verify an exported FILE with no server (offline)."),
+    ] = None,
+    rpc_url: RpcOpt = None,
+    anchor: AnchorOpt = None,
+    deployment: DeploymentOpt = None,
+    out: OutOpt = Path("data/apps"),
+    params: ParamsOpt = None,
+) -> None:
+    """Driving score with its trips and events; `--audit`, `--export FILE`, `--verify FILE`.
+
+    `--verify` needs nothing but the file; with `--rpc-url` it also compares each batch root
+    with the chain's, and with `--anchor`/`--deployment` it checks the file's anchor address.
+    """
+    if verify is not None:
+        _verify_insurance_export(verify, rpc_url, anchor, deployment)
+        return
+    if vehicle is None or start is None or end is None:
+        console.print("[red]--vehicle, --start and --end are needed (or --verify FILE)[/red]")
+        raise typer.Exit(2)
+    query = {"start": start, "end": end, "params": params}
+    with httpx.Client(timeout=300) as client:
+        answer = fetch_answer(api_url, token, f"/apps/insurance/{vehicle}/score", query, client)
+        result = answer["result"]
+        path = _save(out, f"insurance-{vehicle}", answer)
+        table = Table(title=f"Driving score, vehicle {vehicle} ({result['version']})")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        table.add_row("score (0-100)", _fmt(result["score"]))
+        for name, points in result["penalties"].items():
+            table.add_row(f"penalty: {name}", _fmt(points, 3))
+        for name in ("trips", "distance_km", "harsh_braking", "harsh_acceleration"):
+            table.add_row(name, _fmt(result["exposure"][name]))
+        table.add_row(
+            "high speed s / night s",
+            f"{result['exposure']['high_speed_s']:.0f} / {result['exposure']['night_s']:.0f}",
+        )
+        table.add_row("inputs (bundles)", str(len(answer["inputs"])))
+        console.print(table)
+        console.print(f"answer: {path}")
+        if end - start <= 86_400_000:
+            r = client.get(
+                f"{api_url.rstrip('/')}/apps/insurance/{vehicle}/chart.png",
+                params={k: v for k, v in query.items() if v is not None},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if r.status_code == 200:
+                chart = out / f"insurance-{vehicle}-trips.png"
+                chart.write_bytes(r.content)
+                console.print(f"chart:  {chart}")
+        if export is not None:
+            doc = fetch_answer(api_url, token, f"/apps/insurance/{vehicle}/export", query, client)
+            export.parent.mkdir(parents=True, exist_ok=True)
+            export.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+            console.print(f"export: {export} ({len(doc['bundles'])} signed bundles)")
+        if audit:
+            run_audit(answer, api_url, token, rpc_url, _anchor(anchor, deployment), client)
+
+
+def _verify_insurance_export(
+    path: Path, rpc_url: str | None, anchor: str | None, deployment: Path | None
+) -> None:
+    trusted = anchor or (
+        Deployment.load(deployment).contract("AttestationAnchor").address if deployment else None
+    )
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        checked = insurance.verify_export(doc, rpc_url=rpc_url, anchor=trusted)
+    except (IndexerError, OSError, ValueError) as exc:
+        console.print(f"[red]export rejected:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"[green]export verified[/green]: {checked.bundles} bundles signed by "
+        f"{', '.join(checked.devices)} in {checked.batches} batches; Merkle paths lead to the "
+        f"roots{' held on-chain' if checked.roots_checked_on_chain else ' in the file'}; "
+        f"score {checked.result.score} recomputed from the signed readings"
+    )
+
+
+@app.command("energy")
+def energy_command(
+    vehicle: Annotated[
+        int | None, typer.Option("--vehicle", min=0, help="Vehicle token id.")
+    ] = None,
+    start: Annotated[int | None, typer.Option(min=0, help="Window start, unix ms.")] = None,
+    end: Annotated[int | None, typer.Option(min=1, help="Window end, unix ms (exclusive).")] = None,
+    report: Annotated[
+        int | None, typer.Option(min=1, help="A settlement report id: fetch it and its chart.")
+    ] = None,
+    api_url: ApiOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    out: OutOpt = Path("data/apps"),
+    params: ParamsOpt = None,
+) -> None:
+    """A vehicle's charging sessions and flexibility, or a demand-response settlement."""
+    with httpx.Client(timeout=300) as client:
+        if report is not None:
+            body = fetch_answer(api_url, token, f"/apps/energy/reports/{report}", {}, client)
+            path = _save(out, f"energy-report-{report}", body)
+            settlement = body["settlement"]
+            chart = out / f"energy-report-{report}.png"
+            chart.write_bytes(energy.delivery_chart(settlement))
+            table = Table(title=f"Settlement of event {settlement['event_id']}")
+            for column in ("vehicle", "status", "baseline kWh", "actual kWh", "delivered kWh"):
+                table.add_column(column, justify="right")
+            for v in settlement["vehicles"]:
+                table.add_row(
+                    str(v["vehicle_id"]),
+                    v["status"],
+                    _fmt(v["baseline_kwh"]),
+                    _fmt(v["actual_kwh"]),
+                    _fmt(v["delivered_kwh"]),
+                )
+            console.print(table)
+            console.print(f"report: {path}\nchart:  {chart}")
+            return
+        if vehicle is None or start is None or end is None:
+            console.print("[red]--vehicle, --start and --end are needed (or --report ID)[/red]")
+            raise typer.Exit(2)
+        answer = fetch_answer(
+            api_url,
+            token,
+            f"/apps/energy/{vehicle}/sessions",
+            {"start": start, "end": end, "params": params},
+            client,
+        )
+        path = _save(out, f"energy-{vehicle}", answer)
+        table = Table(title=f"Charging sessions, vehicle {vehicle}")
+        for column in ("plug-in", "hours", "kWh", "peak kW", "slack h", "movable kWh"):
+            table.add_column(column, justify="right")
+        for sess in answer["result"]["sessions"]:
+            table.add_row(
+                energy.iso(sess["plug_in_ms"]),
+                _fmt(sess["plugged_h"]),
+                _fmt(sess["energy_kwh"]),
+                _fmt(sess["peak_kw"]),
+                _fmt(sess["slack_h"]),
+                _fmt(sess["shiftable_kwh"]),
+            )
+        console.print(table)
+        console.print(f"answer: {path}")

@@ -1,0 +1,985 @@
+"""Transparent usage-based insurance: trips, driving events and a published 0-100 score.
+
+Everything here is a pure, versioned function of verified readings of two DRIVING signals,
+`Vehicle.Speed` and `Vehicle.LowVoltageSystemState`; location is never read. The same
+function runs for the insurer (through the API) and for the driver who audits it from proofs
+(`dimo apps insurance --audit`), and over an exported file, offline (`--verify`).
+
+**Trips** are the indexer's (`indexer.queries.trips`): a reading is active when speed > 0 or
+the ignition is ON/START, an OFF/LOCK ends a trip, active readings at most `trip_gap_s` apart
+form one trip, kept if it lasts `trip_min_s`.
+
+**Steps.** Inside a trip, two consecutive speed readings at most `max_step_s` apart form a
+step; its acceleration is `(v2 - v1) / dt`. A longer gap is no step: nothing is measured
+across it. A step's acceleration is the mean over the step, so an event found is real (the
+car reached at least that rate at some instant); with sparse readings short events can be
+missed, never invented.
+
+**Events** (runs of consecutive steps):
+
+- `harsh_braking`: deceleration >= `harsh_braking_mphps` (default 7 mph/s, about 0.32 g,
+  the threshold of published usage-based programmes).
+- `harsh_acceleration`: acceleration >= `harsh_acceleration_mphps` (default 7 mph/s).
+- `high_speed`: speed at the step's start above `high_speed_kmh` (default 130 km/h). There
+  is no map data, so this is an absolute speed, not a speed over the local limit.
+- `night`: the step starts between `night_start_hour` and `night_end_hour` (default 00:00 to
+  04:00) local time in `timezone` (an IANA name).
+
+**Exposure.** Distance is the integral of speed over the steps (km; no ODOMETER privilege
+needed), driving time the sum of the steps' durations.
+
+**Score** (published formula; every weight is a parameter):
+
+    score = clamp(100 - P_braking - P_acceleration - P_high_speed - P_night - P_mileage, 0, 100)
+    P_braking      = braking_weight      * harsh brakings per 100 km
+    P_acceleration = acceleration_weight * harsh accelerations per 100 km
+    P_high_speed   = high_speed_weight   * percent of driving time above high_speed_kmh
+    P_night        = night_weight        * percent of driving time at night
+    P_mileage      = mileage_weight      * max(0, km per 30 days - reference_km_per_30d) / 1000
+
+Rates per 100 km divide by `max(distance, min_distance_km)`, so a short window cannot blow a
+single event up. The result lists its inputs: every bundle `(batch_id, leaf_index)` a reading
+came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, Final, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+import numpy as np
+from sqlalchemy import Connection, select
+
+from indexer.apps.audit import (
+    AppInputs,
+    AuditOutcome,
+    ChainRoots,
+    audit_served,
+    gather_inputs,
+    inputs_from_bundles,
+)
+from indexer.exceptions import AppParameterInvalid, ExportInvalid
+from indexer.queries import (
+    IGNITION,
+    IGNITION_OFF,
+    IGNITION_ON,
+    SPEED,
+    Interval,
+    Reading,
+    bundle_proof,
+    is_text_signal,
+    signal_ids,
+)
+from indexer.telemetry import readings, readings_text
+from protocol.bundle import (
+    BUNDLE_LEAF_ENCODING,
+    MalformedBundleError,
+    SignedBundle,
+    bundle_leaf,
+    decode_signed_bundle,
+    verify_bundle,
+)
+from protocol.crypto import checksum_address
+from protocol.eip712 import dimo_domain
+from protocol.merkle import verify_proof
+
+#: Method version; a change of formula or defaults gets a new one.
+VERSION: Final = "dimo-insurance-v1"
+#: Format of the export file.
+EXPORT_FORMAT: Final = "dimo-insurance-export-v1"
+#: The signals the score reads (both need DRIVING).
+SIGNALS: Final = (SPEED, IGNITION)
+#: 1 mph/s in km/h per second.
+KMH_PER_S_PER_MPHPS: Final = 1.609344
+#: Event kinds, in the order a trip lists its counts.
+EVENT_KINDS: Final = ("harsh_braking", "harsh_acceleration", "high_speed", "night")
+_HOUR_MS: Final = 3_600_000
+_QUARTER_HOUR_MS: Final = 900_000
+_DAY_MS: Final = 86_400_000
+
+
+class ReadingLike(Protocol):
+    """What the score reads of a reading: `indexer.queries.Reading`, or a result row with the
+    same names (batch jobs pass rows as they come)."""
+
+    @property
+    def ts(self) -> int: ...
+    @property
+    def value(self) -> float | str: ...
+    @property
+    def batch_id(self) -> int: ...
+    @property
+    def leaf_index(self) -> int: ...
+
+
+# -------------------------------------------------------------------------------------------
+# parameters
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """The published parameters of the score (defaults are `VERSION`'s).
+
+    Attributes:
+        harsh_braking_mphps: Deceleration that makes a harsh braking, mph/s.
+        harsh_acceleration_mphps: Acceleration that makes a harsh acceleration, mph/s.
+        high_speed_kmh: Speed above which driving counts as high-speed exposure, km/h.
+        night_start_hour: Local hour night driving starts (inclusive), 0-23.
+        night_end_hour: Local hour night driving ends (exclusive), 1-24.
+        timezone: IANA time zone of "local time", e.g. "Europe/Berlin".
+        max_step_s: Longest gap between two speed readings that still forms a step, s.
+        trip_gap_s: Longest pause inside a trip, s (as `indexer.queries.trips`).
+        trip_min_s: Shortest trip kept, s.
+        braking_weight: Points per harsh braking per 100 km.
+        acceleration_weight: Points per harsh acceleration per 100 km.
+        high_speed_weight: Points per percent of driving time above `high_speed_kmh`.
+        night_weight: Points per percent of driving time at night.
+        mileage_weight: Points per 1,000 km per 30 days above the reference.
+        reference_km_per_30d: Mileage that costs nothing, km per 30 days (15,000 km a year).
+        min_distance_km: Least distance rates per 100 km divide by, km.
+    """
+
+    harsh_braking_mphps: float = 7.0
+    harsh_acceleration_mphps: float = 7.0
+    high_speed_kmh: float = 130.0
+    night_start_hour: int = 0
+    night_end_hour: int = 4
+    timezone: str = "UTC"
+    max_step_s: float = 12.0
+    trip_gap_s: float = 300.0
+    trip_min_s: float = 240.0
+    braking_weight: float = 5.0
+    acceleration_weight: float = 2.0
+    high_speed_weight: float = 1.0
+    night_weight: float = 0.5
+    mileage_weight: float = 2.0
+    reference_km_per_30d: float = 1250.0
+    min_distance_km: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "harsh_braking_mphps",
+            "harsh_acceleration_mphps",
+            "high_speed_kmh",
+            "max_step_s",
+            "trip_gap_s",
+            "min_distance_km",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise AppParameterInvalid(name, f"{value!r} must be a positive number")
+        for name in (
+            "trip_min_s",
+            "braking_weight",
+            "acceleration_weight",
+            "high_speed_weight",
+            "night_weight",
+            "mileage_weight",
+            "reference_km_per_30d",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise AppParameterInvalid(name, f"{value!r} must be a number >= 0")
+        if not 0 <= self.night_start_hour < self.night_end_hour <= 24:
+            raise AppParameterInvalid(
+                "night_start_hour/night_end_hour",
+                f"need 0 <= start < end <= 24, got {self.night_start_hour}-{self.night_end_hour}",
+            )
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise AppParameterInvalid(
+                "timezone", f"{self.timezone!r} is not an IANA time zone, e.g. Europe/Berlin"
+            ) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parameters as JSON-able data (the `params` of a result)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoreParams:
+        """Parameters from `as_dict`'s form; unknown names are refused.
+
+        Raises:
+            AppParameterInvalid: an unknown name or a bad value.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AppParameterInvalid(unknown[0], f"not a parameter; known: {sorted(known)}")
+        return cls(**dict(data))
+
+
+# -------------------------------------------------------------------------------------------
+# results
+# -------------------------------------------------------------------------------------------
+
+
+def _reading(r: ReadingLike) -> list[Any]:
+    return [r.ts, r.value, r.batch_id, r.leaf_index]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One driving event with the readings behind it.
+
+    Attributes:
+        kind: One of `EVENT_KINDS`.
+        start_ms: Time of the first reading of the event, unix ms.
+        end_ms: Time of its last reading, unix ms.
+        value: For harsh events the peak rate in mph/s; for high speed the top speed in km/h;
+            for night driving the distance in km.
+        duration_s: Time the event lasted (sum of its steps), s.
+        readings: `[ts, value, batch_id, leaf_index]` of its speed readings: every one for
+            harsh events; the first, the peak and the last for exposure runs (all of them are
+            among the result's inputs).
+        reading_count: How many speed readings the event spans.
+    """
+
+    kind: str
+    start_ms: int
+    end_ms: int
+    value: float
+    duration_s: float
+    readings: list[list[Any]]
+    reading_count: int
+
+
+@dataclass(frozen=True)
+class TripScore:
+    """One trip's exposure and events.
+
+    Attributes:
+        start_ms: First active reading, unix ms.
+        end_ms: Last active reading, unix ms.
+        distance_km: Integral of speed over the trip's steps.
+        driving_s: Sum of the trip's steps.
+        high_speed_s: Time above `high_speed_kmh`.
+        night_s: Time at night.
+        counts: Events per kind.
+        events: The events, in time order.
+    """
+
+    start_ms: int
+    end_ms: int
+    distance_km: float
+    driving_s: float
+    high_speed_s: float
+    night_s: float
+    counts: dict[str, int]
+    events: list[Event]
+
+
+@dataclass(frozen=True)
+class InsuranceScore:
+    """A vehicle's driving score over a window, with its breakdown and inputs.
+
+    Attributes:
+        version: `VERSION`.
+        vehicle_id: The vehicle.
+        start_ms: Window start, unix ms (inclusive).
+        end_ms: Window end, unix ms (exclusive).
+        params: The parameters used.
+        score: 0 to 100, higher is safer.
+        penalties: Points taken off per term of the formula.
+        exposure: Totals: distance, driving time, events, rates.
+        trips: Per-trip breakdown.
+        inputs: `[batch_id, leaf_index]` of every bundle a reading came from, sorted.
+        reading_count: Speed and ignition readings read.
+    """
+
+    version: str
+    vehicle_id: int
+    start_ms: int
+    end_ms: int
+    params: dict[str, Any]
+    score: float
+    penalties: dict[str, float]
+    exposure: dict[str, float]
+    trips: list[TripScore]
+    inputs: list[list[int]]
+    reading_count: int = field(default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-able data (what the API serves and the audit compares)."""
+        return asdict(self)
+
+
+# -------------------------------------------------------------------------------------------
+# the pure function
+# -------------------------------------------------------------------------------------------
+
+
+class _LocalHours:
+    """Local hour of a unix ms time in one zone; the offset cached per UTC hour."""
+
+    def __init__(self, zone: str) -> None:
+        self.zone = ZoneInfo(zone)
+        self.offsets: dict[int, int] = {}
+
+    def hour(self, ts: int) -> int:
+        key = ts // _HOUR_MS
+        offset = self.offsets.get(key)
+        if offset is None:
+            moment = datetime.fromtimestamp(key * 3600, UTC).astimezone(self.zone)
+            delta = moment.utcoffset()
+            offset = 0 if delta is None else int(delta.total_seconds() * 1000)
+            self.offsets[key] = offset
+        return ((ts + offset) // _HOUR_MS) % 24
+
+
+def _trip_spans(
+    ts: np.ndarray[Any, Any],
+    moving: np.ndarray[Any, Any],
+    ignition: Sequence[ReadingLike],
+    p: ScoreParams,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Trip starts and ends (inclusive), as `indexer.queries.trips` segments them.
+
+    Active marks are speed readings above 0 and ignition ON/START; OFF/LOCK marks end a
+    trip; other readings are neutral. A trip is a run of active marks at most `trip_gap_s`
+    apart with no end mark between them, kept if it lasts `trip_min_s`.
+    """
+    on = [r.ts for r in ignition if r.value in IGNITION_ON]
+    off = [r.ts for r in ignition if r.value in IGNITION_OFF]
+    when = np.concatenate((ts[moving], np.array(on, dtype=np.int64), np.array(off, np.int64)))
+    state = np.concatenate(
+        (np.ones(int(moving.sum()) + len(on), dtype=bool), np.zeros(len(off), dtype=bool))
+    )
+    if not len(when):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    order = np.lexsort((state, when))  # by time; at one instant the end mark first
+    when, state = when[order], state[order]
+    prev_state = np.concatenate(([False], state[:-1]))
+    prev_when = np.concatenate(([when[0]], when[:-1]))
+    gap = int(p.trip_gap_s * 1000)
+    starts_here = state & (~prev_state | (when - prev_when > gap))
+    active = np.flatnonzero(state)
+    first = starts_here[active]
+    begins = when[active][first]
+    last_of_run = np.concatenate((np.flatnonzero(first)[1:] - 1, [len(active) - 1]))
+    ends = when[active][last_of_run]
+    keep = ends - begins >= int(p.trip_min_s * 1000)
+    return begins[keep], ends[keep]
+
+
+def _runs(flag: np.ndarray[Any, Any]) -> list[tuple[int, int]]:
+    """`[first, end)` step indexes of the runs of true in `flag`."""
+    edges = np.diff(np.concatenate(([0], flag.view(np.int8), [0])))
+    firsts, ends = np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()
+    return list(zip(firsts, ends, strict=True))
+
+
+def _trip_scores(
+    speed: Sequence[ReadingLike], ignition: Sequence[ReadingLike], p: ScoreParams
+) -> list[TripScore]:
+    """Every trip's exposure and events (vectorized over the speed readings).
+
+    Step `j` joins speed readings `j` and `j + 1` of one trip no more than `max_step_s`
+    apart; every figure below is a sum or a run over such steps.
+    """
+    if not speed:
+        trips_only = _trip_spans(np.empty(0, np.int64), np.empty(0, bool), ignition, p)
+        return [
+            TripScore(int(a), int(b), 0.0, 0.0, 0.0, 0.0, dict.fromkeys(EVENT_KINDS, 0), [])
+            for a, b in zip(*trips_only, strict=True)
+        ]
+    ts = np.fromiter((r.ts for r in speed), np.int64, len(speed))
+    vs = np.fromiter((float(r.value) for r in speed), np.float64, len(speed))
+    begins, ends = _trip_spans(ts, vs > 0, ignition, p)
+    n_trips = len(begins)
+    if n_trips == 0:
+        return []
+    slot = np.searchsorted(begins, ts, side="right") - 1
+    inside = (slot >= 0) & (ts <= ends[np.maximum(slot, 0)])
+    trip_of = np.where(inside, slot, -1)
+    dt_ms = np.diff(ts)
+    valid = (
+        (trip_of[:-1] >= 0)
+        & (trip_of[:-1] == trip_of[1:])
+        & (dt_ms > 0)
+        & (dt_ms <= p.max_step_s * 1000)
+    )
+    dt = dt_ms / 1000
+    v0, v1 = vs[:-1], vs[1:]
+    step_km = np.where(valid, (v0 + v1) / 2 * dt / 3600, 0.0)
+    step_s = np.where(valid, dt, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(valid, (v1 - v0) / np.where(dt > 0, dt, 1.0), 0.0)
+    hours = _LocalHours(p.timezone)
+    quarter = ts[:-1] // _QUARTER_HOUR_MS  # zone offsets are whole quarter hours
+    keys, where = np.unique(quarter, return_inverse=True)
+    local = np.array([hours.hour(int(k) * _QUARTER_HOUR_MS) for k in keys], dtype=np.int64)
+    hour = local[where]
+    flags = {
+        "harsh_braking": valid & (-rate >= p.harsh_braking_mphps * KMH_PER_S_PER_MPHPS),
+        "harsh_acceleration": valid & (rate >= p.harsh_acceleration_mphps * KMH_PER_S_PER_MPHPS),
+        "high_speed": valid & (v0 > p.high_speed_kmh),
+        "night": valid & (hour >= p.night_start_hour) & (hour < p.night_end_hour),
+    }
+    measures = {
+        "harsh_braking": -rate / KMH_PER_S_PER_MPHPS,
+        "harsh_acceleration": rate / KMH_PER_S_PER_MPHPS,
+        "high_speed": v0,
+        "night": np.zeros_like(v0),
+    }
+    step_trip = np.where(valid, trip_of[:-1], n_trips)
+    sums = {
+        name: np.bincount(step_trip, weights=w, minlength=n_trips + 1)[:n_trips]
+        for name, w in (
+            ("km", step_km),
+            ("s", step_s),
+            ("fast", np.where(flags["high_speed"], step_s, 0.0)),
+            ("night", np.where(flags["night"], step_s, 0.0)),
+        )
+    }
+    events: list[list[Event]] = [[] for _ in range(n_trips)]
+    for kind in EVENT_KINDS:
+        for first, end in _runs(flags[kind]):
+            measure = measures[kind][first:end]
+            at = first + int(np.argmax(measure))
+            peak = float(measure[at - first])
+            span = speed[first : end + 1]
+            if kind in ("harsh_braking", "harsh_acceleration"):
+                shown = [_reading(r) for r in span]
+                value = peak
+            else:
+                shown = [_reading(speed[i]) for i in sorted({first, at, end})]
+                value = peak if kind == "high_speed" else float(step_km[first:end].sum())
+            events[int(trip_of[first])].append(
+                Event(
+                    kind,
+                    span[0].ts,
+                    span[-1].ts,
+                    round(value, 6),
+                    round(float(step_s[first:end].sum()), 3),
+                    shown,
+                    len(span),
+                )
+            )
+    out = []
+    for t in range(n_trips):
+        found = sorted(events[t], key=lambda e: (e.start_ms, EVENT_KINDS.index(e.kind)))
+        out.append(
+            TripScore(
+                int(begins[t]),
+                int(ends[t]),
+                round(float(sums["km"][t]), 6),
+                round(float(sums["s"][t]), 3),
+                round(float(sums["fast"][t]), 3),
+                round(float(sums["night"][t]), 3),
+                {k: sum(1 for e in found if e.kind == k) for k in EVENT_KINDS},
+                found,
+            )
+        )
+    return out
+
+
+def _bundle_refs(*series: Sequence[ReadingLike]) -> list[list[int]]:
+    """`[batch_id, leaf_index]` of every bundle the readings come from, sorted, unique."""
+    n = sum(len(s) for s in series)
+    if n == 0:
+        return []
+    batch = np.fromiter((r.batch_id for s in series for r in s), np.int64, n)
+    leaf = np.fromiter((r.leaf_index for s in series for r in s), np.int64, n)
+    keys = np.unique(batch * (1 << 32) + leaf)
+    return np.stack((keys >> 32, keys & 0xFFFFFFFF), axis=1).tolist()  # type: ignore[no-any-return]
+
+
+def score(
+    vehicle_id: int,
+    start_ms: int,
+    end_ms: int,
+    speed: Sequence[ReadingLike],
+    ignition: Sequence[ReadingLike],
+    params: ScoreParams | None = None,
+) -> InsuranceScore:
+    """The driving score of a vehicle over `[start_ms, end_ms)` from its verified readings.
+
+    Args:
+        vehicle_id: The vehicle.
+        start_ms: Window start, unix ms, inclusive.
+        end_ms: Window end, unix ms, exclusive.
+        speed: `Vehicle.Speed` readings (km/h) in the window, sorted by (ts, batch, leaf).
+        ignition: `Vehicle.LowVoltageSystemState` readings in the window, sorted likewise.
+        params: The published parameters; None for `VERSION`'s defaults.
+
+    Returns:
+        The score, its penalties, exposure, per-trip breakdown and inputs.
+
+    Raises:
+        AppParameterInvalid: an empty window.
+    """
+    p = params or ScoreParams()
+    if end_ms <= start_ms:
+        raise AppParameterInvalid("start/end", f"[{start_ms}, {end_ms}) is empty")
+    trips = _trip_scores(speed, ignition, p)
+    km = sum(t.distance_km for t in trips)
+    seconds = sum(t.driving_s for t in trips)
+    n_brake = sum(t.counts["harsh_braking"] for t in trips)
+    n_accel = sum(t.counts["harsh_acceleration"] for t in trips)
+    fast_s = sum(t.high_speed_s for t in trips)
+    night_s = sum(t.night_s for t in trips)
+    per_100 = 100 / max(km, p.min_distance_km)
+    km_30d = km * 30 * _DAY_MS / (end_ms - start_ms)
+    share = 100 / seconds if seconds > 0 else 0.0
+    penalties = {
+        "braking": p.braking_weight * n_brake * per_100,
+        "acceleration": p.acceleration_weight * n_accel * per_100,
+        "high_speed": p.high_speed_weight * fast_s * share,
+        "night": p.night_weight * night_s * share,
+        "mileage": p.mileage_weight * max(0.0, km_30d - p.reference_km_per_30d) / 1000,
+    }
+    penalties = {k: round(v, 6) for k, v in penalties.items()}
+    value = min(100.0, max(0.0, 100.0 - sum(penalties.values())))
+    inputs = _bundle_refs(speed, ignition)
+    return InsuranceScore(
+        version=VERSION,
+        vehicle_id=vehicle_id,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        params=p.as_dict(),
+        score=round(value, 4),
+        penalties=penalties,
+        exposure={
+            "trips": len(trips),
+            "distance_km": round(km, 6),
+            "driving_s": round(seconds, 3),
+            "km_per_30d": round(km_30d, 6),
+            "harsh_braking": n_brake,
+            "harsh_acceleration": n_accel,
+            "harsh_braking_per_100km": round(n_brake * per_100, 6),
+            "harsh_acceleration_per_100km": round(n_accel * per_100, 6),
+            "high_speed_s": round(fast_s, 3),
+            "night_s": round(night_s, 3),
+        },
+        trips=trips,
+        inputs=inputs,
+        reading_count=len(speed) + len(ignition),
+    )
+
+
+# -------------------------------------------------------------------------------------------
+# from the index
+# -------------------------------------------------------------------------------------------
+
+
+def read_inputs(
+    conn: Connection,
+    vehicle_id: int,
+    start_ms: int,
+    end_ms: int,
+    within: Sequence[Interval] | None,
+) -> tuple[list[Reading], list[Reading]]:
+    """The speed and ignition readings the score reads, from the index.
+
+    Args:
+        conn: A connection to the index.
+        vehicle_id: The vehicle.
+        start_ms: Window start, unix ms.
+        end_ms: Window end, unix ms.
+        within: The times the caller may read DRIVING; None for the whole window.
+    """
+    spans = [(start_ms, end_ms)] if within is None else list(within)
+    got = gather_inputs(conn, vehicle_id, SIGNALS, start_ms, end_ms, dict.fromkeys(SIGNALS, spans))
+    return got.get(SPEED), got.get(IGNITION)
+
+
+def score_vehicle(
+    conn: Connection,
+    vehicle_id: int,
+    start_ms: int,
+    end_ms: int,
+    *,
+    within: Sequence[Interval] | None = None,
+    params: ScoreParams | None = None,
+) -> InsuranceScore:
+    """`score` over the vehicle's readings in the index (inside `within` if given)."""
+    speed, ignition = read_inputs(conn, vehicle_id, start_ms, end_ms, within)
+    return score(vehicle_id, start_ms, end_ms, speed, ignition, params)
+
+
+def fleet_scores(
+    conn: Connection,
+    vehicle_ids: Sequence[int],
+    start_ms: int,
+    end_ms: int,
+    params: ScoreParams | None = None,
+) -> dict[int, InsuranceScore]:
+    """`score` of many vehicles over one window, read in one ordered pass per signal.
+
+    For a batch job whose rights were checked as a whole (e.g. an insurer's fleet licence
+    over the whole window); per-caller time limits are `score_vehicle`'s job.
+
+    Returns:
+        Vehicle id -> its score (vehicles without readings score an empty window).
+    """
+    ids = signal_ids(conn, SIGNALS)
+    wanted = sorted(set(vehicle_ids))
+    by_signal: dict[str, dict[int, list[Any]]] = {name: {} for name in SIGNALS}
+    for name in SIGNALS:
+        if name not in ids or not wanted:
+            continue
+        table = readings_text if is_text_signal(name) else readings
+        rows = conn.execute(
+            select(
+                table.c.vehicle_id, table.c.ts, table.c.value, table.c.batch_id, table.c.leaf_index
+            )
+            .where(
+                table.c.signal == ids[name],
+                table.c.vehicle_id.in_(wanted),
+                table.c.ts >= start_ms,
+                table.c.ts < end_ms,
+            )
+            .order_by(table.c.vehicle_id, table.c.ts, table.c.batch_id, table.c.leaf_index)
+        ).all()
+        out = by_signal[name]
+        for vid, group in groupby(rows, key=itemgetter(0)):
+            out[int(vid)] = list(group)
+    return {
+        vid: score(
+            vid,
+            start_ms,
+            end_ms,
+            by_signal[SPEED].get(vid, []),
+            by_signal[IGNITION].get(vid, []),
+            params,
+        )
+        for vid in wanted
+    }
+
+
+# -------------------------------------------------------------------------------------------
+# the driver's copy: export and offline verification
+# -------------------------------------------------------------------------------------------
+
+
+def _hex(raw: bytes) -> str:
+    return "0x" + raw.hex()
+
+
+def build_export(
+    conn: Connection,
+    vehicle_id: int,
+    start_ms: int,
+    end_ms: int,
+    *,
+    chain_id: int,
+    anchor: str,
+    within: Sequence[Interval] | None = None,
+    params: ScoreParams | None = None,
+) -> dict[str, Any]:
+    """The signed readings of a window with their proofs and the score: a file that verifies
+    offline (`verify_export`).
+
+    It holds each input bundle's signed wire form (readings and device signature), its Merkle
+    path, its batch's root, CID and anchoring transaction, the chain id and the anchor
+    address, the times read (`covered`) and the score computed from them.
+    """
+    spans = [(start_ms, end_ms)] if within is None else list(within)
+    speed, ignition = read_inputs(conn, vehicle_id, start_ms, end_ms, spans)
+    result = score(vehicle_id, start_ms, end_ms, speed, ignition, params)
+    batches: dict[int, dict[str, Any]] = {}
+    bundles = []
+    for batch_id, leaf_index in result.inputs:
+        proof = bundle_proof(conn, batch_id, leaf_index)
+        batches.setdefault(
+            batch_id,
+            {
+                "id": batch_id,
+                "root": _hex(proof.root),
+                "cid": proof.cid,
+                "tx_hash": proof.tx_hash,
+                "block_number": proof.block_number,
+            },
+        )
+        bundles.append(
+            {
+                "batch_id": batch_id,
+                "leaf_index": leaf_index,
+                "wire": _hex(proof.wire),
+                "proof": [_hex(p) for p in proof.proof],
+            }
+        )
+    return {
+        "format": EXPORT_FORMAT,
+        "chain_id": chain_id,
+        "anchor": checksum_address(anchor),
+        "vehicle_id": vehicle_id,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "signals": list(SIGNALS),
+        "covered": {name: [list(iv) for iv in spans] for name in SIGNALS},
+        "batches": sorted(batches.values(), key=lambda b: int(b["id"])),
+        "bundles": bundles,
+        "result": result.to_dict(),
+    }
+
+
+@dataclass(frozen=True)
+class VerifiedExport:
+    """What `verify_export` established.
+
+    Attributes:
+        vehicle_id: The vehicle.
+        result: The score recomputed from the file's signed readings (equal to the file's).
+        bundles: Bundles whose device signature and Merkle path were checked.
+        batches: Batches whose roots the bundles lead to.
+        devices: The devices that signed them.
+        roots_checked_on_chain: Whether each root was compared with `rootOf` on the chain.
+    """
+
+    vehicle_id: int
+    result: InsuranceScore
+    bundles: int
+    batches: int
+    devices: list[str]
+    roots_checked_on_chain: bool
+
+
+def _bytes(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise ExportInvalid(what, f"{value!r} is not 0x hex")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise ExportInvalid(what, f"{value!r} is not 0x hex") from None
+
+
+def _check_roots_on_chain(
+    rpc_url: str, anchor: str, chain_id: int, batches: Mapping[int, bytes]
+) -> None:
+    """Each batch root of the file must be the one `AttestationAnchor.rootOf` returns."""
+    roots = ChainRoots(rpc_url, anchor)
+    try:
+        actual = roots.chain_id()
+        if actual != chain_id:
+            raise ExportInvalid("chain_id", f"the file names chain {chain_id}, the RPC {actual}")
+        for batch_id, root in sorted(batches.items()):
+            if roots.root_of(batch_id) != root:
+                raise ExportInvalid(f"batch {batch_id}", "its root is not the one on-chain")
+    finally:
+        roots.close()
+
+
+def verify_export(
+    doc: Mapping[str, Any],
+    *,
+    rpc_url: str | None = None,
+    anchor: str | None = None,
+) -> VerifiedExport:
+    """Checks an export file without any server, and recomputes its score.
+
+    Each bundle's device signature is checked under the DIMO EIP-712 domain of the file's
+    chain and anchor, its Merkle path is folded to its batch's root, its vehicle must be the
+    file's; the readings of the score's signals inside the window (and `covered`) are decoded
+    from the bundles and the score is recomputed with the file's parameters. With `rpc_url`
+    each root is also compared with the root the chain holds (`AttestationAnchor.rootOf`).
+
+    Args:
+        doc: The parsed file.
+        rpc_url: JSON-RPC URL of the chain; None to check offline only.
+        anchor: The AttestationAnchor address you trust (e.g. from the deployment record);
+            None to take the file's.
+
+    Returns:
+        What was checked, with the recomputed result.
+
+    Raises:
+        ExportInvalid: anything fails, naming what.
+    """
+    if doc.get("format") != EXPORT_FORMAT:
+        raise ExportInvalid("format", f"{doc.get('format')!r} is not {EXPORT_FORMAT}")
+    try:
+        chain_id = int(doc["chain_id"])
+        vehicle_id = int(doc["vehicle_id"])
+        start_ms, end_ms = int(doc["start_ms"]), int(doc["end_ms"])
+        file_anchor = checksum_address(str(doc["anchor"]))
+        params = ScoreParams.from_dict(doc["result"]["params"])
+        covered = {str(k): [(int(a), int(b)) for a, b in v] for k, v in doc["covered"].items()}
+        batches = {int(b["id"]): _bytes(b["root"], f"batch {b['id']} root") for b in doc["batches"]}
+        bundles = list(doc["bundles"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportInvalid("structure", f"missing or malformed member: {exc}") from exc
+    if anchor is not None and checksum_address(anchor) != file_anchor:
+        raise ExportInvalid("anchor", f"the file names {file_anchor}, you trust {anchor}")
+    domain = dimo_domain(chain_id, file_anchor)
+    if rpc_url is not None:
+        _check_roots_on_chain(rpc_url, file_anchor, chain_id, batches)
+    verified: list[tuple[int, int, SignedBundle]] = []
+    devices: set[str] = set()
+    for entry in bundles:
+        where = f"bundle {entry.get('batch_id')}/{entry.get('leaf_index')}"
+        try:
+            batch_id, leaf_index = int(entry["batch_id"]), int(entry["leaf_index"])
+            signed = decode_signed_bundle(_bytes(entry["wire"], where))
+            proof = [_bytes(p, where) for p in entry["proof"]]
+        except (KeyError, TypeError, ValueError, MalformedBundleError) as exc:
+            raise ExportInvalid(where, f"undecodable: {exc}") from exc
+        try:
+            devices.add(verify_bundle(signed, domain))
+        except ValueError as exc:
+            raise ExportInvalid(where, f"device signature does not verify: {exc}") from exc
+        if batch_id not in batches:
+            raise ExportInvalid(where, f"batch {batch_id} is not listed")
+        if not verify_proof(batches[batch_id], BUNDLE_LEAF_ENCODING, bundle_leaf(signed), proof):
+            raise ExportInvalid(where, "its Merkle path does not lead to the batch root")
+        if signed.bundle.vehicle_id != vehicle_id:
+            raise ExportInvalid(where, f"signed for vehicle {signed.bundle.vehicle_id}")
+        verified.append((batch_id, leaf_index, signed))
+    got = inputs_from_bundles(verified, SIGNALS, start_ms, end_ms, covered)
+    result = score(vehicle_id, start_ms, end_ms, got.get(SPEED), got.get(IGNITION), params)
+    if _canonical(result.to_dict()) != _canonical(doc["result"]):
+        raise ExportInvalid("result", "the score recomputed from the signed readings differs")
+    return VerifiedExport(
+        vehicle_id,
+        result,
+        len(bundles),
+        len(batches),
+        sorted(devices),
+        rpc_url is not None,
+    )
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def compute(
+    inputs: AppInputs, context: Mapping[str, Any], start_ms: int, end_ms: int
+) -> dict[str, Any]:
+    """`score` in the applications' audit form: inputs and served context to the result."""
+    return score(
+        int(context["vehicle_id"]),
+        start_ms,
+        end_ms,
+        inputs.get(SPEED),
+        inputs.get(IGNITION),
+        ScoreParams.from_dict(context["params"]),
+    ).to_dict()
+
+
+def audit(
+    api_url: str,
+    token: str,
+    vehicle_id: int,
+    start_ms: int,
+    end_ms: int,
+    rpc_url: str,
+    anchor: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    client: httpx.Client | None = None,
+) -> tuple[dict[str, Any], AuditOutcome]:
+    """Recomputes a served score from proofs alone and compares it with what was served.
+
+    Fetches the score, then the proof of every input bundle (`POST /apps/proofs`); each
+    bundle's device signature, vehicle and Merkle path against the root the chain holds
+    (`rootOf` over `rpc_url`) is checked; the readings are decoded from the bundles and the
+    score recomputed with the served parameters (`indexer.apps.audit.audit_served`).
+
+    Args:
+        api_url: The indexer API's base URL.
+        token: The caller's bearer token (SIWE sign-in).
+        vehicle_id: The vehicle.
+        start_ms: Window start, unix ms.
+        end_ms: Window end, unix ms.
+        rpc_url: A JSON-RPC endpoint of the chain.
+        anchor: The AttestationAnchor address you trust (from the deployment record).
+        params: Score parameters to ask for; None for the defaults.
+        client: An HTTP client to reuse.
+
+    Returns:
+        The served envelope and what the audit checked (with the recomputed result).
+
+    Raises:
+        AuditMismatch: the recomputed score differs from the served one.
+        InputProofInvalid: a bundle fails a check, or the API withheld one.
+        httpx.HTTPStatusError: the API refused (e.g. 403 without DRIVING rights).
+    """
+    own = client is None
+    http = client or httpx.Client(timeout=120)
+    try:
+        query: dict[str, Any] = {"start": start_ms, "end": end_ms}
+        if params:
+            query["params"] = json.dumps(dict(params))
+        r = http.get(
+            f"{api_url.rstrip('/')}/apps/insurance/{vehicle_id}/score",
+            params=query,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        r.raise_for_status()
+        served: dict[str, Any] = r.json()
+        outcome = audit_served(served, compute, api_url, token, rpc_url, anchor, client=http)
+    finally:
+        if own:
+            http.close()
+    return served, outcome
+
+
+# -------------------------------------------------------------------------------------------
+# chart
+# -------------------------------------------------------------------------------------------
+
+_EVENT_STYLE: Final = {
+    "harsh_braking": ("tab:red", "v", "harsh braking"),
+    "harsh_acceleration": ("tab:orange", "^", "harsh acceleration"),
+    "high_speed": ("tab:purple", "s", "high speed"),
+    "night": ("tab:blue", "o", "night driving"),
+}
+
+
+def trip_chart(result: InsuranceScore, speed: Sequence[ReadingLike]) -> bytes:
+    """The speed trace with the score's events marked on it, as PNG.
+
+    Args:
+        result: A score over the readings.
+        speed: The speed readings it was computed from.
+    """
+    import matplotlib.pyplot as plt
+
+    from indexer.apps.charts import png
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    t0 = result.start_ms
+    hours = [(r.ts - t0) / _HOUR_MS for r in speed]
+    ax.plot(hours, [float(r.value) for r in speed], color="tab:gray", lw=0.8, label="speed")
+    ax.axhline(result.params["high_speed_kmh"], color="tab:purple", lw=0.6, ls="--")
+    shown: set[str] = set()
+    for trip in result.trips:
+        for e in trip.events:
+            color, marker, label = _EVENT_STYLE[e.kind]
+            xs = [(r[0] - t0) / _HOUR_MS for r in e.readings]
+            ys = [float(r[1]) for r in e.readings]
+            if e.kind in ("harsh_braking", "harsh_acceleration"):
+                ax.plot(xs, ys, color=color, lw=2.5)
+                xs, ys = xs[:1], ys[:1]
+            else:
+                ax.axvspan(xs[0], xs[-1], color=color, alpha=0.12)
+            ax.scatter(
+                xs,
+                ys,
+                color=color,
+                marker=marker,
+                zorder=3,
+                label=None if e.kind in shown else label,
+            )
+            shown.add(e.kind)
+    when = datetime.fromtimestamp(t0 / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    ax.set_title(
+        f"Vehicle {result.vehicle_id}: score {result.score:.1f} ({result.version}), from {when}"
+    )
+    ax.set_xlabel("hours from the window start")
+    ax.set_ylabel("speed, km/h")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    return png(fig)

@@ -1,0 +1,325 @@
+"""The whole local platform: chain, contracts, oracle quorum, oracle, indexer and simulated fleet,
+each service a child process with its own settings pointing into one data folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from oracle.journal import open_journal
+from protocol.deployment import Deployment
+from stack.chain import Anvil, anvil_binary
+from stack.config import StackSettings
+from stack.deploy import deploy, existing_deployment
+from stack.exceptions import StackError
+from stack.fleet import fleet_dir
+from stack.seed import FleetVehicle, dev_account, register_fleet
+from stack.services import Service, dimo_command
+
+__all__ = ["ORACLE_SIGNER_ACCOUNTS", "Platform", "Progress"]
+
+#: anvil dev accounts that form the local oracle quorum (threshold 2, set by the deploy).
+ORACLE_SIGNER_ACCOUNTS = (7, 8, 9)
+#: anvil dev account that relays the local oracle's anchors.
+ORACLE_SUBMITTER_ACCOUNT = 7
+
+
+def _key(index: int) -> str:
+    return "0x" + bytes(dev_account(index).key).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One look at the running platform, for the progress display."""
+
+    fleet: dict[str, Any] | None
+    oracle: dict[str, Any] | None
+    indexer_vehicles: int | None
+
+    def line(self) -> str:
+        """A one-line summary."""
+        parts = []
+        if self.fleet is not None:
+            f = self.fleet
+            sim = time.strftime("%Y-%m-%d %H:%M", time.gmtime(f["sim_ms"] / 1000))
+            state = "done" if f["done"] else ("live" if f["caught_up"] else "accelerated")
+            parts.append(
+                f"fleet {f['vehicles']} vehicles at {sim} UTC ({state}): bundles sealed "
+                f"{f['sealed']}, receipted {f['accepted'] + f['duplicate']}, waiting "
+                f"{f['waiting']}, rejected {f['rejected']}"
+            )
+        if self.oracle is not None:
+            o = self.oracle
+            last = o.get("last_anchor") or {}
+            parts.append(
+                f"oracle journal depth {o['journal_depth']}, batches anchored "
+                f"{o['batches_by_state'].get('confirmed', 0)}, last anchor block "
+                f"{last.get('block', '-')}"
+            )
+        if self.indexer_vehicles is not None:
+            parts.append(f"indexer vehicles {self.indexer_vehicles}")
+        return " | ".join(parts)
+
+
+class Platform:
+    """Starts, watches and stops the platform's processes in order."""
+
+    def __init__(self, settings: StackSettings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self.data = settings.data_dir.resolve()
+        self.anvil: Anvil | None = None
+        self.deployment: Deployment | None = None
+        self.fleet: list[FleetVehicle] = []
+        self.services: list[Service] = []
+
+    # -- chain -----------------------------------------------------------------------------
+
+    def start_chain(self) -> str:
+        """Starts anvil (unless a live RPC URL is set); returns the chain's URL."""
+        s = self.settings
+        if s.rpc_url:
+            return s.rpc_url
+        genesis = None
+        if s.fleet_vehicles and s.history_days:
+            # Leave an hour for the deploy and the pairings before the fleet's first day.
+            genesis = int(time.time() - s.history_days * 86_400 - 3_600)
+        self.anvil = Anvil(
+            anvil_binary(self.root),
+            s.host,
+            s.anvil_port,
+            self.data / "anvil-state.json",
+            s.block_time,
+            self.data / "logs" / "anvil.log",
+            genesis_timestamp=genesis,
+        )
+        (self.data / "logs").mkdir(parents=True, exist_ok=True)
+        self.anvil.start()
+        return self.anvil.url
+
+    def deploy(self) -> tuple[Deployment, bool]:
+        """Resumes the deployment on the chain, or deploys; returns it and whether it resumed."""
+        s = self.settings
+        record = existing_deployment(s.deployment_path, s.chain_url)
+        if record is not None:
+            self.deployment = record
+            return record, True
+        self.deployment = deploy(self.root, s.chain_url, s.network, s.deployment_path)
+        return self.deployment, False
+
+    def register_fleet(self) -> list[FleetVehicle]:
+        """Registers (or resumes) the simulated fleet on the local chain."""
+        s = self.settings
+        if s.rpc_url or not s.fleet_vehicles or self.deployment is None:
+            return []
+        self.fleet = register_fleet(
+            s.chain_url,
+            self.deployment,
+            fleet_dir(self.data) / "fleet.json",
+            vehicles=s.fleet_vehicles,
+            models=s.models,
+            seed=s.fleet_seed,
+        )
+        return self.fleet
+
+    # -- services --------------------------------------------------------------------------
+
+    def _oracle_keys(self) -> tuple[list[str], str]:
+        s = self.settings
+        if s.rpc_url:
+            if not s.oracle_keys or s.submitter_key is None:
+                raise StackError(
+                    "on a live network set DIMO_STACK_ORACLE_KEYS (JSON list of the quorum's "
+                    "keys) and DIMO_STACK_SUBMITTER_KEY (a funded relaying account)"
+                )
+            keys = [k.get_secret_value() for k in s.oracle_keys]
+            return keys, s.submitter_key.get_secret_value()
+        return [_key(i) for i in ORACLE_SIGNER_ACCOUNTS], _key(ORACLE_SUBMITTER_ACCOUNT)
+
+    def _blob_env(self, prefix: str) -> dict[str, str]:
+        env = {f"{prefix}BLOB_DIR": str(self.data / "blobs")}
+        if self.settings.kubo_url:
+            env[f"{prefix}KUBO_URL"] = self.settings.kubo_url
+        return env
+
+    def plan(self) -> list[Service]:
+        """The services in start order: three signers, the oracle, the indexer, the fleet."""
+        s = self.settings
+        deployment = str(s.deployment_path.resolve())
+        logs = self.data / "logs"
+        keys, submitter = self._oracle_keys()
+        services = []
+        signer_urls = []
+        if len(s.signer_ports) < len(keys):
+            raise StackError(
+                f"DIMO_STACK_SIGNER_PORTS names {len(s.signer_ports)} ports for {len(keys)} "
+                "oracle signers: give one port each (JSON list)"
+            )
+        for i, (key, port) in enumerate(zip(keys, s.signer_ports, strict=False)):
+            url = f"http://{s.host}:{port}"
+            signer_urls.append(url)
+            services.append(
+                Service(
+                    f"oracle signer {i + 1}",
+                    dimo_command(
+                        "oracle",
+                        "signer",
+                        "--key-env",
+                        "DIMO_STACK_SIGNER_KEY",
+                        "--port",
+                        str(port),
+                        "--host",
+                        s.host,
+                    ),
+                    {
+                        "DIMO_STACK_SIGNER_KEY": key,
+                        "DIMO_ORACLE_DEPLOYMENT": deployment,
+                        **self._blob_env("DIMO_ORACLE_"),
+                    },
+                    f"{url}/healthz",
+                    logs / f"signer-{i + 1}.log",
+                    self.root,
+                )
+            )
+        services.append(
+            Service(
+                "oracle",
+                dimo_command("oracle", "run"),
+                {
+                    "DIMO_ORACLE_DATABASE_URL": self.oracle_database_url,
+                    "DIMO_ORACLE_RPC_URL": s.chain_url,
+                    "DIMO_ORACLE_DEPLOYMENT": deployment,
+                    "DIMO_ORACLE_HOST": s.host,
+                    "DIMO_ORACLE_PORT": str(s.oracle_port),
+                    "DIMO_ORACLE_BATCH_INTERVAL_S": str(s.batch_interval_s),
+                    "DIMO_ORACLE_SIGNER_URLS": json.dumps(signer_urls),
+                    "DIMO_ORACLE_SIGNER_KEYS": "[]",
+                    "DIMO_ORACLE_SUBMITTER_KEY": submitter,
+                    **self._blob_env("DIMO_ORACLE_"),
+                },
+                f"{s.oracle_url}/healthz",
+                logs / "oracle.log",
+                self.root,
+            )
+        )
+        authority = f"{s.host}:{s.indexer_port}"
+        services.append(
+            Service(
+                "indexer",
+                dimo_command("indexer", "run"),
+                {
+                    "DIMO_INDEXER_DATABASE_URL": s.indexer_database_url
+                    or f"sqlite:///{self.data / 'indexer.db'}",
+                    "DIMO_INDEXER_RPC_URL": s.chain_url,
+                    "DIMO_INDEXER_DEPLOYMENT": deployment,
+                    "DIMO_INDEXER_HOST": s.host,
+                    "DIMO_INDEXER_PORT": str(s.indexer_port),
+                    "DIMO_INDEXER_SIWE_DOMAIN": authority,
+                    "DIMO_INDEXER_SIWE_URI": f"http://{authority}",
+                    "DIMO_INDEXER_SIWE_CHAIN_ID": str(self._chain_id()),
+                    "DIMO_INDEXER_JWT_SECRET": self._jwt_secret(),
+                    "DIMO_INDEXER_PENDING_RETRY_S": "2",
+                    "DIMO_INDEXER_RATE_LIMIT_PER_MINUTE": str(s.api_rate_limit_per_minute),
+                    **self._blob_env("DIMO_INDEXER_"),
+                },
+                f"{s.indexer_url}/healthz",
+                logs / "indexer.log",
+                self.root,
+            )
+        )
+        if self.fleet:
+            services.append(
+                Service(
+                    "fleet",
+                    dimo_command("stack", "fleet"),
+                    {
+                        "DIMO_STACK_DATA_DIR": str(self.data),
+                        "DIMO_STACK_ANVIL_PORT": str(s.anvil_port),
+                        "DIMO_STACK_HOST": s.host,
+                        "DIMO_STACK_ORACLE_PORT": str(s.oracle_port),
+                    },
+                    None,
+                    logs / "fleet.log",
+                    self.root,
+                )
+            )
+        return services
+
+    @property
+    def oracle_database_url(self) -> str:
+        """The oracle journal's URL: the configured one, else SQLite in the data folder."""
+        return self.settings.oracle_database_url or f"sqlite:///{self.data / 'oracle.db'}"
+
+    def _chain_id(self) -> int:
+        return self.deployment.chain_id if self.deployment is not None else self.settings.chain_id
+
+    def _jwt_secret(self) -> str:
+        """The API's token key, made once and kept in the data folder (sessions survive)."""
+        path = self.data / "jwt-secret"
+        if not path.exists():
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def start_services(self, on_started: Callable[[Service], None]) -> None:
+        """Starts each service and waits until it is healthy before the next.
+
+        Raises:
+            ServiceStartError: a service exited or did not become healthy.
+        """
+        # The oracle's API and batcher open the journal at once; a journal created here
+        # first spares them racing to create its tables.
+        journal = open_journal(self.oracle_database_url)
+        journal.dispose()
+        for service in self.plan():
+            service.start()
+            self.services.append(service)
+            service.wait_healthy(timeout=180.0)
+            on_started(service)
+
+    def failed(self) -> Service | None:
+        """A service that has exited while the platform runs, if any."""
+        for service in self.services:
+            if not service.running:
+                return service
+        return None
+
+    def stop(self, on_stopped: Callable[[str], None]) -> None:
+        """Stops the services in reverse order, then the chain (which saves its state)."""
+        while self.services:
+            service = self.services.pop()
+            service.stop()
+            on_stopped(service.name)
+        if self.anvil is not None:
+            self.anvil.stop()
+            on_stopped("anvil")
+
+    # -- progress --------------------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        """The fleet's counters, the oracle's status and the vehicles the indexer serves."""
+        s = self.settings
+        fleet = None
+        path = fleet_dir(self.data) / "progress.json"
+        if path.exists():
+            try:
+                fleet = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                fleet = None
+        oracle = indexer = None
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            oracle = httpx.get(f"{s.oracle_url}/v1/status", timeout=2).json()
+        try:
+            body = httpx.get(f"{s.indexer_url}/vehicles", params={"limit": 100}, timeout=2).json()
+            indexer = len(body.get("items", []))
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass
+        return Progress(fleet, oracle, indexer)

@@ -1,0 +1,127 @@
+"""The stack's parts that need no chain: the simulated clock, day-by-day vehicles, the ledger,
+and the plan of child processes with their settings pointing into one data folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from device_bridge.simulator.encoding import FrameEncoder
+from device_bridge.simulator.fleet import FleetOptions, fleet_configs
+from protocol.bundle import Bundle, sign_bundle
+from protocol.eip712 import dimo_domain
+from stack.config import DEFAULT_DBC_DIR, StackSettings
+from stack.exceptions import StackError
+from stack.fleet import Ledger, SimClock, VehicleDays
+from stack.platform import Platform
+from stack.seed import device_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeWall:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_clock_runs_faster_until_it_reaches_the_present_then_keeps_to_it() -> None:
+    wall = FakeWall(1_000_000.0)
+    clock = SimClock(start_ms=(1_000_000 - 1_000) * 1000, factor=100.0, wall=wall)
+    wall.now += 5
+    assert clock.read() == ((1_000_000 - 1_000 + 500) * 1000, False)
+    wall.now += 6
+    assert clock.read() == (int(wall.now * 1000), True)
+    wall.now += 60
+    assert clock.read() == (int(wall.now * 1000), True)
+
+
+@pytest.mark.skipif(not (DEFAULT_DBC_DIR / "pcan.dbc").exists(), reason="no Kona DBC")
+def test_each_day_starts_where_the_last_ended_and_frames_run_forward_across_days() -> None:
+    base = fleet_configs(FleetOptions(vehicles=1, seed=3, models=("nissan_leaf_2018",)))[0]
+    day0 = dt.date(2026, 3, 2)
+    days = VehicleDays(base, day0)
+    first = days._simulate(0)
+    second = days._simulate(1)
+    assert days.starts[1] == (first.truth.odometer_end_km, first.truth.soc_end)
+    assert second.config.odometer_km == pytest.approx(first.truth.odometer_end_km)
+    assert first.truth.odometer_end_km > base.odometer_km, "the car drove on day 0"
+
+    midnight = int(dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()) * 1000
+    encoder = FrameEncoder("nissan_leaf_2018", dbc_dir=DEFAULT_DBC_DIR)
+    stream = VehicleDays(base, day0).frames(encoder, 0.05, midnight + 6 * 3_600_000)
+    times = []
+    for frame in stream:
+        times.append(frame.t_us)
+        if frame.t_us > (midnight + 2 * 86_400_000) * 1000:
+            break
+    assert times[0] >= (midnight + 6 * 3_600_000) * 1000
+    assert times == sorted(times)
+    assert any(t > (midnight + 86_400_000) * 1000 for t in times), "day 1 follows day 0"
+
+
+def test_the_ledger_keeps_each_sealed_bundle_with_one_of_its_readings(tmp_path: Path) -> None:
+    key = device_key(0, 0)
+    domain = dimo_domain(31337, "0x" + "11" * 20)
+    bundle = Bundle(
+        device=key.address,
+        vehicle_id=7,
+        sequence=1,
+        window_start=10_000,
+        window_end=20_000,
+        readings={"Vehicle.TraveledDistance": [(11_000, 100.0)], "Vehicle.Speed": [(10_500, 42.0)]},
+    )
+    signed = sign_bundle(bundle, bytes(key.key), domain)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.record(signed)
+    assert ledger.rows() == [], "noted, not yet written"
+    ledger.flush()
+    (row,) = ledger.rows()
+    ledger.close()
+    assert (row.device, row.sequence, row.vehicle_id) == (key.address, 1, 7)
+    assert (row.signal, row.ts) == ("Vehicle.Speed", 10_500)
+    assert len(row.leaf_hash) == 32
+
+
+def test_every_service_is_planned_with_its_state_in_the_data_folder(tmp_path: Path) -> None:
+    settings = StackSettings(data_dir=tmp_path, oracle_port=9100, indexer_port=9200)
+    platform = Platform(settings, ROOT)
+    names = [s.name for s in platform.plan()]
+    assert names == ["oracle signer 1", "oracle signer 2", "oracle signer 3", "oracle", "indexer"]
+    oracle = platform.plan()[3].env
+    assert oracle["DIMO_ORACLE_DATABASE_URL"] == f"sqlite:///{tmp_path / 'oracle.db'}"
+    assert oracle["DIMO_ORACLE_BLOB_DIR"] == str(tmp_path / "blobs")
+    assert json.loads(oracle["DIMO_ORACLE_SIGNER_URLS"]) == [
+        "http://127.0.0.1:8610",
+        "http://127.0.0.1:8611",
+        "http://127.0.0.1:8612",
+    ]
+    indexer = platform.plan()[4].env
+    assert indexer["DIMO_INDEXER_DATABASE_URL"] == f"sqlite:///{tmp_path / 'indexer.db'}"
+    assert indexer["DIMO_INDEXER_BLOB_DIR"] == oracle["DIMO_ORACLE_BLOB_DIR"]
+    assert indexer["DIMO_INDEXER_SIWE_URI"] == "http://127.0.0.1:9200"
+
+
+def test_real_services_replace_the_embedded_defaults(tmp_path: Path) -> None:
+    settings = StackSettings(
+        data_dir=tmp_path,
+        oracle_database_url="postgresql+psycopg://u@db/oracle",
+        indexer_database_url="postgresql+psycopg://u@db/index",
+        kubo_url="http://127.0.0.1:5001",
+    )
+    plan = Platform(settings, ROOT).plan()
+    assert plan[3].env["DIMO_ORACLE_DATABASE_URL"] == "postgresql+psycopg://u@db/oracle"
+    assert plan[4].env["DIMO_INDEXER_DATABASE_URL"] == "postgresql+psycopg://u@db/index"
+    assert plan[3].env["DIMO_ORACLE_KUBO_URL"] == plan[4].env["DIMO_INDEXER_KUBO_URL"]
+
+
+def test_a_live_network_needs_the_quorum_keys_from_the_environment(tmp_path: Path) -> None:
+    settings = StackSettings(data_dir=tmp_path, rpc_url="https://rpc.example", chain_id=80002)
+    with pytest.raises(StackError, match="DIMO_STACK_ORACLE_KEYS"):
+        Platform(settings, ROOT).plan()
+    assert settings.deployment_path == tmp_path / "deployments" / "80002.json"
