@@ -15,8 +15,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 SHIM_STAMP := $(SOLCX_BINARY_PATH)/.registered
+# The dApp (vite + viem) built into dapp/dist, which the indexer serves at `/`.
+DAPP_SOURCES := $(shell find dapp -path dapp/dist -prune -o -type f -print)
+DAPP_STAMP := dapp/dist/.built
 
-.PHONY: help install compile test run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps lint clean
+.PHONY: help install dapp compile test run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps lint clean
 
 help:
 	@echo "make run     run the platform (anvil, deploy, oracle quorum, indexer, simulated fleet)"
@@ -24,8 +27,9 @@ help:
 	@echo "make test    install, compile and run the test suite"
 	@echo "make bench   run every benchmark;  make bench-gas  contract gas figures"
 	@echo "make lint    ruff and mypy (strict) on our packages"
+	@echo "make dapp    build the dApp (dapp/dist, served by the indexer at /)"
 
-install: $(PY_STAMP) $(NPM_STAMP) $(SHIM_STAMP)
+install: $(PY_STAMP) $(NPM_STAMP) $(SHIM_STAMP) $(DAPP_STAMP)
 
 $(PY_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +39,12 @@ $(PY_STAMP): pyproject.toml
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+dapp: $(DAPP_STAMP)
+
+$(DAPP_STAMP): $(DAPP_SOURCES) package-lock.json $(NPM_STAMP)
+	npm run build --silent
 	touch $@
 
 $(SHIM_STAMP): tools/solc-shim.js $(PY_STAMP) $(NPM_STAMP)
@@ -80,4 +90,4 @@ lint: install
 	mypy
 
 clean:
-	rm -rf .build .ape $(VENV) node_modules
+	rm -rf .build .ape $(VENV) node_modules dapp/dist

@@ -397,6 +397,21 @@ def rights_figures(b: Bench) -> dict[str, int]:
 
     out["claim_revenue_first_holder"] = measured(claim_first_holder)
 
+    # A utility with a licence of `many` pays a demand-response settlement to 100 of its
+    # vehicles (each credited as revenue, one event each); a new settlement id every time.
+    params.setFlag(params.FEATURE_GRID_PROGRAMMES(), True, sender=b.admin)
+    utility = funded_buyer()
+    market.buy(many, 1, sender=utility)
+    paid = [0]
+
+    def pay_settlement() -> Any:
+        paid[0] += 1
+        ids = list(range(first, first + 100))
+        settlement = keccak(f"settlement-{paid[0]}".encode())
+        return market.paySettlement(many, settlement, ids, [10**18] * 100, sender=utility)
+
+    out["pay_settlement_100"] = measured(pay_settlement)
+
     out.update(_governance_figures(b, params, governor, token))
     return out
 

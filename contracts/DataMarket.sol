@@ -32,6 +32,7 @@ contract DataMarket is AccessControl, IDataMarket {
     mapping(uint256 productId => Product) private _products;
     mapping(uint256 productId => mapping(uint256 vehicleId => Position)) private _positions;
     mapping(address buyer => mapping(uint256 productId => uint64 expiry)) private _licences;
+    mapping(address payer => mapping(bytes32 settlementId => bool)) private _settlementsPaid;
 
     /// @param admin Holder of the admin role (the timelock; on a local chain also the
     /// deployer).
@@ -126,6 +127,37 @@ contract DataMarket is AccessControl, IDataMarket {
         return _buy(productId, periods);
     }
 
+    /* SETTLEMENTS */
+
+    /// @inheritdoc IDataMarket
+    function paySettlement(
+        uint256 productId,
+        bytes32 settlementId,
+        uint256[] calldata vehicleIds,
+        uint256[] calldata amounts
+    ) external returns (uint256 cost) {
+        cost = _creditSettlement(productId, settlementId, vehicleIds, amounts);
+        _token.safeTransferFrom(msg.sender, address(this), cost);
+    }
+
+    /// @inheritdoc IDataMarket
+    function paySettlementWithPermit(
+        uint256 productId,
+        bytes32 settlementId,
+        uint256[] calldata vehicleIds,
+        uint256[] calldata amounts,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external returns (uint256 cost) {
+        cost = _creditSettlement(productId, settlementId, vehicleIds, amounts);
+        // A front-run permit is harmless: the allowance it set is what transferFrom needs.
+        try IERC20Permit(address(_token)).permit(msg.sender, address(this), cost, deadline, v, r, s)
+        {} catch {}
+        _token.safeTransferFrom(msg.sender, address(this), cost);
+    }
+
     /* REVENUE */
 
     /// @inheritdoc IDataMarket
@@ -202,6 +234,16 @@ contract DataMarket is AccessControl, IDataMarket {
     }
 
     /// @inheritdoc IDataMarket
+    function settlementPaid(address payer, bytes32 settlementId) external view returns (bool) {
+        return _settlementsPaid[payer][settlementId];
+    }
+
+    /// @inheritdoc IDataMarket
+    function settlementCost(uint256 total) external view returns (uint256) {
+        return total + _settlementFee(total);
+    }
+
+    /// @inheritdoc IDataMarket
     function lastProductId() external view returns (uint256) {
         return _lastProductId;
     }
@@ -229,6 +271,51 @@ contract DataMarket is AccessControl, IDataMarket {
             msg.sender, productId, periods, cost, fee, share, uint32(vehicles), expiry
         );
         _token.safeTransferFrom(msg.sender, address(this), cost);
+    }
+
+    /// @dev Checks, marks the settlement paid and credits every vehicle; returns what the caller
+    /// owes (the token moves after, in the caller).
+    function _creditSettlement(
+        uint256 productId,
+        bytes32 settlementId,
+        uint256[] calldata vehicleIds,
+        uint256[] calldata amounts
+    ) private returns (uint256 cost) {
+        uint256 n = vehicleIds.length;
+        if (n != amounts.length) revert DataMarketSettlementLengthMismatch(n, amounts.length);
+        if (n == 0) revert DataMarketEmptySettlement();
+        if (!_parameters.flag(ParameterKeys.FEATURE_GRID_PROGRAMMES)) {
+            revert DataMarketFeatureDisabled(ParameterKeys.FEATURE_GRID_PROGRAMMES);
+        }
+        Product storage p = _requireProduct(productId);
+        if (p.scopes & Privileges.CHARGING == 0) {
+            revert DataMarketProductLacksScope(productId, Privileges.CHARGING);
+        }
+        uint64 expiry = _licences[msg.sender][productId];
+        if (expiry <= block.timestamp) revert DataMarketNotLicensed(msg.sender, productId, expiry);
+        if (_settlementsPaid[msg.sender][settlementId]) {
+            revert DataMarketSettlementAlreadyPaid(msg.sender, settlementId);
+        }
+        _settlementsPaid[msg.sender][settlementId] = true;
+        uint256 total;
+        for (uint256 i; i < n; ++i) {
+            uint256 vehicleId = vehicleIds[i];
+            uint256 amount = amounts[i];
+            if (amount == 0) revert DataMarketZeroSettlementAmount(vehicleId);
+            Position storage pos = _positions[productId][vehicleId];
+            if (!pos.optedIn) revert DataMarketNotOptedIn(vehicleId, productId);
+            pos.accrued = SafeCast.toUint120(pos.accrued + amount);
+            total += amount;
+            emit SettlementCredited(vehicleId, productId, settlementId, amount);
+        }
+        uint256 fee = _settlementFee(total);
+        _fees = SafeCast.toUint96(_fees + fee);
+        cost = total + fee;
+        emit SettlementPaid(msg.sender, productId, settlementId, uint32(n), total, fee);
+    }
+
+    function _settlementFee(uint256 total) private view returns (uint256) {
+        return total * _parameters.uintOf(ParameterKeys.PROTOCOL_FEE_BPS) / _BPS;
     }
 
     function _requireOwner(uint256 vehicleId) private view returns (address owner) {

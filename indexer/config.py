@@ -27,6 +27,9 @@ class IndexerSettings(BaseSettings):
     max_range: int = Field(default=100_000, ge=1)
     # Smallest eth_getLogs range before an error is given up on, in blocks.
     min_range: int = Field(default=1, ge=1)
+    # Logs a range should hold: a range that returns more makes the next one smaller, so the
+    # next range is fetched and decoded while this one is written (and memory stays bounded).
+    target_logs: int = Field(default=10_000, ge=1)
     # A range answered faster than this (seconds) makes the next one larger.
     fast_range_s: float = Field(default=1.0, gt=0)
     # Seconds one JSON-RPC request may take before it counts as a timeout.

@@ -186,10 +186,6 @@ def build_decoders(
     return out
 
 
-def _device_of_token(token_id: int) -> str:
-    return "0x" + format(token_id, "040x")
-
-
 # --------------------------------------------------------------------------------------------
 # Entity keys of each event
 # --------------------------------------------------------------------------------------------
@@ -205,7 +201,10 @@ KeyFn = Callable[[Event, dict[str, Any]], Keys]
 
 
 def _one(template: str, *names: str) -> KeyFn:
-    return lambda e, a: (template.format(*(a[n] for n in names)), None)
+    if len(names) == 1:  # the common case, without str.format
+        prefix, name = template.split("{", 1)[0], names[0]
+        return lambda e, a: (f"{prefix}{a[name]}", None)
+    return lambda e, a: (template.format(*[a[n] for n in names]), None)
 
 
 #: The entity keys of each tracked (contract, event).
@@ -215,7 +214,7 @@ _KEYS: Final[dict[tuple[str, str], KeyFn]] = {
     ("VehicleId", "ModelRegistered"): _one("model:{}", "modelId"),
     ("VehicleId", "VehicleMinted"): _one("vehicle:{}", "vehicleId"),
     ("VehicleId", "Transfer"): _one("vehicle:{}", "tokenId"),
-    ("DeviceId", "Transfer"): lambda e, a: (f"device:{_device_of_token(a['tokenId'])}", None),
+    ("DeviceId", "Transfer"): lambda e, a: (f"device:0x{a['tokenId']:040x}", None),
     ("DeviceId", "DeviceMinted"): _one("device:{}", "device"),
     ("DeviceId", "DeviceClaimed"): _one("device:{}", "device"),
     ("DeviceId", "DevicePaired"): lambda e, a: (
@@ -233,6 +232,8 @@ _KEYS: Final[dict[tuple[str, str], KeyFn]] = {
     ("DataMarket", "OptedOut"): _one("optin:{}:{}", "vehicleId", "productId"),
     ("DataMarket", "LicenceBought"): _one("licence:{}:{}", "buyer", "productId"),
     ("DataMarket", "RevenueClaimed"): lambda e, a: (f"claim:{_event_id(e)}", None),
+    ("DataMarket", "SettlementPaid"): _one("settlement:{}:{}", "payer", "settlementId"),
+    ("DataMarket", "SettlementCredited"): lambda e, a: (f"scredit:{_event_id(e)}", None),
     ("Parameters", "FlagSet"): _one("param:{}", "key"),
     ("Parameters", "UintSet"): _one("param:{}", "key"),
     **{
@@ -572,6 +573,36 @@ def on_revenue_claimed(f: Fold, e: Event) -> None:
     }
 
 
+@handles("DataMarket", "SettlementPaid")
+def on_settlement_paid(f: Fold, e: Event) -> None:
+    """A utility paid a settlement through its licence (once per payer and id)."""
+    a = e.args
+    f.row = {
+        "payer": a["payer"],
+        "settlement_id": a["settlementId"],
+        "product_id": a["productId"],
+        "vehicles": a["vehicles"],
+        "total": a["total"],
+        "fee": a["fee"],
+        "paid_at": e.block_timestamp,
+        **_pos(e),
+    }
+
+
+@handles("DataMarket", "SettlementCredited")
+def on_settlement_credited(f: Fold, e: Event) -> None:
+    """A settlement credited a vehicle's revenue from a product."""
+    a = e.args
+    f.row = {
+        "vehicle_id": a["vehicleId"],
+        "product_id": a["productId"],
+        "settlement_id": a["settlementId"],
+        "amount": a["amount"],
+        "credited_at": e.block_timestamp,
+        **_pos(e),
+    }
+
+
 @handles("Parameters", "FlagSet", "UintSet")
 def on_parameter_set(f: Fold, e: Event) -> None:
     """Governance set a flag or a number."""
@@ -762,6 +793,14 @@ KINDS: Final[dict[str, Kind]] = {
         lambda i: _split(i, str, int),
     ),
     "claim": Kind(s.revenue_claims, ((s.revenue_claims, ("tx_hash", "log_index")),), _event_key),
+    "settlement": Kind(
+        s.settlement_payments,
+        ((s.settlement_payments, ("payer", "settlement_id")),),
+        lambda i: _split(i, str, str),
+    ),
+    "scredit": Kind(
+        s.settlement_credits, ((s.settlement_credits, ("tx_hash", "log_index")),), _event_key
+    ),
     "param": Kind(s.parameters, ((s.parameters, ("key",)),), lambda i: (i,)),
     "proposal": Kind(
         s.proposals,
@@ -811,10 +850,11 @@ _CREATIONS: Final = {
     ("ManufacturerRegistry", "ManufacturerRegistered"),
     ("VehicleId", "ModelRegistered"),
     ("DataMarket", "ProductListed"),
+    ("DataMarket", "SettlementPaid"),
     ("DimoGovernor", "ProposalCreated"),
 }
 #: Kinds keyed by one event (`kind:txhash:logindex`): always new in a forward step.
-_PER_EVENT_KINDS: Final = ("token:", "claim:")
+_PER_EVENT_KINDS: Final = ("token:", "claim:", "scredit:")
 
 
 def _creates(key: str, e: Event) -> bool:
@@ -828,12 +868,8 @@ def _creates(key: str, e: Event) -> bool:
 
 def _born_in(fresh: dict[str, list[Event]]) -> set[str]:
     """Keys whose first fresh event creates them: a forward step need not look up their older
-    events (there are none). Their rows are still deleted first, so a replay stays idempotent."""
-    return {
-        key
-        for key, events in fresh.items()
-        if events and _creates(key, min(events, key=lambda e: e.order))
-    }
+    events (there are none). Each list of `fresh` is in chain order."""
+    return {key for key, events in fresh.items() if events and _creates(key, events[0])}
 
 
 class Projector:
@@ -845,15 +881,19 @@ class Projector:
         keys: set[str],
         fresh: dict[str, list[Event]] | None = None,
         below: int | None = None,
+        replay: bool = True,
     ) -> None:
         """Replaces the rows of `keys` with the fold of their events.
 
         Args:
             conn: a connection inside the sync's transaction.
             keys: entity keys (`kind:ident`) touched by inserted or deleted events.
-            fresh: events of the keys from block `below` on, already in memory (a forward
-                step); only older events are then read from the database.
+            fresh: events of the keys from block `below` on, already in memory and each
+                key's list in chain order (a forward step); only older events are then read
+                from the database.
             below: see `fresh`.
+            replay: whether events from `below` on may already be stored (a range indexed
+                again). When not, entities created in `fresh` have no rows to delete.
         """
         if not keys:
             return
@@ -883,12 +923,16 @@ class Projector:
         for key in ordered:
             kind_name, ident = key.split(":", 1)
             kind = KINDS[kind_name]
-            values = kind.parse(ident)
-            for table, cols in kind.owned:
-                deletes[(table, cols)].append(
-                    {f"k_{c}": v for c, v in zip(cols, values, strict=True)}
-                )
-            events = sorted(by_key.get(key, ()), key=lambda e: e.order)
+            if replay or key not in born:
+                values = kind.parse(ident)
+                for table, cols in kind.owned:
+                    deletes[(table, cols)].append(
+                        {f"k_{c}": v for c, v in zip(cols, values, strict=True)}
+                    )
+            if key in born:  # only fresh events, already in chain order
+                events = by_key[key]
+            else:
+                events = sorted(by_key.get(key, ()), key=lambda e: e.order)
             for table, rows in fold(key, events).items():
                 inserts[table].extend(rows)
         for (table, cols), params in deletes.items():

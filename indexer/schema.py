@@ -410,6 +410,41 @@ reward_claims = Table(
 #: Projection tables of the Rewards contract (migration 0005).
 REWARD_PROJECTIONS = (reward_epochs, reward_claims)
 
+# --------------------------------------------------------------------------------------------
+# Settlements paid through the data market
+# --------------------------------------------------------------------------------------------
+
+settlement_payments = Table(
+    "settlement_payments",
+    metadata,
+    Column("payer", String(42), nullable=False, comment="the utility that paid"),
+    Column("settlement_id", String(66), nullable=False, comment="bytes32 settlement id, 0x hex"),
+    Column("product_id", BigInteger, nullable=False, comment="the licensed product paid through"),
+    Column("vehicles", BigInteger, nullable=False, comment="vehicles credited"),
+    Column("total", Uint256, nullable=False, comment="DIMO wei credited to the vehicles"),
+    Column("fee", Uint256, nullable=False, comment="DIMO wei of protocol fee, on top"),
+    Column("paid_at", BigInteger, nullable=False, comment="unix seconds"),
+    *_pos(),
+    PrimaryKeyConstraint("payer", "settlement_id"),
+)
+
+settlement_credits = Table(
+    "settlement_credits",
+    metadata,
+    Column("vehicle_id", BigInteger, nullable=False, comment="the vehicle credited"),
+    Column("product_id", BigInteger, nullable=False, comment="revenue of this product"),
+    Column("settlement_id", String(66), nullable=False, comment="bytes32 settlement id, 0x hex"),
+    Column("amount", Uint256, nullable=False, comment="DIMO wei credited"),
+    Column("credited_at", BigInteger, nullable=False, comment="unix seconds"),
+    *_pos(),
+    PrimaryKeyConstraint("tx_hash", "log_index"),
+    Index(None, "vehicle_id", "product_id"),
+    Index(None, "settlement_id"),
+)
+
+#: Projection tables of settlements paid through the DataMarket (migration 0007).
+SETTLEMENT_PROJECTIONS = (settlement_payments, settlement_credits)
+
 _FIRST_PROJECTIONS = (
     manufacturers,
     models,
@@ -430,7 +465,7 @@ _FIRST_PROJECTIONS = (
 )
 
 #: Projection tables, in the order a full dump lists them (tests compare dumps).
-PROJECTIONS = (*_FIRST_PROJECTIONS, *REWARD_PROJECTIONS)
+PROJECTIONS = (*_FIRST_PROJECTIONS, *REWARD_PROJECTIONS, *SETTLEMENT_PROJECTIONS)
 
 #: The tables the first migration creates.
 CHAIN_TABLES = (events, blocks, sync_state, *_FIRST_PROJECTIONS)

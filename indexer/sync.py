@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from indexer import schema as s
 from indexer.config import IndexerSettings
-from indexer.db import insert_rows, make_engine
+from indexer.db import insert_tuples, make_engine
 from indexer.exceptions import (
     BatchContentUnavailable,
     ChainUnavailableError,
@@ -194,8 +194,37 @@ class StepResult:
     rolled_back_to: int | None = None
 
 
-#: Logs of a range, the range's actual last block, and the block headers it needs.
-Fetched = tuple[list[RawLog], int, dict[int, Header]]
+#: Columns of the `events` table, in the order `Prepared.rows` holds them.
+EVENT_COLUMNS = (
+    "tx_hash",
+    "log_index",
+    "block_number",
+    "tx_index",
+    "block_timestamp",
+    "address",
+    "contract",
+    "name",
+    "args",
+    "key1",
+    "key2",
+)
+
+
+@dataclass
+class Prepared:
+    """A fetched range, decoded and made into rows (off the writing thread)."""
+
+    logs: list[RawLog]
+    to_block: int
+    headers: dict[int, Header]
+    #: Whether every log's block is among `headers` with the same hash (else nothing decoded).
+    consistent: bool
+    events: list[Event]
+    #: One tuple per event, in `EVENT_COLUMNS` order.
+    rows: list[tuple[Any, ...]]
+    #: The range's events of each entity key they touch.
+    fresh: dict[str, list[Event]]
+
 
 #: The event whose batches the syncer verifies and loads.
 ANCHORED = ("AttestationAnchor", "BatchAnchored")
@@ -219,11 +248,6 @@ def anchored_batch(e: Event) -> AnchoredBatch:
 def _no_pairings(device: str, vehicle_id: int, window_start_ms: int, window_end_ms: int) -> bool:
     """The loader's default check; the syncer always passes `IndexedPairings` instead."""
     raise RuntimeError("the syncer checks pairings against the indexed pairings table")
-
-
-def _json(value: Any) -> str:
-    """Compact JSON of decoded event arguments (integers of any size stay exact)."""
-    return msgspec.json.encode(value).decode()
 
 
 def _fingerprint(chain_id: int, addresses: Iterable[str]) -> str:
@@ -263,7 +287,7 @@ class Syncer:
         self.projector = Projector()
         self._dialect = self.engine.dialect.name
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="getlogs")
-        self._ahead: tuple[int, int, Future[Fetched]] | None = None
+        self._ahead: tuple[int, int, Future[Prepared]] | None = None
         self._store = store
         self._loader: BatchLoader | None = None
         self._next_retry = 0.0
@@ -340,8 +364,12 @@ class Syncer:
                 continue
             elapsed = time.monotonic() - started
             span = to_block - from_block + 1
-            if elapsed < self.settings.fast_range_s and span >= self.range:
-                self.range = min(self.settings.max_range, self.range * 2)
+            target = self.settings.target_logs
+            if len(logs) > target:
+                self.range = max(self.settings.min_range, span * target // len(logs))
+            elif elapsed < self.settings.fast_range_s and span >= self.range:
+                if 2 * len(logs) <= target:
+                    self.range = min(self.settings.max_range, self.range * 2)
             elif elapsed > 2 * self.settings.fast_range_s:
                 self.range = max(self.settings.min_range, self.range // 2)
             return logs, to_block
@@ -478,18 +506,57 @@ class Syncer:
         out.sort(key=lambda e: e.order)
         return out
 
-    def _fetch(self, from_block: int, to_block: int) -> Fetched:
-        """The logs of a range (cut to what the provider answers) and the headers it needs."""
+    def _fetch(self, from_block: int, to_block: int) -> Prepared:
+        """The logs of a range (cut to what the provider answers), the headers it needs, and
+        its events decoded into rows: the prefetch thread does all of it while the previous
+        range is written (SQLite and PostgreSQL calls release the GIL)."""
         logs, to_block = self._get_logs(from_block, to_block)
         numbers = {int(raw.blockNumber, 16) for raw in logs} | {to_block}
         if from_block > 0:
             numbers.add(from_block - 1)
-        return logs, to_block, self._headers(numbers)
+        headers = self._headers(numbers)
+        consistent = to_block in headers and all(
+            (h := headers.get(int(raw.blockNumber, 16))) is not None and h.hash == raw.blockHash
+            for raw in logs
+        )
+        prepared = Prepared(logs, to_block, headers, consistent, [], [], defaultdict(list))
+        if consistent:
+            self._prepare(prepared)
+        return prepared
+
+    def _prepare(self, p: Prepared) -> None:
+        """Decodes `p.logs` into events, their `events` rows and their entity keys."""
+        p.events = events = self._decode(p.logs, p.headers)
+        fresh = p.fresh
+        rows = p.rows
+        append = rows.append
+        encode = msgspec.json.encode
+        for e in events:
+            k1, k2 = keys_of(e)
+            if k1:
+                fresh[k1].append(e)
+            if k2:
+                fresh[k2].append(e)
+            append(
+                (
+                    e.tx_hash,
+                    e.log_index,
+                    e.block_number,
+                    e.tx_index,
+                    e.block_timestamp,
+                    e.address,
+                    e.contract,
+                    e.name,
+                    encode(e.args).decode(),
+                    k1,
+                    k2,
+                )
+            )
 
     def _prefetch(self, from_block: int, to_block: int) -> None:
         self._ahead = (from_block, to_block, self._pool.submit(self._fetch, from_block, to_block))
 
-    def _take_prefetched(self, from_block: int, target: int) -> Fetched | None:
+    def _take_prefetched(self, from_block: int, target: int) -> Prepared | None:
         """The prefetched range starting at `from_block`, if any and not past `target`."""
         ahead, self._ahead = self._ahead, None
         if ahead is None:
@@ -513,14 +580,10 @@ class Syncer:
         fetched = self._take_prefetched(from_block, target)
         if fetched is None:
             fetched = self._fetch(from_block, min(target, from_block + self.range - 1))
-        logs, to_block, headers = fetched
+        to_block, headers = fetched.to_block, fetched.headers
         if to_block < target:  # fetch the next range while this one is written
             self._prefetch(to_block + 1, min(target, to_block + self.range))
-        consistent = to_block in headers and all(
-            headers.get(int(raw.blockNumber, 16)) is not None
-            and headers[int(raw.blockNumber, 16)].hash == raw.blockHash
-            for raw in logs
-        )
+        consistent = fetched.consistent
         with self.engine.connect() as conn:
             state = self._state(conn)
         if state is not None and state.last_hash and last in headers:
@@ -528,31 +591,8 @@ class Syncer:
         if not consistent:
             log.info("chain moved during step %d..%d; retrying", from_block, to_block)
             return StepResult(from_block, from_block - 1, 0, fork)
-        events = self._decode(logs, headers)
-        touched: set[str] = set()
-        fresh: dict[str, list[Event]] = defaultdict(list)
-        rows = []
-        for e in events:
-            k1, k2 = keys_of(e)
-            for k in (k1, k2):
-                if k:
-                    touched.add(k)
-                    fresh[k].append(e)
-            rows.append(
-                {
-                    "tx_hash": e.tx_hash,
-                    "log_index": e.log_index,
-                    "block_number": e.block_number,
-                    "tx_index": e.tx_index,
-                    "block_timestamp": e.block_timestamp,
-                    "address": e.address,
-                    "contract": e.contract,
-                    "name": e.name,
-                    "args": _json(e.args),
-                    "key1": k1,
-                    "key2": k2,
-                }
-            )
+        events, fresh = fetched.events, fetched.fresh
+        touched = set(fresh)
         anchored = [e for e in events if (e.contract, e.name) == ANCHORED]
         posted = [e for e in events if (e.contract, e.name) == POSTED]
         with self.engine.begin() as conn:
@@ -563,9 +603,11 @@ class Syncer:
                 .where(s.events.c.block_number >= from_block)
                 .limit(1)
             ).first()
-            insert_rows(conn, s.events, rows, ignore_conflicts=replay is not None)
+            insert_tuples(
+                conn, s.events, EVENT_COLUMNS, fetched.rows, ignore_conflicts=replay is not None
+            )
             self._upsert_blocks(conn, headers.values())
-            self.projector.rewrite(conn, touched, fresh, from_block)
+            self.projector.rewrite(conn, touched, fresh, from_block, replay=replay is not None)
             if anchored:
                 self._load_batches(conn, anchored)
             for e in posted:

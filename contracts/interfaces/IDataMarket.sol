@@ -17,6 +17,13 @@ pragma solidity 0.8.28;
 /// Revenue belongs to the vehicle, not to whoever owned it at the sale: `claim` pays the
 /// vehicle's current owner. An opt-in likewise stays with the vehicle across a transfer
 /// until its new owner opts out (the indexer sees the transfer and the opt-in history).
+///
+/// Settlements: with the `FEATURE_GRID_PROGRAMMES` flag on, a utility holding a live licence of
+/// a product with the CHARGING scope pays a demand-response settlement through the market: each
+/// listed vehicle (opted in to that product) is credited its amount exactly, as revenue of the
+/// product that its current owner claims with `claim`, and the protocol fee
+/// `total * PROTOCOL_FEE_BPS / 10_000` (floor) is charged on top of the total. A settlement id
+/// is paid at most once per payer.
 interface IDataMarket {
     /* TYPES */
 
@@ -72,6 +79,19 @@ interface IDataMarket {
     error DataMarketNothingToWithdraw();
     /// @notice The treasury must not be the zero address.
     error DataMarketZeroTreasury();
+    /// @notice A settlement lists `vehicles` vehicles but `amounts` amounts.
+    error DataMarketSettlementLengthMismatch(uint256 vehicles, uint256 amounts);
+    /// @notice A settlement must credit at least one vehicle.
+    error DataMarketEmptySettlement();
+    /// @notice The settlement's amount for vehicle `vehicleId` is zero.
+    error DataMarketZeroSettlementAmount(uint256 vehicleId);
+    /// @notice `payer` holds no live licence of `productId` (its licence ended at `expiry`;
+    /// 0: never bought).
+    error DataMarketNotLicensed(address payer, uint256 productId, uint64 expiry);
+    /// @notice Product `productId` lacks the privilege `scope` this needs.
+    error DataMarketProductLacksScope(uint256 productId, uint256 scope);
+    /// @notice `payer` has paid settlement `settlementId` already.
+    error DataMarketSettlementAlreadyPaid(address payer, bytes32 settlementId);
 
     /* EVENTS */
 
@@ -111,6 +131,25 @@ interface IDataMarket {
     event TreasurySet(address indexed treasury);
     /// @notice `treasury` withdrew `amount` of fees.
     event FeesWithdrawn(address indexed treasury, uint256 amount);
+    /// @notice `payer` paid settlement `settlementId` under its licence of `productId`:
+    /// `total` credited to `vehicles` vehicles (one `SettlementCredited` each) plus `fee` to
+    /// the treasury.
+    event SettlementPaid(
+        address indexed payer,
+        uint256 indexed productId,
+        bytes32 indexed settlementId,
+        uint32 vehicles,
+        uint256 total,
+        uint256 fee
+    );
+    /// @notice Settlement `settlementId` credited `amount` to `vehicleId`'s revenue from
+    /// `productId` (claimable by its owner with `claim`).
+    event SettlementCredited(
+        uint256 indexed vehicleId,
+        uint256 indexed productId,
+        bytes32 indexed settlementId,
+        uint256 amount
+    );
 
     /* FUNCTIONS */
 
@@ -167,6 +206,47 @@ interface IDataMarket {
         bytes32 s
     ) external returns (uint64 expiry);
 
+    /// @notice Pays a demand-response settlement: credits each of `vehicleIds` its amount as
+    /// revenue of `productId`, and takes the total plus the protocol fee from the caller with
+    /// `transferFrom` (approve `settlementCost(total)` first).
+    /// @dev Needs `FEATURE_GRID_PROGRAMMES` on, a live licence of `productId` held by the
+    /// caller, the CHARGING scope in the product, every vehicle opted in to it now and every
+    /// amount non-zero. A vehicle listed twice is credited twice. `settlementId` (the
+    /// settlement's id off-chain) is paid once per caller.
+    /// @param productId The licensed product the settlement is paid through.
+    /// @param settlementId The settlement's id; one payment per caller.
+    /// @param vehicleIds The vehicles paid.
+    /// @param amounts Each vehicle's amount, in DIMO wei.
+    /// @return cost What the caller paid: the total and the fee, in wei.
+    function paySettlement(
+        uint256 productId,
+        bytes32 settlementId,
+        uint256[] calldata vehicleIds,
+        uint256[] calldata amounts
+    ) external returns (uint256 cost);
+
+    /// @notice `paySettlement` with an ERC-2612 permit of its cost, signed by the caller.
+    /// @dev A permit that fails (say, front-run) is ignored if the allowance suffices anyway.
+    /// @param productId The licensed product the settlement is paid through.
+    /// @param settlementId The settlement's id; one payment per caller.
+    /// @param vehicleIds The vehicles paid.
+    /// @param amounts Each vehicle's amount, in DIMO wei.
+    /// @param deadline The permit's deadline.
+    /// @param v The permit signature's v.
+    /// @param r The permit signature's r.
+    /// @param s The permit signature's s.
+    /// @return cost What the caller paid: the total and the fee, in wei.
+    function paySettlementWithPermit(
+        uint256 productId,
+        bytes32 settlementId,
+        uint256[] calldata vehicleIds,
+        uint256[] calldata amounts,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external returns (uint256 cost);
+
     /// @notice Pays `vehicleId`'s revenue from `productIds` to the caller, its current owner.
     /// @dev Only the vehicle's owner. Reverts if the total is zero.
     /// @param vehicleId The vehicle.
@@ -216,6 +296,17 @@ interface IDataMarket {
     /// @return account The treasury's address.
     /// @return accrued Fees and dust, in wei.
     function treasury() external view returns (address account, uint256 accrued);
+
+    /// @notice Whether `payer` has paid settlement `settlementId`.
+    /// @param payer The utility.
+    /// @param settlementId The settlement's id.
+    /// @return Whether it is paid.
+    function settlementPaid(address payer, bytes32 settlementId) external view returns (bool);
+
+    /// @notice What a settlement crediting `total` costs its payer now: the total and the fee.
+    /// @param total The sum of the settlement's amounts, in wei.
+    /// @return The cost in wei.
+    function settlementCost(uint256 total) external view returns (uint256);
 
     /// @notice The number of products listed so far (ids run from 1).
     /// @return The last product id.

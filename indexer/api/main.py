@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
@@ -31,6 +33,7 @@ from indexer.api.routes import (
     apps_proofs,
 )
 from indexer.api.routes import auth as auth_routes
+from indexer.api.routes import dapp as dapp_routes
 from indexer.api.routes import governance as governance_routes
 from indexer.api.routes import identity as identity_routes
 from indexer.api.routes import rewards as rewards_routes
@@ -40,6 +43,8 @@ from indexer.db import make_engine
 
 #: Paths never rate limited (probes of orchestrators and load balancers).
 HEALTH_PATH = "/healthz"
+#: The dApp's build output (`make dapp`: vite over dapp/), served at `/` when it exists.
+DAPP_DIST = Path(__file__).resolve().parents[2] / "dapp" / "dist"
 
 health_router = APIRouter(tags=["health"])
 
@@ -80,6 +85,27 @@ def _caller_key(key: bytes) -> Callable[[Headers, str], str]:
         return "ip:" + host
 
     return caller_key
+
+
+def mount_dapp(app: FastAPI, dist: Path) -> bool:
+    """Serves the built dApp: `index.html` at `/`, its bundles under `/assets`.
+
+    Only the page and its assets are added (outside the OpenAPI document), so unknown paths
+    and wrong methods still get the API's problems. Does nothing when `dist` has no build.
+
+    Returns:
+        Whether the dApp is served.
+    """
+    index = dist / "index.html"
+    if not index.is_file():
+        return False
+    app.mount("/assets", StaticFiles(directory=dist / "assets", check_dir=False), name="assets")
+
+    @app.get("/", include_in_schema=False)
+    def dapp_page() -> FileResponse:
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    return True
 
 
 def create_app(
@@ -130,6 +156,8 @@ def create_app(
     app.include_router(apps_finance.router)
     app.include_router(apps_insurance.router)
     app.include_router(apps_energy.router)
+    app.include_router(dapp_routes.router)
+    mount_dapp(app, DAPP_DIST)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=RateLimiter(settings.rate_limit_per_minute, clock),

@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import Connection, Select, select, tuple_
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Connection, select, tuple_
 
+from indexer.apps.columnar import as_columns, fetch_fleet_columns, keys_to_refs
 from indexer.exceptions import AuditMismatch, ChainUnavailableError, InputProofInvalid
 from indexer.queries import MAX_RAW_READINGS, Interval, Reading, is_text_signal, raw_readings
-from indexer.telemetry import bundles_index, readings, readings_text, signals
+from indexer.telemetry import bundles_index
 from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
     BundleError,
@@ -73,28 +76,36 @@ class AppInputs:
 
     Attributes:
         series: Signal name -> readings in time order (ties by batch, leaf); numbers as floats
-            (booleans 0/1), text signals as text.
+            (booleans 0/1), text signals as text. A list of `Reading`s, or the same readings
+            as `indexer.apps.columnar.Columns` (what the fleet fetch gives; the applications
+            compute on its arrays).
         devices: (batch id, leaf index) -> the device that signed that bundle.
     """
 
-    series: dict[str, list[Reading]] = field(default_factory=dict)
+    series: dict[str, Sequence[Reading]] = field(default_factory=dict)
     devices: dict[Ref, str] = field(default_factory=dict)
 
-    def get(self, signal: str) -> list[Reading]:
-        """The readings of `signal` (empty when there are none)."""
+    def get(self, signal: str) -> Sequence[Reading]:
+        """The readings of `signal` (empty when there are none): a list or `Columns`."""
         return self.series.get(signal, [])
+
+    def key_arrays(self) -> list[NDArray[np.int64]]:
+        """Per signal, each reading's bundle as a `columnar.bundle_keys` key."""
+        return [as_columns(rs).keys() for rs in self.series.values() if len(rs)]
 
     def refs(self) -> list[Ref]:
         """Every (batch id, leaf index) a reading comes from, sorted."""
-        out = {(r.batch_id, r.leaf_index) for rs in self.series.values() for r in rs}
-        return sorted(out)
+        keys = self.key_arrays()
+        if not keys:
+            return []
+        return [(b, leaf) for b, leaf in keys_to_refs(np.concatenate(keys))]
 
     def reading_count(self) -> int:
         """How many readings there are across signals."""
         return sum(len(rs) for rs in self.series.values())
 
 
-def _sort(series: dict[str, list[Reading]]) -> dict[str, list[Reading]]:
+def _sort(series: dict[str, list[Reading]]) -> dict[str, Sequence[Reading]]:
     return {
         name: sorted(rs, key=lambda r: (r.ts, r.batch_id, r.leaf_index))
         for name, rs in sorted(series.items())
@@ -181,85 +192,20 @@ def gather_fleet_inputs(
     signal_names: Sequence[str],
     start_ms: int,
     end_ms: int,
+    *,
+    devices: bool = True,
 ) -> dict[int, AppInputs]:
-    """Every vehicle's readings of `signal_names` in `[start_ms, end_ms)`, in one pass per signal.
+    """Every vehicle's readings of `signal_names` in `[start_ms, end_ms)`, in one ordered pass.
 
     For fleet views and batch jobs whose rights were checked as a whole (a licence holder's
-    vehicles); per-caller time limits are `gather_inputs`'s job.
+    vehicles); per-caller time limits are `gather_inputs`'s job. The readings come as
+    `indexer.apps.columnar.Columns` (packed arrays on PostgreSQL; see `fetch_fleet_columns`);
+    `devices=False` skips the signing devices (`AppInputs.devices` stays empty).
 
     Returns:
         Vehicle id -> its inputs (vehicles without readings map to empty inputs).
     """
-    out = {v: AppInputs() for v in vehicle_ids}
-    if not vehicle_ids:
-        return out
-    ids = {
-        r.name: int(r.id)
-        for r in conn.execute(
-            select(signals.c.name, signals.c.id).where(signals.c.name.in_(list(signal_names)))
-        )
-    }
-    lo, hi = min(vehicle_ids), max(vehicle_ids)
-    wanted = set(vehicle_ids)
-    contiguous = len(wanted) == hi - lo + 1
-    for name in signal_names:
-        if name not in ids:
-            continue
-        table = readings_text if is_text_signal(name) else readings
-        cond = [table.c.signal == ids[name], table.c.ts >= start_ms, table.c.ts < end_ms]
-        if contiguous:
-            cond += [table.c.vehicle_id >= lo, table.c.vehicle_id <= hi]
-        else:
-            cond.append(table.c.vehicle_id.in_(sorted(wanted)))
-        query = select(
-            table.c.vehicle_id, table.c.ts, table.c.value, table.c.batch_id, table.c.leaf_index
-        ).where(*cond)
-        grouped: dict[int, list[Reading]] = defaultdict(list)
-        for v, ts, value, b, leaf in _fetch_all(conn, query):
-            grouped[v].append(Reading(ts, value, b, leaf))
-        for v, rs in grouped.items():
-            if v in out:
-                rs.sort(key=lambda r: (r.ts, r.batch_id, r.leaf_index))
-                out[v].series[name] = rs
-    refs_all = sorted({ref for inp in out.values() for ref in inp.refs()})
-    if refs_all:
-        devices = _devices_bulk(conn, refs_all)
-        for inp in out.values():
-            inp.series = dict(sorted(inp.series.items()))
-            inp.devices = {ref: devices[ref] for ref in inp.refs() if ref in devices}
-    return out
-
-
-def _fetch_all(conn: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
-    """Every row of `query` as plain tuples, straight from the driver.
-
-    Millions of rows make SQLAlchemy's row objects the cost, so the statement (whose
-    parameters are all integers, rendered inline) runs on the DBAPI cursor; on PostgreSQL
-    psycopg's binary protocol skips parsing numbers from text.
-    """
-    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cursor = raw.cursor(binary=True) if conn.dialect.name == "postgresql" else raw.cursor()
-    try:
-        cursor.execute(sql)
-        rows = [tuple(r) for r in cursor.fetchall()]
-    finally:
-        cursor.close()
-    return rows
-
-
-def _devices_bulk(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, str]:
-    batch_ids = sorted({b for b, _ in refs})
-    out: dict[Ref, str] = {}
-    rows = conn.execute(
-        select(bundles_index.c.batch_id, bundles_index.c.leaf_index, bundles_index.c.device).where(
-            bundles_index.c.batch_id >= batch_ids[0], bundles_index.c.batch_id <= batch_ids[-1]
-        )
-    )
-    for b, leaf, device in rows.tuples():
-        out[(int(b), int(leaf))] = str(device)
-    return out
+    return fetch_fleet_columns(conn, vehicle_ids, signal_names, start_ms, end_ms, devices=devices)
 
 
 def bundle_rows(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, Any]:

@@ -37,15 +37,17 @@ integrating a drive's current is coarser than a charge's.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final
 
+import numpy as np
+from numpy.typing import NDArray
+
 from indexer.apps.audit import AppInputs
+from indexer.apps.columnar import Columns, as_columns, seq_sum
 from indexer.apps.params import AppParams
 from indexer.exceptions import CertificateInvalid
 from indexer.queries import CHARGE_POWER, ODOMETER, SOC, Reading
@@ -70,6 +72,9 @@ OPTIONAL: Final = (TEMP_MIN, TEMP_MAX, ODOMETER)
 #: Signals of the charging-behaviour section (CHARGING); it is left out without them.
 CHARGING_SIGNALS: Final = (CHARGE_POWER, CABLE)
 SIGNALS: Final = (*REQUIRED, *OPTIONAL, *CHARGING_SIGNALS)
+
+Int64s = NDArray[np.int64]
+Floats = NDArray[np.float64]
 
 MS_PER_YEAR: Final = 365.25 * 86_400_000
 #: Published field degradation, %/year (Geotab, tens of thousands of EVs): average range and
@@ -185,49 +190,111 @@ def nominal_kwh_of(make: str, model: str) -> float | None:
 # -------------------------------------------------------------------------------------------
 
 
-def _runs(current: Sequence[Reading], max_gap_ms: int) -> list[list[Reading]]:
-    out: list[list[Reading]] = []
-    for r in current:
-        if out and r.ts - out[-1][-1].ts <= max_gap_ms:
-            out[-1].append(r)
-        else:
-            out.append([r])
-    return out
+def _run_bounds(ts: Int64s, max_gap_ms: int) -> list[int]:
+    """Start indexes of the runs of `ts` without a gap above `max_gap_ms`, and the end."""
+    breaks = np.flatnonzero(np.diff(ts) > max_gap_ms) + 1
+    return [0, *breaks.tolist(), len(ts)]
 
 
-def _latest_before(
-    times: Sequence[int], values: Sequence[float], t: int, max_age: int
-) -> float | None:
-    i = bisect.bisect_right(times, t) - 1
-    if i >= 0 and t - times[i] <= max_age:
-        return values[i]
-    j = i + 1  # no reading before: the first after, within the same bound
-    if j < len(times) and times[j] - t <= max_age:
-        return values[j]
-    return None
+def _run_medians(values: Floats, bounds: Sequence[int]) -> list[float]:
+    """The median of each run of `values` (as `statistics.median` gives it)."""
+    starts = np.asarray(bounds[:-1], np.int64)
+    counts = np.diff(np.asarray(bounds, np.int64))
+    run = np.repeat(np.arange(len(starts)), counts)
+    ordered = values[np.lexsort((values, run))]
+    mid = starts + counts // 2
+    even = (counts % 2) == 0
+    below = ordered[np.where(even, mid - 1, mid)]
+    return np.where(even, (below + ordered[mid]) / 2, ordered[mid]).tolist()  # type: ignore[no-any-return]
 
 
-def _integral(times: Sequence[int], values: Sequence[float], a: float, b: float) -> float:
-    """Integral of the piecewise-linear function through (times, values) over [a, b], value*ms."""
-    total = 0.0
-    for i in range(len(times) - 1):
-        t0, t1 = times[i], times[i + 1]
-        lo, hi = max(a, t0), min(b, t1)
-        if hi <= lo or t1 == t0:
-            continue
-        v0, v1 = values[i], values[i + 1]
-        slope = (v1 - v0) / (t1 - t0)
-        total += (v0 + slope * (lo - t0) + v0 + slope * (hi - t0)) / 2 * (hi - lo)
-    return total
+def _latest_before(times: Int64s, values: Floats, at: Int64s, max_age: int) -> Floats:
+    """Per time in `at`: the latest value at or before it at most `max_age` old, else the
+    first after it within the same bound, else NaN."""
+    n = len(times)
+    if n == 0:
+        return np.full(len(at), np.nan)
+    i = np.searchsorted(times, at, side="right") - 1
+    before = np.clip(i, 0, n - 1)
+    after = np.clip(i + 1, 0, n - 1)
+    ok_before = (i >= 0) & (at - times[before] <= max_age)
+    ok_after = (i + 1 < n) & (times[after] - at <= max_age)
+    return np.where(ok_before, values[before], np.where(ok_after, values[after], np.nan))
 
 
-def _edges(soc: Sequence[Reading]) -> list[tuple[float, float]]:
-    """(time, value) of each change of the reported SoC, dated at the midpoint."""
-    out = []
-    for prev, cur in itertools.pairwise(soc):
-        if float(cur.value) != float(prev.value):
-            out.append(((prev.ts + cur.ts) / 2, float(cur.value)))
-    return out
+def _run_sums(terms: Floats, run: Int64s, runs: int) -> Floats:
+    """Per run, the sum of its `terms` (grouped by `run`, in order) added left to right, as a
+    Python loop adds them: rows of a zero-padded matrix, accumulated along each row."""
+    counts = np.bincount(run, minlength=runs)
+    if not len(terms):
+        return np.zeros(runs)
+    width = int(counts.max())
+    if runs * width > 4_000_000:  # one very long run among many: sum run by run
+        cuts = np.cumsum(counts)[:-1].tolist()
+        return np.array([seq_sum(part) for part in np.split(terms, cuts)])
+    position = np.arange(len(terms)) - np.repeat(np.cumsum(counts) - counts, counts)
+    matrix = np.zeros((runs, width))
+    matrix[run, position] = terms
+    return np.cumsum(matrix, axis=1)[:, -1]
+
+
+@dataclass(frozen=True)
+class _Power:
+    """Pack power at the current readings that have a voltage, with the run of each, and the
+    steps between consecutive such readings of one run (`t0`-`t1`, `v0`-`v1`, `run`)."""
+
+    kept: NDArray[np.int64]
+    t0: Int64s
+    t1: Int64s
+    v0: Floats
+    v1: Floats
+    run: Int64s
+    runs: int
+
+    @classmethod
+    def of(cls, ts: Int64s, kw: Floats, run: Int64s, runs: int) -> _Power:
+        keep = ~np.isnan(kw)
+        t, p, r = ts[keep], kw[keep], run[keep]
+        same = r[1:] == r[:-1]
+        kept = np.bincount(r, minlength=runs)
+        return cls(kept, t[:-1][same], t[1:][same], p[:-1][same], p[1:][same], r[:-1][same], runs)
+
+    def integrals(self, a: NDArray[Any], b: NDArray[Any]) -> Floats:
+        """Per run, the integral of the piecewise-linear power over [a, b] (kW*ms)."""
+        t0, t1, v0, v1 = self.t0, self.t1, self.v0, self.v1
+        lo, hi = np.maximum(a[self.run], t0), np.minimum(b[self.run], t1)
+        ok = (hi > lo) & (t1 != t0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = (v1 - v0) / (t1 - t0)
+            terms = (v0 + slope * (lo - t0) + v0 + slope * (hi - t0)) / 2 * (hi - lo)
+        return _run_sums(np.where(ok, terms, 0.0), self.run, self.runs)
+
+
+def _edges(
+    soc: Columns, starts: Int64s, ends: Int64s, gap: int
+) -> tuple[Int64s, Floats, Floats, Floats, Floats]:
+    """Per run: how many changes the reported SoC makes from `gap` before it to `gap` after,
+    and (time, value) of the first and the last, each dated at the midpoint between the last
+    reading of the old value and the first of the new."""
+    ts, values = soc.ts, soc.value
+    lo = np.searchsorted(ts, starts - gap, side="left")
+    hi = np.searchsorted(ts, ends + gap, side="right")
+    change = np.flatnonzero(values[1:] != values[:-1])  # between readings k and k + 1
+    first = np.searchsorted(change, lo, side="left")
+    stop = np.searchsorted(change, hi - 1, side="left")
+    count = np.maximum(stop - first, 0)
+    if not len(change):
+        nothing = np.zeros(len(starts))
+        return count, nothing, nothing, nothing, nothing
+    ka = change[np.clip(first, 0, len(change) - 1)]
+    kb = change[np.clip(stop - 1, 0, len(change) - 1)]
+    return (
+        count,
+        (ts[ka] + ts[ka + 1]) / 2,
+        values[ka + 1],
+        (ts[kb] + ts[kb + 1]) / 2,
+        values[kb + 1],
+    )
 
 
 @dataclass(frozen=True)
@@ -266,38 +333,58 @@ _SESSION_FIELDS: Final = tuple(f.name for f in fields(Session))
 def sessions(inputs: AppInputs, params: BatteryParams) -> list[Session]:
     """Every charge and discharge run with its capacity estimate and why it is kept or not."""
     gap = int(params.max_gap_s * 1000)
-    volt = inputs.get(VOLTAGE)
-    v_t, v_v = [r.ts for r in volt], [float(r.value) for r in volt]
-    soc = inputs.get(SOC)
-    soc_t = [r.ts for r in soc]
-    temps = [(r.ts, float(r.value)) for name in (TEMP_MIN, TEMP_MAX) for r in inputs.get(name)]
-    temps.sort()
-    temp_t = [t for t, _ in temps]
+    current = as_columns(inputs.get(CURRENT))
+    if not len(current):
+        return []
+    volt = as_columns(inputs.get(VOLTAGE))
+    soc = as_columns(inputs.get(SOC))
+    temp_cols = [as_columns(inputs.get(name)) for name in (TEMP_MIN, TEMP_MAX)]
+    temp_t = np.concatenate([c.ts for c in temp_cols])
+    temp_v = np.concatenate([c.value for c in temp_cols]).astype(np.float64)
+    order = np.lexsort((temp_v, temp_t))
+    temp_t, temp_v = temp_t[order], temp_v[order]
+    c_t, c_v = current.ts, current.value
+    bounds = _run_bounds(c_t, gap)
+    medians = np.asarray(_run_medians(c_v, bounds))
+    chosen = np.flatnonzero(np.abs(medians) > params.min_current_a)
+    first = np.asarray(bounds[:-1], np.int64)[chosen]
+    last = np.asarray(bounds[1:], np.int64)[chosen] - 1
+    starts, ends = c_t[first], c_t[last]
+    # The chosen runs' readings, each with its run's number among them.
+    counts = last - first + 1
+    at = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+    run = np.repeat(np.arange(len(chosen)), counts)
+    # Pack power (kW) at each current reading, NaN without a recent enough voltage.
+    kw = _latest_before(volt.ts, volt.value, c_t[at], gap) * c_v[at] / 1000.0
+    power = _Power.of(c_t[at], kw, run, len(chosen))
+    mean_kw = np.abs(power.integrals(starts, ends)) / np.maximum(1, ends - starts)
+    n_edges, ta, soc_a_of, tb, soc_b_of = _edges(soc, starts, ends, gap)
+    measured = (n_edges >= 2) & (power.kept > 1)
+    energies = np.abs(power.integrals(ta, tb)) / 3_600_000.0
+    rows = zip(
+        medians[chosen].tolist(),
+        starts.tolist(),
+        ends.tolist(),
+        np.where(power.kept > 1, mean_kw, 0.0).tolist(),
+        measured.tolist(),
+        energies.tolist(),
+        soc_a_of.tolist(),
+        soc_b_of.tolist(),
+        strict=True,
+    )
     out = []
-    for run in _runs(inputs.get(CURRENT), gap):
-        med = statistics.median(float(r.value) for r in run)
-        if abs(med) <= params.min_current_a:
-            continue
+    for med, start, end, mean, has_energy, kwh, at_a, at_b in rows:
         kind = "charge" if med > 0 else "discharge"
-        t, p = [], []
-        for r in run:
-            v = _latest_before(v_t, v_v, r.ts, gap)
-            if v is not None:
-                t.append(r.ts)
-                p.append(v * float(r.value) / 1000.0)  # kW
-        start, end = run[0].ts, run[-1].ts
-        duration_ms = max(1, end - start)
-        mean_kw = abs(_integral(t, p, start, end)) / duration_ms if len(t) > 1 else 0.0
-        lo, hi = bisect.bisect_left(soc_t, start - gap), bisect.bisect_right(soc_t, end + gap)
-        edges = _edges(soc[lo:hi])
-        i0, i1 = bisect.bisect_left(temp_t, start), bisect.bisect_right(temp_t, end)
-        in_temps = [v for _, v in temps[i0:i1]]
-        temp = statistics.fmean(in_temps) if in_temps else None
+        temp = None
+        if len(temp_t):
+            i0 = np.searchsorted(temp_t, start, side="left")
+            i1 = np.searchsorted(temp_t, end, side="right")
+            in_temps = temp_v[i0:i1].tolist()
+            temp = statistics.fmean(in_temps) if in_temps else None
         energy = soc_a = soc_b = capacity = soh = None
         reason = "ok"
-        if len(edges) >= 2 and len(t) > 1:
-            (ta, soc_a), (tb, soc_b) = edges[0], edges[-1]
-            energy = abs(_integral(t, p, ta, tb)) / 3_600_000.0
+        if has_energy:
+            soc_a, soc_b, energy = at_a, at_b, kwh
             delta = abs(soc_b - soc_a)
             if delta > 0:
                 capacity = energy / (delta / 100.0)
@@ -320,13 +407,13 @@ def sessions(inputs: AppInputs, params: BatteryParams) -> list[Session]:
                 soc_start=soc_a,
                 soc_end=soc_b,
                 energy_kwh=energy,
-                mean_power_kw=mean_kw,
+                mean_power_kw=mean,
                 temp_c=temp,
                 capacity_kwh=capacity,
                 soh_percent=soh,
                 used=reason == "ok",
                 reason=reason,
-                dc=kind == "charge" and mean_kw >= params.dc_min_kw,
+                dc=kind == "charge" and mean >= params.dc_min_kw,
             )
         )
     return out
@@ -397,13 +484,11 @@ def _assess(rate: float | None, dc_share: float | None) -> str:
 # -------------------------------------------------------------------------------------------
 
 
-def _held_time(points: Sequence[Reading], max_hold_ms: int, end_ms: int) -> list[tuple[float, int]]:
-    """(value, ms it stands for) of each reading: until the next one, at most `max_hold_ms`."""
-    out = []
-    for i, r in enumerate(points):
-        nxt = points[i + 1].ts if i + 1 < len(points) else end_ms
-        out.append((float(r.value), max(0, min(nxt - r.ts, max_hold_ms))))
-    return out
+def _held_time(points: Sequence[Reading], max_hold_ms: int, end_ms: int) -> tuple[Floats, Int64s]:
+    """Values of the readings and the ms each stands for: until the next, at most `max_hold_ms`."""
+    cols = as_columns(points)
+    nxt = np.append(cols.ts[1:], np.int64(end_ms))
+    return cols.value.astype(np.float64), np.clip(nxt - cols.ts, 0, max_hold_ms)
 
 
 def charging_behaviour(
@@ -415,22 +500,24 @@ def charging_behaviour(
     dc_energy = sum(s.energy_kwh or 0.0 for s in energy if s.dc)
     all_energy = sum(s.energy_kwh or 0.0 for s in energy)
     hold = int(params.max_hold_s * 1000)
-    soc_time = _held_time(inputs.get(SOC), hold, end_ms)
-    observed = sum(ms for _, ms in soc_time)
-    high = sum(ms for v, ms in soc_time if v >= params.high_soc)
-    low = sum(ms for v, ms in soc_time if v <= params.low_soc)
-    bands = {"below_0c": 0, "0_to_10c": 0, "10_to_35c": 0, "above_35c": 0}
-    for v, ms in _held_time(inputs.get(TEMP_MAX), hold, end_ms):
-        key = (
-            "below_0c"
-            if v < 0
-            else "0_to_10c"
-            if v < 10
-            else "10_to_35c"
-            if v <= 35
-            else "above_35c"
+    soc, soc_ms = _held_time(inputs.get(SOC), hold, end_ms)
+    observed = int(soc_ms.sum())
+    high = int(soc_ms[soc >= params.high_soc].sum())
+    low = int(soc_ms[soc <= params.low_soc].sum())
+    temp, temp_ms = _held_time(inputs.get(TEMP_MAX), hold, end_ms)
+    below = temp < 0
+    cool = ~below & (temp < 10)
+    mild = ~below & ~cool & (temp <= 35)
+    hot = ~(below | cool | mild)  # as a chain of ifs: NaN lands here
+    bands = {
+        key: int(temp_ms[mask].sum())
+        for key, mask in (
+            ("below_0c", below),
+            ("0_to_10c", cool),
+            ("10_to_35c", mild),
+            ("above_35c", hot),
         )
-        bands[key] += ms
+    }
     return {
         "sessions": len(charges),
         "dc_sessions": sum(1 for s in charges if s.dc),

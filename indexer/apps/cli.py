@@ -4,7 +4,9 @@ and with `--audit` recompute it from the inputs' proofs alone, checked against t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from indexer.apps import battery, energy, finance, insurance
+from indexer.apps import battery, energy, finance, insurance, settlement_pay
 from indexer.apps.audit import AuditOutcome, Compute, audit_served
 from indexer.apps.charts import soh_chart
 from indexer.exceptions import IndexerError
@@ -342,8 +344,31 @@ def energy_command(
     token: TokenOpt = "",
     out: OutOpt = Path("data/apps"),
     params: ParamsOpt = None,
+    pay: Annotated[
+        bool, typer.Option("--pay", help="Pay the --report's settlement in DIMO on-chain.")
+    ] = False,
+    product: Annotated[
+        int | None, typer.Option(min=1, help="For --pay: your licensed CHARGING product.")
+    ] = None,
+    key_env: Annotated[
+        str, typer.Option(help="For --pay: environment variable holding the utility's key.")
+    ] = "DIMO_UTILITY_KEY",
+    permit: Annotated[
+        bool,
+        typer.Option(
+            "--permit/--approve",
+            help="For --pay, when the allowance is short: sign an "
+            "ERC-2612 permit (one transaction) or send an approve first.",
+        ),
+    ] = True,
+    rpc_url: RpcOpt = None,
+    deployment: DeploymentOpt = None,
 ) -> None:
-    """A vehicle's charging sessions and flexibility, or a demand-response settlement."""
+    """A vehicle's charging sessions and flexibility, or a demand-response settlement, which
+    `--pay` pays through the data market (each vehicle credited its amount, fee on top)."""
+    if pay and report is None:
+        console.print("[red]--pay needs --report ID[/red]")
+        raise typer.Exit(2)
     with httpx.Client(timeout=300) as client:
         if report is not None:
             body = fetch_answer(api_url, token, f"/apps/energy/reports/{report}", {}, client)
@@ -364,6 +389,10 @@ def energy_command(
                 )
             console.print(table)
             console.print(f"report: {path}\nchart:  {chart}")
+            if pay:
+                paid = _pay_settlement(body, product, key_env, permit, rpc_url, deployment)
+                receipt = _save(out, f"energy-report-{report}-payment", paid)
+                console.print(f"payment: {receipt}")
             return
         if vehicle is None or start is None or end is None:
             console.print("[red]--vehicle, --start and --end are needed (or --report ID)[/red]")
@@ -390,3 +419,65 @@ def energy_command(
             )
         console.print(table)
         console.print(f"answer: {path}")
+
+
+def _pay_settlement(
+    body: Mapping[str, Any],
+    product: int | None,
+    key_env: str,
+    permit: bool,
+    rpc_url: str | None,
+    deployment: Path | None,
+) -> dict[str, Any]:
+    """Pays a served settlement report through `DataMarket.paySettlement`; the receipt.
+
+    Raises:
+        typer.Exit: a missing option (2), or a settlement already paid or refused (1).
+    """
+    key = os.environ.get(key_env)
+    if product is None or not key or not rpc_url or deployment is None:
+        needs = {
+            "--product (the licensed CHARGING product)": product is None,
+            f"the utility's key in ${key_env}": not key,
+            "--rpc-url (DIMO_INDEXER_RPC_URL)": not rpc_url,
+            "--deployment (DIMO_DEPLOYMENT)": deployment is None,
+        }
+        console.print(f"[red]--pay needs {', '.join(k for k, v in needs.items() if v)}[/red]")
+        raise typer.Exit(2)
+    served = body.get("payment") or {}
+    if served.get("paid"):
+        console.print(f"[red]already paid[/red] in {served['tx_hash']}")
+        raise typer.Exit(1)
+    try:
+        call = settlement_pay.settlement_call(body["settlement"])
+        if served.get("settlement_id") not in (None, "0x" + call.settlement_id.hex()):
+            raise settlement_pay.SettlementNotPayable(
+                f"the API names settlement id {served['settlement_id']}, this client "
+                f"0x{call.settlement_id.hex()}"
+            )
+        payer = settlement_pay.SettlementPayer(rpc_url, Deployment.load(deployment), key)
+        if payer.is_paid(call.settlement_id):
+            console.print("[red]already paid[/red] on-chain (not indexed yet)")
+            raise typer.Exit(1)
+        with console.status(f"paying {len(call.vehicle_ids)} vehicles"):
+            receipt = payer.pay(product, call, permit=permit)
+    except IndexerError as exc:
+        console.print(f"[red]payment failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    rows = Table(title=f"Settlement {receipt.settlement_id} paid")
+    for column in ("tx", "product", "vehicles", "total wei", "fee wei"):
+        rows.add_column(column, justify="right")
+    rows.add_row(
+        receipt.tx_hash,
+        str(receipt.product_id),
+        str(receipt.vehicles),
+        str(receipt.total),
+        str(receipt.fee),
+    )
+    console.print(rows)
+    return {
+        **asdict(receipt),
+        "payer": payer.address,
+        "vehicle_ids": call.vehicle_ids,
+        "amounts": [str(a) for a in call.amounts],
+    }

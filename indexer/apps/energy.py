@@ -36,13 +36,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -55,6 +56,7 @@ from sqlalchemy import (
     Text,
 )
 
+from indexer.apps.columnar import as_columns, keys_to_refs, seq_sum
 from indexer.db import metadata
 from indexer.exceptions import AppParameterInvalid
 from indexer.queries import (
@@ -214,39 +216,35 @@ class EnergyParams:
 
 def energy_kwh(
     power: Sequence[Reading], start_ms: int, end_ms: int, max_hold_s: float
-) -> tuple[float, list[Reading]]:
+) -> tuple[float, Sequence[Reading]]:
     """Energy drawn over `[start_ms, end_ms)` from `Charging.Power` readings (kW).
 
     Each reading holds until the next one or for `max_hold_s`, whichever comes first.
 
     Args:
-        power: Readings sorted by time; those before the window may hold into it.
+        power: Readings sorted by time (a list or `Columns`); those before the window may
+            hold into it.
         start_ms: Window start, unix ms.
         end_ms: Window end, unix ms.
         max_hold_s: Longest hold, s.
 
     Returns:
-        The energy in kWh, and the readings that contributed to it (in time order).
+        The energy in kWh, and the readings that contributed to it (in time order): those
+        that hold for some time inside the window, and those in it that hold for none.
     """
+    cols = as_columns(power)
     hold = int(max_hold_s * 1000)
-    total = 0.0
-    used: list[Reading] = []
     # A reading older than the hold cannot reach the window: start after those.
-    first = bisect_left(power, start_ms - hold, key=lambda r: r.ts)
-    for i in range(first, len(power)):
-        r = power[i]
-        if r.ts >= end_ms:
-            break
-        until = r.ts + hold
-        if i + 1 < len(power):
-            until = min(until, power[i + 1].ts)
-        a, b = max(r.ts, start_ms), min(until, end_ms)
-        if b > a:
-            total += float(r.value) * (b - a) / 3_600_000
-            used.append(r)
-        elif start_ms <= r.ts:
-            used.append(r)  # a reading in the window that holds for no time still counts as seen
-    return total, used
+    first = int(np.searchsorted(cols.ts, start_ms - hold, side="left"))
+    stop = max(first, int(np.searchsorted(cols.ts, end_ms, side="left")))
+    ts = cols.ts[first:stop]
+    until = ts + hold
+    following = cols.ts[first + 1 : stop + 1]  # the next reading of each (the last may have none)
+    until[: len(following)] = np.minimum(until[: len(following)], following)
+    a, b = np.maximum(ts, start_ms), np.minimum(until, end_ms)
+    holds = b > a
+    total = seq_sum(cols.value[first:stop][holds] * (b - a)[holds] / 3_600_000)
+    return total, cols[first:stop].take(holds | (ts >= start_ms))
 
 
 # -------------------------------------------------------------------------------------------
@@ -321,11 +319,12 @@ def sessions(
     marks: list[tuple[int, bool | None]] = [(r.ts, float(r.value) != 0) for r in is_charging]
     marks.sort(key=lambda m: (m[0], m[1] is not False))
     plug_runs = _plug_runs(plugged, gap)
+    power, soc = as_columns(power), as_columns(soc)
     out = []
     for a, b in _segments(marks, gap, int(p.session_min_s * 1000)):
         kwh, _ = energy_kwh(power, a, b + 1, p.max_hold_s)
-        peaks = [float(r.value) for r in power if a <= r.ts <= b]
-        levels = [float(r.value) for r in soc if a <= r.ts <= b]
+        peaks = power.value[(power.ts >= a) & (power.ts <= b)].tolist()
+        levels = soc.value[(soc.ts >= a) & (soc.ts <= b)].tolist()
         plug_in, plug_out = a, b
         for pa, pb in plug_runs:
             if pa <= b and pb >= a:
@@ -460,6 +459,22 @@ class VehicleDelivery:
     paid_kwh: float
     inputs: list[list[int]]
 
+    def as_dict(self) -> dict[str, Any]:
+        """`dataclasses.asdict` of the delivery, without its generic deep copy (a settlement
+        lists thousands of vehicles with thousands of inputs each)."""
+        return {
+            "vehicle_id": self.vehicle_id,
+            "status": self.status,
+            "baseline_windows": [list(w) for w in self.baseline_windows],
+            "baseline_day_kwh": list(self.baseline_day_kwh),
+            "baseline_kwh": self.baseline_kwh,
+            "actual_kwh": self.actual_kwh,
+            "delivered_kwh": self.delivered_kwh,
+            "delivered_kw": self.delivered_kw,
+            "paid_kwh": self.paid_kwh,
+            "inputs": [list(ref) for ref in self.inputs],
+        }
+
 
 def deliver(
     vehicle_id: int,
@@ -484,17 +499,18 @@ def deliver(
         params: The parameters.
     """
     chosen = list(windows[: params.baseline_days])
+    power, charging = as_columns(power), as_columns(is_charging)
     days: list[float] = []
-    used: set[tuple[int, int]] = set()
+    used: list[NDArray[np.int64]] = []
     for a, b in chosen:
         kwh, readings = energy_kwh(power, a, b, params.max_hold_s)
         days.append(round(kwh, 6))
-        used.update((r.batch_id, r.leaf_index) for r in readings)
+        used.append(as_columns(readings).keys())
     actual, readings = energy_kwh(power, start_ms, end_ms, params.max_hold_s)
-    used.update((r.batch_id, r.leaf_index) for r in readings)
-    seen = [r for r in is_charging if start_ms <= r.ts < end_ms]
-    used.update((r.batch_id, r.leaf_index) for r in seen)
-    in_window = any(start_ms <= r.ts < end_ms for r in power) or bool(seen)
+    used.append(as_columns(readings).keys())
+    seen = charging.take((charging.ts >= start_ms) & (charging.ts < end_ms))
+    used.append(seen.keys())
+    in_window = bool(((power.ts >= start_ms) & (power.ts < end_ms)).any()) or len(seen) > 0
     baseline = sum(days) / len(days) if days else 0.0
     delivered = baseline - actual
     hours = (end_ms - start_ms) / 3_600_000
@@ -514,7 +530,7 @@ def deliver(
         round(delivered, 6),
         round(delivered / hours, 6),
         round(max(0.0, delivered), 6) if status == "settled" else 0.0,
-        [[b, leaf] for b, leaf in sorted(used)],
+        keys_to_refs(np.concatenate(used)),
     )
 
 
@@ -559,7 +575,7 @@ def settle(
         "params": params.as_dict(),
         "baseline": f"mean of the same window on the {params.baseline_days} most recent "
         "comparable days (weekday/weekend), other event days skipped",
-        "vehicles": [asdict(d) for d in sorted(deliveries, key=lambda d: d.vehicle_id)],
+        "vehicles": [d.as_dict() for d in sorted(deliveries, key=lambda d: d.vehicle_id)],
         "withheld": list(withheld),
         "totals": {
             "vehicles": len(deliveries),
@@ -592,6 +608,7 @@ def load_profile(
         bucket is the mean over `windows` (the first `baseline_days`) of the same bucket.
     """
     chosen = list(windows[: params.baseline_days])
+    power = as_columns(power)
     actual: list[float] = []
     baseline: list[float] = []
     for a in range(start_ms, end_ms, step_ms):

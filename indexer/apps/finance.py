@@ -31,13 +31,16 @@ Method `finance/1`:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+import numpy as np
+from numpy.typing import NDArray
+
 from indexer.apps.audit import AppInputs
 from indexer.apps.battery import BatteryParams, VehicleFacts, battery_report
+from indexer.apps.columnar import Columns, as_columns, seq_sum, trip_spans
 from indexer.apps.params import AppParams
 from indexer.queries import IGNITION, IGNITION_OFF, IGNITION_ON, ODOMETER, SPEED, Reading
 
@@ -122,6 +125,18 @@ def _ref(r: Reading) -> list[int]:
     return [r.batch_id, r.leaf_index]
 
 
+def _device_codes(cols: Columns, devices: Mapping[tuple[int, int], str]) -> NDArray[np.int64]:
+    """Per reading, a number standing for its bundle's signing device (-1: unknown)."""
+    keys, where = np.unique(cols.keys(), return_inverse=True)
+    names: dict[str, int] = {}
+    codes = []
+    for k in keys.tolist():
+        d = devices.get((k >> 32, k & 0xFFFFFFFF))
+        codes.append(-1 if d is None else names.setdefault(d, len(names)))
+    out: NDArray[np.int64] = np.asarray(codes, np.int64)[where.reshape(-1)]
+    return out
+
+
 def odometer_history(
     odometer: Sequence[Reading],
     devices: Mapping[tuple[int, int], str],
@@ -138,15 +153,26 @@ def odometer_history(
         life_start_ms: Start of the vehicle's life (its mint on-chain), unix ms.
         end_ms: End of the window, unix ms.
     """
+    cols = as_columns(odometer)
+    ts, km = cols.ts, cols.value
     signals: list[dict[str, Any]] = []
-    signed_km = 0.0
     gap_ms = params.gap_days * MS_PER_DAY
-    covered_ms = 0
-    for prev, cur in itertools.pairwise(odometer):
-        dt_ms = cur.ts - prev.ts
-        delta = float(cur.value) - float(prev.value)
-        d_prev = devices.get((prev.batch_id, prev.leaf_index))
-        d_cur = devices.get((cur.batch_id, cur.leaf_index))
+    dt_ms = np.diff(ts)
+    delta = np.diff(km)
+    code = _device_codes(cols, devices)
+    swap = (code[:-1] >= 0) & (code[1:] >= 0) & (code[:-1] != code[1:])
+    gap = dt_ms > gap_ms
+    decrease = ~gap & (delta < -params.odometer_tolerance_km)
+    jump = (
+        ~gap
+        & ~decrease
+        & (delta > params.max_speed_kmh * dt_ms / 3_600_000 + params.odometer_tolerance_km)
+    )
+    signed = ~gap & ~decrease & ~jump & (delta > 0)
+    signed_km = seq_sum(delta[signed])
+    covered_ms = int(dt_ms[~gap].sum())
+    for i in np.flatnonzero(swap | gap | decrease | jump).tolist():
+        prev, cur = cols[i], cols[i + 1]
         base = {
             "from_ts": prev.ts,
             "to_ts": cur.ts,
@@ -154,40 +180,41 @@ def odometer_history(
             "to_km": float(cur.value),
             "inputs": [_ref(prev), _ref(cur)],
         }
-        if d_prev is not None and d_cur is not None and d_prev != d_cur:
+        if swap[i]:
+            d_prev = devices[(prev.batch_id, prev.leaf_index)]
+            d_cur = devices[(cur.batch_id, cur.leaf_index)]
             signals.append(
                 {"kind": "device-swap", **base, "from_device": d_prev, "to_device": d_cur}
             )
-        if dt_ms > gap_ms:
-            signals.append({"kind": "gap", **base, "days": dt_ms / MS_PER_DAY})
-            continue
-        covered_ms += dt_ms
-        if delta < -params.odometer_tolerance_km:
-            signals.append({"kind": "decrease", **base, "delta_km": delta})
-        elif delta > params.max_speed_kmh * dt_ms / 3_600_000 + params.odometer_tolerance_km:
-            signals.append({"kind": "implausible-jump", **base, "delta_km": delta})
-        elif delta > 0:
-            signed_km += delta
-    if odometer and odometer[0].ts - life_start_ms > gap_ms:
+        if gap[i]:
+            signals.append({"kind": "gap", **base, "days": int(dt_ms[i]) / MS_PER_DAY})
+        elif decrease[i]:
+            signals.append({"kind": "decrease", **base, "delta_km": float(delta[i])})
+        elif jump[i]:
+            signals.append({"kind": "implausible-jump", **base, "delta_km": float(delta[i])})
+    if len(cols) and cols[0].ts - life_start_ms > gap_ms:
+        first = cols[0]
         signals.append(
             {
                 "kind": "gap",
                 "from_ts": life_start_ms,
-                "to_ts": odometer[0].ts,
+                "to_ts": first.ts,
                 "from_km": None,
-                "to_km": float(odometer[0].value),
-                "inputs": [_ref(odometer[0])],
-                "days": (odometer[0].ts - life_start_ms) / MS_PER_DAY,
+                "to_km": float(first.value),
+                "inputs": [_ref(first)],
+                "days": (first.ts - life_start_ms) / MS_PER_DAY,
             }
         )
     signals.sort(key=lambda s: (s["to_ts"], s["kind"]))
-    latest = float(odometer[-1].value) if odometer else None
+    head = cols[0] if len(cols) else None
+    tail = cols[-1] if len(cols) else None
+    latest = float(tail.value) if tail else None
     life_ms = max(1, end_ms - life_start_ms)
     kinds = {s["kind"] for s in signals}
     return {
-        "readings": len(odometer),
-        "first": {"ts": odometer[0].ts, "km": float(odometer[0].value)} if odometer else None,
-        "latest": {"ts": odometer[-1].ts, "km": latest} if odometer else None,
+        "readings": len(cols),
+        "first": {"ts": head.ts, "km": float(head.value)} if head else None,
+        "latest": {"ts": tail.ts, "km": latest} if tail else None,
         "signed_km": signed_km,
         "signed_share_of_odometer": signed_km / latest if latest else None,
         "covered_days": covered_ms / MS_PER_DAY,
@@ -201,53 +228,37 @@ def odometer_history(
 def _trips(
     speed: Sequence[Reading], ignition: Sequence[Reading], params: FinanceParams
 ) -> list[tuple[int, int]]:
-    marks: list[tuple[int, bool]] = [(r.ts, True) for r in speed if float(r.value) > 0]
-    for r in ignition:
-        if r.value in IGNITION_ON:
-            marks.append((r.ts, True))
-        elif r.value in IGNITION_OFF:
-            marks.append((r.ts, False))
-    marks.sort(key=lambda m: (m[0], m[1]))
-    gap = params.trip_gap_s * 1000
-    out: list[tuple[int, int]] = []
-    start: int | None = None
-    last = 0
-    for ts, active in marks:
-        if active:
-            if start is not None and ts - last > gap:
-                out.append((start, last))
-                start = None
-            if start is None:
-                start = ts
-            last = ts
-        elif start is not None:
-            out.append((start, last))
-            start = None
-    if start is not None:
-        out.append((start, last))
-    return [(a, b) for a, b in out if b - a >= params.min_trip_s * 1000]
+    sp, ign = as_columns(speed), as_columns(ignition)
+    state = ign.value.tolist()
+    on = ign.ts[np.fromiter((v in IGNITION_ON for v in state), bool, len(state))]
+    off = ign.ts[np.fromiter((v in IGNITION_OFF for v in state), bool, len(state))]
+    begins, ends = trip_spans(
+        sp.ts,
+        sp.value.astype(np.float64) > 0,
+        on,
+        off,
+        params.trip_gap_s * 1000,
+        params.min_trip_s * 1000,
+    )
+    return list(zip(begins.tolist(), ends.tolist(), strict=True))
 
 
 def usage(
     inputs: AppInputs, signed_km: float, covered_days: float, params: FinanceParams
 ) -> dict[str, Any]:
     """Annual mileage, trips per week, high-speed and stop-and-go shares."""
-    speed = inputs.get(SPEED)
+    speed = as_columns(inputs.get(SPEED))
     trips = _trips(speed, inputs.get(IGNITION), params)
     hold = params.max_hold_s * 1000
-    moving = high = crawl = 0.0
-    for i, r in enumerate(speed):
-        v = float(r.value)
-        if v <= 0:
-            continue
-        nxt = speed[i + 1].ts if i + 1 < len(speed) else r.ts
-        ms = min(nxt - r.ts, hold)
-        moving += ms
-        if v > params.high_speed_kmh:
-            high += ms
-        elif v <= params.stop_and_go_kmh:
-            crawl += ms
-    span_days = (speed[-1].ts - speed[0].ts) / MS_PER_DAY if len(speed) > 1 else 0.0
+    ts, v = speed.ts, speed.value
+    nxt = np.append(ts[1:], ts[-1:])  # the last reading stands for no time
+    ms = np.minimum(nxt - ts, hold)
+    go = v > 0
+    fast = v > params.high_speed_kmh
+    moving = seq_sum(ms[go])
+    high = seq_sum(ms[go & fast])
+    crawl = seq_sum(ms[go & ~fast & (v <= params.stop_and_go_kmh)])
+    span_days = (int(ts[-1]) - int(ts[0])) / MS_PER_DAY if len(ts) > 1 else 0.0
     return {
         "annual_km": signed_km / covered_days * DAYS_PER_YEAR if covered_days >= 1 else None,
         "trips": len(trips),

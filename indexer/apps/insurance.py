@@ -49,23 +49,23 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from itertools import groupby
-from operator import itemgetter
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import numpy as np
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from indexer.apps.audit import (
     AppInputs,
     AuditOutcome,
     ChainRoots,
     audit_served,
+    gather_fleet_inputs,
     gather_inputs,
     inputs_from_bundles,
 )
+from indexer.apps.columnar import Columns, keys_to_refs, trip_spans
 from indexer.exceptions import AppParameterInvalid, ExportInvalid
 from indexer.queries import (
     IGNITION,
@@ -75,10 +75,7 @@ from indexer.queries import (
     Interval,
     Reading,
     bundle_proof,
-    is_text_signal,
-    signal_ids,
 )
-from indexer.telemetry import readings, readings_text
 from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
     MalformedBundleError,
@@ -224,10 +221,6 @@ class ScoreParams:
 # -------------------------------------------------------------------------------------------
 
 
-def _reading(r: ReadingLike) -> list[Any]:
-    return [r.ts, r.value, r.batch_id, r.leaf_index]
-
-
 @dataclass(frozen=True)
 class Event:
     """One driving event with the readings behind it.
@@ -338,45 +331,70 @@ class _LocalHours:
 
 
 def _trip_spans(
-    ts: np.ndarray[Any, Any],
-    moving: np.ndarray[Any, Any],
-    ignition: Sequence[ReadingLike],
-    p: ScoreParams,
+    speed: Columns, ignition: Sequence[ReadingLike], p: ScoreParams
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Trip starts and ends (inclusive), as `indexer.queries.trips` segments them.
-
-    Active marks are speed readings above 0 and ignition ON/START; OFF/LOCK marks end a
-    trip; other readings are neutral. A trip is a run of active marks at most `trip_gap_s`
-    apart with no end mark between them, kept if it lasts `trip_min_s`.
-    """
-    on = [r.ts for r in ignition if r.value in IGNITION_ON]
-    off = [r.ts for r in ignition if r.value in IGNITION_OFF]
-    when = np.concatenate((ts[moving], np.array(on, dtype=np.int64), np.array(off, np.int64)))
-    state = np.concatenate(
-        (np.ones(int(moving.sum()) + len(on), dtype=bool), np.zeros(len(off), dtype=bool))
+    """Trip starts and ends (inclusive), as `indexer.queries.trips` segments them
+    (`indexer.apps.columnar.trip_spans`)."""
+    ign = _columns(ignition)
+    state = ign.value.tolist()
+    on = ign.ts[np.fromiter((v in IGNITION_ON for v in state), bool, len(state))]
+    off = ign.ts[np.fromiter((v in IGNITION_OFF for v in state), bool, len(state))]
+    return trip_spans(
+        speed.ts,
+        speed.value > 0,
+        on,
+        off,
+        int(p.trip_gap_s * 1000),
+        int(p.trip_min_s * 1000),
     )
-    if not len(when):
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    order = np.lexsort((state, when))  # by time; at one instant the end mark first
-    when, state = when[order], state[order]
-    prev_state = np.concatenate(([False], state[:-1]))
-    prev_when = np.concatenate(([when[0]], when[:-1]))
-    gap = int(p.trip_gap_s * 1000)
-    starts_here = state & (~prev_state | (when - prev_when > gap))
-    active = np.flatnonzero(state)
-    first = starts_here[active]
-    begins = when[active][first]
-    last_of_run = np.concatenate((np.flatnonzero(first)[1:] - 1, [len(active) - 1]))
-    ends = when[active][last_of_run]
-    keep = ends - begins >= int(p.trip_min_s * 1000)
-    return begins[keep], ends[keep]
 
 
-def _runs(flag: np.ndarray[Any, Any]) -> list[tuple[int, int]]:
+def _columns(readings: Sequence[ReadingLike]) -> Columns:
+    """Readings (or result rows named like them) as `Columns`."""
+    if isinstance(readings, Columns):
+        return readings
+    return Columns.of(readings)
+
+
+def _runs(flag: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """`[first, end)` step indexes of the runs of true in `flag`."""
     edges = np.diff(np.concatenate(([0], flag.view(np.int8), [0])))
-    firsts, ends = np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()
-    return list(zip(firsts, ends, strict=True))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+class _RunStats:
+    """Sums, peaks and the first peak's index of step values over runs `[first, end)`, exactly
+    as `values[first:end].sum()`, `.max()` and `.argmax()` give them run by run."""
+
+    def __init__(self, firsts: np.ndarray[Any, Any], ends: np.ndarray[Any, Any]) -> None:
+        # reduceat over [first, end, first, end, ...]: every other segment is a run.
+        self.bounds = np.stack((firsts, ends), axis=1).reshape(-1)
+        self.firsts = firsts
+        self.lengths = ends - firsts
+        offsets = np.cumsum(self.lengths) - self.lengths
+        self.offsets = offsets
+        self.steps = np.repeat(firsts - offsets, self.lengths) + np.arange(int(self.lengths.sum()))
+
+    def sums(self, values: np.ndarray[Any, Any]) -> list[float]:
+        """Each run's `values[first:end].sum()`, bit for bit: runs of one or two values (most
+        events) at once, longer ones one by one (numpy sums those in its own order)."""
+        out = np.add.reduceat(np.append(values, 0.0), self.bounds)[::2]
+        for i in np.flatnonzero(self.lengths > 2).tolist():
+            first = int(self.firsts[i])
+            out[i] = values[first : first + int(self.lengths[i])].sum()
+        return out.tolist()  # type: ignore[no-any-return]
+
+    def peaks(self, values: np.ndarray[Any, Any]) -> tuple[list[float], list[int]]:
+        """Each run's largest value and the step of its first occurrence."""
+        top = np.maximum.reduceat(np.append(values, 0.0), self.bounds)[::2]
+        inside = values[self.steps]
+        at_top = np.where(inside == np.repeat(top, self.lengths), self.steps, len(values))
+        at = np.minimum.reduceat(at_top, self.offsets)
+        for i in np.flatnonzero(at == len(values)).tolist():  # a NaN in the run: as argmax does
+            first = int(self.firsts[i])
+            at[i] = first + int(np.argmax(values[first : first + int(self.lengths[i])]))
+            top[i] = values[at[i]]
+        return top.tolist(), at.tolist()
 
 
 def _trip_scores(
@@ -387,15 +405,15 @@ def _trip_scores(
     Step `j` joins speed readings `j` and `j + 1` of one trip no more than `max_step_s`
     apart; every figure below is a sum or a run over such steps.
     """
-    if not speed:
-        trips_only = _trip_spans(np.empty(0, np.int64), np.empty(0, bool), ignition, p)
+    speed = _columns(speed)
+    if not len(speed):
+        trips_only = _trip_spans(Columns.empty(), ignition, p)
         return [
             TripScore(int(a), int(b), 0.0, 0.0, 0.0, 0.0, dict.fromkeys(EVENT_KINDS, 0), [])
             for a, b in zip(*trips_only, strict=True)
         ]
-    ts = np.fromiter((r.ts for r in speed), np.int64, len(speed))
-    vs = np.fromiter((float(r.value) for r in speed), np.float64, len(speed))
-    begins, ends = _trip_spans(ts, vs > 0, ignition, p)
+    ts, vs = speed.ts, speed.value
+    begins, ends = _trip_spans(speed, ignition, p)
     n_trips = len(begins)
     if n_trips == 0:
         return []
@@ -443,27 +461,39 @@ def _trip_scores(
         )
     }
     events: list[list[Event]] = [[] for _ in range(n_trips)]
+    rows = (ts.tolist(), vs.tolist(), speed.batch.tolist(), speed.leaf.tolist())
+
+    def shown_at(i: int) -> list[Any]:
+        return [rows[0][i], rows[1][i], rows[2][i], rows[3][i]]
+
     for kind in EVENT_KINDS:
-        for first, end in _runs(flags[kind]):
-            measure = measures[kind][first:end]
-            at = first + int(np.argmax(measure))
-            peak = float(measure[at - first])
-            span = speed[first : end + 1]
+        starts, stops = _runs(flags[kind])
+        if not len(starts):
+            continue
+        stats = _RunStats(starts, stops)
+        peaks, tops = stats.peaks(measures[kind])
+        durations = stats.sums(step_s)
+        distances = stats.sums(step_km) if kind == "night" else peaks
+        trips = trip_of[starts].tolist()
+        runs = zip(
+            starts.tolist(), stops.tolist(), peaks, tops, durations, distances, trips, strict=True
+        )
+        for first, end, peak, at, duration, distance, trip in runs:
             if kind in ("harsh_braking", "harsh_acceleration"):
-                shown = [_reading(r) for r in span]
+                shown = [shown_at(i) for i in range(first, end + 1)]
                 value = peak
             else:
-                shown = [_reading(speed[i]) for i in sorted({first, at, end})]
-                value = peak if kind == "high_speed" else float(step_km[first:end].sum())
-            events[int(trip_of[first])].append(
+                shown = [shown_at(i) for i in sorted({first, at, end})]
+                value = peak if kind == "high_speed" else distance
+            events[trip].append(
                 Event(
                     kind,
-                    span[0].ts,
-                    span[-1].ts,
+                    rows[0][first],
+                    rows[0][end],
                     round(value, 6),
-                    round(float(step_s[first:end].sum()), 3),
+                    round(duration, 3),
                     shown,
-                    len(span),
+                    end + 1 - first,
                 )
             )
     out = []
@@ -486,13 +516,8 @@ def _trip_scores(
 
 def _bundle_refs(*series: Sequence[ReadingLike]) -> list[list[int]]:
     """`[batch_id, leaf_index]` of every bundle the readings come from, sorted, unique."""
-    n = sum(len(s) for s in series)
-    if n == 0:
-        return []
-    batch = np.fromiter((r.batch_id for s in series for r in s), np.int64, n)
-    leaf = np.fromiter((r.leaf_index for s in series for r in s), np.int64, n)
-    keys = np.unique(batch * (1 << 32) + leaf)
-    return np.stack((keys >> 32, keys & 0xFFFFFFFF), axis=1).tolist()  # type: ignore[no-any-return]
+    keys = [_columns(s).keys() for s in series if len(s)]
+    return keys_to_refs(np.concatenate(keys)) if keys else []
 
 
 def score(
@@ -522,6 +547,7 @@ def score(
     p = params or ScoreParams()
     if end_ms <= start_ms:
         raise AppParameterInvalid("start/end", f"[{start_ms}, {end_ms}) is empty")
+    speed, ignition = _columns(speed), _columns(ignition)
     trips = _trip_scores(speed, ignition, p)
     km = sum(t.distance_km for t in trips)
     seconds = sum(t.driving_s for t in trips)
@@ -579,7 +605,7 @@ def read_inputs(
     start_ms: int,
     end_ms: int,
     within: Sequence[Interval] | None,
-) -> tuple[list[Reading], list[Reading]]:
+) -> tuple[Sequence[Reading], Sequence[Reading]]:
     """The speed and ignition readings the score reads, from the index.
 
     Args:
@@ -623,35 +649,15 @@ def fleet_scores(
     Returns:
         Vehicle id -> its score (vehicles without readings score an empty window).
     """
-    ids = signal_ids(conn, SIGNALS)
     wanted = sorted(set(vehicle_ids))
-    by_signal: dict[str, dict[int, list[Any]]] = {name: {} for name in SIGNALS}
-    for name in SIGNALS:
-        if name not in ids or not wanted:
-            continue
-        table = readings_text if is_text_signal(name) else readings
-        rows = conn.execute(
-            select(
-                table.c.vehicle_id, table.c.ts, table.c.value, table.c.batch_id, table.c.leaf_index
-            )
-            .where(
-                table.c.signal == ids[name],
-                table.c.vehicle_id.in_(wanted),
-                table.c.ts >= start_ms,
-                table.c.ts < end_ms,
-            )
-            .order_by(table.c.vehicle_id, table.c.ts, table.c.batch_id, table.c.leaf_index)
-        ).all()
-        out = by_signal[name]
-        for vid, group in groupby(rows, key=itemgetter(0)):
-            out[int(vid)] = list(group)
+    got = gather_fleet_inputs(conn, wanted, SIGNALS, start_ms, end_ms, devices=False)
     return {
         vid: score(
             vid,
             start_ms,
             end_ms,
-            by_signal[SPEED].get(vid, []),
-            by_signal[IGNITION].get(vid, []),
+            got[vid].get(SPEED),
+            got[vid].get(IGNITION),
             params,
         )
         for vid in wanted

@@ -19,7 +19,7 @@ from indexer import schema as s
 from indexer.config import IndexerSettings
 from indexer.db import make_engine
 from indexer.migrate import upgrade
-from indexer.sync import Syncer
+from indexer.sync import StepResult, Syncer
 
 PG_URL = os.environ.get("DIMO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,6 +206,25 @@ def test_syncing_twice_changes_nothing(
     with engine.begin() as conn:  # replay the whole history over the same rows
         conn.execute(s.sync_state.update().values(last_block=-1, last_hash=""))
     assert dump(sync_all(url, rpc_url, deployment_record)) == first
+
+
+def test_a_small_log_budget_shrinks_the_ranges_and_indexes_the_same_rows(
+    platform: dict[str, Any], rpc_url: str, deployment_record: Path, new_db: Callable[[], str]
+) -> None:
+    """`target_logs` cuts the next range when one returns more logs than the budget; the
+    smaller, prefetched ranges must index exactly what one large range does."""
+    whole = dump(sync_all(new_db(), rpc_url, deployment_record, initial_range=10**6))
+    syncer = Syncer(
+        settings_for(new_db(), rpc_url, deployment_record, initial_range=8, target_logs=5)
+    )
+    steps: list[StepResult] = []
+    try:
+        syncer.backfill(progress=lambda step, _goal: steps.append(step))
+    finally:
+        syncer.close()
+    assert sum(step.events for step in steps) == len(whole["events"])
+    assert any(step.to_block - step.from_block + 1 < 8 for step in steps[1:-1])
+    assert dump(syncer.engine) == whole
 
 
 def test_a_sync_killed_mid_backfill_resumes_to_the_state_of_a_clean_sync(

@@ -8,6 +8,9 @@
   settles them. It needs `FEATURE_GRID_PROGRAMMES` on in `Parameters` (governance) and a live
   licence of a product with the CHARGING scope; a settlement counts only the vehicles of the
   region whose CHARGING data its rights cover over the event and the baseline days.
+- A settlement is paid in DIMO through the data market (`DataMarket.paySettlement`, e.g. with
+  `dimo apps energy --report N --pay`); a report shows its settlement id and, once the payment
+  is indexed, its transaction and whether the vehicles were credited the report's amounts.
 - Charging control needs `FEATURE_COMMANDS_SCOPE`; while governance keeps it off, the API
   says so (403 `feature-disabled`).
 """
@@ -28,7 +31,7 @@ from indexer.api.problems import problem_response, problem_responses
 from indexer.api.routes.apps_insurance import deployment_of, parse_json_params
 from indexer.api.routes.apps_proofs import check_window, rights_for
 from indexer.api.routes.telemetry import MAX_MS, Access, VehicleId, get_rights_cache
-from indexer.apps import energy
+from indexer.apps import energy, settlement_pay
 from indexer.apps.energy import (
     PLUGGED,
     REGION_PATTERN,
@@ -679,16 +682,58 @@ def post_settlement(
         .values(body=energy.dumps(report), settlement=energy.dumps(settlement))
     )
     conn.commit()
-    return _json({"report": report, "settlement": settlement}, 201)
+    payment = payment_status(conn, caller, settlement)
+    return _json({"report": report, "settlement": settlement, "payment": payment}, 201)
+
+
+def payment_status(conn: Connection, payer: str, settlement: dict[str, Any]) -> dict[str, Any]:
+    """Whether `payer` paid the settlement through the DataMarket (`paySettlement`), as
+    indexed: the settlement id it is paid under, and when paid the transaction, the total and
+    fee, and whether the vehicles were credited exactly the report's amounts."""
+    sid = "0x" + settlement_pay.settlement_id(settlement).hex()
+    out: dict[str, Any] = {"settlement_id": sid, "paid": False}
+    sp, sc = s.settlement_payments, s.settlement_credits
+    row = conn.execute(
+        select(sp).where(sp.c.payer == payer.lower(), sp.c.settlement_id == sid)
+    ).first()
+    if row is None:
+        return out
+    credits = conn.execute(
+        select(sc.c.vehicle_id, sc.c.amount)
+        .where(sc.c.settlement_id == sid, sc.c.tx_hash == row.tx_hash)
+        .order_by(sc.c.log_index)
+    ).all()
+    owed = [(int(a["vehicle_id"]), int(a["wei"])) for a in settlement["payment"]["amounts"]]
+    return {
+        **out,
+        "paid": True,
+        "tx_hash": row.tx_hash,
+        "block_number": int(row.block_number),
+        "paid_at": int(row.paid_at),
+        "product_id": int(row.product_id),
+        "total_wei": str(row.total),
+        "fee_wei": str(row.fee),
+        "credited": [{"vehicle_id": int(c.vehicle_id), "wei": str(c.amount)} for c in credits],
+        "matches_report": sorted(owed) == sorted((int(c.vehicle_id), c.amount) for c in credits),
+    }
 
 
 @router.get("/reports/{ident}", summary="A settlement report", responses=_RESPONSES)
 def get_report(ident: ObjectId, caller: Caller, conn: DbConn) -> Response:
-    """The REPORT and its settlement; for the utility that settled it."""
+    """The REPORT, its settlement, and its payment in DIMO through the data market: the
+    settlement id to pay it under (`DataMarket.paySettlement`), and once paid, the transaction
+    and whether each vehicle was credited the report's amount."""
     row = _object(conn, oadr_reports, ident)
     if str(row.owner) != caller.lower():
         raise GridResourceNotFound(f"report {ident}")
-    return _json({"report": json.loads(row.body), "settlement": json.loads(row.settlement)})
+    settlement = json.loads(row.settlement)
+    return _json(
+        {
+            "report": json.loads(row.body),
+            "settlement": settlement,
+            "payment": payment_status(conn, caller, settlement),
+        }
+    )
 
 
 @router.get(

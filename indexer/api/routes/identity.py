@@ -344,6 +344,14 @@ def _revenue(conn: Connection, vehicle_id: int, product_ids: list[int]) -> dict[
             spans = intervals[sale.product_id]
             if any(start < at and (end is None or at < end) for start, end in spans):
                 earned[sale.product_id] += sale.share
+    # Settlements paid through the market credit the vehicle directly (`SettlementCredited`).
+    sc = s.settlement_credits
+    for credit in conn.execute(
+        select(sc.c.product_id, sc.c.amount).where(
+            sc.c.vehicle_id == vehicle_id, sc.c.product_id.in_(product_ids)
+        )
+    ):
+        earned[credit.product_id] += credit.amount
     claimed: dict[int, int] = defaultdict(int)
     last_claim: dict[int, int] = {}
     for paid in conn.execute(

@@ -1,0 +1,123 @@
+// Small DOM helpers: elements, tables, status line, and a runner for wallet actions.
+import { BaseError, ContractFunctionRevertedError, formatUnits } from "viem";
+
+/** An element `tag` with attributes `attrs` (on* become listeners) and `children`. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2).toLowerCase(), value);
+    else if (key === "class") el.className = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** A table with `head` columns and `rows` (arrays of cells), or `empty` when there are none. */
+export function table(head, rows, empty = "none", attrs = {}) {
+  if (!rows.length) return h("p", { class: "empty" }, empty);
+  return h(
+    "table",
+    attrs,
+    h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c))))),
+  );
+}
+
+/** A section with a heading. */
+export function section(title, attrs, ...children) {
+  return h("section", attrs, h("h2", {}, title), ...children);
+}
+
+/** DIMO wei (decimal string or bigint) as a readable amount. */
+export function dimo(wei) {
+  const value = Number(formatUnits(BigInt(wei), 18));
+  return `${value.toLocaleString("en", { maximumFractionDigits: 4 })} DIMO`;
+}
+
+/** A reading's value: numbers to at most 6 significant digits, text as it is. */
+export function fmt(value) {
+  return typeof value === "number" ? String(Number(value.toPrecision(6))) : String(value);
+}
+
+/** A shortened address. */
+export function short(address) {
+  return address ? `${address.slice(0, 6)}…${address.slice(-4)}` : "-";
+}
+
+/** Unix seconds as UTC. */
+export function when(seconds) {
+  if (!seconds) return "-";
+  return new Date(Number(seconds) * 1000).toISOString().replace(".000Z", "Z").replace("T", " ");
+}
+
+/** Tells the user `text`; `kind` is info, ok or error. */
+export function status(text, kind = "info") {
+  const el = document.getElementById("status");
+  el.textContent = text;
+  el.className = kind;
+  el.dataset.kind = kind;
+}
+
+/** What went wrong, in words: a contract's custom error by name, an API problem's detail. */
+export function explain(err) {
+  if (err instanceof BaseError) {
+    const revert = err.walk((e) => e instanceof ContractFunctionRevertedError);
+    if (revert?.data?.errorName) {
+      const args = (revert.data.args ?? []).map(String).join(", ");
+      return `${revert.data.errorName}(${args})`;
+    }
+    return err.shortMessage || err.message;
+  }
+  return err?.message ?? String(err);
+}
+
+/**
+ * Runs `action` (a wallet action) with status messages: `doing` while it runs, `done` (or
+ * what it resolves to) after, the reason when it fails. Resolves to the action's result.
+ */
+export async function run(doing, action, done) {
+  status(`${doing}…`);
+  try {
+    const result = await action();
+    status(typeof done === "function" ? done(result) : done ?? `${doing}: done`, "ok");
+    return result;
+  } catch (err) {
+    console.error(err);
+    status(`${doing} failed: ${explain(err)}`, "error");
+    return undefined;
+  }
+}
+
+/** A button that runs `onClick` and is disabled while it runs. */
+export function button(label, onClick, attrs = {}) {
+  const el = h("button", {
+    type: "button",
+    ...attrs,
+    onClick: async () => {
+      el.disabled = true;
+      try {
+        await onClick();
+      } finally {
+        el.disabled = false;
+      }
+    },
+  }, label);
+  return el;
+}
+
+/** Privilege bits, as `Privileges` (contracts/interfaces/IVehicleRights.sol) numbers them. */
+export const PRIVILEGES = [
+  ["BATTERY", 1n],
+  ["CHARGING", 2n],
+  ["ODOMETER", 4n],
+  ["DRIVING", 8n],
+  ["LOCATION", 16n],
+  ["VIN", 32n],
+  ["RAW", 64n],
+  ["COMMANDS", 128n],
+];

@@ -1,0 +1,125 @@
+// Data buyers: browse products, buy a licence with an ERC-2612 permit (one transaction, no
+// approve), see licences, and query the vehicles a licence covers.
+import { parseSignature } from "viem";
+import { all, ApiError, get } from "../api.js";
+import { button, dimo, fmt, h, run, section, short, table, when } from "../ui.js";
+
+const DAY = 86_400;
+
+/** Renders the buyer's view into `root`. */
+export async function renderBuyer(root, ctx) {
+  const { session } = ctx;
+  const [products, licences, readable, balance] = await Promise.all([
+    all("/products"),
+    all("/licences", { buyer: session.address }),
+    all("/vehicles", { readable_by_me: true }),
+    session.read("DimoToken", "balanceOf", [session.address]),
+  ]);
+  const periods = {};
+  root.append(
+    h("p", { class: "balance", id: "buyer-balance" }, `Balance: ${dimo(balance)}`),
+    section("Data products", { id: "products" },
+      table(
+        ["product", "curator", "scopes", "price / period", "vehicles opted in", "periods", ""],
+        products.map((p) => {
+          periods[p.id] = h("input", { type: "number", min: 1, value: 1, size: 3,
+            name: `periods-${p.id}` });
+          return [
+            `#${p.id}`,
+            h("code", { title: p.curator }, short(p.curator)),
+            p.privileges.join(", "),
+            `${dimo(p.price_per_period)} / ${p.period_seconds / DAY} d`,
+            p.vehicles_opted_in,
+            periods[p.id],
+            button("Buy licence", () => buy(p, Number(periods[p.id].value), ctx),
+              { class: "small", "data-product": p.id }),
+          ];
+        }),
+        "No products listed.",
+      )),
+    section("My licences", { id: "licences" },
+      table(
+        ["product", "expires (UTC)", "state", "periods", "paid"],
+        licences.map((l) => [`#${l.product_id}`, when(l.expiry), l.active ? "active" : "expired",
+          l.periods, dimo(l.paid)]),
+        "No licences.",
+      )),
+    section("Vehicles I may read", { id: "readable" },
+      table(
+        ["vehicle", "make", "model", "year", "owner"],
+        readable.map((v) => [`#${v.id}`, v.make, v.model, v.year, short(v.owner)]),
+        "None yet: buy a licence.",
+      )),
+    querySection(),
+  );
+}
+
+/**
+ * Buys `periods` periods of product `p`: signs an ERC-2612 permit of the price for DataMarket
+ * (EIP-712, DimoToken's domain) and sends `buyWithPermit` with it.
+ */
+async function buy(p, periods, ctx) {
+  const { session } = ctx;
+  await run(`Buying ${periods} period(s) of product #${p.id}`, async () => {
+    if (!Number.isInteger(periods) || periods < 1) throw new Error("buy at least one period");
+    const token = session.contract("DimoToken");
+    const market = session.contract("DataMarket");
+    const value = BigInt(p.price_per_period) * BigInt(periods);
+    const [nonce, name] = await Promise.all([
+      session.read("DimoToken", "nonces", [session.address]),
+      session.read("DimoToken", "name"),
+    ]);
+    const deadline = BigInt((await session.now()) + 3600);
+    const signature = await session.wallet.signTypedData({
+      domain: { name, version: "1", chainId: session.chain.id, verifyingContract: token.address },
+      types: {
+        Permit: [
+          { name: "owner", type: "address" },
+          { name: "spender", type: "address" },
+          { name: "value", type: "uint256" },
+          { name: "nonce", type: "uint256" },
+          { name: "deadline", type: "uint256" },
+        ],
+      },
+      primaryType: "Permit",
+      message: { owner: session.address, spender: market.address, value, nonce, deadline },
+    });
+    const { r, s, v, yParity } = parseSignature(signature);
+    const vByte = v !== undefined ? Number(v) : yParity + 27;
+    return session.write("DataMarket", "buyWithPermit",
+      [BigInt(p.id), periods, deadline, vByte, r, s]);
+  }, "Licence bought");
+  ctx.refresh();
+}
+
+function querySection() {
+  const vehicle = h("input", { name: "query-vehicle", type: "number", min: 1, size: 6,
+    placeholder: "vehicle id" });
+  const out = h("div", { id: "query-result" });
+  const query = async () => {
+    const id = Number(vehicle.value);
+    out.replaceChildren(h("p", {}, "Loading…"));
+    try {
+      const latest = await get(`/vehicles/${id}/latest`);
+      out.replaceChildren(
+        h("p", { class: "ok", "data-outcome": "data" },
+          `Vehicle #${id}: ${latest.values.length} signals readable`),
+        table(["signal", "value", "time (UTC)"],
+          latest.values.map((v) => [v.signal, fmt(v.value), when(v.t / 1000)]),
+          "No readings in the covered time."),
+        latest.withheld.length
+          ? h("p", { class: "hint" }, "Withheld: ",
+            latest.withheld.map((w) => `${w.signal} (needs ${w.missing_scope})`).join(", "))
+          : "",
+      );
+    } catch (err) {
+      const denied = err instanceof ApiError && err.status === 403;
+      out.replaceChildren(h("p", { class: "error", "data-outcome": denied ? "denied" : "error" },
+        `Vehicle #${id}: ${denied ? "not covered by your rights" : "error"}: ${err.message}`));
+    }
+  };
+  return section("Query a vehicle", { id: "query" },
+    h("form", { onSubmit: (e) => { e.preventDefault(); query(); } },
+      vehicle, button("Query latest signals", query, { id: "query-button" })),
+    out);
+}

@@ -1,0 +1,91 @@
+"""`/dapp`: what the dApp needs to talk to the chain: chain, contract addresses and ABIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from indexer.api.deps import Settings
+from indexer.api.problems import problem_responses
+from indexer.exceptions import ApiProblem
+from protocol.deployment import Deployment, DeploymentError
+
+router = APIRouter(prefix="/dapp", tags=["dapp"])
+
+#: Chain id of the local anvil chain: only there is the RPC URL served and the dev wallet offered.
+LOCAL_CHAIN_ID: Final = 31337
+
+
+class DeploymentNotFound(ApiProblem, LookupError):
+    """The indexer has no readable deployment record, so there is no dApp configuration."""
+
+    slug: ClassVar[str] = "deployment-not-found"
+    status: ClassVar[int] = 404
+    title: ClassVar[str] = "Deployment not found"
+
+
+class ContractOut(BaseModel):
+    """One deployed contract: where it is and its ABI (from the compiled artifact)."""
+
+    address: str = Field(description="EIP-55 address")
+    abi: list[dict[str, Any]] = Field(description="The contract's JSON ABI")
+
+
+class DappConfigOut(BaseModel):
+    """The chain side of the dApp, from the deployment record the indexer follows."""
+
+    chain_id: int = Field(description="EIP-155 chain id of the deployment")
+    rpc_url: str | None = Field(
+        description="JSON-RPC URL the browser may read from and the dev wallet sends to; only "
+        "on the local chain (a live RPC URL may carry a key), else null: use the wallet's"
+    )
+    dev_wallet: bool = Field(description="Whether the anvil dev accounts may be offered")
+    contracts: dict[str, ContractOut] = Field(description="Contract name -> address and ABI")
+
+
+_cache: dict[Path, tuple[float, DappConfigOut]] = {}
+
+
+def dapp_config(deployment: Path, rpc_url: str) -> DappConfigOut:
+    """The dApp's configuration from the record at `deployment` (re-read when it changes).
+
+    Raises:
+        DeploymentNotFound: no readable, complete record there.
+    """
+    try:
+        mtime = deployment.stat().st_mtime
+        cached = _cache.get(deployment)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        record = Deployment.load(deployment)
+    except (OSError, DeploymentError) as exc:
+        raise DeploymentNotFound(
+            f"the deployment record {deployment} cannot be read ({exc}); deploy the contracts "
+            "(`make run`) or set DIMO_INDEXER_DEPLOYMENT"
+        ) from None
+    local = record.chain_id == LOCAL_CHAIN_ID
+    config = DappConfigOut(
+        chain_id=record.chain_id,
+        rpc_url=rpc_url if local else None,
+        dev_wallet=local,
+        contracts={
+            name: ContractOut(address=c.address, abi=c.abi) for name, c in record.contracts.items()
+        },
+    )
+    _cache[deployment] = (mtime, config)
+    return config
+
+
+@router.get(
+    "/config.json",
+    response_model=DappConfigOut,
+    summary="Chain, addresses and ABIs for the dApp",
+    responses=problem_responses(404),
+)
+def get_config(settings: Settings, response: Response) -> DappConfigOut:
+    """The deployment the indexer follows, as the dApp's viem clients need it."""
+    response.headers["Cache-Control"] = "no-cache"
+    return dapp_config(settings.deployment, settings.rpc_url)
