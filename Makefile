@@ -19,7 +19,7 @@ SHIM_STAMP := $(SOLCX_BINARY_PATH)/.registered
 DAPP_SOURCES := $(shell find dapp -path dapp/dist -prune -o -type f -print)
 DAPP_STAMP := dapp/dist/.built
 
-.PHONY: help install dapp compile test run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps lint clean
+.PHONY: help install dapp compile test run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-stack lint clean
 
 help:
 	@echo "make run     run the platform (anvil, deploy, oracle quorum, indexer, simulated fleet)"
@@ -83,6 +83,9 @@ bench-oracle: install compile
 
 bench-bridge: install
 	$(PY) benchmarks/bridge.py
+
+bench-stack: install compile
+	$(PY) benchmarks/stack.py
 
 lint: install
 	ruff check .

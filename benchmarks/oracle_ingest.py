@@ -107,11 +107,46 @@ def pair_fleet(n_devices: int) -> tuple[Any, list[tuple[int, LocalAccount]], int
     return record, fleet, int(chain.blocks.head.timestamp)
 
 
+def bundle_wire(
+    vehicle: int,
+    key: bytes,
+    device: str,
+    sequence: int,
+    start_ms: int,
+    odometer_km: float,
+    domain: Any,
+) -> bytes:
+    """The wire form of one signed 10 s bundle of 1 Hz readings (speed, SoC, odometer, pack
+    voltage, current, temperature), as a device would send it.
+
+    Args:
+        vehicle: The vehicle the device is paired to.
+        key: The device's private key (32 bytes).
+        device: The device's address.
+        sequence: The device's sequence number of this bundle.
+        start_ms: The window's start (it lasts 10 s).
+        odometer_km: The odometer at the window's start.
+        domain: The EIP-712 domain (`protocol.eip712.Eip712Domain`) the bundle is signed in.
+    """
+    from protocol.bundle import Bundle, encode_signed_bundle, sign_bundle
+
+    ts = [start_ms + 1000 * i for i in range(10)]
+    readings = {
+        "Vehicle.Speed": [(t, 60.0 + (i % 7)) for i, t in enumerate(ts)],
+        f"{_TB}.StateOfCharge.Current": [(t, 80.0 - 0.001 * i) for i, t in enumerate(ts)],
+        "Vehicle.TraveledDistance": [(t, odometer_km + 0.0167 * i) for i, t in enumerate(ts)],
+        f"{_TB}.CurrentVoltage": [(t, 395.0 - 0.01 * i) for i, t in enumerate(ts)],
+        f"{_TB}.CurrentCurrent": [(t, 42.0 + 0.5 * (i % 3)) for i, t in enumerate(ts)],
+        f"{_TB}.Temperature.Average": [(t, 24.5) for t in ts],
+    }
+    bundle = Bundle(device, vehicle, sequence, start_ms, start_ms + 10_000, readings)
+    return encode_signed_bundle(sign_bundle(bundle, key, domain))
+
+
 def presign(
     record: Any, fleet: list[tuple[int, LocalAccount]], per_device: int, start_ms: int
 ) -> list[list[bytes]]:
     """Signs `per_device` consecutive 10 s bundles per device; returns wire forms per device."""
-    from protocol.bundle import Bundle, encode_signed_bundle, sign_bundle
     from protocol.eip712 import dimo_domain
 
     domain = dimo_domain(record.chain_id, record.contract("AttestationAnchor").address)
@@ -121,23 +156,13 @@ def presign(
         odo = 10_000.0 + d
         for seq in range(1, per_device + 1):
             start = start_ms + (seq - 1) * 10_000
-            ts = [start + 1000 * i for i in range(10)]
-            readings = {
-                "Vehicle.Speed": [(t, 60.0 + (i % 7)) for i, t in enumerate(ts)],
-                f"{_TB}.StateOfCharge.Current": [(t, 80.0 - 0.001 * i) for i, t in enumerate(ts)],
-                "Vehicle.TraveledDistance": [(t, odo + 0.0167 * i) for i, t in enumerate(ts)],
-                f"{_TB}.CurrentVoltage": [(t, 395.0 - 0.01 * i) for i, t in enumerate(ts)],
-                f"{_TB}.CurrentCurrent": [(t, 42.0 + 0.5 * (i % 3)) for i, t in enumerate(ts)],
-                f"{_TB}.Temperature.Average": [(t, 24.5) for t in ts],
-            }
+            wires.append(bundle_wire(vehicle, bytes(key.key), key.address, seq, start, odo, domain))
             odo += 0.2
-            bundle = Bundle(key.address, vehicle, seq, start, start + 10_000, readings)
-            wires.append(encode_signed_bundle(sign_bundle(bundle, bytes(key.key), domain)))
         out.append(wires)
     return out
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -197,6 +222,36 @@ def _array(chunk: list[bytes]) -> bytes:
     return head + b"".join(chunk)
 
 
+async def post_cbor(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, body: bytes
+) -> list[dict[str, Any]]:
+    """Posts one CBOR body to `/v1/bundles` over a keep-alive HTTP/1.1 connection.
+
+    Returns:
+        The oracle's result per bundle.
+
+    Raises:
+        RuntimeError: the oracle answered with another status than 200.
+    """
+    writer.write(
+        b"POST /v1/bundles HTTP/1.1\r\nHost: %s\r\n"
+        b"Content-Type: application/cbor\r\nContent-Length: %d\r\n\r\n"
+        % (host.encode(), len(body))
+        + body
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    payload = await reader.readexactly(length)
+    if status != 200:
+        raise RuntimeError(f"oracle answered {status}: {payload[:300]!r}")
+    results: list[dict[str, Any]] = json.loads(payload)["results"]
+    return results
+
+
 async def _send(urls: list[str], per_client: list[list[bytes]]) -> dict[str, int]:
     """Each client posts its own request bodies one after the other; returns outcome counts.
 
@@ -211,22 +266,7 @@ async def _send(urls: list[str], per_client: list[list[bytes]]) -> dict[str, int
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             for body in bodies:
-                writer.write(
-                    b"POST /v1/bundles HTTP/1.1\r\nHost: %s\r\n"
-                    b"Content-Type: application/cbor\r\nContent-Length: %d\r\n\r\n"
-                    % (host.encode(), len(body))
-                    + body
-                )
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                payload = await reader.readexactly(length)
-                if status != 200:
-                    raise RuntimeError(f"oracle answered {status}: {payload[:300]!r}")
-                for r in json.loads(payload)["results"]:
+                for r in await post_cbor(reader, writer, host, body):
                     key = r["status"] if r["status"] != "rejected" else r["problem"]["reason"]
                     outcome[key] = outcome.get(key, 0) + 1
         finally:
@@ -242,11 +282,17 @@ async def _send(urls: list[str], per_client: list[list[bytes]]) -> dict[str, int
 @contextlib.contextmanager
 def fresh_postgres(
     admin_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    name: str | None = None,
 ) -> Iterator[str]:
-    """A new empty PostgreSQL database for one run, dropped afterwards; yields its URL."""
+    """A new empty PostgreSQL database for one run, dropped afterwards; yields its URL.
+
+    Args:
+        admin_url: A database of the server to connect to while creating and dropping.
+        name: The new database's name (default: `bench_ingest_<pid>`).
+    """
     from sqlalchemy import create_engine, text
 
-    name = f"bench_ingest_{os.getpid()}"
+    name = name or f"bench_ingest_{os.getpid()}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
@@ -315,7 +361,7 @@ def ingest_bundles_per_s(
                 "DIMO_ORACLE_BLOB_DIR": f"{tmp}/blobs",
                 "DIMO_ORACLE_MAX_FUTURE_MS": str(span_ms),
             }
-            ports = [_free_port() for _ in range(processes)]
+            ports = [free_port() for _ in range(processes)]
             procs = [start_server(env, port, workers) for port in ports]
             try:
                 urls = [f"http://127.0.0.1:{port}" for port in ports]

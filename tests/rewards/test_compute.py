@@ -193,7 +193,8 @@ def test_a_new_device_on_the_same_vehicle_keeps_its_streak_across_epochs(
     # Next epoch: A's device is replaced; B sends nothing.
     second = first + 1
     start, _ = rewards.epochBounds(second)
-    chain.mine(timestamp=start + 1)
+    if chain.pending_timestamp <= start:  # posting may already have carried the clock past it
+        chain.mine(timestamp=start + 1)
     new_key = make_device_key(next(_NUMBERS) + 3)
     device_id.unpair(key_a.address, sender=owner)
     claim(owner, new_key)

@@ -92,16 +92,24 @@ async function buy(p, periods, ctx) {
   ctx.refresh();
 }
 
+/** What the query section shows: kept across re-renders (the view refreshes after a purchase). */
+const queried = { vehicle: "", shown: [] };
+
 function querySection() {
   const vehicle = h("input", { name: "query-vehicle", type: "number", min: 1, size: 6,
-    placeholder: "vehicle id" });
-  const out = h("div", { id: "query-result" });
+    placeholder: "vehicle id", value: queried.vehicle,
+    onInput: (e) => { queried.vehicle = e.target.value; } });
+  const out = h("div", { id: "query-result" }, ...queried.shown);
+  const show = (...nodes) => {
+    queried.shown = nodes;
+    (document.getElementById("query-result") ?? out).replaceChildren(...nodes);
+  };
   const query = async () => {
-    const id = Number(vehicle.value);
-    out.replaceChildren(h("p", {}, "Loading…"));
+    const id = Number(queried.vehicle);
+    show(h("p", {}, "Loading…"));
     try {
       const latest = await get(`/vehicles/${id}/latest`);
-      out.replaceChildren(
+      show(
         h("p", { class: "ok", "data-outcome": "data" },
           `Vehicle #${id}: ${latest.values.length} signals readable`),
         table(["signal", "value", "time (UTC)"],
@@ -114,7 +122,7 @@ function querySection() {
       );
     } catch (err) {
       const denied = err instanceof ApiError && err.status === 403;
-      out.replaceChildren(h("p", { class: "error", "data-outcome": denied ? "denied" : "error" },
+      show(h("p", { class: "error", "data-outcome": denied ? "denied" : "error" },
         `Vehicle #${id}: ${denied ? "not covered by your rights" : "error"}: ${err.message}`));
     }
   };
