@@ -30,6 +30,11 @@ class IndexerSettings(BaseSettings):
     # Logs a range should hold: a range that returns more makes the next one smaller, so the
     # next range is fetched and decoded while this one is written (and memory stays bounded).
     target_logs: int = Field(default=10_000, ge=1)
+    # A range of at least this many events moves the prefetching (fetch, decode, fold) to a
+    # worker process for the rest of the backfill, off the GIL the writes need; 0: never.
+    prefetch_process_logs: int = Field(default=5_000, ge=0)
+    # Worker processes then, each fetching and decoding a range ahead.
+    prefetch_workers: int = Field(default=2, ge=1)
     # A range answered faster than this (seconds) makes the next one larger.
     fast_range_s: float = Field(default=1.0, gt=0)
     # Seconds one JSON-RPC request may take before it counts as a timeout.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from protocol.problems import PROBLEM_BASE
@@ -510,6 +511,29 @@ class PrivilegeMissing(ApiProblem, PermissionError):
             vehicle_id=vehicle_id,
             missing_scopes=scopes,
             signals=signals,
+        )
+
+
+class LocationPrivilegeMissing(ApiProblem, PermissionError):
+    """A position-based region asked for by a caller holding LOCATION on no vehicle (403).
+
+    The same problem type as `PrivilegeMissing`, with `missing_scopes: ["LOCATION"]`.
+    """
+
+    slug = "privilege-missing"
+    status = 403
+    title = "Missing data privilege"
+
+    def __init__(self, region: str, signals: Sequence[str]) -> None:
+        self.region = region
+        super().__init__(
+            f"placing vehicles in the geometric region {region!r} reads their positions, and "
+            "you hold the LOCATION scope on no vehicle: get a grant with LOCATION from owners "
+            "or buy a licence of a product with LOCATION; regions declared by owners "
+            "(GET /apps/energy/regions/{region}/flexibility) need no position",
+            region=region,
+            missing_scopes=["LOCATION"],
+            signals=list(signals),
         )
 
 

@@ -14,7 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from eth_abi.decoding import ContextFramesBytesIO, TupleDecoder
@@ -22,7 +22,7 @@ from eth_abi.registry import registry as abi_registry
 from sqlalchemy import Connection, Table, and_, bindparam, delete, or_, select
 
 from indexer import schema as s
-from indexer.db import insert_rows
+from indexer.db import insert_rows, insert_tuples
 from protocol.crypto import keccak256
 
 ZERO: Final = "0x" + "00" * 20
@@ -111,6 +111,67 @@ def _word_decoder(abi_type: str) -> WordDecoder | None:
     return None
 
 
+FastDecoder = Callable[[Sequence[str], str], "dict[str, Any] | None"]
+
+
+def _topic_expr(abi_type: str, var: str) -> str | None:
+    """A Python expression decoding one indexed argument from topic string `var`, as
+    `_topic_decoder` does, or None when there is none this simple."""
+    if abi_type == "address":
+        return f'"0x" + {var}[26:].lower()'
+    if abi_type.startswith("uint") and abi_type[4:].isdigit():
+        return f"int({var}, 16)"
+    if abi_type == "bool":
+        return f"int({var}, 16) != 0"
+    if abi_type.startswith("int") and abi_type[3:].isdigit():
+        return None
+    return f"{var}.lower()"
+
+
+def _word_expr(abi_type: str, start: int) -> str | None:
+    """A Python expression decoding the one-word value at hex offset `start` of the data
+    string `d`, as `_word_decoder` does, or None when there is none this simple."""
+    end = start + 64
+    if abi_type == "address":
+        return f'"0x" + d[{start + 24}:{end}].lower()'
+    if abi_type == "bool":
+        return f"int(d[{start}:{end}], 16) != 0"
+    if abi_type.startswith("uint") and abi_type[4:].isdigit():
+        return f"int(d[{start}:{end}], 16)"
+    if abi_type.startswith("bytes") and abi_type[5:].isdigit():
+        return f'"0x" + d[{start}:{start + 2 * int(abi_type[5:])}].lower()'
+    return None
+
+
+def _fast_decoder(
+    topics: Sequence[tuple[str, str]], words: Sequence[tuple[str, str]]
+) -> FastDecoder | None:
+    """One generated function decoding a whole log of this shape by string slicing (names
+    and types as (name, canonical type)), which answers None for a log of another shape; or
+    None when some argument needs eth_abi."""
+    parts = []
+    for i, (name, abi_type) in enumerate(topics):
+        expr = _topic_expr(abi_type, f"t[{i + 1}]")
+        if expr is None:
+            return None
+        parts.append(f"{name!r}: {expr}")
+    for i, (name, abi_type) in enumerate(words):
+        expr = _word_expr(abi_type, 2 + 64 * i)
+        if expr is None:
+            return None
+        parts.append(f"{name!r}: {expr}")
+    size = 2 + 64 * len(words)
+    source = (
+        "def decode(t, d):\n"
+        f"    if len(t) != {len(topics) + 1} or len(d) != {size}:\n"
+        "        return None\n"
+        f"    return {{{', '.join(parts)}}}\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<log decoder>", "exec"), namespace)
+    return cast("FastDecoder", namespace["decode"])
+
+
 @dataclass(frozen=True, slots=True)
 class LogDecoder:
     """Decodes the logs of one event of one contract (precomputed per (address, topic0)).
@@ -126,9 +187,15 @@ class LogDecoder:
     data_names: tuple[str, ...]
     data_decoder: TupleDecoder | None
     word_decoders: tuple[WordDecoder, ...] | None = None
+    #: The whole log decoded by one generated function (most events); None if not possible.
+    fast: FastDecoder | None = None
 
     def decode(self, topics: Sequence[str], data: str) -> dict[str, Any]:
         """The event's arguments by name."""
+        if self.fast is not None:
+            done = self.fast(topics, data)
+            if done is not None:
+                return done
         args: dict[str, Any] = {}
         for name, dec, topic in zip(
             self.topic_names, self.topic_decoders, topics[1:], strict=False
@@ -182,6 +249,10 @@ def build_decoders(
                 data_names=tuple(str(i["name"]) for i in plain),
                 data_decoder=data_decoder,
                 word_decoders=word_decoders,
+                fast=_fast_decoder(
+                    [(str(i["name"]), _canonical(i)) for i in indexed],
+                    [(str(i["name"]), _canonical(i)) for i in plain],
+                ),
             )
     return out
 
@@ -872,6 +943,44 @@ def _born_in(fresh: dict[str, list[Event]]) -> set[str]:
     return {key for key, events in fresh.items() if events and _creates(key, events[0])}
 
 
+@dataclass(frozen=True)
+class Prefolded:
+    """The projection rows of the entities a range creates, folded before its transaction.
+
+    A forward step needs nothing from the database to fold them (no event about an entity can
+    precede its creation), so the sync's prefetch thread does it while the previous range is
+    written.
+    """
+
+    #: The entity keys whose first event in the range creates them.
+    keys: frozenset[str]
+    #: Their rows, as tuples in each table's column order, by table name (names, not
+    #: `Table`s, cross a process boundary intact).
+    rows: dict[str, list[tuple[Any, ...]]]
+
+
+_COLUMN_NAMES: dict[Table, tuple[str, ...]] = {}
+
+
+def _column_names(table: Table) -> tuple[str, ...]:
+    names = _COLUMN_NAMES.get(table)
+    if names is None:
+        names = _COLUMN_NAMES[table] = tuple(c.name for c in table.columns)
+    return names
+
+
+def prefold(fresh: dict[str, list[Event]]) -> Prefolded:
+    """Folds the entities created by a range's events (`fresh`, each key's list in chain
+    order), for `Projector.rewrite(..., prefolded=)`."""
+    born = _born_in(fresh)
+    rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for key in born:
+        for table, folded in fold(key, fresh[key]).items():
+            names = _column_names(table)
+            rows[table.name].extend(tuple(map(row.get, names)) for row in folded)
+    return Prefolded(frozenset(born), dict(rows))
+
+
 class Projector:
     """Rewrites the projection rows of entity keys from the `events` table."""
 
@@ -882,6 +991,7 @@ class Projector:
         fresh: dict[str, list[Event]] | None = None,
         below: int | None = None,
         replay: bool = True,
+        prefolded: Prefolded | None = None,
     ) -> None:
         """Replaces the rows of `keys` with the fold of their events.
 
@@ -894,8 +1004,14 @@ class Projector:
             below: see `fresh`.
             replay: whether events from `below` on may already be stored (a range indexed
                 again). When not, entities created in `fresh` have no rows to delete.
+            prefolded: `prefold(fresh)`, used only when not `replay`: its entities are
+                inserted as folded, and only the other keys are folded here.
         """
-        if not keys:
+        early = prefolded if prefolded is not None and not replay and fresh is not None else None
+        if early is not None:
+            keys = keys - early.keys
+            fresh = {k: v for k, v in fresh.items() if k not in early.keys}  # type: ignore[union-attr]
+        if not keys and early is None:
             return
         by_key: dict[str, list[Event]] = defaultdict(list)
         ordered = sorted(keys)
@@ -948,3 +1064,6 @@ class Projector:
             new = inserts.get(table)
             if new:
                 insert_rows(conn, table, new)
+            folded = early.rows.get(table.name) if early is not None else None
+            if folded:
+                insert_tuples(conn, table, _column_names(table), folded)

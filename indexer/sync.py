@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -32,7 +35,15 @@ from indexer.exceptions import (
     LogRangeError,
     ReorgTooDeepError,
 )
-from indexer.handlers import Event, LogDecoder, Projector, build_decoders, keys_of
+from indexer.handlers import (
+    Event,
+    LogDecoder,
+    Prefolded,
+    Projector,
+    build_decoders,
+    keys_of,
+    prefold,
+)
 from indexer.loader import (
     AnchoredBatch,
     BatchLoader,
@@ -214,16 +225,27 @@ EVENT_COLUMNS = (
 class Prepared:
     """A fetched range, decoded and made into rows (off the writing thread)."""
 
-    logs: list[RawLog]
     to_block: int
     headers: dict[int, Header]
     #: Whether every log's block is among `headers` with the same hash (else nothing decoded).
     consistent: bool
-    events: list[Event]
+    #: The range size the provider's answer suggests for the next fetch.
+    next_range: int
+    #: Events decoded.
+    count: int = 0
     #: One tuple per event, in `EVENT_COLUMNS` order.
-    rows: list[tuple[Any, ...]]
-    #: The range's events of each entity key they touch.
-    fresh: dict[str, list[Event]]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Every entity key the events touch.
+    touched: set[str] = field(default_factory=set)
+    #: The events of each key they touch, in chain order; when not `complete`, only of the
+    #: keys `prefolded` does not hold.
+    fresh: dict[str, list[Event]] = field(default_factory=dict)
+    #: The `BatchAnchored` and `RootPosted` events, in chain order.
+    special: list[Event] = field(default_factory=list)
+    #: The entities the range creates, already folded (used by a forward step).
+    prefolded: Prefolded | None = None
+    #: Whether `fresh` holds every touched key (a replayed range needs it).
+    complete: bool = True
 
 
 #: The event whose batches the syncer verifies and loads.
@@ -255,77 +277,30 @@ def _fingerprint(chain_id: int, addresses: Iterable[str]) -> str:
     return "0x" + hashlib.sha256(f"{chain_id}:{joined}".encode()).hexdigest()
 
 
-class Syncer:
-    """Indexes the platform's contract events into the database at `engine`.
+class RangeFetcher:
+    """Fetches block ranges and makes them ready to write: `eth_getLogs` sized to the provider
+    and to `target_logs`, the blocks' headers, the events decoded, their `events` rows, their
+    entity keys and the entities they create folded.
 
-    Args:
-        settings: the indexer's settings (RPC URL, confirmations, range sizes...).
-        deployment: the deployment record; loaded from `settings.deployment` when omitted.
-        engine: the database; made from `settings.database_url` when omitted.
-        store: where anchored batch contents are fetched by CID; from `settings.kubo_url`, else
-            `settings.blob_dir`, when omitted (opened at the first `BatchAnchored`).
+    It runs in the sync's prefetch thread, or during a large backfill in a worker process
+    (`fetch_in_worker`), so that decoding does not compete with the writes for the GIL.
     """
 
-    def __init__(
-        self,
-        settings: IndexerSettings,
-        deployment: Deployment | None = None,
-        engine: Engine | None = None,
-        store: BlobStore | None = None,
-    ) -> None:
+    def __init__(self, settings: IndexerSettings, deployment: Deployment) -> None:
         self.settings = settings
-        self.deployment = deployment or Deployment.load(settings.deployment)
-        self.engine = engine or make_engine(settings.database_url)
         self.rpc = Rpc(settings.rpc_url, settings.rpc_timeout_s)
-        contracts = self.deployment.contracts
+        contracts = deployment.contracts
         self.addresses = [c.address.lower() for c in contracts.values()]
         self.decoders: dict[tuple[str, str], LogDecoder] = build_decoders(
             {name: (c.address, c.abi) for name, c in contracts.items()}
         )
-        self.fingerprint = _fingerprint(self.deployment.chain_id, self.addresses)
         self.range = max(settings.min_range, min(settings.initial_range, settings.max_range))
-        self.projector = Projector()
-        self._dialect = self.engine.dialect.name
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="getlogs")
-        self._ahead: tuple[int, int, Future[Prepared]] | None = None
-        self._store = store
-        self._loader: BatchLoader | None = None
-        self._next_retry = 0.0
-
-    @property
-    def loader(self) -> BatchLoader:
-        """The batch loader (its blob store is opened on first use)."""
-        if self._loader is None:
-            store = self._store
-            if store is None:
-                kubo = self.settings.kubo_url
-                store = KuboRpcStore(kubo) if kubo else LocalCidStore(self.settings.blob_dir)
-            anchor = self.deployment.contract("AttestationAnchor").address
-            domain = dimo_domain(self.deployment.chain_id, anchor)
-            self._loader = BatchLoader(self.engine, store, domain, _no_pairings)
-        return self._loader
 
     def close(self) -> None:
-        """Releases the prefetch thread and the RPC client."""
-        self._ahead = None
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Releases the RPC client."""
         self.rpc.close()
 
-    # ---------------------------------------------------------------------------------------
-    # chain
-
-    def _rpc(self, method: str, params: list[Any]) -> Any:
-        try:
-            return self.rpc.call(method, params)
-        except RpcError as err:
-            raise ChainUnavailableError(self.settings.rpc_url, str(err)) from None
-
-    def target(self) -> int:
-        """The newest block with enough confirmations."""
-        head = int(self._rpc("eth_blockNumber", []), 16)
-        return head - self.settings.confirmations
-
-    def _headers(self, numbers: Iterable[int]) -> dict[int, Header]:
+    def headers(self, numbers: Iterable[int]) -> dict[int, Header]:
         nums = sorted(set(numbers))
         out: dict[int, Header] = {}
         for i in range(0, len(nums), 100):
@@ -339,7 +314,7 @@ class Syncer:
                     out[n] = _header(raw)
         return out
 
-    def _get_logs(self, from_block: int, to_block: int) -> tuple[list[RawLog], int]:
+    def get_logs(self, from_block: int, to_block: int) -> tuple[list[RawLog], int]:
         """Logs of [from_block, to_block'] where to_block' <= to_block fits the provider."""
         while True:
             try:
@@ -373,6 +348,215 @@ class Syncer:
             elif elapsed > 2 * self.settings.fast_range_s:
                 self.range = max(self.settings.min_range, self.range // 2)
             return logs, to_block
+
+    def decode(self, logs: list[RawLog], headers: dict[int, Header]) -> list[Event]:
+        """The tracked events among `logs`, in chain order (a backfill's hot loop: numbers and
+        addresses repeat, so each is converted once)."""
+        out: list[Event] = []
+        append = out.append
+        find = self.decoders.get
+        numbers: dict[str, int] = {}
+        lowered: dict[str, str] = {}
+        for raw in logs:
+            topics = raw.topics
+            if raw.removed or not topics:
+                continue
+            address = lowered.get(raw.address)
+            if address is None:
+                address = lowered[raw.address] = raw.address.lower()
+            decoder = find((address, topics[0]))
+            if decoder is None:
+                continue
+            number = numbers.get(raw.blockNumber)
+            if number is None:
+                number = numbers[raw.blockNumber] = int(raw.blockNumber, 16)
+            append(
+                Event(
+                    number,
+                    int(raw.transactionIndex, 16),
+                    int(raw.logIndex, 16),
+                    raw.transactionHash,
+                    headers[number].timestamp,
+                    address,
+                    decoder.contract,
+                    decoder.name,
+                    decoder.decode(topics, raw.data),
+                )
+            )
+        # Nodes answer in chain order; sort only if this one did not.
+        if any(a.order > b.order for a, b in pairwise(out)):
+            out.sort(key=lambda e: e.order)
+        return out
+
+    def fetch(self, from_block: int, to_block: int, *, slim: bool = False) -> Prepared:
+        """The logs of a range (cut to what the provider answers), the headers it needs, and
+        its events decoded into rows.
+
+        Args:
+            from_block: first block.
+            to_block: last block wanted (the answer may stop earlier).
+            slim: leave out of `fresh` the events of the entities `prefolded` holds (what a
+                worker process sends back is then small; a replay refetches in full).
+        """
+        logs, to_block = self.get_logs(from_block, to_block)
+        numbers = {int(raw.blockNumber, 16) for raw in logs} | {to_block}
+        if from_block > 0:
+            numbers.add(from_block - 1)
+        headers = self.headers(numbers)
+        consistent = to_block in headers and all(
+            (h := headers.get(int(raw.blockNumber, 16))) is not None and h.hash == raw.blockHash
+            for raw in logs
+        )
+        prepared = Prepared(to_block, headers, consistent, self.range)
+        if consistent:
+            self._prepare(prepared, self.decode(logs, headers), slim)
+        return prepared
+
+    def _prepare(self, p: Prepared, events: list[Event], slim: bool) -> None:
+        """Makes `events` into `p`'s rows, keys, special events and prefolded entities."""
+        fresh: dict[str, list[Event]] = defaultdict(list)
+        rows = p.rows
+        append = rows.append
+        encode = msgspec.json.encode
+        for e in events:
+            k1, k2 = keys_of(e)
+            if k1:
+                fresh[k1].append(e)
+            if k2:
+                fresh[k2].append(e)
+            append(
+                (
+                    e.tx_hash,
+                    e.log_index,
+                    e.block_number,
+                    e.tx_index,
+                    e.block_timestamp,
+                    e.address,
+                    e.contract,
+                    e.name,
+                    encode(e.args).decode(),
+                    k1,
+                    k2,
+                )
+            )
+        p.count = len(events)
+        p.special = [e for e in events if (e.contract, e.name) in (ANCHORED, POSTED)]
+        p.touched = set(fresh)
+        p.prefolded = folded = prefold(fresh)
+        if slim:
+            born = folded.keys
+            p.fresh = {k: v for k, v in fresh.items() if k not in born}
+            p.complete = not born
+        else:
+            p.fresh = fresh
+
+
+#: The fetcher of this worker process (`start_worker`).
+_WORKER: dict[str, RangeFetcher] = {}
+
+
+def start_worker(settings: IndexerSettings, deployment: Deployment) -> None:
+    """Initializer of the prefetch worker process."""
+    _WORKER["fetcher"] = RangeFetcher(settings, deployment)
+
+
+def fetch_in_worker(from_block: int, to_block: int, range_now: int) -> Prepared:
+    """`RangeFetcher.fetch(..., slim=True)` in the prefetch worker process, from the sync's
+    current range size."""
+    fetcher = _WORKER["fetcher"]
+    fetcher.range = range_now
+    return fetcher.fetch(from_block, to_block, slim=True)
+
+
+class Syncer:
+    """Indexes the platform's contract events into the database at `engine`.
+
+    Args:
+        settings: the indexer's settings (RPC URL, confirmations, range sizes...).
+        deployment: the deployment record; loaded from `settings.deployment` when omitted.
+        engine: the database; made from `settings.database_url` when omitted.
+        store: where anchored batch contents are fetched by CID; from `settings.kubo_url`, else
+            `settings.blob_dir`, when omitted (opened at the first `BatchAnchored`).
+    """
+
+    def __init__(
+        self,
+        settings: IndexerSettings,
+        deployment: Deployment | None = None,
+        engine: Engine | None = None,
+        store: BlobStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.deployment = deployment or Deployment.load(settings.deployment)
+        self.engine = engine or make_engine(settings.database_url)
+        self.fetcher = RangeFetcher(settings, self.deployment)
+        self.rpc = self.fetcher.rpc
+        self.addresses = self.fetcher.addresses
+        self.fingerprint = _fingerprint(self.deployment.chain_id, self.addresses)
+        self.projector = Projector()
+        self._dialect = self.engine.dialect.name
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="getlogs")
+        self._workers: ProcessPoolExecutor | None = None
+        #: Ranges being fetched ahead, in order: (first block, last block asked, future).
+        self._ahead: deque[tuple[int, int, Future[Prepared]]] = deque()
+        self._store = store
+        self._loader: BatchLoader | None = None
+        self._next_retry = 0.0
+
+    @property
+    def loader(self) -> BatchLoader:
+        """The batch loader (its blob store is opened on first use)."""
+        if self._loader is None:
+            store = self._store
+            if store is None:
+                kubo = self.settings.kubo_url
+                store = KuboRpcStore(kubo) if kubo else LocalCidStore(self.settings.blob_dir)
+            anchor = self.deployment.contract("AttestationAnchor").address
+            domain = dimo_domain(self.deployment.chain_id, anchor)
+            self._loader = BatchLoader(self.engine, store, domain, _no_pairings)
+        return self._loader
+
+    @property
+    def range(self) -> int:
+        """The `eth_getLogs` range size, in blocks, the next fetch asks for."""
+        return self.fetcher.range
+
+    def close(self) -> None:
+        """Releases the prefetch thread or processes and the RPC client."""
+        self._ahead.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stop_workers()
+        self.fetcher.close()
+
+    def _start_workers(self) -> None:
+        """Moves prefetching to `prefetch_workers` worker processes (forked: they start at once,
+        with the decoders already built), each fetching and decoding its own range. Decoding
+        then runs beside the writes, not under their GIL."""
+        self._workers = ProcessPoolExecutor(
+            max_workers=self.settings.prefetch_workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=start_worker,
+            initargs=(self.settings, self.deployment),
+        )
+
+    def _stop_workers(self) -> None:
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=True, cancel_futures=True)
+
+    # ---------------------------------------------------------------------------------------
+    # chain
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        try:
+            return self.rpc.call(method, params)
+        except RpcError as err:
+            raise ChainUnavailableError(self.settings.rpc_url, str(err)) from None
+
+    def target(self) -> int:
+        """The newest block with enough confirmations."""
+        head = int(self._rpc("eth_blockNumber", []), 16)
+        return head - self.settings.confirmations
 
     # ---------------------------------------------------------------------------------------
     # database
@@ -428,7 +612,7 @@ class Syncer:
         ).all()
         for i in range(0, len(stored), 32):
             chunk = stored[i : i + 32]
-            chain = self._headers(n for n, _ in chunk)
+            chain = self.fetcher.headers(n for n, _ in chunk)
             for number, stored_hash in chunk:
                 header = chain.get(number)
                 if header is not None and header.hash == stored_hash:
@@ -467,7 +651,7 @@ class Syncer:
             state = self._state(conn)
             if state is None or not state.last_hash:
                 return None
-            chain = self._headers([int(state.last_block)]).get(int(state.last_block))
+            chain = self.fetcher.headers([int(state.last_block)]).get(int(state.last_block))
             if chain is not None and chain.hash == state.last_hash:
                 return None
             fork = self._fork_point(conn, int(state.last_block))
@@ -477,98 +661,44 @@ class Syncer:
     # ---------------------------------------------------------------------------------------
     # steps
 
-    def _decode(self, logs: list[RawLog], headers: dict[int, Header]) -> list[Event]:
-        out: list[Event] = []
-        for raw in logs:
-            if raw.removed:
-                continue
-            topics = raw.topics
-            if not topics:
-                continue
-            address = raw.address.lower()
-            decoder = self.decoders.get((address, topics[0]))
-            if decoder is None:
-                continue
-            number = int(raw.blockNumber, 16)
-            out.append(
-                Event(
-                    block_number=number,
-                    tx_index=int(raw.transactionIndex, 16),
-                    log_index=int(raw.logIndex, 16),
-                    tx_hash=raw.transactionHash,
-                    block_timestamp=headers[number].timestamp,
-                    address=address,
-                    contract=decoder.contract,
-                    name=decoder.name,
-                    args=decoder.decode(topics, raw.data),
-                )
-            )
-        out.sort(key=lambda e: e.order)
-        return out
-
-    def _fetch(self, from_block: int, to_block: int) -> Prepared:
-        """The logs of a range (cut to what the provider answers), the headers it needs, and
-        its events decoded into rows: the prefetch thread does all of it while the previous
-        range is written (SQLite and PostgreSQL calls release the GIL)."""
-        logs, to_block = self._get_logs(from_block, to_block)
-        numbers = {int(raw.blockNumber, 16) for raw in logs} | {to_block}
-        if from_block > 0:
-            numbers.add(from_block - 1)
-        headers = self._headers(numbers)
-        consistent = to_block in headers and all(
-            (h := headers.get(int(raw.blockNumber, 16))) is not None and h.hash == raw.blockHash
-            for raw in logs
-        )
-        prepared = Prepared(logs, to_block, headers, consistent, [], [], defaultdict(list))
-        if consistent:
-            self._prepare(prepared)
-        return prepared
-
-    def _prepare(self, p: Prepared) -> None:
-        """Decodes `p.logs` into events, their `events` rows and their entity keys."""
-        p.events = events = self._decode(p.logs, p.headers)
-        fresh = p.fresh
-        rows = p.rows
-        append = rows.append
-        encode = msgspec.json.encode
-        for e in events:
-            k1, k2 = keys_of(e)
-            if k1:
-                fresh[k1].append(e)
-            if k2:
-                fresh[k2].append(e)
-            append(
-                (
-                    e.tx_hash,
-                    e.log_index,
-                    e.block_number,
-                    e.tx_index,
-                    e.block_timestamp,
-                    e.address,
-                    e.contract,
-                    e.name,
-                    encode(e.args).decode(),
-                    k1,
-                    k2,
-                )
-            )
-
     def _prefetch(self, from_block: int, to_block: int) -> None:
-        self._ahead = (from_block, to_block, self._pool.submit(self._fetch, from_block, to_block))
+        future: Future[Prepared] | None = None
+        if self._workers is not None:
+            try:
+                future = self._workers.submit(
+                    fetch_in_worker, from_block, to_block, self.fetcher.range
+                )
+            except (BrokenProcessPool, RuntimeError) as exc:
+                log.warning("prefetch worker process lost (%s); prefetching in a thread", exc)
+                self._stop_workers()
+        if future is None:
+            future = self._pool.submit(self.fetcher.fetch, from_block, to_block)
+        self._ahead.append((from_block, to_block, future))
+
+    def _top_up(self, to_block: int, target: int) -> None:
+        """Fetches ahead the ranges after `to_block` (one, or one per worker process)."""
+        ahead = self._ahead
+        depth = self.settings.prefetch_workers if self._workers is not None else 1
+        start = ahead[-1][1] + 1 if ahead else to_block + 1
+        while len(ahead) < depth and start <= target:
+            end = min(target, start + self.range - 1)
+            self._prefetch(start, end)
+            start = end + 1
 
     def _take_prefetched(self, from_block: int, target: int) -> Prepared | None:
-        """The prefetched range starting at `from_block`, if any and not past `target`."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None:
+        """The prefetched range starting at `from_block`, if any and not past `target`
+        (otherwise every range fetched ahead is dropped)."""
+        if not self._ahead:
             return None
-        start, end, future = ahead
-        try:
-            fetched = future.result()
-        except Exception:  # refetched in the foreground, which reports the error
-            return None
+        start, end, future = self._ahead.popleft()
         if start != from_block or end > target:
+            self._ahead.clear()
             return None
-        return fetched
+        try:
+            return future.result()
+        except Exception:  # refetched in the foreground, which reports the error
+            self._ahead.clear()
+            return None
 
     def step(self, target: int) -> StepResult | None:
         """Indexes the next range up to `target`; None when there is nothing to do."""
@@ -579,41 +709,60 @@ class Syncer:
         from_block = last + 1
         fetched = self._take_prefetched(from_block, target)
         if fetched is None:
-            fetched = self._fetch(from_block, min(target, from_block + self.range - 1))
-        to_block, headers = fetched.to_block, fetched.headers
-        if to_block < target:  # fetch the next range while this one is written
-            self._prefetch(to_block + 1, min(target, to_block + self.range))
-        consistent = fetched.consistent
+            fetched = self.fetcher.fetch(from_block, min(target, from_block + self.range - 1))
+        self.fetcher.range = fetched.next_range
         with self.engine.connect() as conn:
             state = self._state(conn)
+            # Events already stored from here on (a replayed range) are skipped; a forward step
+            # finds none and bulk-loads without the conflict check.
+            replay = (
+                conn.execute(
+                    select(s.events.c.block_number)
+                    .where(s.events.c.block_number >= from_block)
+                    .limit(1)
+                ).first()
+                is not None
+            )
+        if replay and not fetched.complete:  # a replay rewrites every key: fetch in full
+            fetched = self.fetcher.fetch(from_block, fetched.to_block)
+        to_block, headers = fetched.to_block, fetched.headers
+        settings = self.settings
+        if (
+            self._workers is None
+            and settings.prefetch_process_logs
+            and fetched.count >= settings.prefetch_process_logs
+            and to_block < target
+        ):
+            self._start_workers()
+        if self._ahead and self._ahead[0][0] != to_block + 1:
+            self._ahead.clear()  # the range ended before the block asked: what is ahead is not next
+        self._top_up(to_block, target)  # fetch the next ranges while this one is written
+        consistent = fetched.consistent
         if state is not None and state.last_hash and last in headers:
             consistent = consistent and headers[last].hash == state.last_hash
         if not consistent:
             log.info("chain moved during step %d..%d; retrying", from_block, to_block)
             return StepResult(from_block, from_block - 1, 0, fork)
-        events, fresh = fetched.events, fetched.fresh
-        touched = set(fresh)
-        anchored = [e for e in events if (e.contract, e.name) == ANCHORED]
-        posted = [e for e in events if (e.contract, e.name) == POSTED]
+        fresh = fetched.fresh
+        anchored = [e for e in fetched.special if (e.contract, e.name) == ANCHORED]
+        posted = [e for e in fetched.special if (e.contract, e.name) == POSTED]
         with self.engine.begin() as conn:
-            # Events already stored from here on (a replayed range) are skipped; a forward step
-            # finds none and bulk-loads without the conflict check.
-            replay = conn.execute(
-                select(s.events.c.block_number)
-                .where(s.events.c.block_number >= from_block)
-                .limit(1)
-            ).first()
-            insert_tuples(
-                conn, s.events, EVENT_COLUMNS, fetched.rows, ignore_conflicts=replay is not None
-            )
+            insert_tuples(conn, s.events, EVENT_COLUMNS, fetched.rows, ignore_conflicts=replay)
             self._upsert_blocks(conn, headers.values())
-            self.projector.rewrite(conn, touched, fresh, from_block, replay=replay is not None)
+            self.projector.rewrite(
+                conn,
+                set(fetched.touched),
+                fresh,
+                from_block,
+                replay=replay,
+                prefolded=fetched.prefolded,
+            )
             if anchored:
                 self._load_batches(conn, anchored)
             for e in posted:
                 load_document(conn, self.loader.store, PostedRoot.from_args(e.args, *_at(e)))
             self._set_state(conn, to_block, headers[to_block].hash)
-        return StepResult(from_block, to_block, len(events), fork)
+        return StepResult(from_block, to_block, fetched.count, fork)
 
     # ---------------------------------------------------------------------------------------
     # verified telemetry

@@ -60,6 +60,7 @@ __all__ = [
     "create_signer_app",
     "leaf_of_row",
     "parse_content",
+    "problem_json",
     "wire_form",
 ]
 
@@ -184,6 +185,15 @@ class OracleSigner:
         self.check(header, content)
         return sign_digest(batch_digest(header, self.domain), self._key)
 
+    def sign_checked(self, digest: bytes) -> bytes:
+        """Sign a 32-byte EIP-712 digest that a checker has already rebuilt and approved
+        (`oracle.certify`): the caller answers for the check, this method only signs.
+
+        Returns:
+            65 bytes r || s || v.
+        """
+        return sign_digest(digest, self._key)
+
 
 class RemoteSigner:
     """A signer service reached over HTTP (`dimo oracle signer`)."""
@@ -289,6 +299,22 @@ class Quorum:
 # --------------------------------------------------------------------------------------------
 
 
+def problem_json(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem response of the oracle's signer services (`reason` is its slug)."""
+    return JSONResponse(
+        {
+            "type": problem_type(reason),
+            "title": reason.replace("-", " ").capitalize(),
+            "status": status,
+            "detail": detail,
+            "reason": reason,
+            **extra,
+        },
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
 class SignRequest(BaseModel):
     """Body of `POST /v1/sign`: the header to sign (id, root, cid, count, windowStart/End)."""
 
@@ -302,19 +328,7 @@ def create_signer_app(signer: OracleSigner, store: BlobStore) -> FastAPI:
     a refusal is a 422 RFC 9457 problem with reason `batch-refused`, a missing blob a 404.
     """
     app = FastAPI(title="DIMO oracle signer", version="1")
-
-    def problem(status: int, reason: str, detail: str) -> JSONResponse:
-        return JSONResponse(
-            {
-                "type": problem_type(reason),
-                "title": reason.replace("-", " ").capitalize(),
-                "status": status,
-                "detail": detail,
-                "reason": reason,
-            },
-            status_code=status,
-            media_type="application/problem+json",
-        )
+    problem = problem_json
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

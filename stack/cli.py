@@ -19,6 +19,7 @@ from indexer.apps.cli import app as apps_app
 from indexer.cli import app as indexer_app
 from oracle.cli import app as oracle_app
 from rewards.cli import app as rewards_app
+from stack.certify import app as certify_app
 from stack.chain import DEV_MNEMONIC
 from stack.config import StackSettings
 from stack.exceptions import StackError
@@ -39,6 +40,7 @@ app.add_typer(fleet_app, name="fleet", help="Simulated fleets with ground truth.
 app.add_typer(indexer_app, name="indexer", help="Chain sync into SQL, verified telemetry.")
 app.add_typer(rewards_app, name="rewards", help="Weekly rewards: compute, verify, post.")
 app.add_typer(apps_app, name="apps", help="Battery, finance, insurance, energy apps.")
+app.add_typer(certify_app, name="certify", help="Battery certificates signed by the oracles.")
 console = Console()
 
 Account.enable_unaudited_hdwallet_features()
@@ -58,6 +60,10 @@ def _print_ready(platform: Platform, chain_url: str) -> None:
     console.print(f"  chain RPC     {chain_url}", highlight=False)
     console.print(f"  oracle        {s.oracle_url}  (GET /v1/status)", highlight=False)
     console.print(f"  indexer API   {s.indexer_url}  (docs: {s.indexer_url}/docs)", highlight=False)
+    if platform.certifier_url is not None:
+        console.print(
+            f"  certifier     {platform.certifier_url}  (POST /v1/certify/battery)", highlight=False
+        )
     console.print("Ctrl-C stops every service and keeps the state for the next run")
 
 

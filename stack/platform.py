@@ -16,6 +16,7 @@ import httpx
 
 from oracle.journal import open_journal
 from protocol.deployment import Deployment
+from stack.certify import CertifierSettings
 from stack.chain import Anvil, anvil_binary
 from stack.config import StackSettings
 from stack.deploy import deploy, existing_deployment
@@ -151,7 +152,8 @@ class Platform:
         return env
 
     def plan(self) -> list[Service]:
-        """The services in start order: three signers, the oracle, the indexer, the fleet."""
+        """The services in start order: three signers, the oracle, the indexer, the certifier
+        and the fleet (with a simulated fleet only)."""
         s = self.settings
         deployment = str(s.deployment_path.resolve())
         logs = self.data / "logs"
@@ -235,6 +237,24 @@ class Platform:
                 self.root,
             )
         )
+        if self.certifier_url is not None:
+            services.append(
+                Service(
+                    "certifier",
+                    dimo_command("certify", "serve"),
+                    {
+                        "DIMO_CERTIFY_HOST": s.host,
+                        "DIMO_CERTIFY_PORT": str(CertifierSettings().port),
+                        "DIMO_CERTIFY_API_URL": s.indexer_url,
+                        "DIMO_CERTIFY_RPC_URL": s.chain_url,
+                        "DIMO_CERTIFY_DEPLOYMENT": deployment,
+                        "DIMO_CERTIFY_KEYS": json.dumps(keys),
+                    },
+                    f"{self.certifier_url}/healthz",
+                    logs / "certifier.log",
+                    self.root,
+                )
+            )
         if self.fleet:
             services.append(
                 Service(
@@ -252,6 +272,15 @@ class Platform:
                 )
             )
         return services
+
+    @property
+    def certifier_url(self) -> str | None:
+        """The battery certificate certifier's URL (the quorum's keys, recomputing each
+        certificate from the index's proofs), served with the simulated fleet; on a live
+        network each oracle operator runs `dimo certify serve` beside its own indexer."""
+        if not self.fleet:
+            return None
+        return f"http://{self.settings.host}:{CertifierSettings().port}"
 
     @property
     def oracle_database_url(self) -> str:

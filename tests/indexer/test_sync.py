@@ -227,6 +227,37 @@ def test_a_small_log_budget_shrinks_the_ranges_and_indexes_the_same_rows(
     assert dump(syncer.engine) == whole
 
 
+def test_worker_processes_prefetching_index_the_same_rows_and_replay_in_full(
+    platform: dict[str, Any], rpc_url: str, deployment_record: Path, new_db: Callable[[], str]
+) -> None:
+    """With `prefetch_process_logs=1` the first range moves prefetching to worker processes,
+    which send back only the entities they did not fold; the rows must equal a one-range
+    sync's, and replaying the history over them (which needs every key's events) too."""
+    whole = dump(sync_all(new_db(), rpc_url, deployment_record, initial_range=10**6))
+    url = new_db()
+    settings = settings_for(
+        url, rpc_url, deployment_record, initial_range=4, max_range=4, prefetch_process_logs=1
+    )
+    syncer = Syncer(settings)
+    steps: list[StepResult] = []
+    try:
+        syncer.backfill(progress=lambda step, _goal: steps.append(step))
+        assert syncer._workers is not None, "the worker processes never started"
+    finally:
+        syncer.close()
+    assert syncer._workers is None
+    assert sum(step.events for step in steps) == len(whole["events"])
+    assert dump(syncer.engine) == whole
+    with syncer.engine.begin() as conn:  # replay the whole history over the same rows
+        conn.execute(s.sync_state.update().values(last_block=-1, last_hash=""))
+    again = Syncer(settings)
+    try:
+        again.backfill()
+    finally:
+        again.close()
+    assert dump(again.engine) == whole
+
+
 def test_a_sync_killed_mid_backfill_resumes_to_the_state_of_a_clean_sync(
     platform: dict[str, Any],
     accounts: Any,

@@ -11,6 +11,13 @@
 - A settlement is paid in DIMO through the data market (`DataMarket.paySettlement`, e.g. with
   `dimo apps energy --report N --pay`); a report shows its settlement id and, once the payment
   is indexed, its transaction and whether the vehicles were credited the report's amounts.
+- A utility may also publish a region as a GeoJSON Polygon/MultiPolygon (`POST /geo-regions`)
+  and target an event at it (its name as the `GRID_REGION`, or the geometry inline as a
+  `SERVICE_AREA` target). Vehicles are then placed by their verified positions, which needs
+  LOCATION: a caller holding the LOCATION scope on no vehicle gets 403 `privilege-missing`
+  (`missing_scopes: ["LOCATION"]`); a vehicle whose position the caller may not read falls back
+  to its owner's declaration of the region's name, or is withheld with the reason. Answers name
+  each vehicle's placement method and the readings behind it, never a coordinate.
 - Charging control needs `FEATURE_COMMANDS_SCOPE`; while governance keeps it off, the API
   says so (403 `feature-disabled`).
 """
@@ -18,12 +25,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, union, update
 
 from indexer import schema as s
 from indexer.api.deps import Caller, Clock, DbConn, Settings
@@ -33,9 +41,14 @@ from indexer.api.routes.apps_proofs import check_window, rights_for
 from indexer.api.routes.telemetry import MAX_MS, Access, VehicleId, get_rights_cache
 from indexer.apps import energy, settlement_pay
 from indexer.apps.energy import (
+    LATITUDE,
+    LONGITUDE,
     PLUGGED,
     REGION_PATTERN,
     EnergyParams,
+    GeoArea,
+    Placement,
+    geo_regions,
     grid_regions,
     oadr_events,
     oadr_programs,
@@ -46,13 +59,14 @@ from indexer.exceptions import (
     FeatureDisabled,
     GridLicenceMissing,
     GridResourceNotFound,
+    LocationPrivilegeMissing,
     OpenAdrInvalid,
     PrivilegeMissing,
     RegionDeclarationInvalid,
     VehicleNotFound,
 )
 from indexer.queries import CHARGE_POWER, IS_CHARGING, SOC, raw_readings
-from indexer.rights import Intervals, clip, contains, intersect, length
+from indexer.rights import Coverage, Intervals, RightsCache, clip, contains, intersect, length
 from protocol.crypto import SignatureError, keccak256
 from protocol.eip712 import dimo_domain
 from protocol.privileges import Privilege
@@ -419,6 +433,328 @@ def get_region(
 
 
 # -------------------------------------------------------------------------------------------
+# geometric regions (placement by position: LOCATION)
+# -------------------------------------------------------------------------------------------
+
+
+class GeoRegionIn(BaseModel):
+    """A geometric grid region to publish."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=REGION_PATTERN.pattern,
+        description="Region name (owners' declarations of this name are the fallback)",
+    )
+    geometry: dict[str, Any] = Field(
+        description="GeoJSON Polygon or MultiPolygon (or a Feature of one), WGS 84 lon/lat; "
+        "split at the antimeridian"
+    )
+
+
+class GeoRegionOut(BaseModel):
+    """A published geometric region."""
+
+    id: int = Field(description="Region id")
+    name: str = Field(description="Region name")
+    owner: str = Field(description="The utility that published it")
+    created_ms: int = Field(description="Publication time, unix ms")
+    geometry: dict[str, Any] = Field(description="The area as GeoJSON")
+    bbox: list[float] = Field(description="[west, south, east, north]")
+    vertices: int = Field(description="Positions over all rings")
+
+
+def _area(geometry: Any, member: str) -> GeoArea:
+    try:
+        return GeoArea.from_geojson(geometry)
+    except ValueError as exc:
+        raise OpenAdrInvalid(member, str(exc)) from None
+
+
+def _geo_out(row: Any) -> GeoRegionOut:
+    area = GeoArea.from_geojson(json.loads(row.geometry))
+    return GeoRegionOut(
+        id=int(row.id),
+        name=str(row.name),
+        owner=str(row.owner),
+        created_ms=int(row.created_ms),
+        geometry=area.as_geojson(),
+        bbox=area.bbox(),
+        vertices=area.vertices(),
+    )
+
+
+def _geo_region(conn: Connection, ident: int) -> tuple[Any, GeoArea]:
+    row = conn.execute(select(geo_regions).where(geo_regions.c.id == ident)).first()
+    if row is None:
+        raise GridResourceNotFound(f"geometric region {ident}")
+    return row, GeoArea.from_geojson(json.loads(row.geometry))
+
+
+def _publish_area(conn: Connection, caller: str, name: str, area: GeoArea, now: int) -> int:
+    """The id of the caller's region `name` with `area`, published now if new.
+
+    Raises:
+        OpenAdrInvalid: the caller published another area under that name (regions are
+            immutable, so that settlements keep meaning what they meant).
+    """
+    who = caller.lower()
+    row = conn.execute(
+        select(geo_regions).where(geo_regions.c.owner == who, geo_regions.c.name == name)
+    ).first()
+    geometry = energy.dumps(area.as_geojson())
+    if row is not None:
+        if str(row.geometry) != geometry:
+            raise OpenAdrInvalid(
+                "geometry",
+                f"you published another area named {name!r} (region {row.id}); a region never "
+                "changes: publish the new area under a new name",
+            )
+        return int(row.id)
+    new_id = conn.execute(
+        insert(geo_regions).values(owner=who, name=name, geometry=geometry, created_ms=now)
+    ).inserted_primary_key
+    assert new_id is not None
+    return int(new_id[0])
+
+
+def location_candidates(conn: Connection, caller: str, now_s: int) -> list[int]:
+    """Vehicles the caller may hold LOCATION on now: owned, granted with the scope, or opted in
+    to a product with the scope that it holds a live licence of. The exact times come from
+    each vehicle's coverage."""
+    who = caller.lower()
+    bit = int(Privilege.LOCATION)
+    v, g, o, lic, pr = s.vehicles, s.grants, s.opt_ins, s.licences, s.products
+    owned = select(v.c.id.label("vehicle_id")).where(v.c.owner == who)
+    granted = (
+        select(g.c.vehicle_id)
+        .join(v, v.c.id == g.c.vehicle_id)
+        .where(
+            g.c.grantee == who,
+            g.c.expiry > now_s,
+            g.c.epoch == v.c.epoch,
+            g.c.scopes.op("&")(bit) != 0,
+        )
+    )
+    licensed = (
+        select(o.c.vehicle_id)
+        .join(lic, lic.c.product_id == o.c.product_id)
+        .join(pr, pr.c.id == o.c.product_id)
+        .where(lic.c.buyer == who, lic.c.expiry > now_s, pr.c.scopes.op("&")(bit) != 0)
+    )
+    return sorted({int(r[0]) for r in conn.execute(union(owned, granted, licensed))})
+
+
+def _require_location(conn: Connection, caller: str, now_s: int, region: str) -> list[int]:
+    found = location_candidates(conn, caller, now_s)
+    if not found:
+        raise LocationPrivilegeMissing(region, energy.POSITION_SIGNALS)
+    return found
+
+
+def _place_one(
+    conn: Connection,
+    vehicle_id: int,
+    coverage: Coverage,
+    area: GeoArea,
+    start: int,
+    end: int,
+    p: EnergyParams,
+) -> tuple[Placement | None, str, Intervals]:
+    """A vehicle's placement by position, or None and why; and the LOCATION times read."""
+    charging_spans = clip(coverage.for_signal(IS_CHARGING), start, end)
+    charging = (
+        _series(conn, vehicle_id, IS_CHARGING, start, end, charging_spans) if charging_spans else []
+    )
+    at = energy.placement_instant(charging, start, end)
+    first = max(0, at - int(p.position_max_age_s * 1000))
+    spans = clip(coverage.of(Privilege.LOCATION), first, at + 1)
+    if not spans:
+        return None, "location-not-covered", ()
+    lat = _series(conn, vehicle_id, LATITUDE, first, at + 1, spans)
+    lon = _series(conn, vehicle_id, LONGITUDE, first, at + 1, spans)
+    placed = energy.place_by_position(vehicle_id, area, lat, lon, charging, start, end, p)
+    return placed, "no-position", spans
+
+
+def place_vehicles(
+    conn: Connection,
+    cache: RightsCache,
+    caller: str,
+    now: int,
+    name: str,
+    area: GeoArea,
+    start: int,
+    end: int,
+    p: EnergyParams,
+) -> tuple[list[Placement], list[dict[str, Any]]]:
+    """Every vehicle the caller may place in the region for `[start, end)`, and those left out.
+
+    Candidates are the vehicles it may hold LOCATION on and those whose owner declared the
+    region's name. Each is placed by its position when the caller's LOCATION rights cover a
+    recent enough fix; otherwise by its declaration, or withheld with the reason.
+
+    Raises:
+        LocationPrivilegeMissing: the caller holds LOCATION on no vehicle (403).
+    """
+    located = _require_location(conn, caller, now // 1000, name)
+    declared = set(_region_vehicles(conn, name))
+    placements: list[Placement] = []
+    withheld: list[dict[str, Any]] = []
+    for vid in sorted(set(located) | declared):
+        coverage = cache.coverage(conn, vid, caller, now)
+        placed, reason, _ = _place_one(conn, vid, coverage, area, start, end, p)
+        if placed is None and vid in declared:
+            placed = energy.declared_placement(vid)
+        if placed is None:
+            withheld.append({"vehicle_id": vid, "reason": reason})
+        else:
+            placements.append(placed)
+    return placements, withheld
+
+
+@router.post(
+    "/geo-regions",
+    status_code=201,
+    response_model=GeoRegionOut,
+    summary="Publish a geometric grid region (GeoJSON; utility with a grid licence)",
+    responses=problem_responses(400, 401, 403),
+)
+def post_geo_region(body: GeoRegionIn, caller: Caller, conn: DbConn, clock: Clock) -> GeoRegionOut:
+    """Stores the area under the name; needs the grid feature and a grid licence. Regions are
+    immutable: the same name and area again answer the stored region, another area is refused.
+    Publishing reads no position; placing vehicles in it needs LOCATION."""
+    now = int(clock() * 1000)
+    require_feature(conn, FEATURE_GRID)
+    require_grid_licence(conn, caller, now // 1000)
+    ident = _publish_area(conn, caller, body.name, _area(body.geometry, "geometry"), now)
+    conn.commit()
+    return _geo_out(_geo_region(conn, ident)[0])
+
+
+@router.get(
+    "/geo-regions/{ident}",
+    response_model=GeoRegionOut,
+    summary="A published geometric grid region",
+    responses=_RESPONSES,
+)
+def get_geo_region(ident: ObjectId, caller: Caller, conn: DbConn) -> GeoRegionOut:
+    """The area as published (public: it holds no vehicle's data)."""
+    del caller
+    return _geo_out(_geo_region(conn, ident)[0])
+
+
+@router.get(
+    "/{vehicle_id}/geo-regions/{ident}/placement",
+    summary="Whether a vehicle is in a geometric region, from its verified position (LOCATION)",
+    responses=_RESPONSES,
+)
+def get_placement(
+    vehicle_id: VehicleId,
+    ident: ObjectId,
+    coverage: Access,
+    conn: DbConn,
+    start: Start,
+    end: End,
+    params: Params = None,
+) -> Response:
+    """The vehicle's placement for `[start, end)`: its latest position fix at or before its
+    first charging reading in the window that your CHARGING rights cover (else the window
+    start), no older than
+    `position_max_age_s`; inside or not, with the readings behind it and no coordinate.
+    403 `privilege-missing` (LOCATION) when your rights cover no position over that time."""
+    _window(start, end)
+    p = _params(params)
+    row, area = _geo_region(conn, ident)
+    placed, reason, spans = _place_one(conn, vehicle_id, coverage, area, start, end, p)
+    if not spans:
+        raise PrivilegeMissing(vehicle_id, {"LOCATION": list(energy.POSITION_SIGNALS)})
+    return _json(
+        {
+            "app": "energy",
+            "vehicle_id": vehicle_id,
+            "start": start,
+            "end": end,
+            "context": {
+                "version": energy.PLACEMENT_VERSION,
+                "params": p.as_dict(),
+                "region_id": int(row.id),
+                "region": str(row.name),
+            },
+            "covered": {name: [list(x) for x in spans] for name in energy.POSITION_SIGNALS},
+            "result": {
+                "placement": None if placed is None else asdict(placed),
+                "reason": None if placed is not None else reason,
+            },
+        }
+    )
+
+
+@router.get(
+    "/geo-regions/{ident}/flexibility",
+    summary="Flexibility of the vehicles placed in a geometric region (LOCATION and CHARGING)",
+    responses=_RESPONSES,
+)
+def get_geo_flexibility(
+    ident: ObjectId,
+    request: Request,
+    caller: Caller,
+    conn: DbConn,
+    clock: Clock,
+    start: Start,
+    end: End,
+    params: Params = None,
+) -> Response:
+    """Totals over the vehicles placed in the region for the window (by position where your
+    LOCATION rights allow, else by their owners' declarations of its name) whose CHARGING data
+    your rights cover; `placement` lists how each was placed and the readings behind it."""
+    _window(start, end)
+    p = _params(params)
+    row, area = _geo_region(conn, ident)
+    cache = get_rights_cache(request)
+    now = int(clock() * 1000)
+    placements, withheld = place_vehicles(
+        conn, cache, caller, now, str(row.name), area, start, end, p
+    )
+    per_vehicle: dict[int, list[energy.Session]] = {}
+    not_covered = []
+    for placed in placements:
+        if not placed.inside:
+            continue
+        coverage = cache.coverage(conn, placed.vehicle_id, caller, now)
+        spans = clip(coverage.for_signal(IS_CHARGING), start, end)
+        if not spans:
+            not_covered.append({"vehicle_id": placed.vehicle_id, "reason": "not-covered"})
+            continue
+        within = {
+            name: intersect(spans, coverage.for_signal(name))
+            for name in energy.SESSION_SIGNALS
+            if intersect(spans, coverage.for_signal(name))
+        }
+        per_vehicle[placed.vehicle_id], _ = vehicle_sessions(
+            conn, placed.vehicle_id, start, end, within, p
+        )
+    return _json(
+        {
+            "region": str(row.name),
+            "region_id": int(row.id),
+            "start": start,
+            "end": end,
+            "context": {"version": energy.VERSION, "params": p.as_dict()},
+            "placement": energy.placement_record(
+                int(row.id), str(row.name), area, placements, withheld
+            ),
+            "withheld": withheld + not_covered,
+            "withheld_vehicles": len(withheld) + len(not_covered),
+            "summary": energy.flexibility_summary(per_vehicle),
+            "vehicles": {
+                str(v): energy.flexibility_summary({v: ss}) for v, ss in per_vehicle.items()
+            },
+        }
+    )
+
+
+# -------------------------------------------------------------------------------------------
 # OpenADR 3: programs, events, reports
 # -------------------------------------------------------------------------------------------
 
@@ -532,6 +868,44 @@ def _event_fields(body: dict[str, Any]) -> tuple[int, str, int, int, float, floa
     return program_id, regions[0], start, start + duration, requested, price
 
 
+def _service_area(body: dict[str, Any]) -> GeoArea | None:
+    """The event's `SERVICE_AREA` target (one GeoJSON Polygon/MultiPolygon), if it has one."""
+    areas = [
+        t.get("values")
+        for t in body.get("targets") or []
+        if isinstance(t, dict) and t.get("type") == "SERVICE_AREA"
+    ]
+    if not areas:
+        return None
+    if len(areas) != 1 or not isinstance(areas[0], list) or len(areas[0]) != 1:
+        raise OpenAdrInvalid("targets", "a SERVICE_AREA target holds exactly one GeoJSON area")
+    return _area(areas[0][0], "targets.SERVICE_AREA")
+
+
+def _event_area(
+    conn: Connection, caller: str, region: str, body: dict[str, Any], now: int
+) -> tuple[int, GeoArea] | None:
+    """The geometric region an event targets: its inline `SERVICE_AREA` (published under the
+    `GRID_REGION` name), or the caller's published region of that name; None for a region of
+    owners' declarations only.
+
+    Raises:
+        LocationPrivilegeMissing: it is geometric and the caller holds LOCATION on no vehicle.
+    """
+    area = _service_area(body)
+    if area is None:
+        row = conn.execute(
+            select(geo_regions).where(
+                geo_regions.c.owner == caller.lower(), geo_regions.c.name == region
+            )
+        ).first()
+        if row is None:
+            return None
+        area = GeoArea.from_geojson(json.loads(row.geometry))
+    _require_location(conn, caller, now // 1000, region)
+    return _publish_area(conn, caller, region, area, now), area
+
+
 @router.post(
     "/events",
     status_code=201,
@@ -541,7 +915,11 @@ def _event_fields(body: dict[str, Any]) -> tuple[int, str, int, int, float, floa
 def post_event(body: dict[str, Any], caller: Caller, conn: DbConn, clock: Clock) -> Response:
     """Stores the EVENT: one `GRID_REGION` target, `intervalPeriod` (start, ISO 8601
     duration), a `DISPATCH_SETPOINT_RELATIVE` payload (kW, negative to shed) and optionally a
-    `PRICE` payload (DIMO per delivered kWh). Only the program's publisher may add events."""
+    `PRICE` payload (DIMO per delivered kWh). Only the program's publisher may add events.
+
+    The region is geometric when the event has a `SERVICE_AREA` target (one GeoJSON area,
+    published under the `GRID_REGION` name) or you published a geometric region of that name;
+    then its vehicles are placed by position, which needs LOCATION (403 without it)."""
     now = int(clock() * 1000)
     require_feature(conn, FEATURE_GRID)
     require_grid_licence(conn, caller, now // 1000)
@@ -549,6 +927,17 @@ def post_event(body: dict[str, Any], caller: Caller, conn: DbConn, clock: Clock)
     program = _object(conn, oadr_programs, program_id)
     if str(program.owner) != caller.lower():
         raise OpenAdrInvalid("programID", f"program {program_id} was published by another party")
+    geo = _event_area(conn, caller, region, body, now)
+    extra: dict[str, Any] = {}
+    if geo is not None:
+        targets = [
+            t
+            for t in body.get("targets") or []
+            if not (isinstance(t, dict) and t.get("type") == "SERVICE_AREA")
+        ]
+        extra = {
+            "targets": [*targets, {"type": "SERVICE_AREA", "values": [geo[1].as_geojson()]}],
+        }
     new_id = conn.execute(
         insert(oadr_events).values(
             program_id=program_id,
@@ -562,14 +951,18 @@ def post_event(body: dict[str, Any], caller: Caller, conn: DbConn, clock: Clock)
         )
     ).inserted_primary_key
     assert new_id is not None
+    dimo: dict[str, Any] = {"requested_kw": requested, "price_dimo_per_kwh": price}
+    if geo is not None:
+        dimo["geo_region_id"] = geo[0]
     event = {
         **body,
+        **extra,
         "id": str(new_id[0]),
         "objectType": "EVENT",
         "programID": str(program_id),
         "createdDateTime": energy.iso(now),
         "modificationDateTime": energy.iso(now),
-        "x-dimo": {"requested_kw": requested, "price_dimo_per_kwh": price},
+        "x-dimo": dimo,
     }
     conn.execute(
         update(oadr_events).where(oadr_events.c.id == new_id[0]).values(body=energy.dumps(event))
@@ -608,7 +1001,9 @@ def post_settlement(
 
     The answer holds the OpenADR `report` and the full `settlement`: per vehicle the baseline
     windows and energies, the actual and delivered kWh, the inputs (batch, leaf) whose proofs
-    `POST /apps/proofs` serves, and the payment in DIMO at the event's PRICE.
+    `POST /apps/proofs` serves, and the payment in DIMO at the event's PRICE. For a geometric
+    region, `settlement.placement` says how each vehicle was placed (by position where your
+    LOCATION rights cover a fix, else by its owner's declaration) and on which readings.
     """
     now = int(clock() * 1000)
     require_feature(conn, FEATURE_GRID)
@@ -635,10 +1030,23 @@ def post_settlement(
     candidates = energy.comparable_windows(start, end, p, excluded_days=excluded)
     cache = get_rights_cache(request)
     deliveries = []
-    withheld = []
+    withheld: list[dict[str, Any]] = []
+    placement: dict[str, Any] | None = None
+    geo_id = stored["x-dimo"].get("geo_region_id")
+    if geo_id is None:
+        members = _region_vehicles(conn, str(event_row.region))
+    else:
+        geo_row, area = _geo_region(conn, int(geo_id))
+        placements, withheld = place_vehicles(
+            conn, cache, caller, now, str(geo_row.name), area, start, end, p
+        )
+        placement = energy.placement_record(
+            int(geo_row.id), str(geo_row.name), area, placements, withheld
+        )
+        members = [x.vehicle_id for x in placements if x.inside]
     profile_actual = [0.0] * -(-(end - start) // 300_000)
     profile_base = [0.0] * len(profile_actual)
-    for vid in _region_vehicles(conn, str(event_row.region)):
+    for vid in members:
         coverage = cache.coverage(conn, vid, caller, now)
         spans = intersect(coverage.for_signal(CHARGE_POWER), coverage.for_signal(IS_CHARGING))
         if not _covers(spans, start, end):
@@ -663,7 +1071,7 @@ def post_settlement(
         "end_ms": end,
         "requested_kw": float(event_row.requested_kw),
     }
-    settlement = energy.settle(event, deliveries, p, withheld=withheld)
+    settlement = energy.settle(event, deliveries, p, withheld=withheld, placement=placement)
     settlement["profile"] = {
         "step_ms": 300_000,
         "actual_kw": [round(x, 6) for x in profile_actual],

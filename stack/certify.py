@@ -1,0 +1,736 @@
+"""Battery health certificates signed by the oracle quorum: the certifier service, which signs a
+certificate only after recomputing it from the chain-verified readings, and `dimo certify`.
+
+The battery checker composes the indexer's audit code: from its own indexer it fetches the
+served battery answer and the proofs of every input bundle, checks each bundle's device
+signature and its Merkle path against the root `AttestationAnchor` holds (as `dimo apps battery
+--audit` does), recomputes the report with method `battery-soh/1` under its defaults for the
+vehicle's model as recorded on-chain by `VehicleId`, derives `Certificate.of(...)` and refuses
+unless the requested certificate is that one. The oracle's generic certification routes
+(`oracle.certify`) then have every local oracle key sign the certificate's EIP-712 digest under
+the BatteryCertificates domain.
+
+`dimo certify battery` gets the statement from the indexer API, asks one or more certifiers,
+keeps the signatures of current oracles, concatenates them in ascending signer order and checks
+them with `BatteryCertificates.verifyCertificate` before writing the signed certificate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, TypeVar
+
+import httpx
+import requests
+import typer
+from eth_abi.abi import decode as abi_decode
+from fastapi import FastAPI
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.table import Table
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+
+from indexer.apps import battery
+from indexer.apps.audit import AppInputs, fetch_and_verify_inputs
+from indexer.exceptions import CertificateInvalid, InputProofInvalid
+from indexer.exceptions import ChainUnavailableError as IndexChainUnavailable
+from oracle.certify import (
+    CERTIFY_PATH,
+    CheckerUnavailable,
+    StatementMalformed,
+    StatementRefused,
+    add_certify_routes,
+)
+from oracle.quorum import OracleSigner
+from protocol.crypto import SignatureError, checksum_address, keccak256, recover_address
+from protocol.deployment import Deployment, DeploymentError
+from protocol.eip712 import Eip712Domain, dimo_domain
+from stack.exceptions import StackError
+
+__all__ = [
+    "KIND",
+    "BatteryChecker",
+    "CertificationFailed",
+    "CertifierSettings",
+    "SignedCertificate",
+    "app",
+    "certify_battery",
+    "collect_signatures",
+    "create_certifier_app",
+    "verify_on_chain",
+]
+
+#: The statement kind of battery health certificates (`POST /v1/certify/battery`).
+KIND: Final = "battery"
+_RPC_ERRORS = (Web3Exception, OSError, requests.RequestException)
+T = TypeVar("T")
+
+
+class CertificationFailed(StackError, RuntimeError):
+    """The certifiers did not give a quorum of signatures, or the contract rejected them.
+
+    `error` names the contract's custom error (e.g. `OracleRegistryQuorumNotReached`) when
+    `verifyCertificate` reverted with one.
+    """
+
+    def __init__(self, reason: str, error: str | None = None) -> None:
+        self.reason = reason
+        self.error = error
+        super().__init__(f"battery certificate not certified: {reason}")
+
+
+class CertifierSettings(BaseSettings):
+    """The certifier service: which oracle keys sign, and which index and chain it checks."""
+
+    model_config = SettingsConfigDict(env_prefix="DIMO_CERTIFY_", extra="ignore")
+
+    # Interface the certifier binds to; loopback by default.
+    host: str = "127.0.0.1"
+    # Port of the certifier (POST /v1/certify/battery).
+    port: int = Field(default=8620, ge=1, le=65535)
+    # Base URL of the indexer API the certifier fetches inputs and proofs from (its own).
+    api_url: str = "http://127.0.0.1:8700"
+    # JSON-RPC URL of the chain the proofs are checked against.
+    rpc_url: str = "http://127.0.0.1:8545"
+    # The deployment record (AttestationAnchor, VehicleId, BatteryCertificates).
+    deployment: Path = Path("data/deployments/31337.json")
+    # The oracle keys that sign (JSON list; secrets, environment only).
+    keys: list[SecretStr] = Field(default_factory=list)
+    # A bearer token of the certifier at its indexer, for requests that carry none (secret).
+    api_token: SecretStr | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# The chain: facts, domains, the verdict of BatteryCertificates
+# --------------------------------------------------------------------------------------------
+
+
+class _Chain:
+    """web3 views of the deployment's contracts, RPC failures as one callback's error."""
+
+    def __init__(self, rpc_url: str, deployment: Deployment) -> None:
+        self.rpc_url = rpc_url
+        self.deployment = deployment
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        self._contracts: dict[str, Any] = {}
+        self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        for record in deployment.contracts.values():
+            for item in record.abi:
+                if item.get("type") == "error":
+                    types = [str(i["type"]) for i in item.get("inputs", [])]
+                    names = [str(i["name"]) for i in item.get("inputs", [])]
+                    selector = keccak256(f"{item['name']}({','.join(types)})".encode())[:4]
+                    self._errors[selector] = (str(item["name"]), names, types)
+
+    def contract(self, name: str) -> Any:
+        if name not in self._contracts:
+            record = self.deployment.contract(name)
+            self._contracts[name] = self.w3.eth.contract(
+                address=Web3.to_checksum_address(record.address), abi=record.abi
+            )
+        return self._contracts[name]
+
+    def call(self, what: str, fn: Callable[[], T], unavailable: Callable[[str], Exception]) -> T:
+        """Runs a view; an RPC failure becomes `unavailable(reason)`, a revert is re-raised."""
+        try:
+            return fn()
+        except (ContractCustomError, ContractLogicError):
+            raise
+        except _RPC_ERRORS as exc:
+            raise unavailable(f"{what} at {self.rpc_url}: {exc}") from None
+
+    def decode(self, exc: ContractCustomError | ContractLogicError) -> tuple[str | None, str]:
+        """A revert's custom error by name, and a readable line with its arguments."""
+        data = exc.data if isinstance(exc.data, str) else ""
+        raw = bytes.fromhex(data[2:]) if data.startswith("0x") else b""
+        found = self._errors.get(raw[:4])
+        if found is None:
+            return None, str(exc)
+        name, names, types = found
+        values = abi_decode(types, raw[4:])
+        args = ", ".join(
+            f"{n}={'0x' + v.hex() if isinstance(v, bytes) else v}"
+            for n, v in zip(names, values, strict=True)
+        )
+        return name, f"{name}({args})"
+
+    def certificates_domain(self) -> Eip712Domain:
+        """The EIP-712 domain of BatteryCertificates (what the oracles sign under)."""
+        return dimo_domain(
+            self.deployment.chain_id, self.deployment.contract("BatteryCertificates").address
+        )
+
+
+def _covers(spans: Sequence[Sequence[int]], start: int, end: int) -> bool:
+    """Whether the spans, together, cover `[start, end)` without a gap."""
+    at = start
+    for a, b in sorted((int(a), int(b)) for a, b in spans):
+        if a > at:
+            return False
+        at = max(at, b)
+        if at >= end:
+            return True
+    return at >= end
+
+
+# --------------------------------------------------------------------------------------------
+# The checker
+# --------------------------------------------------------------------------------------------
+
+
+class BatteryChecker:
+    """Recomputes a battery health certificate from chain-verified readings (a
+    `oracle.certify.StatementChecker` for kind `battery`).
+
+    A request is `{vehicleId, start, end, certificate, token?}`: the window in unix ms, the
+    certificate as `Certificate.as_dict` gives it, and the caller's bearer token at this
+    checker's indexer (the certifier reads with the caller's rights; without one it uses its
+    own `api_token`). The certificate is refused unless:
+
+    - its vehicle and window are the request's, and its method version is `battery-soh/1`'s;
+    - the caller's rights cover the battery signals (SoC, pack current and voltage) over the
+      whole window, so the statement is about every reading in it;
+    - every input bundle's device signature and Merkle path check against the root the chain
+      holds, and the inputs are exactly the listed ones;
+    - the report recomputed from them under the method's defaults for the vehicle's model
+      (make, model, year read from `VehicleId` on-chain) gives this very certificate.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        rpc_url: str,
+        deployment: Deployment,
+        *,
+        api_token: str | None = None,
+        timeout_s: float = 300.0,
+    ) -> None:
+        """Binds the checker to its indexer and chain.
+
+        Args:
+            api_url: Base URL of the indexer API it trusts for bytes to check (its own).
+            rpc_url: JSON-RPC URL of the chain.
+            deployment: The deployment record of the chain.
+            api_token: Its own bearer token at the indexer, for requests without one.
+            timeout_s: HTTP timeout towards the indexer.
+        """
+        self.api_url = api_url.rstrip("/")
+        self.rpc_url = rpc_url
+        self.deployment = deployment
+        self.api_token = api_token
+        self.timeout_s = timeout_s
+        self.chain = _Chain(rpc_url, deployment)
+        self.domain = self.chain.certificates_domain()
+        self.anchor_address = deployment.contract("AttestationAnchor").address
+
+    def __call__(self, request: Mapping[str, Any], /) -> bytes:
+        """The certificate's EIP-712 digest, once recomputed from verified readings.
+
+        Raises:
+            StatementMalformed: a field is missing or of the wrong type.
+            StatementRefused: the verified readings do not give this certificate.
+            CheckerUnavailable: the chain or the indexer did not answer.
+        """
+        vehicle_id, start, end, asked, token = self._parse(request)
+        wrong = [
+            f"{name} {got} is not the request's {want}"
+            for name, got, want in (
+                ("vehicleId", asked.vehicle_id, vehicle_id),
+                ("windowStart", asked.window_start, start),
+                ("windowEnd", asked.window_end, end),
+                ("methodVersion", asked.method_version, battery.METHOD_VERSION),
+            )
+            if got != want
+        ]
+        if wrong:
+            raise StatementRefused(KIND, "; ".join(wrong))
+        self._check_chain_id()
+        facts = self._vehicle_facts(vehicle_id)
+        nominal = battery.nominal_kwh_of(facts.make, facts.model)
+        if nominal is None:
+            raise StatementRefused(
+                KIND,
+                f"{battery.METHOD} has no catalogued pack energy for {facts.make} {facts.model}",
+            )
+        with httpx.Client(timeout=self.timeout_s) as http:
+            answer = self._served_answer(http, token, vehicle_id, start, end)
+            covered = {
+                str(name): [(int(a), int(b)) for a, b in spans]
+                for name, spans in answer["covered"].items()
+                if name in battery.SIGNALS
+            }
+            for name in battery.REQUIRED:
+                if not _covers(covered.get(name, []), start, end):
+                    raise StatementRefused(
+                        KIND,
+                        f"the caller's rights cover {name} only over {covered.get(name, [])}, "
+                        f"not the whole window [{start}, {end}); certify a window inside them",
+                    )
+            listed = sorted((int(b), int(leaf)) for b, leaf in answer["inputs"])
+            inputs = self._verified_inputs(http, token, vehicle_id, start, end, covered, listed)
+        if inputs.refs() != listed:
+            raise StatementRefused(
+                KIND, "the listed inputs carry other readings than the verified ones"
+            )
+        with_charging = any(name in covered for name in battery.CHARGING_SIGNALS)
+        context = battery.battery_context(
+            facts, battery.BatteryParams(nominal), with_charging=with_charging
+        )
+        report = battery.compute(inputs, context, start, end)
+        try:
+            mine = battery.Certificate.of(vehicle_id, report, start, end, inputs.refs())
+        except CertificateInvalid as exc:
+            raise StatementRefused(
+                KIND, f"the verified readings of the window give no certificate: {exc.reason}"
+            ) from None
+        if mine != asked:
+            given, recomputed = asked.as_dict(), mine.as_dict()
+            diff = [
+                f"{k} {given[k]} (the verified readings give {recomputed[k]})"
+                for k in recomputed
+                if given[k] != recomputed[k]
+            ]
+            raise StatementRefused(KIND, "; ".join(diff))
+        return mine.digest(self.domain)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _parse(self, request: Mapping[str, Any]) -> tuple[int, int, int, battery.Certificate, str]:
+        try:
+            vehicle_id, start, end = (int(request[k]) for k in ("vehicleId", "start", "end"))
+            raw = request["certificate"]
+            if not isinstance(raw, Mapping):
+                raise TypeError("certificate is not an object")
+            certificate = battery.Certificate.from_dict(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StatementMalformed(
+                KIND, f"expected {{vehicleId, start, end, certificate, token?}}: {exc}"
+            ) from None
+        token = request.get("token") or self.api_token
+        if not isinstance(token, str) or not token:
+            raise StatementMalformed(KIND, "no bearer token for the indexer (field `token`)")
+        return vehicle_id, start, end, certificate, token
+
+    def _check_chain_id(self) -> None:
+        chain_id = self.chain.call(
+            "eth_chainId", lambda: int(self.chain.w3.eth.chain_id), self._unavailable
+        )
+        if chain_id != self.deployment.chain_id:
+            raise CheckerUnavailable(
+                KIND,
+                f"{self.rpc_url} is chain {chain_id}, the deployment record chain "
+                f"{self.deployment.chain_id}",
+            )
+
+    def _vehicle_facts(self, vehicle_id: int) -> battery.VehicleFacts:
+        fn = self.chain.contract("VehicleId").functions.vehicleOf(vehicle_id)
+        try:
+            make, model, year, _ = self.chain.call("vehicleOf", fn.call, self._unavailable)
+        except (ContractCustomError, ContractLogicError) as exc:
+            _, why = self.chain.decode(exc)
+            raise StatementRefused(KIND, f"vehicle {vehicle_id} is not on-chain: {why}") from None
+        return battery.VehicleFacts(str(make), str(model), int(year))
+
+    def _served_answer(
+        self, http: httpx.Client, token: str, vehicle_id: int, start: int, end: int
+    ) -> dict[str, Any]:
+        try:
+            r = http.get(
+                f"{self.api_url}/apps/battery/{vehicle_id}",
+                params={"start": start, "end": end},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise self._unavailable(f"indexer {self.api_url}: {exc}") from None
+        if r.status_code >= 500:
+            raise self._unavailable(f"indexer {self.api_url}: HTTP {r.status_code}")
+        if r.status_code != 200:
+            raise StatementRefused(KIND, f"the indexer refused the caller: {_problem_text(r)}")
+        try:
+            answer: dict[str, Any] = r.json()
+            same = (answer["app"], int(answer["vehicle_id"]), answer["start"], answer["end"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._unavailable(
+                f"indexer {self.api_url} answered no battery answer: {exc}"
+            ) from None
+        if same != (KIND, vehicle_id, start, end):
+            raise self._unavailable(f"indexer {self.api_url} answered for {same}")
+        return answer
+
+    def _verified_inputs(
+        self,
+        http: httpx.Client,
+        token: str,
+        vehicle_id: int,
+        start: int,
+        end: int,
+        covered: dict[str, list[tuple[int, int]]],
+        listed: list[tuple[int, int]],
+    ) -> AppInputs:
+        try:
+            return fetch_and_verify_inputs(
+                self.api_url,
+                token,
+                vehicle_id,
+                listed,
+                self.rpc_url,
+                self.anchor_address,
+                signal_names=sorted(covered),
+                start_ms=start,
+                end_ms=end,
+                covered=covered,
+                client=http,
+            )
+        except InputProofInvalid as exc:
+            raise StatementRefused(KIND, str(exc)) from None
+        except IndexChainUnavailable as exc:
+            raise self._unavailable(str(exc)) from None
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code >= 500:
+                raise self._unavailable(f"indexer proofs: {exc}") from None
+            raise StatementRefused(
+                KIND, f"the indexer withheld the proofs: {_problem_text(exc.response)}"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise self._unavailable(f"indexer proofs: {exc}") from None
+
+    @staticmethod
+    def _unavailable(reason: str) -> CheckerUnavailable:
+        return CheckerUnavailable(KIND, reason)
+
+
+def _problem_text(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+        return f"{r.status_code} {body.get('title')}: {body.get('detail')}"
+    except ValueError:
+        return f"{r.status_code} {r.text[:300]}"
+
+
+# --------------------------------------------------------------------------------------------
+# The certifier service
+# --------------------------------------------------------------------------------------------
+
+
+def create_certifier_app(keys: Sequence[str], checker: BatteryChecker) -> FastAPI:
+    """The certifier: `GET /healthz`, `GET /v1/certify`, `POST /v1/certify/battery`.
+
+    Args:
+        keys: The oracle keys that sign (hex), one signer each.
+        checker: The battery checker every certificate passes first.
+
+    Raises:
+        StackError: no key.
+    """
+    if not keys:
+        raise StackError("the certifier needs at least one oracle key (DIMO_CERTIFY_KEYS)")
+    deployment = checker.deployment
+    anchor_domain = dimo_domain(
+        deployment.chain_id, deployment.contract("AttestationAnchor").address
+    )
+    signers = [OracleSigner(k, anchor_domain) for k in keys]
+    app = FastAPI(title="DIMO certifier", version="1")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "signers": [s.address for s in signers]}
+
+    add_certify_routes(app, signers, {KIND: checker})
+    return app
+
+
+# --------------------------------------------------------------------------------------------
+# The client: signatures from certifiers, checked on-chain
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignedCertificate:
+    """A certificate with the quorum's signatures, as `verifyCertificate` takes them.
+
+    Attributes:
+        certificate: The statement.
+        signatures: 65-byte signatures, concatenated in ascending signer order.
+        signers: Their signers, ascending.
+        contract: The BatteryCertificates address that verified them.
+        chain_id: Its chain.
+    """
+
+    certificate: battery.Certificate
+    signatures: bytes
+    signers: tuple[str, ...]
+    contract: str
+    chain_id: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The signed certificate as JSON (what `dimo certify battery` writes)."""
+        return {
+            "certificate": self.certificate.as_dict(),
+            "signatures": "0x" + self.signatures.hex(),
+            "signers": list(self.signers),
+            "verify": {
+                "chainId": self.chain_id,
+                "contract": self.contract,
+                "function": "verifyCertificate((uint256,uint16,uint16,uint16,uint32,uint64,"
+                "uint64,bytes32),bytes)",
+            },
+        }
+
+
+def collect_signatures(
+    certifier_urls: Sequence[str],
+    request: Mapping[str, Any],
+    digest: bytes,
+    oracles: Sequence[str],
+    *,
+    client: httpx.Client,
+) -> tuple[bytes, tuple[str, ...], list[str]]:
+    """Asks each certifier to sign; keeps valid signatures of current oracles.
+
+    Args:
+        certifier_urls: Base URLs of certifiers.
+        request: The certification request (`{vehicleId, start, end, certificate, token?}`).
+        digest: The certificate's digest under the BatteryCertificates domain.
+        oracles: The current oracle set.
+        client: The HTTP client.
+
+    Returns:
+        The signatures concatenated in ascending signer order, their signers, and what went
+        wrong with the certifiers or signatures left out.
+    """
+    members = {checksum_address(a) for a in oracles}
+    got: dict[int, tuple[str, bytes]] = {}
+    problems: list[str] = []
+    for url in certifier_urls:
+        where = url.rstrip("/") + f"{CERTIFY_PATH}/{KIND}"
+        try:
+            r = client.post(where, json=dict(request))
+        except httpx.HTTPError as exc:
+            problems.append(f"{url}: {exc}")
+            continue
+        if r.status_code != 200:
+            problems.append(f"{url}: {_problem_text(r)}")
+            continue
+        try:
+            items = [(str(i["signer"]), str(i["signature"])) for i in r.json()["signatures"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{url}: no signatures in the answer ({exc})")
+            continue
+        for claimed, hex_sig in items:
+            try:
+                sig = bytes.fromhex(hex_sig.removeprefix("0x"))
+                who = recover_address(digest, sig)
+            except (SignatureError, ValueError) as exc:
+                problems.append(f"{url}: a bad signature ({exc})")
+                continue
+            if who != checksum_address(claimed):
+                problems.append(f"{url}: a signature of {who}, said to be {claimed}'s")
+            elif who not in members:
+                problems.append(f"{url}: {who} is not a current oracle")
+            else:
+                got[int(who, 16)] = (who, sig)
+    ordered = [got[k] for k in sorted(got)]
+    return b"".join(s for _, s in ordered), tuple(w for w, _ in ordered), problems
+
+
+def verify_on_chain(
+    rpc_url: str, deployment: Deployment, certificate: battery.Certificate, signatures: bytes
+) -> None:
+    """Calls `BatteryCertificates.verifyCertificate(certificate, signatures)`.
+
+    Raises:
+        CertificationFailed: it reverted (`error` names the custom error) or the RPC failed.
+    """
+    chain = _Chain(rpc_url, deployment)
+    fn = chain.contract("BatteryCertificates").functions.verifyCertificate(
+        certificate.as_tuple(), signatures
+    )
+    try:
+        ok = chain.call("verifyCertificate", fn.call, CertificationFailed)
+    except (ContractCustomError, ContractLogicError) as exc:
+        name, why = chain.decode(exc)
+        raise CertificationFailed(f"verifyCertificate reverted with {why}", name) from None
+    if ok is not True:
+        raise CertificationFailed(f"verifyCertificate returned {ok!r}")
+
+
+def certify_battery(
+    certifier_urls: Sequence[str],
+    request: Mapping[str, Any],
+    rpc_url: str,
+    deployment: Deployment,
+    *,
+    client: httpx.Client,
+) -> SignedCertificate:
+    """Has the certifiers sign a certificate and checks the quorum on-chain.
+
+    Args:
+        certifier_urls: Base URLs of certifiers.
+        request: `{vehicleId, start, end, certificate, token?}` (see `BatteryChecker`).
+        rpc_url: JSON-RPC URL of the chain.
+        deployment: The deployment record.
+        client: The HTTP client.
+
+    Raises:
+        CertificationFailed: too few oracles signed, or the contract rejects the signatures.
+        StatementMalformed: the request's certificate does not parse.
+    """
+    try:
+        certificate = battery.Certificate.from_dict(request["certificate"])
+    except (CertificateInvalid, KeyError, TypeError, ValueError) as exc:
+        raise StatementMalformed(KIND, f"the certificate does not parse: {exc}") from None
+    chain = _Chain(rpc_url, deployment)
+    digest = certificate.digest(chain.certificates_domain())
+    oracles_fn = chain.contract("AttestationAnchor").functions.oracles()
+    members, threshold, _ = chain.call("oracles", oracles_fn.call, CertificationFailed)
+    signatures, signers, problems = collect_signatures(
+        certifier_urls, request, digest, members, client=client
+    )
+    if len(signers) < threshold:
+        raise CertificationFailed(
+            f"{len(signers)} of the {threshold} oracle signatures needed"
+            + ("; " + "; ".join(problems) if problems else ""),
+            "OracleRegistryQuorumNotReached",
+        )
+    verify_on_chain(rpc_url, deployment, certificate, signatures)
+    return SignedCertificate(
+        certificate,
+        signatures,
+        signers,
+        deployment.contract("BatteryCertificates").address,
+        deployment.chain_id,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# `dimo certify`
+# --------------------------------------------------------------------------------------------
+
+app = typer.Typer(
+    help="Battery health certificates signed by the oracle quorum.", no_args_is_help=True
+)
+console = Console()
+
+
+@app.command("serve")
+def serve_command() -> None:
+    """Runs the certifier (DIMO_CERTIFY_* settings): POST /v1/certify/battery."""
+    import uvicorn
+
+    settings = CertifierSettings()
+    try:
+        deployment = Deployment.load(settings.deployment)
+        checker = BatteryChecker(
+            settings.api_url,
+            settings.rpc_url,
+            deployment,
+            api_token=settings.api_token.get_secret_value() if settings.api_token else None,
+        )
+        service = create_certifier_app([k.get_secret_value() for k in settings.keys], checker)
+    except (DeploymentError, StackError) as exc:
+        console.print(f"[red]error[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]certifier[/] {len(settings.keys)} oracle keys on "
+        f"http://{settings.host}:{settings.port}{CERTIFY_PATH}/{KIND}",
+        highlight=False,
+    )
+    uvicorn.run(service, host=settings.host, port=settings.port, log_level="warning")
+
+
+def _statement(
+    client: httpx.Client, api_url: str, token: str, vehicle: int, start: int, end: int
+) -> dict[str, Any]:
+    r = client.get(
+        f"{api_url.rstrip('/')}/apps/battery/{vehicle}/certificate",
+        params={"start": start, "end": end},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    if r.status_code != 200:
+        console.print(f"[red]the indexer gave no statement[/] {_problem_text(r)}")
+        raise typer.Exit(2)
+    certificate: dict[str, Any] = r.json()["certificate"]
+    return certificate
+
+
+@app.command("battery")
+def battery_command(
+    vehicle: Annotated[int, typer.Option("--vehicle", min=0, help="Vehicle token id.")],
+    start: Annotated[int, typer.Option(min=0, help="Window start, unix ms.")],
+    end: Annotated[int, typer.Option(min=1, help="Window end, unix ms (exclusive).")],
+    certifier: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--certifier", help="A certifier's base URL (repeat for each); default: the local one."
+        ),
+    ] = None,
+    api_url: Annotated[
+        str, typer.Option(envvar="DIMO_API_URL", help="The indexer API's base URL.")
+    ] = "http://127.0.0.1:8700",
+    token: Annotated[
+        str,
+        typer.Option(
+            envvar="DIMO_API_TOKEN",
+            help="Bearer token from SIWE sign-in; the certifiers read the proofs with it.",
+        ),
+    ] = "",
+    rpc_url: Annotated[
+        str, typer.Option(envvar="DIMO_INDEXER_RPC_URL", help="Chain JSON-RPC URL.")
+    ] = "http://127.0.0.1:8545",
+    deployment: Annotated[
+        Path, typer.Option(envvar="DIMO_DEPLOYMENT", help="The deployment record.")
+    ] = Path("data/deployments/31337.json"),
+    out: Annotated[Path, typer.Option(help="Folder for the signed certificate (JSON).")] = Path(
+        "data/certificates"
+    ),
+) -> None:
+    """Certifies a vehicle's battery health over a window, checked on-chain.
+
+    Gets the statement from the indexer API, has the certifiers recompute and sign it with
+    the oracle keys, checks the signatures with `verifyCertificate` and writes the result.
+    """
+    urls = certifier or [f"http://127.0.0.1:{CertifierSettings().port}"]
+    try:
+        record = Deployment.load(deployment)
+    except DeploymentError as exc:
+        console.print(f"[red]error[/] {exc}")
+        raise typer.Exit(2) from None
+    with httpx.Client(timeout=600) as client:
+        statement = _statement(client, api_url, token, vehicle, start, end)
+        request = {
+            "vehicleId": vehicle,
+            "start": start,
+            "end": end,
+            "certificate": statement,
+            "token": token,
+        }
+        try:
+            with console.status(f"certifying with {len(urls)} certifier(s)"):
+                signed = certify_battery(urls, request, rpc_url, record, client=client)
+        except (CertificationFailed, StatementMalformed) as exc:
+            console.print(f"[red]not certified[/] {exc}")
+            raise typer.Exit(1) from None
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"battery-certificate-{vehicle}-{start}-{end}.json"
+    path.write_text(json.dumps(signed.as_json(), indent=1) + "\n", encoding="utf-8")
+    c = signed.certificate
+    table = Table(title=f"Battery health certificate, vehicle {vehicle}")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    table.add_row("SoH %", f"{c.soh_bps / 100:.2f}")
+    table.add_row("95 % interval", f"{c.lower_bps / 100:.2f} - {c.upper_bps / 100:.2f}")
+    table.add_row("method version", str(c.method_version))
+    table.add_row("window (unix ms)", f"{c.window_start} - {c.window_end}")
+    table.add_row("inputs root", "0x" + c.inputs_root.hex())
+    table.add_row("signed by", ", ".join(signed.signers))
+    console.print(table)
+    console.print(
+        f"[green]verifyCertificate[/] on {signed.contract} (chain {signed.chain_id}): true\n"
+        f"certificate: {path}",
+        highlight=False,
+    )
