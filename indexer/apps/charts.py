@@ -3,8 +3,9 @@
 `soh_chart` draws a battery report: each charging session's SoH over time, the current SoH
 with its 95 % interval, and the fleet band, i.e. where a vehicle of this age sits when it
 loses the field average of 1.8-2.3 %/year (and 3 %/year, heavy DC fast charging), or the
-percentiles of a fleet view when given. `line_chart` is a generic time series for the other
-applications.
+percentiles of a fleet view when given. `odometer_chart` draws a finance report's verified
+odometer history with its tamper signals marked. `line_chart` is a generic time series for the
+other applications.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from indexer.apps.battery import (
     MS_PER_YEAR,
 )
 
-__all__ = ["line_chart", "png", "soh_chart"]
+__all__ = ["line_chart", "odometer_chart", "png", "soh_chart"]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -167,4 +168,93 @@ def line_chart(
     ax.grid(alpha=0.3)
     if series:
         ax.legend(fontsize=8)
+    return png(fig)
+
+
+#: How `odometer_chart` marks each tamper signal kind: colour, marker and legend label.
+_ODOMETER_MARKS: dict[str, tuple[str, str, str]] = {
+    "decrease": ("tab:red", "v", "decrease"),
+    "implausible-jump": ("tab:orange", "^", "implausible jump"),
+    "device-swap": ("tab:purple", "D", "device swap"),
+}
+
+
+def odometer_chart(
+    points: Sequence[tuple[int, float]],
+    odometer: Mapping[str, Any],
+    start_ms: int,
+    end_ms: int,
+    *,
+    vehicle_id: int | None = None,
+) -> bytes:
+    """A verified odometer history with its tamper signals marked, as PNG.
+
+    Gaps are shaded over their span (clipped to the window); decreases, implausible jumps and
+    device swaps are marked at the reading that raised them, each from the signal's own times
+    and values. The time axis spans what is drawn (the whole window when nothing is).
+
+    Args:
+        points: The odometer readings (unix ms, km) in time order.
+        odometer: The odometer section of a finance result
+            (`indexer.apps.finance.odometer_history`): its `signals`, `signed_km`, `latest`.
+        start_ms: Window start, unix ms.
+        end_ms: Window end, unix ms.
+        vehicle_id: For the title.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if points:
+        ax.plot(
+            [_dt(t) for t, _ in points],
+            [km for _, km in points],
+            color="tab:blue",
+            linewidth=1.2,
+            label=f"odometer ({len(points)} signed readings)",
+        )
+    signals = list(odometer.get("signals") or [])
+    gaps = [s for s in signals if s["kind"] == "gap"]
+    for i, gap in enumerate(gaps):
+        ax.axvspan(
+            _dt(max(int(gap["from_ts"]), start_ms)),
+            _dt(min(int(gap["to_ts"]), end_ms)),
+            color="tab:gray",
+            alpha=0.25,
+            label=f"gap ({len(gaps)})" if i == 0 else None,
+        )
+    for kind, (color, marker, label) in _ODOMETER_MARKS.items():
+        marked = [s for s in signals if s["kind"] == kind]
+        if marked:
+            ax.scatter(
+                [_dt(int(s["to_ts"])) for s in marked],
+                [float(s["to_km"]) for s in marked],
+                color=color,
+                marker=marker,
+                s=60,
+                zorder=4,
+                label=f"{label} ({len(marked)})",
+            )
+    if not points and not signals:
+        ax.set_xlim(_dt(start_ms), _dt(end_ms))
+    title = "Verified odometer"
+    if vehicle_id is not None:
+        title += f", vehicle {vehicle_id}"
+    latest = odometer.get("latest")
+    if latest:
+        title += f" ({float(odometer['signed_km']):,.0f} km signed of {float(latest['km']):,.0f})"
+    ax.set_title(title)
+    ax.set_ylabel("odometer, km")
+    ax.xaxis.set_major_formatter(_dates())
+    fig.autofmt_xdate()
+    ax.grid(alpha=0.3)
+    if not points:
+        ax.text(
+            0.5,
+            0.5,
+            "no odometer readings in the window",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="tab:gray",
+        )
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
     return png(fig)

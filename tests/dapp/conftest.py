@@ -108,6 +108,9 @@ class Chain:
         tx = fn.build_transaction(
             {"from": account.address, "nonce": self.w3.eth.get_transaction_count(account.address)}
         )
+        # The estimate runs at the pending block's time; mined a second later, an ERC20Votes
+        # mint or transfer may push a new checkpoint (a fresh slot) instead of rewriting one.
+        tx["gas"] = int(tx["gas"]) * 6 // 5 + 25_000
         signed = Account.sign_transaction(tx, account.key)
         receipt = self.w3.eth.wait_for_transaction_receipt(
             self.w3.eth.send_raw_transaction(signed.raw_transaction)

@@ -1,14 +1,16 @@
 // Owners: vehicles and devices, pairing, latest signals with proofs, grants, data products,
-// rewards and licence revenue, and the four applications with their charts.
+// rewards and licence revenue, the vehicle's grid region, and the four applications with their
+// charts.
 import { getAddress, isAddress } from "viem";
 import { all, ApiError, get, imageUrl } from "../api.js";
+import { declaredRegion, declareRegion } from "../region.js";
 import { button, dimo, fmt, h, PRIVILEGES, run, section, short, table, when } from "../ui.js";
 
 const DAY = 86_400;
 /** The applications: label, JSON route and PNG chart route (under /apps), by vehicle id. */
 const APPS = [
   ["Battery", (id) => `/apps/battery/${id}`, (id) => `/apps/battery/${id}/chart.png`],
-  ["Finance", (id) => `/apps/finance/${id}`, null],
+  ["Finance", (id) => `/apps/finance/${id}`, (id) => `/apps/finance/${id}/chart.png`],
   ["Insurance", (id) => `/apps/insurance/${id}/score`, (id) => `/apps/insurance/${id}/chart.png`],
   ["Energy", (id) => `/apps/energy/${id}/sessions`, null],
 ];
@@ -64,12 +66,13 @@ async function vehicleCard(vehicle, products, open, ctx) {
     h("p", { class: "pairing" }, vehicle.device
       ? ["Paired with device ", h("code", {}, vehicle.device)]
       : "No device paired."));
-  const [latest, grants, optIns, rewards, revenue] = await Promise.all([
+  const [latest, grants, optIns, rewards, revenue, region] = await Promise.all([
     get(`/vehicles/${id}/latest`).catch((e) => e),
     all(`/vehicles/${id}/grants`),
     all(`/vehicles/${id}/opt-ins`, { active: true }),
     all(`/vehicles/${id}/rewards`),
     all(`/vehicles/${id}/revenue`),
+    declaredRegion(id).catch((e) => e),
   ]);
   card.append(
     signalsPart(vehicle, latest, ctx),
@@ -77,6 +80,7 @@ async function vehicleCard(vehicle, products, open, ctx) {
     productsPart(vehicle, products, optIns, ctx),
     rewardsPart(vehicle, rewards, open, ctx),
     revenuePart(vehicle, revenue, ctx),
+    regionPart(vehicle, region, ctx),
     appsPart(vehicle, latest),
   );
   return card;
@@ -260,6 +264,51 @@ function revenuePart(vehicle, revenue, ctx) {
       : "");
 }
 
+/** Energy: the vehicle's declared grid region, and a form to sign and declare another. */
+function regionPart(vehicle, region, ctx) {
+  const id = vehicle.id;
+  const part = h("div", { class: "grid-region" }, h("h4", {}, "Grid region (energy)"));
+  if (region instanceof Error) {
+    part.append(h("p", { class: "error" }, region.message));
+  } else if (region) {
+    part.append(h("p", { class: "declared", "data-region": region.region },
+      "Declared ", h("strong", {}, region.region), " by ",
+      h("code", { title: region.owner }, short(region.owner)), ` at ${when(region.issued_at)}`,
+      region.typed_data?.domain
+        ? ` (EIP-712 ${region.typed_data.domain.name} v${region.typed_data.domain.version})`
+        : ""));
+  } else {
+    part.append(h("p", { class: "empty declared" }, "No grid region declared."));
+  }
+  const input = h("input", {
+    name: "region",
+    placeholder: "region, e.g. DE-BW",
+    size: 16,
+    maxlength: 64,
+    "aria-label": `grid region of vehicle #${id}`,
+  });
+  const declare = async () => {
+    const stored = await run(`Declaring the grid region of vehicle #${id}`,
+      () => declareRegion(ctx.session, id, input.value.trim()),
+      (r) => `Region ${r.region} declared for vehicle #${id}`);
+    if (stored) ctx.refresh();
+  };
+  part.append(h("form", {
+    class: "region-form",
+    onSubmit: (e) => {
+      e.preventDefault();
+      declare();
+    },
+  }, input, button("Sign and declare", declare, { "data-action": "declare-region" })));
+  return part;
+}
+
+/** An app's envelope with its `result` first (the inputs list can be long), else as it is. */
+function resultFirst(body) {
+  if (!body || typeof body !== "object" || !("result" in body)) return body;
+  return { result: body.result, ...body };
+}
+
 function appsPart(vehicle, latest) {
   const id = vehicle.id;
   const out = panel(`app-${id}`, "app-output");
@@ -279,7 +328,8 @@ function appsPart(vehicle, latest) {
       out.replaceChildren(
         h("h5", {}, `${name} of vehicle #${id}`),
         answer.chart ? h("img", { src: answer.chart, alt: `${name} chart`, class: "chart" }) : "",
-        h("pre", { class: "json" }, JSON.stringify(answer.body, null, 1).slice(0, 4000)),
+        h("pre", { class: "json" },
+          JSON.stringify(resultFirst(answer.body), null, 1).slice(0, 4000)),
       );
     }, { class: "small", "data-app": name.toLowerCase() }))),
     out);

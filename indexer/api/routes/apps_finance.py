@@ -3,7 +3,8 @@
 
 The odometer history needs ODOMETER; usage needs DRIVING (speed, ignition) and is left out
 without it; the battery section needs BATTERY and is left out without it. Without ODOMETER
-the answer is a 403 problem naming the scope.
+the answer is a 403 problem naming the scope. `/{id}/chart.png` draws the same answer's
+odometer history with its tamper signals marked, under the same rights and window.
 """
 
 from __future__ import annotations
@@ -20,12 +21,24 @@ from indexer.api.routes.apps_battery import battery_params
 from indexer.api.routes.apps_proofs import check_window, envelope, rights_for, vehicle_facts
 from indexer.api.routes.telemetry import Access, End, Start, VehicleId
 from indexer.apps import battery, finance
-from indexer.apps.audit import gather_inputs
+from indexer.apps.audit import AppInputs, gather_inputs
+from indexer.apps.charts import odometer_chart
+from indexer.apps.columnar import as_columns
 from indexer.exceptions import AppParameterInvalid
+from indexer.queries import ODOMETER
 
 router = APIRouter(prefix="/apps/finance", tags=["apps"])
 _RESPONSES: Final = problem_responses(400, 401, 403, 404)
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+ParamsJson = Annotated[
+    str | None,
+    Query(
+        max_length=4096,
+        description="JSON object overriding parameters (see FinanceParams), e.g. "
+        '{"reference_value": 35000}',
+    ),
+]
 
 
 def finance_params(raw: str | None) -> finance.FinanceParams:
@@ -50,10 +63,10 @@ def finance_params(raw: str | None) -> finance.FinanceParams:
         raise AppParameterInvalid("params", str(exc)) from exc
 
 
-def finance_answer(
+def _finance(
     conn: Any, coverage: Any, vehicle_id: int, start: int, end: int, params_json: str | None
-) -> dict[str, Any]:
-    """The served finance envelope (rights checked, inputs gathered, pure function run)."""
+) -> tuple[dict[str, Any], AppInputs]:
+    """The served finance envelope and the verified readings it was computed from."""
     check_window(start, end)
     facts, minted_ms = vehicle_facts(conn, vehicle_id)
     params = finance_params(params_json)
@@ -72,9 +85,17 @@ def finance_answer(
         with_usage=with_usage,
     )
     result = finance.compute(inputs, context, start, end)
-    return envelope(
+    answer = envelope(
         "finance", vehicle_id, start, end, context, within, withheld, inputs.refs(), result
     )
+    return answer, inputs
+
+
+def finance_answer(
+    conn: Any, coverage: Any, vehicle_id: int, start: int, end: int, params_json: str | None
+) -> dict[str, Any]:
+    """The served finance envelope (rights checked, inputs gathered, pure function run)."""
+    return _finance(conn, coverage, vehicle_id, start, end, params_json)[0]
 
 
 @router.get(
@@ -88,17 +109,33 @@ def get_finance(
     conn: DbConn,
     start: Start,
     end: End,
-    params: Annotated[
-        str | None,
-        Query(
-            max_length=4096,
-            description="JSON object overriding parameters (see FinanceParams), e.g. "
-            '{"reference_value": 35000}',
-        ),
-    ] = None,
+    params: ParamsJson = None,
 ) -> Response:
     """The finance report over `[start, end)` within your rights, with its inputs listed."""
     return Response(
         _dumps(finance_answer(conn, coverage, vehicle_id, start, end, params)),
         media_type="application/json",
     )
+
+
+@router.get(
+    "/{vehicle_id}/chart.png",
+    summary="Verified odometer history with the tamper signals marked (PNG)",
+    responses={**_RESPONSES, 200: {"content": {"image/png": {}}}},
+    response_class=Response,
+)
+def get_finance_chart(
+    vehicle_id: VehicleId,
+    coverage: Access,
+    conn: DbConn,
+    start: Start,
+    end: End,
+    params: ParamsJson = None,
+) -> Response:
+    """The odometer readings of `[start, end)` within your rights, with the decreases,
+    implausible jumps, gaps and device swaps of the finance report marked, as PNG."""
+    answer, inputs = _finance(conn, coverage, vehicle_id, start, end, params)
+    cols = as_columns(inputs.get(ODOMETER))
+    points = list(zip(cols.ts.tolist(), cols.value.tolist(), strict=True))
+    chart = odometer_chart(points, answer["result"]["odometer"], start, end, vehicle_id=vehicle_id)
+    return Response(chart, media_type="image/png")
