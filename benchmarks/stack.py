@@ -311,9 +311,13 @@ def _ensure_maker(chain: _Rpc, registry: str) -> None:
     tx = chain.call(
         "eth_sendTransaction", [{"from": dev_account(ADMIN).address, "to": registry, "data": data}]
     )
+    deadline = time.monotonic() + 30
     receipt = chain.call("eth_getTransactionReceipt", [tx])
+    while receipt is None and time.monotonic() < deadline:  # mined, but not yet receipted
+        time.sleep(0.1)
+        receipt = chain.call("eth_getTransactionReceipt", [tx])
     if receipt is None or int(receipt["status"], 16) != 1:
-        raise BenchError("registering the device maker failed")
+        raise BenchError(f"registering the device maker failed: receipt {receipt}")
 
 
 def _mine(chain: _Rpc, phases: list[list[dict[str, Any]]]) -> None:
