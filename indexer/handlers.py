@@ -1007,10 +1007,11 @@ class Projector:
             prefolded: `prefold(fresh)`, used only when not `replay`: its entities are
                 inserted as folded, and only the other keys are folded here.
         """
-        early = prefolded if prefolded is not None and not replay and fresh is not None else None
-        if early is not None:
+        early = None
+        if prefolded is not None and not replay and fresh is not None:
+            early = prefolded
             keys = keys - early.keys
-            fresh = {k: v for k, v in fresh.items() if k not in early.keys}  # type: ignore[union-attr]
+            fresh = {k: v for k, v in fresh.items() if k not in early.keys}
         if not keys and early is None:
             return
         by_key: dict[str, list[Event]] = defaultdict(list)

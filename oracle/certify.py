@@ -173,9 +173,6 @@ def certify(
 # --------------------------------------------------------------------------------------------
 
 
-_problem = problem_json
-
-
 def add_certify_routes(
     app: FastAPI, signers: Sequence[OracleSigner], checkers: Mapping[str, StatementChecker]
 ) -> None:
@@ -201,23 +198,23 @@ def add_certify_routes(
     async def certify_route(kind: str, request: Request) -> dict[str, Any] | JSONResponse:
         """Checks the statement in the JSON body, then returns every local signature of it."""
         if kind not in kinds:
-            return _problem(
+            return problem_json(
                 404, "unknown-statement-kind", str(UnknownStatementKind(kind, sorted(kinds)))
             )
         try:
             body = json.loads(await request.body())
         except ValueError as exc:
-            return _problem(400, "malformed-request", f"the body is not JSON: {exc}")
+            return problem_json(400, "malformed-request", f"the body is not JSON: {exc}")
         if not isinstance(body, dict):
-            return _problem(400, "malformed-request", "the body is not a JSON object")
+            return problem_json(400, "malformed-request", "the body is not a JSON object")
         try:
             done = await run_in_threadpool(certify, kind, body, local, kinds)
         except StatementMalformed as exc:
-            return _problem(400, "malformed-request", str(exc))
+            return problem_json(400, "malformed-request", str(exc))
         except StatementRefused as exc:
             log.info("refused a %s statement: %s", kind, exc.reason)
-            return _problem(422, "statement-refused", str(exc), refusal=exc.reason)
+            return problem_json(422, "statement-refused", str(exc), refusal=exc.reason)
         except CheckerUnavailable as exc:
             log.warning("could not check a %s statement: %s", kind, exc.reason)
-            return _problem(503, "checker-unavailable", str(exc))
+            return problem_json(503, "checker-unavailable", str(exc))
         return done.as_json()

@@ -328,7 +328,6 @@ def create_signer_app(signer: OracleSigner, store: BlobStore) -> FastAPI:
     a refusal is a 422 RFC 9457 problem with reason `batch-refused`, a missing blob a 404.
     """
     app = FastAPI(title="DIMO oracle signer", version="1")
-    problem = problem_json
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -339,17 +338,17 @@ def create_signer_app(signer: OracleSigner, store: BlobStore) -> FastAPI:
         try:
             header = BatchHeader.from_json(body.batch)
         except (KeyError, TypeError, ValueError) as exc:
-            return problem(400, "malformed-request", f"expected {{batch: header}}: {exc}")
+            return problem_json(400, "malformed-request", f"expected {{batch: header}}: {exc}")
         try:
             content = store.get(header.cid)
         except InvalidCid as exc:
-            return problem(422, "batch-refused", str(exc))
+            return problem_json(422, "batch-refused", str(exc))
         except BlobStoreError as exc:
-            return problem(404, "content-not-found", str(exc))
+            return problem_json(404, "content-not-found", str(exc))
         try:
             sig = signer.sign_batch(header, content)
         except BatchRefused as exc:
-            return problem(422, "batch-refused", str(exc))
+            return problem_json(422, "batch-refused", str(exc))
         return {"signer": signer.address, "signature": "0x" + sig.hex()}
 
     return app

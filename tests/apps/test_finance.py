@@ -15,6 +15,7 @@ import pytest
 
 from indexer.apps import finance
 from indexer.apps.audit import AppInputs, audit_served
+from indexer.apps.charts import PNG_MAGIC
 from indexer.apps.finance import FinanceParams, finance_report, odometer_history, value_adjustment
 from indexer.exceptions import AppParameterInvalid
 from indexer.queries import ODOMETER, Reading
@@ -210,11 +211,20 @@ def test_without_odometer_scope_there_is_no_finance_answer_and_usage_needs_drivi
     span = {"start": start, "end": end}
     with world.client(stranger) as grantee:
         denied = grantee.get(f"/apps/finance/{car}", params=span)
+        chart_denied = grantee.get(f"/apps/finance/{car}/chart.png", params=span)
         vehicle_rights.grant(car, stranger, ODOMETER_BIT, FAR_FUTURE, TERMS_CID, sender=owner)
         world.sync()
         granted = grantee.get(f"/apps/finance/{car}", params=span)
+        chart = grantee.get(f"/apps/finance/{car}/chart.png", params=span)
         bad = grantee.get(f"/apps/finance/{car}", params={**span, "params": '{"gap_days": -1}'})
-    assert assert_problem(denied, 403, "privilege-missing")["missing_scopes"] == ["ODOMETER"]
+        bad_chart = grantee.get(
+            f"/apps/finance/{car}/chart.png", params={**span, "params": '{"gap_days": -1}'}
+        )
+    for refused in (denied, chart_denied):
+        assert assert_problem(refused, 403, "privilege-missing")["missing_scopes"] == ["ODOMETER"]
+    assert chart.status_code == 200, chart.text
+    assert chart.content.startswith(PNG_MAGIC)
+    assert assert_problem(bad_chart, 400, "invalid-app-parameter")["parameter"] == "gap_days"
     assert granted.status_code == 200, granted.text
     body = granted.json()
     assert body["result"]["usage"] is None

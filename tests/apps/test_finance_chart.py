@@ -19,7 +19,6 @@ from indexer.apps.finance import FinanceParams, odometer_history
 from indexer.queries import Reading
 from protocol.eip712 import Eip712Domain
 from tests.apps.test_finance import _load_sim
-from tests.conftest import FAR_FUTURE, TERMS_CID
 from tests.indexer.test_api_telemetry import (  # fixtures shared with the telemetry tests
     World,
     assert_problem,
@@ -91,31 +90,3 @@ def test_the_served_chart_draws_the_verified_odometer_with_its_rollback_marked(
     assert "decrease" in answer["result"]["odometer"]["flags"]
     assert _has_colour(_pixels(chart.content), DECREASE_RGB)
     assert_problem(empty, 400, "invalid-telemetry-query")
-
-
-def test_without_odometer_scope_there_is_no_finance_chart(
-    world: World,
-    fleet: Fleet,
-    domain: Eip712Domain,
-    anchor_bundles: Callable[..., Anchored],
-    owner: Any,
-    stranger: Any,
-    vehicle_rights: Any,
-) -> None:
-    (car, _), _ = fleet[0]
-    vehicle_rights.grant(car, stranger, BATTERY_BIT | DRIVING_BIT, FAR_FUTURE, TERMS_CID,
-                         sender=owner)  # fmt: skip
-    car, start, end = _load_sim(world, anchor_bundles, domain, fleet, 2, 5, False)
-    span = {"start": start, "end": end}
-    with world.client(stranger) as grantee:
-        denied = grantee.get(f"/apps/finance/{car}/chart.png", params=span)
-        vehicle_rights.grant(car, stranger, ODOMETER_BIT, FAR_FUTURE, TERMS_CID, sender=owner)
-        world.sync()
-        granted = grantee.get(f"/apps/finance/{car}/chart.png", params=span)
-        bad = grantee.get(
-            f"/apps/finance/{car}/chart.png", params={**span, "params": '{"gap_days": -1}'}
-        )
-    assert assert_problem(denied, 403, "privilege-missing")["missing_scopes"] == ["ODOMETER"]
-    assert granted.status_code == 200, granted.text
-    assert not _has_colour(_pixels(granted.content), DECREASE_RGB)
-    assert assert_problem(bad, 400, "invalid-app-parameter")["parameter"] == "gap_days"
