@@ -11,11 +11,16 @@
   One core; `extract_bundles_per_s_2_workers` with two processes.
 - `claim_gas_1`: the mean `gasUsed` of 8 single-epoch claims in a 100,000-leaf tree, each
   paying a first-time holder, after one warm-up claim (the 256-vehicle word of the claimed
-  bitmap is then in use, as it is for all but one claim in 256). `claim_gas_1_max` is the
-  largest of them; `claim_gas_1_new_word` the claim that opens a new word.
+  bitmap is then in use, as it is for all but one claim in 256). Each epoch was funded with
+  its tree's level at depth 8 stored (`cacheLevel`, as `dimo rewards fund` does by default),
+  so proofs stop there: 8 or 9 elements instead of 16 or 17. `claim_gas_1_max` is the
+  largest of them; `claim_gas_1_new_word` the claim that opens a new word;
+  `claim_gas_1_whole_proof` the same claims with whole proofs, to the root.
 - `claim_gas_per_epoch_4`: four epochs claimed in one `claimMany`, per epoch, first-time
   holder, after a warm-up of the same operation.
-- `post_gas` (a root, 2-of-3 quorum) and `fund_gas` (minting an epoch into the contract).
+- `post_gas` (a root, 2-of-3 quorum), `fund_gas` (minting an epoch into the contract) and
+  `cache_level_gas` (storing the 256 nodes at depth 8, once per epoch);
+  `cache_level_gas_per_claim` spreads it over the epoch's 100,000 claims.
 
 The last line printed is one JSON object of figures.
 """
@@ -47,7 +52,13 @@ from protocol.bundle import (
     sign_bundle,
 )
 from protocol.eip712 import dimo_domain
-from protocol.rewards import HOUR_MS, HOURS_PER_EPOCH, StreakState, allocation_tree
+from protocol.rewards import (
+    HOUR_MS,
+    HOURS_PER_EPOCH,
+    StreakState,
+    allocation_tree,
+    claim_proof,
+)
 from rewards.activity import BatchUse, EpochActivity, PairingHistory, extract_activity
 from rewards.catalog import ModelCatalog
 from rewards.chain import AnchoredBatch, PairingEvent
@@ -55,6 +66,7 @@ from rewards.cli import write_outputs
 from rewards.compute import EpochContext, build_epoch
 
 VEHICLES = 100_000
+CACHE_DEPTH = 8
 DIMO = 10**18
 ROOT_TYPES = [
     {"name": "epoch", "type": "uint256"},
@@ -62,6 +74,7 @@ ROOT_TYPES = [
     {"name": "total", "type": "uint256"},
     {"name": "cid", "type": "bytes"},
 ]
+ClaimArgs = tuple[int, int, int, list[bytes]]
 DOC_CID = bytes.fromhex("01551220") + keccak(b"benchmark allocation")
 
 # ---------------------------------------------------------------------------------------------
@@ -253,10 +266,15 @@ def gas_figures() -> dict[str, Any]:
             post_gas.append(int(tx.gas_used))
         chain.mine(timestamp=rewards.epochRoot(4).claimableAt + 1)
         fund_gas = [int(rewards.fund(e, sender=admin).gas_used) for e in range(5)]
+        cache_gas = [
+            int(rewards.cacheLevel(e, tree.level(CACHE_DEPTH), sender=admin).gas_used)
+            for e, (tree, _) in trees.items()
+        ]
 
-        def args(epoch: int, vehicle: int) -> tuple[int, int, int, list[bytes]]:
+        def args(epoch: int, vehicle: int, depth: int = CACHE_DEPTH) -> ClaimArgs:
             tree = trees[epoch][0]
-            return epoch, vehicle, DIMO + vehicle * 1000 + epoch, tree.proof(vehicle - 1)
+            proof = claim_proof(tree.proof(vehicle - 1), depth)
+            return epoch, vehicle, DIMO + vehicle * 1000 + epoch, proof
 
         rewards.claim(*args(0, 1), sender=owners[1])  # warm-up
         single = [int(rewards.claim(*args(0, v), sender=owners[v]).gas_used) for v in range(2, 10)]
@@ -265,16 +283,29 @@ def gas_figures() -> dict[str, Any]:
         four = int(
             rewards.claimMany([args(e, 11) for e in range(1, 5)], sender=owners[11]).gas_used
         )
-        depths = Counter(len(trees[0][0].proof(v - 1)) for v in range(2, 10))
+        # The same claims with whole proofs, in epoch 1, once each vehicle has passed to a
+        # first-time holder (the claim pays the current owner).
+        for v in range(2, 10):
+            heir = fresh()
+            vehicles.transferFrom(owners[v], heir, v, sender=owners[v])
+            owners[v] = heir
+        whole = [
+            int(rewards.claim(*args(1, v, 0), sender=owners[v]).gas_used) for v in range(2, 10)
+        ]
+        depths = Counter(len(args(0, v)[3]) for v in range(2, 10))
     return {
         "claim_gas_1": round(statistics.mean(single)),
         "claim_gas_1_max": max(single),
         "claim_gas_1_new_word": new_word,
+        "claim_gas_1_whole_proof": round(statistics.mean(whole)),
         "claim_proof_lengths": {str(k): n for k, n in sorted(depths.items())},
         "claim_gas_per_epoch_4": four // 4,
         "claim_gas_4_epochs": four,
         "post_gas": round(statistics.mean(post_gas)),
         "fund_gas": max(fund_gas),
+        "cache_depth": CACHE_DEPTH,
+        "cache_level_gas": max(cache_gas),
+        "cache_level_gas_per_claim": round(max(cache_gas) / VEHICLES),
     }
 
 

@@ -6,7 +6,8 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {Hashes} from "@openzeppelin/contracts/utils/cryptography/Hashes.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IDimoToken} from "./interfaces/IDimoToken.sol";
 import {IOracleRegistry} from "./interfaces/IOracleRegistry.sol";
@@ -43,8 +44,9 @@ contract Rewards is AccessControl, EIP712, IRewards {
     uint32 private _decayEpochs;
     uint256 private _totalMinted;
     mapping(uint256 epoch => EpochRoot) private _roots;
-    /// @dev The root again once the epoch is funded, so that a claim reads one slot.
-    mapping(uint256 epoch => bytes32 root) private _fundedRoots;
+    /// @dev The nodes a claim's proof may end at, once the epoch is funded: its root, and the
+    /// nodes of the levels `cacheLevel` stored. A claim reads one slot either way.
+    mapping(uint256 epoch => mapping(bytes32 node => bool)) private _nodes;
     /// @dev Bit `vehicleId % 256` of word `vehicleId / 256`: vehicle ids are sequential, so
     /// one warm word serves 256 vehicles.
     mapping(uint256 epoch => mapping(uint256 word => uint256 bits)) private _claimed;
@@ -97,7 +99,7 @@ contract Rewards is AccessControl, EIP712, IRewards {
             block.timestamp + _parameters.uintOf(ParameterKeys.REWARDS_CHALLENGE_DELAY)
         );
         // total <= cap <= initialCap, a uint128.
-        _roots[epoch] = EpochRoot(root, uint128(total), claimableAt, false, false);
+        _roots[epoch] = EpochRoot(root, uint128(total), claimableAt, false, false, 0);
         emit RootPosted(epoch, root, total, cid, claimableAt);
     }
 
@@ -117,8 +119,33 @@ contract Rewards is AccessControl, EIP712, IRewards {
 
     /// @inheritdoc IRewards
     function fund(uint256 epoch) external {
-        if (_fundedRoots[epoch] != bytes32(0)) revert RewardsEpochAlreadyFunded(epoch);
+        if (_roots[epoch].funded) revert RewardsEpochAlreadyFunded(epoch);
         _fund(epoch);
+    }
+
+    /// @inheritdoc IRewards
+    function cacheLevel(uint256 epoch, bytes32[] calldata nodes) external {
+        uint256 count = nodes.length;
+        uint256 depth = Math.log2(count);
+        EpochRoot storage r = _roots[epoch];
+        if (count < 2 || count != 1 << depth || depth <= r.cachedDepth) {
+            revert RewardsInvalidLevel(epoch, count);
+        }
+        bytes32 root = r.funded ? r.root : _fund(epoch);
+        bytes32[] memory level = nodes;
+        for (uint256 width = count >> 1; width != 0; width >>= 1) {
+            for (uint256 i; i < width; ++i) {
+                level[i] = Hashes.commutativeKeccak256(level[2 * i], level[2 * i + 1]);
+            }
+        }
+        if (level[0] != root) revert RewardsInvalidLevel(epoch, count);
+        mapping(bytes32 node => bool) storage cached = _nodes[epoch];
+        for (uint256 i; i < count; ++i) {
+            cached[nodes[i]] = true;
+        }
+        // count fits memory, so depth < 64.
+        r.cachedDepth = uint8(depth);
+        emit LevelCached(epoch, uint8(depth));
     }
 
     /* CLAIMS */
@@ -234,14 +261,15 @@ contract Rewards is AccessControl, EIP712, IRewards {
 
     /* INTERNAL */
 
-    /// @dev Checks the proof and marks the claim; funds the epoch on its first claim.
+    /// @dev Checks the proof and marks the claim; funds the epoch on its first claim. The proof
+    /// may end at the root or at any node `cacheLevel` stored.
     function _settle(uint256 epoch, uint256 vehicleId, uint256 amount, bytes32[] calldata proof)
         private
     {
-        bytes32 root = _fundedRoots[epoch];
-        if (root == bytes32(0)) root = _fund(epoch);
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(epoch, vehicleId, amount))));
-        if (!MerkleProof.verifyCalldata(proof, root, leaf)) {
+        bytes32 node = _processProof(proof, leaf);
+        // Before its first claim an epoch has no nodes: funding it adds the root.
+        if (!_nodes[epoch][node] && (_roots[epoch].funded || _fund(epoch) != node)) {
             revert RewardsInvalidProof(epoch, vehicleId, amount);
         }
         mapping(uint256 word => uint256 bits) storage words = _claimed[epoch];
@@ -252,6 +280,27 @@ contract Rewards is AccessControl, EIP712, IRewards {
         words[index] = word | bit;
     }
 
+    /// @dev `MerkleProof.processProofCalldata` (sorted pairs), as one tight loop: a claim runs
+    /// it once per proof element.
+    function _processProof(bytes32[] calldata proof, bytes32 leaf)
+        private
+        pure
+        returns (bytes32 node)
+    {
+        assembly ("memory-safe") {
+            node := leaf
+            let end := add(proof.offset, shl(5, proof.length))
+            for { let p := proof.offset } lt(p, end) { p := add(p, 0x20) } {
+                let sibling := calldataload(p)
+                // The smaller of the two first, in the scratch space.
+                let low := xor(node, mul(xor(node, sibling), lt(sibling, node)))
+                mstore(0x00, low)
+                mstore(0x20, xor(low, xor(node, sibling)))
+                node := keccak256(0x00, 0x40)
+            }
+        }
+    }
+
     function _fund(uint256 epoch) private returns (bytes32 root) {
         EpochRoot storage r = _roots[epoch];
         root = r.root;
@@ -260,7 +309,7 @@ contract Rewards is AccessControl, EIP712, IRewards {
         if (block.timestamp < claimableAt) revert RewardsNotClaimable(epoch, claimableAt);
         uint256 total = r.total;
         r.funded = true;
-        _fundedRoots[epoch] = root;
+        _nodes[epoch][root] = true;
         _totalMinted += total;
         emit EpochFunded(epoch, root, total);
         IDimoToken(address(_token)).mint(address(this), total);

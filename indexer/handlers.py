@@ -322,6 +322,7 @@ _KEYS: Final[dict[tuple[str, str], KeyFn]] = {
     ("Rewards", "RootPosted"): _one("repoch:{}", "epoch"),
     ("Rewards", "RootVetoed"): _one("repoch:{}", "epoch"),
     ("Rewards", "EpochFunded"): _one("repoch:{}", "epoch"),
+    ("Rewards", "LevelCached"): _one("repoch:{}", "epoch"),
     ("Rewards", "Claimed"): _one("rclaim:{}:{}", "epoch", "vehicleId"),
 }
 
@@ -701,6 +702,7 @@ def on_root_posted(f: Fold, e: Event) -> None:
         "funded": False,
         "posted_at": e.block_timestamp,
         "vetoed_by": None,
+        "cached_depth": 0,
         **_pos(e),
     }
 
@@ -717,6 +719,13 @@ def on_epoch_funded(f: Fold, e: Event) -> None:
     """The epoch's total was minted into the Rewards contract."""
     if f.row is not None:
         f.row["funded"] = True
+
+
+@handles("Rewards", "LevelCached")
+def on_level_cached(f: Fold, e: Event) -> None:
+    """A level of the epoch's tree was stored: claims' proofs may stop there."""
+    if f.row is not None:
+        f.row["cached_depth"] = e.args["depth"]
 
 
 @handles("Rewards", "Claimed")

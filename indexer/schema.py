@@ -391,6 +391,13 @@ reward_epochs = Table(
     Column("funded", Boolean, nullable=False, comment="the total was minted into Rewards"),
     Column("posted_at", BigInteger, nullable=False, comment="post time, unix seconds"),
     Column("vetoed_by", String(42), nullable=True, comment="who vetoed, NULL unless vetoed"),
+    Column(
+        "cached_depth",
+        Integer,
+        nullable=False,
+        server_default="0",
+        comment="claims' proofs may stop this deep; 0: at the root",
+    ),
     *_pos(),
 )
 

@@ -596,6 +596,25 @@ class StandardMerkleTree:
             i = (i - 1) // 2
         return proof
 
+    @property
+    def whole_depth(self) -> int:
+        """The depth of the deepest whole level: `floor(log2(len(self)))`.
+
+        Every level from the root (depth 0) down to it holds `2 ** depth` nodes, and every leaf
+        lies at least that deep, so every proof has at least this many elements.
+        """
+        return len(self._values).bit_length() - 1
+
+    def level(self, depth: int) -> list[Hash]:
+        """The `2 ** depth` nodes at `depth`, in tree order (what `Rewards.cacheLevel` takes).
+
+        Raises:
+            MerkleError: `depth` is negative or deeper than `whole_depth`.
+        """
+        if not 0 <= depth <= self.whole_depth:
+            raise MerkleError(f"level {depth} is not whole (0 to {self.whole_depth} are)")
+        return self._tree[(1 << depth) - 1 : (2 << depth) - 1]
+
     def _verify_bound(self, value: int | LeafValue, proof: Sequence[HashLike]) -> bool:
         if isinstance(value, int):
             self._check_index(value)

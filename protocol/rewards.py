@@ -58,7 +58,7 @@ the domain `{DIMO, 1, chainId, Rewards}`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -423,6 +423,22 @@ def allocation_tree(epoch: int, amounts: Mapping[int, int]) -> StandardMerkleTre
         raise InvalidIssuance(f"epoch {epoch} has no amounts; nothing to post")
     values = [(epoch, vehicle_id, amounts[vehicle_id]) for vehicle_id in sorted(amounts)]
     return StandardMerkleTree.of(values, LEAF_ENCODING)
+
+
+def claim_proof(proof: Sequence[bytes], cached_depth: int) -> list[bytes]:
+    """The part of a whole proof that `Rewards.claim` needs once the epoch's level at
+    `cached_depth` is stored on-chain: the proof without its last `cached_depth` elements,
+    which lead from that level to the root.
+
+    Raises:
+        InvalidIssuance: the proof is shorter than `cached_depth` (no leaf of a tree whose
+            level is whole there has one).
+    """
+    if not 0 <= cached_depth <= len(proof):
+        raise InvalidIssuance(
+            f"a proof of {len(proof)} elements cannot stop at cached depth {cached_depth}"
+        )
+    return list(proof[: len(proof) - cached_depth])
 
 
 def allocate(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -16,6 +16,7 @@ from protocol.cid import Cid, InvalidCid
 from protocol.crypto import checksum_address
 from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain, dimo_domain
+from protocol.reverts import CustomErrors
 from rewards.exceptions import ChainUnavailableError, TransactionFailed
 
 __all__ = [
@@ -51,6 +52,7 @@ class OnchainRoot:
     claimable_at: int
     vetoed: bool
     funded: bool
+    cached_depth: int = 0
 
     @property
     def live(self) -> bool:
@@ -108,6 +110,7 @@ class RewardsChain:
         self.log_range = log_range
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
         self.rewards = self._contract("Rewards")
+        self._errors = CustomErrors([self.rewards.abi])
         self.anchor = self._contract("AttestationAnchor")
         self.vehicles = self._contract("VehicleId")
         self.devices = self._contract("DeviceId")
@@ -165,7 +168,7 @@ class RewardsChain:
     def epoch_root(self, epoch: int) -> OnchainRoot:
         """The root posted for `epoch`, all zero if none."""
         r = self._rpc("epochRoot", self.rewards.functions.epochRoot(epoch).call)
-        return OnchainRoot(bytes(r[0]), int(r[1]), int(r[2]), bool(r[3]), bool(r[4]))
+        return OnchainRoot(bytes(r[0]), int(r[1]), int(r[2]), bool(r[3]), bool(r[4]), int(r[5]))
 
     def posting(self, epoch: int) -> Posting | None:
         """The `RootPosted` event of the epoch's current root, or None without a live root."""
@@ -270,12 +273,18 @@ class RewardsChain:
         """Sends `fund(epoch)` from the account of `key` and waits for it."""
         return self._send(f"fund of epoch {epoch}", self.rewards.functions.fund(epoch), key)
 
+    def cache_level(self, epoch: int, nodes: Sequence[bytes], key: str) -> str:
+        """Sends `cacheLevel(epoch, nodes)` from the account of `key` and waits for it."""
+        fn = self.rewards.functions.cacheLevel(epoch, list(nodes))
+        return self._send(f"level cache of epoch {epoch}", fn, key)
+
     def _send(self, action: str, fn: Any, key: str) -> str:
         account = Account.from_key(key)
         try:
             fn.call({"from": account.address})
         except ContractLogicError as exc:
-            raise TransactionFailed(action, f"the contract refuses it ({exc})") from None
+            refusal = self._errors.decode(exc.data) or exc
+            raise TransactionFailed(action, f"the contract refuses it: {refusal}") from None
         except _RPC_ERRORS as exc:
             raise ChainUnavailableError(self.rpc_url, f"{action}: {exc}") from None
 

@@ -224,17 +224,33 @@ def post_command(
 @app.command("fund")
 def fund_command(
     epoch: int = typer.Option(..., "--epoch", min=0, help="The epoch whose delay is over."),
+    cache_depth: int | None = typer.Option(
+        None,
+        "--cache-depth",
+        min=0,
+        max=16,
+        help="Tree level to store on-chain so that claims prove less (default "
+        "DIMO_REWARDS_CACHE_DEPTH, 8; 0 for none).",
+    ),
 ) -> None:
-    """Mints an epoch's total into the Rewards contract, so that no claimant pays for it."""
+    """Mints an epoch's total into the Rewards contract and stores the top of its tree, so that
+    no claimant pays for either."""
     settings = RewardsSettings()
     if settings.submitter_key is None:
         console.print("[red]error[/] set DIMO_REWARDS_SUBMITTER_KEY (the relaying account)")
         raise typer.Exit(2)
+    depth = settings.cache_depth if cache_depth is None else cache_depth
     try:
-        tx = computer(settings).chain.fund(epoch, _secret(settings.submitter_key))
+        with console.status(f"funding epoch {epoch}"):
+            result = computer(settings).fund(epoch, _secret(settings.submitter_key), depth)
     except (RewardsError, DeploymentError) as exc:
         raise _fail(exc) from None
-    console.print(f"[green]funded[/] epoch {epoch} in {tx}")
+    rows = {
+        "funded": result.funded_tx or "already",
+        "level cached": result.cache_tx or "already",
+        "claim proofs stop at depth": result.cached_depth,
+    }
+    console.print(_table(f"rewards epoch {epoch} funded", rows))
 
 
 if __name__ == "__main__":

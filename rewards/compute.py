@@ -18,7 +18,14 @@ from typing import Final
 from protocol.blobstore import BlobStore, BlobStoreError
 from protocol.cid import Cid, InvalidCid, compute_cid
 from protocol.crypto import SignatureError, recover_address, sign_digest
-from protocol.rewards import Activity, EpochAllocation, StreakState, allocate, root_digest
+from protocol.rewards import (
+    Activity,
+    EpochAllocation,
+    StreakState,
+    allocate,
+    allocation_tree,
+    root_digest,
+)
 from rewards.activity import EpochActivity, PairingHistory, extract_activity
 from rewards.catalog import ModelCatalog, model_key
 from rewards.chain import AnchoredBatch, OnchainRoot, RewardsChain
@@ -43,6 +50,7 @@ __all__ = [
     "ComputedEpoch",
     "EpochCheck",
     "EpochContext",
+    "FundResult",
     "PostResult",
     "RewardsComputer",
     "Verification",
@@ -135,6 +143,16 @@ class Verification:
     def ok(self) -> bool:
         """The root matches, and so do the earlier epochs checked."""
         return self.root_matches and all(check.ok for check in self.earlier)
+
+
+@dataclass(frozen=True)
+class FundResult:
+    """A funded epoch: the transactions sent (None for what was on-chain already) and the
+    depth its claims' proofs may now stop at."""
+
+    funded_tx: str | None
+    cache_tx: str | None
+    cached_depth: int
 
 
 @dataclass(frozen=True)
@@ -407,6 +425,37 @@ class RewardsComputer:
             differences,
             list(self.checks),
         )
+
+    # ---- fund ------------------------------------------------------------------------------
+
+    def fund(self, epoch: int, submitter_key: str, cache_depth: int = 0) -> FundResult:
+        """Mint the epoch into the Rewards contract and store its tree's level at `cache_depth`.
+
+        The level is rebuilt from the posted document, fetched by its CID and checked against
+        the root; a depth past the tree's deepest whole level stops there. Nothing is sent for
+        what is on-chain already.
+
+        Raises:
+            RootNotPosted: the epoch has no live root, or its document cannot be fetched.
+            TransactionFailed: the contract refuses (for instance before the delay is over).
+        """
+        onchain = self.chain.epoch_root(epoch)
+        if not onchain.live:
+            raise RootNotPosted(epoch, "no live root on-chain (never posted, or vetoed)")
+        funded_tx = None if onchain.funded else self.chain.fund(epoch, submitter_key)
+        if cache_depth <= onchain.cached_depth:
+            return FundResult(funded_tx, None, onchain.cached_depth)
+        posted = self._posted_document(epoch)
+        if posted is None:
+            raise RootNotPosted(epoch, "its allocation document cannot be fetched or is invalid")
+        tree = allocation_tree(epoch, posted[0].amounts())
+        if tree.root != onchain.root:
+            raise InvalidAllocation(f"epoch {epoch}", "its amounts do not rebuild the posted root")
+        depth = min(cache_depth, tree.whole_depth)
+        if depth <= onchain.cached_depth:
+            return FundResult(funded_tx, None, onchain.cached_depth)
+        cache_tx = self.chain.cache_level(epoch, tree.level(depth), submitter_key)
+        return FundResult(funded_tx, cache_tx, depth)
 
     # ---- post ------------------------------------------------------------------------------
 

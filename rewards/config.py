@@ -40,3 +40,7 @@ class RewardsSettings(BaseSettings):
     signer_keys: list[SecretStr] = Field(default_factory=list)
     # Hex private key of the account that relays `post` and `fund` transactions (secret).
     submitter_key: SecretStr | None = None
+    # Depth of the tree level `fund` stores on-chain (`Rewards.cacheLevel`), so that every
+    # claim's proof is this many elements shorter (about 700 gas each); the level's 2**depth
+    # nodes cost about 22,100 gas each, once per epoch. 0 stores none.
+    cache_depth: int = Field(default=8, ge=0, le=16)

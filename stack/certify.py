@@ -26,7 +26,6 @@ from typing import Annotated, Any, Final, TypeVar
 import httpx
 import requests
 import typer
-from eth_abi.abi import decode as abi_decode
 from fastapi import FastAPI
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,9 +46,10 @@ from oracle.certify import (
     add_certify_routes,
 )
 from oracle.quorum import OracleSigner
-from protocol.crypto import SignatureError, checksum_address, keccak256, recover_address
+from protocol.crypto import SignatureError, checksum_address, recover_address
 from protocol.deployment import Deployment, DeploymentError
 from protocol.eip712 import Eip712Domain, dimo_domain
+from protocol.reverts import CustomErrors
 from stack.exceptions import StackError
 
 __all__ = [
@@ -118,14 +118,7 @@ class _Chain:
         self.deployment = deployment
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
         self._contracts: dict[str, Any] = {}
-        self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
-        for record in deployment.contracts.values():
-            for item in record.abi:
-                if item.get("type") == "error":
-                    types = [str(i["type"]) for i in item.get("inputs", [])]
-                    names = [str(i["name"]) for i in item.get("inputs", [])]
-                    selector = keccak256(f"{item['name']}({','.join(types)})".encode())[:4]
-                    self._errors[selector] = (str(item["name"]), names, types)
+        self._errors = CustomErrors(r.abi for r in deployment.contracts.values())
 
     def contract(self, name: str) -> Any:
         if name not in self._contracts:
@@ -146,18 +139,10 @@ class _Chain:
 
     def decode(self, exc: ContractCustomError | ContractLogicError) -> tuple[str | None, str]:
         """A revert's custom error by name, and a readable line with its arguments."""
-        data = exc.data if isinstance(exc.data, str) else ""
-        raw = bytes.fromhex(data[2:]) if data.startswith("0x") else b""
-        found = self._errors.get(raw[:4])
+        found = self._errors.decode(exc.data)
         if found is None:
             return None, str(exc)
-        name, names, types = found
-        values = abi_decode(types, raw[4:])
-        args = ", ".join(
-            f"{n}={'0x' + v.hex() if isinstance(v, bytes) else v}"
-            for n, v in zip(names, values, strict=True)
-        )
-        return name, f"{name}({args})"
+        return found.name, str(found)
 
     def certificates_domain(self) -> Eip712Domain:
         """The EIP-712 domain of BatteryCertificates (what the oracles sign under)."""

@@ -29,19 +29,23 @@ interface IRewards {
     /// @param claimableAt When the challenge delay ends and claims open (unix seconds).
     /// @param vetoed Whether the root was vetoed (it pays nothing).
     /// @param funded Whether the total has been minted into this contract.
+    /// @param cachedDepth The depth of the deepest level of the tree stored by `cacheLevel`
+    /// (0: only the root); a claim's proof may stop there.
     struct EpochRoot {
         bytes32 root;
         uint128 total;
         uint64 claimableAt;
         bool vetoed;
         bool funded;
+        uint8 cachedDepth;
     }
 
     /// @notice One epoch's claim for one vehicle.
     /// @param epoch The epoch.
     /// @param vehicleId The vehicle.
     /// @param amount Its amount in the epoch's allocation, in DIMO wei.
-    /// @param proof The Merkle path from the leaf `(epoch, vehicleId, amount)` to the root.
+    /// @param proof The Merkle path from the leaf `(epoch, vehicleId, amount)` to the root,
+    /// or to the epoch's cached level.
     struct Claim {
         uint256 epoch;
         uint256 vehicleId;
@@ -73,8 +77,12 @@ interface IRewards {
     error RewardsEpochAlreadyFunded(uint256 epoch);
     /// @notice Vehicle `vehicleId` was paid for epoch `epoch` already.
     error RewardsAlreadyClaimed(uint256 epoch, uint256 vehicleId);
-    /// @notice The proof does not lead from `(epoch, vehicleId, amount)` to the epoch's root.
+    /// @notice The proof does not lead from `(epoch, vehicleId, amount)` to the epoch's root
+    /// nor to a node of its cached level.
     error RewardsInvalidProof(uint256 epoch, uint256 vehicleId, uint256 amount);
+    /// @notice `count` nodes are not a whole level of `epoch`'s tree deeper than its cached
+    /// one (a power of two above `2 ** cachedDepth` whose pairs hash up to the root).
+    error RewardsInvalidLevel(uint256 epoch, uint256 count);
     /// @notice No claims were given.
     error RewardsNoClaims();
     /// @notice `timestamp` is before `genesis`, the start of epoch 0.
@@ -93,6 +101,9 @@ interface IRewards {
     event RootVetoed(uint256 indexed epoch, bytes32 indexed root, address indexed by);
     /// @notice `total` DIMO wei were minted into this contract for `epoch`'s claims.
     event EpochFunded(uint256 indexed epoch, bytes32 indexed root, uint256 total);
+    /// @notice The `2 ** depth` nodes of `epoch`'s tree at `depth` were stored: from now on a
+    /// claim's proof may stop there, `depth` hashes short of the root.
+    event LevelCached(uint256 indexed epoch, uint8 depth);
     /// @notice Vehicle `vehicleId` was paid `amount` for `epoch`, to its owner `owner` (the
     /// token's `Transfer` indexes the owner).
     event Claimed(uint256 indexed epoch, uint256 indexed vehicleId, address owner, uint256 amount);
@@ -128,12 +139,24 @@ interface IRewards {
     /// @param epoch The epoch.
     function fund(uint256 epoch) external;
 
+    /// @notice Stores a whole level of `epoch`'s tree, so that claims prove less: each level
+    /// saves a claimant one proof element (about 700 gas); storing level `d` costs about
+    /// `2 ** d * 22,100` gas once, for every claim of the epoch.
+    /// @dev Anyone may call (funding the epoch if its delay is over). `nodes` are the
+    /// `2 ** d` nodes at depth `d` in tree order (OpenZeppelin's StandardMerkleTree layout:
+    /// index `2 ** d - 1 + i`); they must hash up, pair by pair, to the root. Every level
+    /// from the root down to `floor(log2(leaves))` is whole.
+    /// @param epoch The epoch.
+    /// @param nodes The level's nodes.
+    function cacheLevel(uint256 epoch, bytes32[] calldata nodes) external;
+
     /// @notice Pays `vehicleId`'s `amount` for `epoch` to the vehicle's current owner.
     /// @dev Anyone may call; the tokens go to the owner.
     /// @param epoch The epoch.
     /// @param vehicleId The vehicle.
     /// @param amount Its amount in the allocation.
-    /// @param proof The Merkle path of the leaf `(epoch, vehicleId, amount)`.
+    /// @param proof The Merkle path of the leaf `(epoch, vehicleId, amount)`, whole or cut
+    /// at the epoch's cached depth (its last `cachedDepth` elements left out).
     function claim(uint256 epoch, uint256 vehicleId, uint256 amount, bytes32[] calldata proof)
         external;
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import requests
-from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
@@ -24,6 +23,7 @@ from web3.logs import DISCARD
 from indexer.exceptions import ChainUnavailableError, IndexerError
 from protocol.crypto import keccak256
 from protocol.deployment import Deployment
+from protocol.reverts import CustomErrors
 
 #: What the settlement id commits to: the event settled, never the measured amounts.
 ID_FIELDS: Final = ("event_id", "program_id", "region", "start_ms", "end_ms")
@@ -139,19 +139,6 @@ def settlement_call(settlement: Mapping[str, Any]) -> SettlementCall:
     return SettlementCall(settlement_id(settlement), vehicles, amounts)
 
 
-def _error_decoders(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str], list[str]]]:
-    """Custom errors of an ABI by selector: (name, argument names, argument types)."""
-    out = {}
-    for item in abi:
-        if item.get("type") != "error":
-            continue
-        types = [str(i["type"]) for i in item.get("inputs", [])]
-        names = [str(i["name"]) for i in item.get("inputs", [])]
-        selector = keccak256(f"{item['name']}({','.join(types)})".encode())[:4]
-        out[selector] = (str(item["name"]), names, types)
-    return out
-
-
 class SettlementPayer:
     """Pays settlements from one utility account: simulates, then sends and waits."""
 
@@ -179,7 +166,7 @@ class SettlementPayer:
         self.token = self.w3.eth.contract(
             address=Web3.to_checksum_address(token.address), abi=token.abi
         )
-        self._errors = {**_error_decoders(token.abi), **_error_decoders(market.abi)}
+        self._errors = CustomErrors([token.abi, market.abi])
 
     @property
     def address(self) -> str:
@@ -312,18 +299,10 @@ class SettlementPayer:
 
     def _refused(self, exc: ContractCustomError | ContractLogicError) -> SettlementPaymentFailed:
         """The contract's custom error, decoded by name, from a failed simulation."""
-        data = exc.data if isinstance(exc.data, str) else ""
-        raw = bytes.fromhex(data[2:]) if data.startswith("0x") else b""
-        found = self._errors.get(raw[:4])
+        found = self._errors.decode(exc.data)
         if found is None:
             return SettlementPaymentFailed(str(exc))
-        name, names, types = found
-        values = abi_decode(types, raw[4:])
-        shown = {
-            n: ("0x" + v.hex() if isinstance(v, bytes) else v)
-            for n, v in zip(names, values, strict=True)
-        }
-        return SettlementPaymentFailed(str(exc), name, shown)
+        return SettlementPaymentFailed(str(exc), found.name, found.args)
 
     def _rpc(self, what: str, call: Callable[[], T]) -> T:
         try:

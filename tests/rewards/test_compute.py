@@ -257,6 +257,8 @@ def test_the_cli_computes_writes_and_verifies(
     admin: Any,
     oracle_signers: list[Any],
     end_epoch: Callable[[int], None],
+    wait_delay: Callable[[int], None],
+    rewards: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     epoch = anchored_week["epoch"]
@@ -293,3 +295,11 @@ def test_the_cli_computes_writes_and_verifies(
     report = json.loads(verified.output.strip().splitlines()[-1])
     assert (report["rootMatches"], report["documentMatches"]) == (True, True)
     assert report["cid"] == summary["cid"]
+    early = runner.invoke(app, ["fund", "--epoch", str(epoch)])
+    assert early.exit_code == 1
+    assert f"RewardsNotClaimable(epoch={epoch}," in early.output
+    assert not rewards.epochRoot(epoch).funded
+    wait_delay(epoch)
+    funded = runner.invoke(app, ["fund", "--epoch", str(epoch)])
+    assert funded.exit_code == 0, funded.output
+    assert (rewards.epochRoot(epoch).funded, rewards.epochRoot(epoch).cachedDepth) == (True, 1)

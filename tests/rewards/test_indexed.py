@@ -83,8 +83,19 @@ def test_a_vehicle_is_served_its_allocation_and_claims_with_the_served_proof(
             wait_delay(epoch)
             clock.now = chain.pending_timestamp
             assert api.get(f"/rewards/epochs/{epoch}/vehicles/{a}").json()["claimable"] is True
+            # Funding stores the deepest whole level (1, for two leaves); once indexed, the
+            # served claim proof stops there.
+            assert entry["claim_proof"] == entry["proof"]
+            funded = computer.fund(epoch, private_key(admin), cache_depth=8)
+            assert (funded.cache_tx is not None, funded.cached_depth) == (True, 1)
+            again = computer.fund(epoch, private_key(admin), cache_depth=8)
+            assert (again.funded_tx, again.cache_tx, again.cached_depth) == (None, None, 1)
+            sync(index, rpc_url, deployment_record, computer.store)
+            assert api.get(f"/rewards/epochs/{epoch}").json()["cached_depth"] == 1
+            entry = api.get(f"/rewards/epochs/{epoch}/vehicles/{a}").json()
+            assert entry["claim_proof"] == entry["proof"][:-1]
             before = token.balanceOf(owner)
-            rewards.claim(epoch, a, int(entry["amount"]), entry["proof"], sender=owner)
+            rewards.claim(epoch, a, int(entry["amount"]), entry["claim_proof"], sender=owner)
             assert token.balanceOf(owner) == before + int(entry["amount"])
             sync(index, rpc_url, deployment_record, computer.store)
             after = api.get(f"/rewards/epochs/{epoch}/vehicles/{a}").json()

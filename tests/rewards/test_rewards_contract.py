@@ -9,7 +9,7 @@ import ape
 import pytest
 
 from protocol.eip712 import dimo_domain
-from protocol.rewards import epoch_cap, root_digest
+from protocol.rewards import claim_proof, epoch_cap, root_digest
 from tests.rewards.conftest import DIMO, DOC_CID, Posted
 
 ZERO_ROOT = b"\x00" * 32
@@ -385,3 +385,85 @@ def test_the_contracts_root_digest_is_the_offchain_one(rewards: Any, chain: Any)
     assert rewards.rootDigest(4, root, 9 * DIMO, DOC_CID) == root_digest(
         domain, 4, root, 9 * DIMO, DOC_CID
     )
+
+
+def _cut(args: tuple[int, int, int, list[bytes]], depth: int) -> tuple[int, int, int, list[bytes]]:
+    epoch, vehicle, amount, proof = args
+    return epoch, vehicle, amount, claim_proof(proof, depth)
+
+
+def test_a_cached_level_funds_the_epoch_and_lets_claims_prove_less(
+    rewards: Any,
+    token: Any,
+    owner: Any,
+    stranger: Any,
+    new_vehicle: Callable[[Any], int],
+    post_root: Callable[..., Posted],
+    wait_delay: Callable[[int], None],
+) -> None:
+    vehicles = [new_vehicle(owner) for _ in range(5)]
+    posted = post_root(0, {v: (i + 1) * DIMO for i, v in enumerate(vehicles)})
+    assert posted.tree.whole_depth == 2
+    wait_delay(0)
+    with ape.reverts(rewards.RewardsInvalidProof, epoch=0, vehicleId=vehicles[0]):
+        rewards.claim(*_cut(posted.claim_args(vehicles[0]), 2), sender=owner)
+    tx = rewards.cacheLevel(0, posted.tree.level(2), sender=stranger)  # anyone; it funds
+    assert [(e.epoch, e.total) for e in tx.events.filter(rewards.EpochFunded)] == [(0, 15 * DIMO)]
+    assert [(e.epoch, e.depth) for e in tx.events.filter(rewards.LevelCached)] == [(0, 2)]
+    assert rewards.epochRoot(0).cachedDepth == 2
+    before = token.balanceOf(owner)
+    rewards.claim(*_cut(posted.claim_args(vehicles[0]), 2), sender=owner)
+    rewards.claim(*posted.claim_args(vehicles[1]), sender=owner)  # a whole proof still pays
+    rewards.claimMany([_cut(posted.claim_args(v), 2) for v in vehicles[2:4]], sender=owner)
+    assert token.balanceOf(owner) == before + (1 + 2 + 3 + 4) * DIMO
+    # A proof must stop at a stored node: depth 1 was never stored.
+    with ape.reverts(rewards.RewardsInvalidProof, epoch=0, vehicleId=vehicles[4]):
+        rewards.claim(*_cut(posted.claim_args(vehicles[4]), 1), sender=owner)
+    epoch, vehicle, amount, proof = _cut(posted.claim_args(vehicles[4]), 2)
+    with ape.reverts(rewards.RewardsInvalidProof, epoch=0, vehicleId=vehicle, amount=amount + 1):
+        rewards.claim(epoch, vehicle, amount + 1, proof, sender=owner)
+    rewards.claim(epoch, vehicle, amount, proof, sender=owner)
+    assert token.balanceOf(rewards) == 0
+
+
+def test_only_a_whole_deeper_level_of_a_claimable_epoch_is_cached(
+    rewards: Any,
+    admin: Any,
+    owner: Any,
+    stranger: Any,
+    new_vehicle: Callable[[Any], int],
+    post_root: Callable[..., Posted],
+    wait_delay: Callable[[int], None],
+) -> None:
+    vehicles = [new_vehicle(owner) for _ in range(9)]
+    posted = post_root(0, {v: DIMO for v in vehicles})
+    tree = posted.tree
+    assert tree.whole_depth == 3
+    with ape.reverts(rewards.RewardsNotClaimable, epoch=0):
+        rewards.cacheLevel(0, tree.level(1), sender=stranger)  # the delay is not over
+    wait_delay(0)
+    other = post_root(1, {v: 2 * DIMO for v in vehicles}).tree
+    for nodes in (
+        tree.level(0),  # the root alone: not a level below it
+        tree.level(2)[:3],  # not a power of two
+        tree.level(2)[:2],  # a part of a level
+        other.level(2),  # another epoch's tree
+        [*tree.level(2)[:3], other.level(2)[3]],  # one node changed
+    ):
+        with ape.reverts(rewards.RewardsInvalidLevel, epoch=0, count=len(nodes)):
+            rewards.cacheLevel(0, nodes, sender=stranger)
+    assert not rewards.epochRoot(0).funded  # nothing above was kept
+    rewards.cacheLevel(0, tree.level(1), sender=stranger)
+    rewards.cacheLevel(0, tree.level(3), sender=stranger)  # deeper again
+    assert rewards.epochRoot(0).cachedDepth == 3
+    with ape.reverts(rewards.RewardsInvalidLevel, epoch=0, count=4):
+        rewards.cacheLevel(0, tree.level(2), sender=stranger)  # shallower than the cache
+    # Proofs may stop at either stored level, or at the root.
+    for vehicle, depth in zip(vehicles[:3], (1, 3, 0), strict=True):
+        rewards.claim(*_cut(posted.claim_args(vehicle), depth), sender=owner)
+    # A vetoed epoch caches nothing.
+    third = post_root(2, {vehicles[0]: DIMO, vehicles[1]: DIMO})
+    rewards.veto(2, sender=admin)
+    wait_delay(2)
+    with ape.reverts(rewards.RewardsNotClaimable, epoch=2):
+        rewards.cacheLevel(2, third.tree.level(1), sender=stranger)

@@ -255,6 +255,11 @@ def test_every_receipted_bundle_is_anchored_once_served_with_a_proof_and_rewards
         assert result["paid"] == len(fleet), "every vehicle that drove earns"
         rpc(stack.rpc_url, "evm_increaseTime", [61])
         rpc(stack.rpc_url, "evm_mine")
+        # Funding stores the tree's deepest whole level, so claims prove that much less.
+        funded = stack.dimo("rewards", "fund", "--epoch", "0", env=rewards_env)
+        assert funded.returncode == 0, funded.stdout + funded.stderr
+        depth = len(fleet).bit_length() - 1
+        assert rewards.functions.epochRoot(0).call()[5] == depth
 
         token_rec = record.contract("DimoToken")
         token = w3.eth.contract(address=token_rec.address, abi=token_rec.abi)
@@ -263,13 +268,13 @@ def test_every_receipted_bundle_is_anchored_once_served_with_a_proof_and_rewards
         for vehicle in fleet:
             owner = next(dev_account(i) for i in OWNERS if dev_account(i).address == vehicle.owner)
             allocation = wait_for(
-                f"the indexer to serve vehicle {vehicle.vehicle_id}'s rewards",
-                lambda v=vehicle: _allocation(stack.api, headers[v.owner], v.vehicle_id),
+                f"the indexer to serve vehicle {vehicle.vehicle_id}'s rewards, cut at {depth}",
+                lambda v=vehicle: _allocation(stack.api, headers[v.owner], v.vehicle_id, depth),
                 60,
             )
             before = token.functions.balanceOf(owner.address).call()
             amount = int(allocation["amount"])
-            proof = [bytes.fromhex(p[2:]) for p in allocation["proof"]]
+            proof = [bytes.fromhex(p[2:]) for p in allocation["claim_proof"]]
             _send(w3, owner, rewards.functions.claim(0, vehicle.vehicle_id, amount, proof))
             assert token.functions.balanceOf(owner.address).call() == before + amount
             assert amount > 0
@@ -283,12 +288,18 @@ def test_every_receipted_bundle_is_anchored_once_served_with_a_proof_and_rewards
             proc.wait()
 
 
-def _allocation(api: str, headers: dict[str, str], vehicle_id: int) -> dict[str, Any] | None:
+def _allocation(
+    api: str, headers: dict[str, str], vehicle_id: int, depth: int
+) -> dict[str, Any] | None:
+    """The vehicle's allocation once the indexer has seen the level cached at `depth`."""
     reply = httpx.get(f"{api}/rewards/epochs/0/vehicles/{vehicle_id}", headers=headers, timeout=10)
     if reply.status_code == 404:
         return None
     assert reply.status_code == 200, reply.text
     body: dict[str, Any] = reply.json()
+    if len(body["claim_proof"]) != len(body["proof"]) - depth:
+        return None
+    assert body["claim_proof"] == body["proof"][: len(body["claim_proof"])]
     return body
 
 

@@ -233,7 +233,7 @@ function rewardsPart(vehicle, rewards, open, ctx) {
           : button("Claim", async () => {
             await run(`Claiming epoch ${r.epoch} for vehicle #${id}`,
               () => ctx.session.write("Rewards", "claim",
-                [BigInt(r.epoch), BigInt(id), BigInt(r.amount), r.proof]),
+                [BigInt(r.epoch), BigInt(id), BigInt(r.amount), r.claim_proof]),
               `Claimed ${dimo(r.amount)}`);
             ctx.refresh();
           }, { class: "small", "data-epoch": r.epoch }),

@@ -44,6 +44,10 @@ class EpochOut(BaseModel):
     claimable_at: int = Field(description="Claims open, unix seconds")
     status: str = Field(description="posted | vetoed (a vetoed root pays nothing)")
     funded: bool = Field(description="The total was minted into the Rewards contract")
+    cached_depth: int = Field(
+        description="Depth of the tree level stored on-chain: claims' proofs stop there "
+        "(0: at the root)"
+    )
     claimable: bool = Field(description="Posted, not vetoed, and past the challenge delay")
     document: str | None = Field(description="loaded | rejected | pending; null if not seen")
     document_reason: str | None = Field(description="Why the document is rejected or pending")
@@ -61,6 +65,10 @@ class AllocationOut(BaseModel):
     amount: str = Field(description="DIMO wei, decimal")
     points: int = Field(description="Points earned in the epoch")
     proof: list[str] = Field(description="Merkle proof of (epoch, vehicleId, amount), 0x hex")
+    claim_proof: list[str] = Field(
+        description="The proof `Rewards.claim` needs now: `proof` without the last "
+        "`cached_depth` elements, which the contract holds"
+    )
     inputs: dict[str, Any] = Field(description="The inputs of the points (hours, signals, streak)")
     root: str = Field(description="The posted root the proof leads to")
     claimed: bool = Field(description="Already paid")
@@ -92,6 +100,7 @@ def _epoch_out(row: Row[Any], now: int) -> EpochOut:
         claimable_at=row.claimable_at,
         status=row.status,
         funded=row.funded,
+        cached_depth=row.cached_depth,
         claimable=_open(row, now),
         document=row.doc_status,
         document_reason=row.doc_reason,
@@ -136,6 +145,7 @@ def _allocation_query() -> Any:
             ep.c.root,
             ep.c.status,
             ep.c.claimable_at,
+            ep.c.cached_depth,
             cl.c.owner.label("claimed_by"),
             cl.c.tx_hash.label("claim_tx"),
         )
@@ -152,12 +162,14 @@ def _allocation_query() -> Any:
 
 def _allocation_out(row: Row[Any], now: int) -> AllocationOut:
     claimed = row.claimed_by is not None
+    proof = json.loads(row.proof)
     return AllocationOut(
         epoch=row.epoch,
         vehicle_id=row.vehicle_id,
         amount=str(row.amount),
         points=row.points,
-        proof=json.loads(row.proof),
+        proof=proof,
+        claim_proof=proof[: len(proof) - min(row.cached_depth, len(proof))],
         inputs=json.loads(row.inputs),
         root=row.root,
         claimed=claimed,
