@@ -52,6 +52,8 @@ from protocol.eip712 import Eip712Domain
 from protocol.vss import CATALOG
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import psycopg
 
 log = logging.getLogger(__name__)
@@ -625,6 +627,19 @@ def bulk_insert(conn: Connection, table: str, rows: Sequence[tuple[Any, ...]]) -
         with dbapi.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        return
+    # SQLite: the rows go to sqlite3's executemany as they are, on the connection's own DBAPI
+    # connection (same transaction); the columns are plain numbers and text, so SQLAlchemy's
+    # per-row parameter processing would only cost time.
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in _READING_COLUMNS)
+        cursor = cast("sqlite3.Connection", conn.connection.dbapi_connection).cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO {table} ({', '.join(_READING_COLUMNS)}) VALUES ({marks})", rows
+            )
+        finally:
+            cursor.close()
         return
     conn.execute(insert(target), [dict(zip(_READING_COLUMNS, row, strict=True)) for row in rows])
 

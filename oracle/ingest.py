@@ -100,6 +100,18 @@ class Journal:
         if self.dialect == "sqlite":
             _sqlite_immediate(engine)
         self._insert: Any = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        # Statements built once and run with one parameter set per row (executemany): a
+        # multi-row VALUES would be compiled again for every row count.
+        new_device = self._insert(devices)
+        self._new_devices = new_device.on_conflict_do_nothing(index_elements=["device"])
+        self._upsert_devices = new_device.on_conflict_do_update(
+            index_elements=["device"], set_={"last_sequence": new_device.excluded.last_sequence}
+        )
+        odometer = self._insert(odometers)
+        self._upsert_odometers = odometer.on_conflict_do_update(
+            index_elements=["vehicle_id"],
+            set_={"max_km": odometer.excluded.max_km, "at_ms": odometer.excluded.at_ms},
+        )
 
     def accept(
         self, verified: Sequence[VerifiedBundle], now_ms: int | None = None
@@ -218,9 +230,7 @@ class Journal:
         if self.dialect == "postgresql":
             # Make the rows exist, then lock them in a fixed order (no deadlocks).
             conn.execute(
-                self._insert(devices)
-                .values([{"device": d, "last_sequence": NO_SEQUENCE} for d in keys])
-                .on_conflict_do_nothing(index_elements=["device"])
+                self._new_devices, [{"device": d, "last_sequence": NO_SEQUENCE} for d in keys]
             )
             query = select(devices).where(devices.c.device.in_(keys)).order_by(devices.c.device)
             rows = conn.execute(query.with_for_update())
@@ -239,26 +249,16 @@ class Journal:
         return {int(r.vehicle_id): float(r.max_km) for r in conn.execute(query)}
 
     def _save_devices(self, conn: Connection, last: dict[str, int]) -> None:
-        stmt = self._insert(devices).values(
-            [{"device": d, "last_sequence": s} for d, s in last.items()]
-        )
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["device"], set_={"last_sequence": stmt.excluded.last_sequence}
-            )
+            self._upsert_devices, [{"device": d, "last_sequence": s} for d, s in last.items()]
         )
 
     def _save_odometers(self, conn: Connection, new: dict[int, tuple[float, int]]) -> None:
         if not new:
             return
-        stmt = self._insert(odometers).values(
-            [{"vehicle_id": k, "max_km": km, "at_ms": at} for k, (km, at) in new.items()]
-        )
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["vehicle_id"],
-                set_={"max_km": stmt.excluded.max_km, "at_ms": stmt.excluded.at_ms},
-            )
+            self._upsert_odometers,
+            [{"vehicle_id": k, "max_km": km, "at_ms": at} for k, (km, at) in new.items()],
         )
 
     # ----------------------------------------------------------------------------------------

@@ -255,16 +255,19 @@ class Quorum:
         self.domain = domain
 
     def collect(self, header: BatchHeader, content: bytes) -> bytes:
-        """Ask every signer; keep valid signatures of oracle-set members.
+        """Ask signers until `threshold` valid signatures of oracle-set members are in.
 
-        A signer that is down, refuses or returns a bad signature is logged and skipped.
+        Each signer re-checks the whole batch before it signs, so only as many are asked at
+        once as signatures are still missing: `threshold` first (starting at a signer that
+        rotates with the batch id, to share the work), then, for each one that is down,
+        refuses or returns a bad signature (logged and skipped), another.
 
         Returns:
             Exactly `threshold` signatures, 65 bytes each, concatenated in ascending signer
             address order (what `anchor` requires; extra signatures would only cost gas).
 
         Raises:
-            QuorumNotReached: fewer than `threshold` valid signatures.
+            QuorumNotReached: fewer than `threshold` valid signatures from all signers.
         """
         digest = batch_digest(header, self.domain)
         got: dict[int, bytes] = {}
@@ -273,21 +276,28 @@ class Quorum:
         def ask(signer: OracleSigner | RemoteSigner) -> bytes:
             return signer.sign_batch(header, content)
 
+        start = header.id % len(self.signers) if self.signers else 0
+        waiting = [*self.signers[start:], *self.signers[:start]]
         with ThreadPoolExecutor(max_workers=max(1, len(self.signers))) as pool:
-            futures = {pool.submit(ask, s): s for s in self.signers}
-            for fut in as_completed(futures):
-                signer = futures[fut]
-                try:
-                    sig = fut.result()
-                    who = recover_address(digest, sig)
-                except (OracleError, SignatureError, ValueError) as exc:
-                    problems.append(f"{signer!r}: {exc}")
-                    log.warning("signer %r did not sign batch %s: %s", signer, header.id, exc)
-                    continue
-                if who not in self.oracle_set:
-                    problems.append(f"{signer!r} signed as {who}, not an oracle")
-                    continue
-                got[int(who, 16)] = sig
+            while waiting and len(got) < self.threshold:
+                wave, waiting = (
+                    waiting[: self.threshold - len(got)],
+                    waiting[self.threshold - len(got) :],
+                )
+                futures = {pool.submit(ask, s): s for s in wave}
+                for fut in as_completed(futures):
+                    signer = futures[fut]
+                    try:
+                        sig = fut.result()
+                        who = recover_address(digest, sig)
+                    except (OracleError, SignatureError, ValueError) as exc:
+                        problems.append(f"{signer!r}: {exc}")
+                        log.warning("signer %r did not sign batch %s: %s", signer, header.id, exc)
+                        continue
+                    if who not in self.oracle_set or int(who, 16) in got:
+                        problems.append(f"{signer!r} signed as {who}, not another oracle")
+                        continue
+                    got[int(who, 16)] = sig
         if len(got) < self.threshold:
             raise QuorumNotReached(header.id, len(got), self.threshold, problems)
         chosen = sorted(got)[: self.threshold]

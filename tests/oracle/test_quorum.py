@@ -142,6 +142,40 @@ def test_the_quorum_sorts_signatures_by_signer_and_skips_down_and_refusing_signe
         Quorum(signers[:1], oracle_set, 2, DOMAIN).collect(header, content)
 
 
+def test_the_quorum_asks_only_as_many_signers_as_signatures_are_missing(
+    store: LocalCidStore,
+) -> None:
+    header, content = make_batch(store)
+    asked: list[str] = []
+
+    class Counting(OracleSigner):
+        def sign_batch(self, header: BatchHeader, content: bytes) -> bytes:
+            asked.append(self.address)
+            return super().sign_batch(header, content)
+
+    class Refusing(OracleSigner):
+        def sign_batch(self, header: BatchHeader, content: bytes) -> bytes:
+            asked.append(self.address)
+            raise BatchRefused(header.id, "test refusal")
+
+    signers = [Counting(k, DOMAIN) for k in ORACLE_KEYS]
+    oracle_set = [s.address for s in signers]
+    Quorum(signers, oracle_set, 2, DOMAIN).collect(header, content)
+    # Every signer re-checks the whole batch: the third is spared. The first one asked
+    # rotates with the batch id, so that the work is shared.
+    assert len(asked) == 2
+    assert signers[header.id % 3].address in asked
+    # The signer asked first refuses: the third is asked, and the quorum is still met.
+    asked.clear()
+    order = list(signers)
+    order[header.id % 3] = Refusing(ORACLE_KEYS[header.id % 3], DOMAIN)
+    sigs = Quorum(order, oracle_set, 2, DOMAIN).collect(header, content)
+    digest = batch_digest(header, DOMAIN)
+    who = {recover_address(digest, sigs[i : i + 65]) for i in range(0, len(sigs), 65)}
+    assert who == {s.address for i, s in enumerate(signers) if i != header.id % 3}
+    assert sorted(asked) == sorted(oracle_set)
+
+
 def test_the_quorum_ignores_signatures_of_keys_outside_the_oracle_set(
     store: LocalCidStore,
 ) -> None:
