@@ -658,6 +658,16 @@ def decode_bundle(data: bytes, *, max_size: int = MAX_BUNDLE_SIZE) -> Bundle:
 _VALUE_TYPES: Final = frozenset((float, int, bool, str))
 
 
+#: Signal names already seen to be valid, and device addresses already checksummed: both
+#: repeat in every bundle of a device, so the hot path looks them up instead.
+_VALID_SIGNALS: set[str] = set()
+_CHECKSUMS: dict[bytes, str] = {}
+_CACHE_MAX: Final = 1 << 18
+_LIST_TYPE: Final = {list}
+_INT_TYPE: Final = {int}
+_PAIR_LEN: Final = {2}
+
+
 def _fast_bundle(obj: Any) -> Bundle | None:
     """The bundle of a decoded document if it is valid and already in canonical order.
 
@@ -692,37 +702,51 @@ def _fast_bundle(obj: Any) -> Bundle | None:
         if type(entry) is not list or len(entry) != 2:
             return None
         signal, samples = entry
+        if type(signal) is not str or signal <= previous:
+            return None
+        if signal not in _VALID_SIGNALS:
+            if len(signal) > MAX_SIGNAL_NAME or not _SIGNAL_RE.fullmatch(signal):
+                return None
+            if len(_VALID_SIGNALS) >= _CACHE_MAX:
+                _VALID_SIGNALS.clear()
+            _VALID_SIGNALS.add(signal)
         if (
-            type(signal) is not str
-            or signal <= previous
-            or len(signal) > MAX_SIGNAL_NAME
-            or not _SIGNAL_RE.fullmatch(signal)
-            or type(samples) is not list
+            type(samples) is not list
             or not samples
-            or not all(type(sample) is list and len(sample) == 2 for sample in samples)
+            or set(map(type, samples)) != _LIST_TYPE
+            or set(map(len, samples)) != _PAIR_LEN
         ):
             return None
         previous = signal
-        stamps = [sample[0] for sample in samples]
-        values = [sample[1] for sample in samples]
+        stamps, values = zip(*samples, strict=True)
+        # Strictly increasing: sorted, and no two equal.
         if (
-            not all(type(ts) is int for ts in stamps)
+            set(map(type, stamps)) != _INT_TYPE
             or stamps[0] < ws
             or stamps[-1] >= we
-            or not all(a < b for a, b in pairwise(stamps))
+            or list(stamps) != sorted(stamps)
+            or len(set(stamps)) != len(stamps)
         ):
             return None
         kinds = set(map(type, values))
         if not kinds <= _VALUE_TYPES:
             return None
-        if float in kinds and not all(math.isfinite(v) for v in values if type(v) is float):
-            return None
         if int in kinds and not all(INT64_MIN <= v <= INT64_MAX for v in values if type(v) is int):
             return None
+        if str not in kinds:
+            if not all(map(math.isfinite, values)):  # ints and bools are finite: int64 above
+                return None
+        elif float in kinds and not all(math.isfinite(v) for v in values if type(v) is float):
+            return None
         readings[signal] = tuple(zip(stamps, values, strict=True))
+    address = _CHECKSUMS.get(device)
+    if address is None:
+        if len(_CHECKSUMS) >= _CACHE_MAX:
+            _CHECKSUMS.clear()
+        address = _CHECKSUMS[device] = checksum_address(device)
     bundle = object.__new__(Bundle)
     for name, value in (
-        ("device", checksum_address(device)),
+        ("device", address),
         ("vehicle_id", vid),
         ("sequence", seq),
         ("window_start", ws),

@@ -455,6 +455,51 @@ def test_the_fast_decoder_leaves_non_canonical_input_to_the_reference_decoder() 
         decode_bundle(longer)
 
 
+@pytest.mark.parametrize(
+    ("signal", "samples"),
+    [
+        ("Vehicle.Speed", [[1000, 1.5], [1000, 2.5]]),  # a repeated timestamp
+        ("Vehicle.Speed", [[1500, 1.5], [1200, 2.5]]),  # timestamps out of order
+        ("Vehicle.Speed", [[900, 1.5]]),  # before the window
+        ("Vehicle.Speed", [[2000, 1.5]]),  # at the window's end
+        ("Vehicle.Speed", [[1000, float("nan")]]),
+        ("Vehicle.Speed", [[1000, float("inf")], [1001, 2]]),
+        ("Vehicle.Speed", [[1000, "a"], [1001, float("-inf")]]),
+        ("Vehicle.Speed", [[1000, 2**63]]),  # past int64
+        ("Vehicle.Speed", [[1000, 10**400]]),  # past any float
+        ("Vehicle.Speed", [[1000, b"\x01"]]),  # a byte string
+        ("Vehicle.Speed", [[1000, 1.5, 2]]),  # not a pair
+        ("Vehicle.Speed", [(1000, 1.5), {"a": 1, "b": 2}]),  # not a list
+        ("Vehicle.Speed", [[1000.0, 1.5]]),  # a float timestamp
+        ("Vehicle.Speed", []),
+        ("Vehicle..Speed", [[1000, 1.5]]),  # not a signal name
+        ("V" * 257, [[1000, 1.5]]),  # too long
+    ],
+)
+def test_the_fast_decoder_refuses_what_the_bundle_rules_refuse(signal: str, samples: Any) -> None:
+    import cbor2
+
+    from protocol.bundle import BundleError, _fast_bundle, decode_bundle
+
+    document = {
+        "schema": SCHEMA_VERSION,
+        "device": bytes.fromhex("11" * 20),
+        "vehicleId": 1,
+        "sequence": 1,
+        "windowStart": 1000,
+        "windowEnd": 2000,
+        "readings": [[signal, samples]],
+    }
+    assert _fast_bundle(document) is None
+    # The reference decoder, which the wire form then goes to, refuses it too.
+    with pytest.raises(BundleError):
+        decode_bundle(cbor2.dumps(document, canonical=True))
+    # The same readings under two signals in the wrong order are refused as well.
+    valid = [[1000, 1.5]]
+    document["readings"] = [["Vehicle.Speed", valid], ["Vehicle.Acceleration", valid]]
+    assert _fast_bundle(document) is None
+
+
 def _cbor_document(bundle: Bundle) -> dict[str, Any]:
     """The CBOR data model of `encode_bundle`'s output, for cbor2 to serialise."""
     return {
