@@ -555,3 +555,50 @@ def test_pairing_to_another_vehicle_ends_the_first_pairing() -> None:
     assert not history(DEVICE, 1, 250_000, 260_000)
     assert history(DEVICE, 2, 250_000, 260_000)
     assert PairingHistory([PairingInterval(DEVICE, 1, 5)])(DEVICE, 1, 5_000, 6_000)
+
+
+def test_prefetched_pairings_answer_as_one_query_per_pair_does(engine: Engine) -> None:
+    from indexer.loader import IndexedPairings
+    from indexer.schema import pairings
+
+    a, b, c = ("0x" + d * 40 for d in "abc")
+    rows = [  # device, vehicle, paired_at, unpaired_at (unix seconds)
+        (a, 1, 100, 200),
+        (a, 2, 300, None),
+        (a, 1, 400, None),  # paired again to vehicle 1
+        (b, 1, 50, None),
+    ]
+    pairings.create(engine, checkfirst=True)
+    with engine.begin() as conn:
+        conn.execute(
+            pairings.insert(),
+            [
+                {
+                    "device": d,
+                    "vehicle_id": v,
+                    "owner": "0x" + "0" * 40,
+                    "paired_block": i,
+                    "paired_at": p,
+                    "unpaired_block": None if u is None else i,
+                    "unpaired_at": u,
+                    "block_number": i,
+                    "tx_hash": "0x" + f"{i:064x}",
+                    "log_index": 0,
+                }
+                for i, (d, v, p, u) in enumerate(rows)
+            ],
+        )
+    windows = [(w * 1000, w * 1000 + 10_000) for w in (60, 150, 195, 250, 350, 450)]
+    asks = [
+        (device, vehicle, start, end)
+        for device in (a, b, c, Web3.to_checksum_address(a))
+        for vehicle in (1, 2, 3)
+        for start, end in windows
+    ]
+    with engine.connect() as conn:
+        one_by_one = [IndexedPairings(conn)(*ask) for ask in asks]
+        prefetched = IndexedPairings(conn)
+        prefetched.prefetch((device, vehicle) for device, vehicle, _, _ in asks)
+        assert [prefetched(*ask) for ask in asks] == one_by_one
+    # Paired windows come out paired, and the rest not: the test can tell them apart.
+    assert one_by_one.count(True) == 14
