@@ -269,18 +269,9 @@ class IndexedPairings:
     ) -> bool:
         """See `PairingCheck`."""
         key = (device.lower(), vehicle_id)
-        intervals = self._cache.get(key)
-        if intervals is None:
-            rows = self._conn.execute(
-                select(pairings.c.paired_at, pairings.c.unpaired_at).where(
-                    pairings.c.device == key[0], pairings.c.vehicle_id == vehicle_id
-                )
-            )
-            intervals = [
-                PairingInterval(device, vehicle_id, int(r.paired_at), r.unpaired_at) for r in rows
-            ]
-            self._cache[key] = intervals
-        return any(i.covers(window_start_ms, window_end_ms) for i in intervals)
+        if key not in self._cache:
+            self.prefetch([key])
+        return any(i.covers(window_start_ms, window_end_ms) for i in self._cache[key])
 
     def prefetch(self, keys: Iterable[tuple[str, int]]) -> None:
         """Read the pairings of many `(device, vehicle)` pairs in a few queries (a batch's
@@ -643,8 +634,10 @@ def split_readings(
 def bulk_insert(conn: Connection, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """Append reading rows to `readings` or `readings_text` in the caller's transaction.
 
-    On PostgreSQL this is one `COPY ... FROM STDIN` through psycopg's `cursor.copy` on the
-    connection's own DBAPI connection (so it shares the transaction); elsewhere an
+    On PostgreSQL this is one `COPY ... FROM STDIN` through psycopg's `cursor.copy`, on SQLite
+    one sqlite3 `executemany` of the rows as they are (the columns are plain numbers and text,
+    so SQLAlchemy's per-row parameter processing would only cost time), both on the
+    connection's own DBAPI connection, so they share the transaction; elsewhere SQLAlchemy's
     executemany.
     """
     if not rows:
@@ -657,9 +650,6 @@ def bulk_insert(conn: Connection, table: str, rows: Sequence[tuple[Any, ...]]) -
             for row in rows:
                 copy.write_row(row)
         return
-    # SQLite: the rows go to sqlite3's executemany as they are, on the connection's own DBAPI
-    # connection (same transaction); the columns are plain numbers and text, so SQLAlchemy's
-    # per-row parameter processing would only cost time.
     if conn.dialect.name == "sqlite":
         marks = ", ".join("?" for _ in _READING_COLUMNS)
         cursor = cast("sqlite3.Connection", conn.connection.dbapi_connection).cursor()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -719,13 +720,11 @@ def _fast_bundle(obj: Any) -> Bundle | None:
             return None
         previous = signal
         stamps, values = zip(*samples, strict=True)
-        # Strictly increasing: sorted, and no two equal.
         if (
             set(map(type, stamps)) != _INT_TYPE
             or stamps[0] < ws
             or stamps[-1] >= we
-            or list(stamps) != sorted(stamps)
-            or len(set(stamps)) != len(stamps)
+            or not all(map(operator.lt, stamps, stamps[1:]))  # strictly increasing
         ):
             return None
         kinds = set(map(type, values))

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from protocol.crypto import keccak256
 from protocol.eip712 import Eip712Domain, type_hash
@@ -118,6 +118,9 @@ DEFAULT_INITIAL_CAP: Final = 1_105_000 * 10**18
 DEFAULT_DECAY_BPS: Final = 1_500
 DEFAULT_DECAY_EPOCHS: Final = 52
 _BPS: Final = 10_000
+#: An element of a proof: bytes, or the 0x hex a document or the API carries.
+_E = TypeVar("_E")
+
 LEAF_ENCODING: Final = ("uint256", "uint256", "uint256")
 REWARDS_ROOT_TYPE: Final = "RewardsRoot(uint256 epoch,bytes32 root,uint256 total,bytes cid)"
 REWARDS_ROOT_TYPEHASH: Final = type_hash(REWARDS_ROOT_TYPE)
@@ -425,7 +428,7 @@ def allocation_tree(epoch: int, amounts: Mapping[int, int]) -> StandardMerkleTre
     return StandardMerkleTree.of(values, LEAF_ENCODING)
 
 
-def claim_proof(proof: Sequence[bytes], cached_depth: int) -> list[bytes]:
+def claim_proof(proof: Sequence[_E], cached_depth: int) -> list[_E]:
     """The part of a whole proof that `Rewards.claim` needs once the epoch's level at
     `cached_depth` is stored on-chain: the proof without its last `cached_depth` elements,
     which lead from that level to the root.

@@ -22,6 +22,7 @@ from indexer.api.pagination import Keyset, Page, Paging
 from indexer.api.problems import problem_responses
 from indexer.exceptions import RewardNotFound
 from indexer.reward_docs import LOADED, reward_allocations, reward_documents
+from protocol.rewards import claim_proof
 
 ep, cl, doc, al = s.reward_epochs, s.reward_claims, reward_documents, reward_allocations
 
@@ -169,7 +170,7 @@ def _allocation_out(row: Row[Any], now: int) -> AllocationOut:
         amount=str(row.amount),
         points=row.points,
         proof=proof,
-        claim_proof=proof[: len(proof) - min(row.cached_depth, len(proof))],
+        claim_proof=claim_proof(proof, row.cached_depth),
         inputs=json.loads(row.inputs),
         root=row.root,
         claimed=claimed,
