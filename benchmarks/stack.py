@@ -158,7 +158,13 @@ class _Rpc:
         for method, params in calls:
             self._id += 1
             body.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        answers = self.client.post(self.url, json=body).json()
+        reply = self.client.post(self.url, json=body)
+        answers = reply.json()
+        if not isinstance(answers, list):  # the node refused the batch as a whole
+            raise BenchError(
+                f"a batch of {len(body)} calls ({len(reply.request.content)} bytes) was "
+                f"refused: {str(answers)[:300]}"
+            )
         by_id = {a["id"]: a for a in answers}
         out = []
         for request in body:
@@ -334,8 +340,15 @@ def _mine(chain: _Rpc, phases: list[list[dict[str, Any]]]) -> None:
             todo = phase
             for _attempt in range(3):
                 hashes: list[str] = []
-                for i in range(0, len(todo), 250):
-                    calls = [("eth_sendTransaction", [t]) for t in todo[i : i + 250]]
+                calls: list[tuple[str, list[Any]]] = []
+                size = 0
+                for t in todo:  # batches of at most 250 calls and about 1 MB (anvil's limits)
+                    if calls and (len(calls) == 250 or size + len(t["data"]) > 1_000_000):
+                        hashes += chain.batch(calls)
+                        calls, size = [], 0
+                    calls.append(("eth_sendTransaction", [t]))
+                    size += len(t["data"])
+                if calls:
                     hashes += chain.batch(calls)
                 for _ in range(len(todo) + 10):
                     chain.batch(

@@ -369,8 +369,7 @@ class Batcher:
     def sign(self, batch_id: int) -> bytes:
         """STORED -> SIGNED: gather the quorum's signatures over the header."""
         header = self.header(batch_id)
-        content = self.store.get(header.cid)
-        signatures = self.quorum.collect(header, content)
+        signatures = self.quorum.collect(header, lambda: self.store.get(header.cid))
         self._set(batch_id, BatchState.SIGNED, signatures=signatures)
         log.info("batch %s signed by %s oracles", batch_id, len(signatures) // 65)
         _checkpoint("signed")

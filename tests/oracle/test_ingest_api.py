@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import cbor2
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import Engine, func, select
 
+from oracle.api import create_app
 from oracle.config import OracleSettings
 from oracle.exceptions import ImplausibleValue, ReplayedSequence
 from oracle.ingest import Journal, Receipt
@@ -310,3 +313,73 @@ def test_health_and_status_answer(oracle_server: str) -> None:
         "last_anchor": None,
         "rejections_by_reason": {},
     }
+
+
+def test_a_body_that_is_not_cbor_is_a_415_problem_and_counted(oracle_server: str) -> None:
+    response = httpx.post(
+        f"{oracle_server}/v1/bundles",
+        content=b'{"bundle": 1}',
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["reason"] == "unsupported-media-type"
+    status = httpx.get(f"{oracle_server}/v1/status").json()
+    assert status["rejections_by_reason"] == {"unsupported-media-type": 1}
+
+
+def test_a_body_over_the_limit_is_a_413_problem_declared_or_streamed(
+    oracle_server: str, settings: OracleSettings
+) -> None:
+    too_big = b"\x80" * (settings.max_body_bytes + 1)
+    declared = _post(oracle_server, too_big)
+    assert declared.status_code == 413
+    assert declared.json()["reason"] == "payload-too-large"
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit applies as it streams
+        for at in range(0, len(too_big), 1 << 16):
+            yield too_big[at : at + (1 << 16)]
+
+    streamed = httpx.post(
+        f"{oracle_server}/v1/bundles", content=chunked(), headers=CBOR, timeout=30
+    )
+    assert streamed.status_code == 413
+    assert "exceeds" in streamed.json()["detail"]
+    # The server still answers on the next request.
+    assert httpx.get(f"{oracle_server}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"\xff\x00garbage", "application/cbor"),
+        (b"\x80", "text/plain"),
+        (cbor2.dumps([{}] * 1001), "application/cbor"),
+    ],
+    ids=["not-cbor", "not-cbor-media", "too-many"],
+)
+def test_the_declared_route_answers_as_the_fast_path(
+    settings: OracleSettings, body: bytes, content_type: str
+) -> None:
+    """`POST /v1/bundles` through FastAPI's own routing (the declared route) answers byte for
+    byte as the raw ASGI path the app takes first."""
+    app = create_app(settings)
+
+    async def declared_route(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    async def both() -> list[httpx.Response]:
+        out = []
+        for asgi in (app, declared_route):
+            transport = httpx.ASGITransport(app=asgi)
+            async with httpx.AsyncClient(transport=transport, base_url="http://oracle") as c:
+                headers = {"content-type": content_type}
+                out.append(await c.post("/v1/bundles", content=body, headers=headers))
+        return out
+
+    fast, routed = asyncio.run(both())
+    assert fast.status_code == routed.status_code >= 400
+    assert fast.headers["content-type"] == routed.headers["content-type"]
+    assert fast.content == routed.content
+    assert app.state.ingest.rejections.snapshot() == {fast.json()["reason"]: 2}
