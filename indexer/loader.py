@@ -45,7 +45,7 @@ from protocol.blobstore import (
     BlobStoreError,
     BlobUnsupported,
 )
-from protocol.bundle import SignedBundle, decode_signed_bundle
+from protocol.bundle import SignedBundle
 from protocol.cid import Cid, InvalidCid
 from protocol.crypto import SignatureError
 from protocol.eip712 import Eip712Domain
@@ -429,7 +429,7 @@ class BatchLoader:
                 Rejection.HEADER_MISMATCH,
                 f"the content has (count, windowStart, windowEnd) {header}, anchored {anchored}",
             )
-        signed = [decode_signed_bundle(wire) for wire in content.bundles]
+        signed = content.signed
         is_paired = paired or self.paired
         if isinstance(is_paired, IndexedPairings):
             is_paired.prefetch((s.bundle.device, s.bundle.vehicle_id) for s in signed)

@@ -40,18 +40,30 @@ def _sqlite_parent(url: str) -> None:
         Path(url[len(prefix) :].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
 
 
+#: Most bundles one group commit journals in one transaction.
+MAX_GROUP_BUNDLES = 5_000
+
+
 class GroupCommitter:
     """Journals the bundles of concurrent requests together (group commit).
 
-    Requests queue their verified bundles; one writer takes everything queued, in arrival
-    order, and journals it in one transaction (one fsync) in a worker thread, then answers
-    each request. A request's bundles are never split across transactions, and no receipt is
-    given before its transaction committed.
+    Requests queue their verified bundles; one writer takes what is queued, in arrival order
+    and up to `max_group` bundles, and journals it in one transaction (one fsync) in a worker
+    thread, then answers each request. A request's bundles are never split across
+    transactions, and no receipt is given before its transaction committed.
     """
 
-    def __init__(self, journal: Journal) -> None:
-        """Wraps `journal`; the writer starts with the first request."""
+    def __init__(self, journal: Journal, max_group: int = MAX_GROUP_BUNDLES) -> None:
+        """Wraps `journal`; the writer starts with the first request.
+
+        Args:
+            journal: The journal to write to.
+            max_group: Most bundles one transaction takes (whole requests are never split,
+                so a single larger request still goes alone). Bounds the transaction and the
+                `IN` lists of its queries (SQLite allows 32,766 parameters) under a backlog.
+        """
         self.journal = journal
+        self.max_group = max_group
         self._queue: list[tuple[list[VerifiedBundle], int, asyncio.Future[Any]]] = []
         self._writing = False
 
@@ -71,7 +83,12 @@ class GroupCommitter:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                group, self._queue = self._queue, []
+                take, size = 0, 0
+                for verified, _, _ in self._queue:
+                    if take and size + len(verified) > self.max_group:
+                        break
+                    take, size = take + 1, size + len(verified)
+                group, self._queue = self._queue[:take], self._queue[take:]
                 flat = [v for verified, _, _ in group for v in verified]
                 try:
                     results = await run_in_threadpool(self.journal.accept, flat, group[0][1])

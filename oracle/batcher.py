@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from web3.exceptions import ContractLogicError
 
 from oracle.anchoring import (
@@ -36,6 +36,7 @@ from oracle.anchoring import (
     bump_fees,
 )
 from oracle.exceptions import ChainUnavailableError, OracleError
+from oracle.ingest import reading
 from oracle.journal import BatchState, batches, bundles
 from oracle.quorum import Quorum, QuorumNotReached
 from protocol.batch import build_content, leaf_of_row
@@ -129,8 +130,9 @@ class Batcher:
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set: finish unfinished batches, then cut new ones when due.
 
-        Failures (chain down, quorum short, blob store down) are logged and retried with
-        exponential backoff; the batch waits in its persisted state, nothing is lost.
+        Failures (chain down, quorum short, blob store down, the journal locked by writers
+        past its busy timeout or unreachable) are logged and retried with exponential
+        backoff; the batch waits in its persisted state, nothing is lost.
         """
         backoff = self.tuning.backoff_s
         while not stop.is_set():
@@ -144,6 +146,7 @@ class Batcher:
                 QuorumNotReached,
                 BlobStoreError,
                 ContractLogicError,
+                OperationalError,
             ) as exc:
                 log.warning("batcher: %s; retrying in %.1f s", exc, backoff)
                 stop.wait(backoff)
@@ -186,7 +189,7 @@ class Batcher:
 
     def unfinished(self) -> list[int]:
         """Ids of batches not yet confirmed, in id (= anchoring) order."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(
                 select(batches.c.id)
                 .where(batches.c.state != BatchState.CONFIRMED.value)
@@ -196,7 +199,7 @@ class Batcher:
 
     def due(self) -> bool:
         """Whether a batch should be cut: enough bundles wait, or the oldest waited a window."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             waiting, oldest = conn.execute(
                 select(func.count(), func.min(bundles.c.received_at)).where(
                     bundles.c.batch_id.is_(None)
@@ -209,11 +212,11 @@ class Batcher:
         return bool(self.clock_ms() - int(oldest) >= self.tuning.batch_interval_s * 1000)
 
     def _row(self, batch_id: int) -> Any:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return conn.execute(select(batches).where(batches.c.id == batch_id)).one()
 
     def _claimed(self, batch_id: int) -> list[Any]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return list(
                 conn.execute(
                     select(bundles)

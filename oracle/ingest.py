@@ -69,8 +69,21 @@ class RejectionCounter:
             return dict(self._counts)
 
 
+#: Execution option of a connection that only reads (`reading`): on SQLite its transaction
+#: begins deferred and never waits for the write lock.
+READ_ONLY = "dimo_read_only"
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only. On SQLite (WAL) its transaction does not take the write
+    lock, so a read never queues behind the ingest's writes; elsewhere it is a plain
+    connection."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
 def _sqlite_immediate(engine: Engine) -> None:
-    """Makes SQLite transactions take the write lock at BEGIN (no lock upgrade deadlocks)."""
+    """Makes SQLite transactions take the write lock at BEGIN (no lock upgrade deadlocks),
+    except on `reading` connections."""
 
     @event.listens_for(engine, "connect")
     def _no_driver_transactions(dbapi_conn: Any, _record: Any) -> None:
@@ -78,7 +91,10 @@ def _sqlite_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Journal:
@@ -265,7 +281,7 @@ class Journal:
 
     def status(self) -> dict[str, Any]:
         """Journal depth (unbatched bundles), batches by state and the last anchored batch."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             depth = conn.execute(
                 select(func.count()).select_from(bundles).where(bundles.c.batch_id.is_(None))
             ).scalar_one()
@@ -292,6 +308,6 @@ class Journal:
 
     def get(self, position: int) -> dict[str, Any] | None:
         """The journal row at `position`, or None."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(bundles).where(bundles.c.position == position)).first()
         return None if row is None else dict(row._mapping)

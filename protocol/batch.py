@@ -17,6 +17,7 @@ from typing import Any, Final
 from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
     BundleError,
+    SignedBundle,
     decode_signed_bundle,
     verify_bundle,
 )
@@ -86,7 +87,11 @@ def leaf_of_row(
 
 @dataclass(frozen=True)
 class BatchContent:
-    """A parsed batch document: the signed bundles' wire forms and the tree over them."""
+    """A parsed batch document: the signed bundles' wire forms and the tree over them.
+
+    `signed` holds the same bundles decoded, each with its device signature verified (so a
+    reader need not decode them again).
+    """
 
     batch_id: int
     bundles: list[bytes]
@@ -94,6 +99,7 @@ class BatchContent:
     window_start: int
     window_end: int
     raw: bytes
+    signed: list[SignedBundle]
 
 
 def _canonical_json(doc: dict[str, Any]) -> bytes:
@@ -163,6 +169,7 @@ def parse_content(raw: bytes, domain: Eip712Domain, batch_id: int = 0) -> BatchC
     if not isinstance(wires_hex, list) or not wires_hex:
         raise InvalidBatchContent(batch_id, "content holds no bundles")
     wires: list[bytes] = []
+    decoded: list[SignedBundle] = []
     leaves: list[tuple[str, int, int, int, int, bytes, bytes]] = []
     for i, item in enumerate(wires_hex):
         try:
@@ -173,6 +180,7 @@ def parse_content(raw: bytes, domain: Eip712Domain, batch_id: int = 0) -> BatchC
             raise InvalidBatchContent(batch_id, f"bundle {i} is invalid: {exc}") from None
         b = signed.bundle
         wires.append(wire)
+        decoded.append(signed)
         leaves.append(
             leaf_of_row(
                 b.device,
@@ -201,4 +209,4 @@ def parse_content(raw: bytes, domain: Eip712Domain, batch_id: int = 0) -> BatchC
             raise InvalidBatchContent(
                 batch_id, f"content field {key} is {doc.get(key)!r}, not {value!r}"
             )
-    return BatchContent(int(doc["id"]), wires, tree, window_start, window_end, raw)
+    return BatchContent(int(doc["id"]), wires, tree, window_start, window_end, raw, decoded)

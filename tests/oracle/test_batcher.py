@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -10,12 +11,12 @@ from typing import Any
 
 import pytest
 from eth_utils import keccak
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from web3 import Web3
 
 from oracle.anchoring import Anchorer, BatchHeader
 from oracle.batcher import Batcher, BatcherTuning
-from oracle.ingest import Journal
+from oracle.ingest import Journal, reading
 from oracle.journal import BatchState, batches, bundles, open_journal
 from oracle.quorum import OracleSigner, Quorum, parse_content
 from oracle.verify import VerifiedBundle, leaf_hash
@@ -213,7 +214,7 @@ def _wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 def _state(engine: Engine, batch_id: int) -> Any:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(select(batches).where(batches.c.id == batch_id)).first()
 
 
@@ -265,4 +266,47 @@ def test_a_chain_down_during_submission_is_retried_and_nothing_is_lost(
     _wait_for(lambda: _state(engine, 1).state == BatchState.CONFIRMED.value)
     stop.set()
     worker.join(30)
+    assert_anchored_exactly_once(engine, batcher.anchorer, store, domain)
+
+
+def test_a_journal_locked_by_writers_is_waited_out_and_nothing_is_lost(
+    make_batcher: Callable[..., Batcher],
+    engine: Engine,
+    store: LocalCidStore,
+    domain: Any,
+    tmp_path: Path,
+) -> None:
+    """Ingest writers can hold SQLite's write lock past the busy timeout under a backlog.
+    Meanwhile the batcher's reads go on (they never take the write lock), and its writes fail
+    with `database is locked`: it backs off and retries, and anchors once the lock is free."""
+    journal_bundles(engine, domain, 5)
+
+    @event.listens_for(engine, "connect")
+    def _short_busy_timeout(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA busy_timeout=200")
+
+    engine.dispose()  # pooled connections pick up the shorter timeout
+    batcher = make_batcher(batch_interval_s=0.001, poll_s=0.05, backoff_max_s=0.5)
+    holder = sqlite3.connect(tmp_path / "oracle.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a writer holding the lock
+    stop = threading.Event()
+    worker = threading.Thread(target=batcher.run, args=(stop,))
+    try:
+        try:
+            assert batcher.unfinished() == []
+            assert batcher.due() is True
+            assert _JOURNALS[id(engine)].status()["journal_depth"] == 5
+            worker.start()
+            time.sleep(1.5)  # several build attempts, each refused after 0.2 s
+            assert worker.is_alive()
+            assert _state(engine, 1) is None
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        _wait_for(lambda: (row := _state(engine, 1)) is not None and row.state == "confirmed")
+    finally:
+        stop.set()
+        if worker.is_alive():
+            worker.join(30)
+    assert not worker.is_alive()
     assert_anchored_exactly_once(engine, batcher.anchorer, store, domain)

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select
 
-from oracle.api import create_app
+from oracle.api import GroupCommitter, create_app
 from oracle.config import OracleSettings
 from oracle.exceptions import ImplausibleValue, ReplayedSequence
 from oracle.ingest import Journal, Receipt
@@ -146,6 +146,48 @@ def test_concurrent_workers_cannot_both_accept_one_sequence(
     assert len(accepted) == 1
     assert sum(isinstance(r, ReplayedSequence) for r in results) == len(rivals) - 1
     assert _count(journal_engine) == 1
+
+
+def test_group_commits_take_whole_requests_up_to_the_group_limit(
+    journal_engine: Engine, make_signed: Callable[..., SignedBundle]
+) -> None:
+    """A backlog of requests is journaled in transactions of at most `max_group` bundles
+    (one larger request alone), never splitting a request, and each request gets exactly
+    its own receipts."""
+    journal = Journal(journal_engine)
+    sizes: list[int] = []
+    accept = journal.accept
+
+    def counting(verified: Any, now_ms: Any = None) -> Any:
+        sizes.append(len(verified))
+        return accept(verified, now_ms)
+
+    journal.accept = counting  # type: ignore[method-assign]
+    committer = GroupCommitter(journal, max_group=25)
+    requests = [
+        [
+            prepare(
+                make_signed(
+                    make_device_key(100 + r), r + 1, 1 + i, START + 10_000 * i, odometer_km=1000 + i
+                )
+            )
+            for i in range(n)
+        ]
+        for r, n in enumerate([10] * 12 + [40, 3])
+    ]
+
+    async def send_all() -> list[list[Any]]:
+        return list(await asyncio.gather(*(committer.accept(req, START) for req in requests)))
+
+    answers = asyncio.run(send_all())
+    assert max(sizes) == 40  # the request of 40 went alone
+    assert all(size <= 25 for size in sizes if size != 40)
+    assert sum(sizes) == sum(len(r) for r in requests)
+    for request, receipts in zip(requests, answers, strict=True):
+        assert [(r.device, r.sequence, r.status) for r in receipts] == [
+            (v.device, v.sequence, "accepted") for v in request
+        ]
+    assert _count(journal_engine) == sum(len(r) for r in requests)
 
 
 def _search_path(engine: Engine) -> str:
