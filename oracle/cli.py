@@ -28,17 +28,27 @@ def _logging(verbose: bool) -> None:
 @app.command("run")
 def run_command(
     api: bool = typer.Option(True, help="Serve the ingest API (--no-api runs the batcher only)."),
+    batcher: bool = typer.Option(
+        True, help="Run the batcher (--no-batcher serves the ingest API only)."
+    ),
     verbose: bool = typer.Option(True, help="Log each batch's progress."),
 ) -> None:
-    """Serves the ingest API and runs the batcher until Ctrl-C or SIGTERM."""
+    """Serves the ingest API and runs the batcher until Ctrl-C or SIGTERM.
+
+    The two can run as separate processes over one journal (`--no-batcher` and `--no-api`),
+    so that building and anchoring batches never holds up the ingest.
+    """
     from oracle.service import run
 
     _logging(verbose)
     settings = OracleSettings()
+    if not api and not batcher:
+        console.print("[red]error[/] --no-api and --no-batcher leave nothing to run")
+        raise typer.Exit(2)
     if api:
         console.print(f"[green]oracle[/] ingest on http://{settings.host}:{settings.port}")
     try:
-        run(settings, api=api)
+        run(settings, api=api, batcher=batcher)
     except OracleError as exc:
         console.print(f"[red]error[/] {exc}")
         raise typer.Exit(1) from None

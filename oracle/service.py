@@ -99,7 +99,7 @@ def build_batcher(settings: OracleSettings, stop: threading.Event | None = None)
     )
 
 
-def run(settings: OracleSettings, *, api: bool = True) -> None:
+def run(settings: OracleSettings, *, api: bool = True, batcher: bool = True) -> None:
     """Serve the ingest API and run the batcher until SIGINT or SIGTERM.
 
     On a signal the API stops accepting, the batcher finishes its current RPC and stops; a
@@ -108,7 +108,11 @@ def run(settings: OracleSettings, *, api: bool = True) -> None:
     Args:
         settings: The oracle's settings.
         api: Whether to serve the ingest API (False runs the batcher alone).
+        batcher: Whether to run the batcher (False serves the ingest API alone; another
+            process runs the batcher over the same journal).
     """
+    if not api and not batcher:
+        raise OracleConfigError("api", "with neither the ingest API nor the batcher, nothing runs")
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -128,7 +132,8 @@ def run(settings: OracleSettings, *, api: bool = True) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     worker = threading.Thread(target=batcher_main, name="batcher", daemon=True)
-    worker.start()
+    if batcher:
+        worker.start()
     if api:
         import uvicorn
 
@@ -156,6 +161,7 @@ def run(settings: OracleSettings, *, api: bool = True) -> None:
     else:
         while not stop.wait(0.5):
             pass
-    worker.join(timeout=30)
+    if batcher:
+        worker.join(timeout=30)
     if failure:
         raise failure[0]

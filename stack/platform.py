@@ -152,8 +152,8 @@ class Platform:
         return env
 
     def plan(self) -> list[Service]:
-        """The services in start order: three signers, the oracle, the indexer, the certifier
-        and the fleet (with a simulated fleet only)."""
+        """The services in start order: three signers, the oracle's ingest API and its batcher,
+        the indexer, the certifier and the fleet (with a simulated fleet only)."""
         s = self.settings
         deployment = str(s.deployment_path.resolve())
         logs = self.data / "logs"
@@ -191,24 +191,38 @@ class Platform:
                     self.root,
                 )
             )
+        oracle_env = {
+            "DIMO_ORACLE_DATABASE_URL": self.oracle_database_url,
+            "DIMO_ORACLE_RPC_URL": s.chain_url,
+            "DIMO_ORACLE_DEPLOYMENT": deployment,
+            "DIMO_ORACLE_HOST": s.host,
+            "DIMO_ORACLE_PORT": str(s.oracle_port),
+            "DIMO_ORACLE_BATCH_INTERVAL_S": str(s.batch_interval_s),
+            "DIMO_ORACLE_SIGNER_URLS": json.dumps(signer_urls),
+            "DIMO_ORACLE_SIGNER_KEYS": "[]",
+            "DIMO_ORACLE_SUBMITTER_KEY": submitter,
+            **self._blob_env("DIMO_ORACLE_"),
+        }
+        # The ingest API and the batcher run as two processes over one journal: building,
+        # storing and anchoring a batch of thousands of bundles takes a second of CPU, which
+        # in one process would stall the ingest behind the interpreter lock.
         services.append(
             Service(
                 "oracle",
-                dimo_command("oracle", "run"),
-                {
-                    "DIMO_ORACLE_DATABASE_URL": self.oracle_database_url,
-                    "DIMO_ORACLE_RPC_URL": s.chain_url,
-                    "DIMO_ORACLE_DEPLOYMENT": deployment,
-                    "DIMO_ORACLE_HOST": s.host,
-                    "DIMO_ORACLE_PORT": str(s.oracle_port),
-                    "DIMO_ORACLE_BATCH_INTERVAL_S": str(s.batch_interval_s),
-                    "DIMO_ORACLE_SIGNER_URLS": json.dumps(signer_urls),
-                    "DIMO_ORACLE_SIGNER_KEYS": "[]",
-                    "DIMO_ORACLE_SUBMITTER_KEY": submitter,
-                    **self._blob_env("DIMO_ORACLE_"),
-                },
+                dimo_command("oracle", "run", "--no-batcher"),
+                oracle_env,
                 f"{s.oracle_url}/healthz",
                 logs / "oracle.log",
+                self.root,
+            )
+        )
+        services.append(
+            Service(
+                "oracle batcher",
+                dimo_command("oracle", "run", "--no-api"),
+                oracle_env,
+                None,
+                logs / "oracle-batcher.log",
                 self.root,
             )
         )

@@ -425,3 +425,13 @@ def test_the_declared_route_answers_as_the_fast_path(
     assert fast.headers["content-type"] == routed.headers["content-type"]
     assert fast.content == routed.content
     assert app.state.ingest.rejections.snapshot() == {fast.json()["reason"]: 2}
+
+
+def test_run_refuses_to_run_neither_the_api_nor_the_batcher() -> None:
+    from typer.testing import CliRunner
+
+    from oracle.cli import app as oracle_cli
+
+    result = CliRunner().invoke(oracle_cli, ["run", "--no-api", "--no-batcher"])
+    assert result.exit_code == 2
+    assert "nothing to run" in result.output

@@ -92,8 +92,18 @@ def test_every_service_is_planned_with_its_state_in_the_data_folder(tmp_path: Pa
     settings = StackSettings(data_dir=tmp_path, oracle_port=9100, indexer_port=9200)
     platform = Platform(settings, ROOT)
     names = [s.name for s in platform.plan()]
-    assert names == ["oracle signer 1", "oracle signer 2", "oracle signer 3", "oracle", "indexer"]
+    assert names == [
+        "oracle signer 1",
+        "oracle signer 2",
+        "oracle signer 3",
+        "oracle",
+        "oracle batcher",
+        "indexer",
+    ]
     oracle = platform.plan()[3].env
+    assert platform.plan()[4].env == oracle  # the batcher: same journal, keys and chain
+    assert "--no-batcher" in platform.plan()[3].argv
+    assert "--no-api" in platform.plan()[4].argv
     assert oracle["DIMO_ORACLE_DATABASE_URL"] == f"sqlite:///{tmp_path / 'oracle.db'}"
     assert oracle["DIMO_ORACLE_BLOB_DIR"] == str(tmp_path / "blobs")
     assert json.loads(oracle["DIMO_ORACLE_SIGNER_URLS"]) == [
@@ -101,7 +111,7 @@ def test_every_service_is_planned_with_its_state_in_the_data_folder(tmp_path: Pa
         "http://127.0.0.1:8611",
         "http://127.0.0.1:8612",
     ]
-    indexer = platform.plan()[4].env
+    indexer = platform.plan()[5].env
     assert indexer["DIMO_INDEXER_DATABASE_URL"] == f"sqlite:///{tmp_path / 'indexer.db'}"
     assert indexer["DIMO_INDEXER_BLOB_DIR"] == oracle["DIMO_ORACLE_BLOB_DIR"]
     assert indexer["DIMO_INDEXER_SIWE_URI"] == "http://127.0.0.1:9200"

@@ -88,6 +88,7 @@ def test_run_deploys_serves_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
         stops = re.findall(r"stopped (.+)$", out, re.MULTILINE)
         assert stops == [
             "indexer",
+            "oracle batcher",
             "oracle",
             "oracle signer 3",
             "oracle signer 2",
