@@ -124,10 +124,11 @@ def test_real_services_replace_the_embedded_defaults(tmp_path: Path) -> None:
         indexer_database_url="postgresql+psycopg://u@db/index",
         kubo_url="http://127.0.0.1:5001",
     )
-    plan = Platform(settings, ROOT).plan()
-    assert plan[3].env["DIMO_ORACLE_DATABASE_URL"] == "postgresql+psycopg://u@db/oracle"
-    assert plan[4].env["DIMO_INDEXER_DATABASE_URL"] == "postgresql+psycopg://u@db/index"
-    assert plan[3].env["DIMO_ORACLE_KUBO_URL"] == plan[4].env["DIMO_INDEXER_KUBO_URL"]
+    plan = {service.name: service.env for service in Platform(settings, ROOT).plan()}
+    for oracle in (plan["oracle"], plan["oracle batcher"]):
+        assert oracle["DIMO_ORACLE_DATABASE_URL"] == "postgresql+psycopg://u@db/oracle"
+        assert oracle["DIMO_ORACLE_KUBO_URL"] == plan["indexer"]["DIMO_INDEXER_KUBO_URL"]
+    assert plan["indexer"]["DIMO_INDEXER_DATABASE_URL"] == "postgresql+psycopg://u@db/index"
 
 
 def test_a_live_network_needs_the_quorum_keys_from_the_environment(tmp_path: Path) -> None:
