@@ -252,8 +252,6 @@ class OracleApp(FastAPI):
     under a prefix), answering through the same `answer_bundles`.
     """
 
-    ingest: Ingest
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answers `POST /v1/bundles` directly; everything else goes to FastAPI."""
         if (
@@ -286,7 +284,7 @@ class OracleApp(FastAPI):
 
         try:
             status, body, media_type = await answer_bundles(
-                self.ingest, content_type, declared, chunks()
+                self.state.ingest, content_type, declared, chunks()
             )
         except ClientDisconnect:
             return  # nobody to answer; nothing was journaled for an unread body
@@ -332,7 +330,6 @@ def create_app(settings: OracleSettings | None = None) -> FastAPI:
         summary="Accepts signed telemetry bundles, journals them and anchors them on-chain.",
     )
     app.state.ingest = ingest
-    app.ingest = ingest
 
     @app.post(
         "/v1/bundles",

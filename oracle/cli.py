@@ -42,9 +42,6 @@ def run_command(
 
     _logging(verbose)
     settings = OracleSettings()
-    if not api and not batcher:
-        console.print("[red]error[/] --no-api and --no-batcher leave nothing to run")
-        raise typer.Exit(2)
     if api:
         console.print(f"[green]oracle[/] ingest on http://{settings.host}:{settings.port}")
     try:

@@ -433,5 +433,5 @@ def test_run_refuses_to_run_neither_the_api_nor_the_batcher() -> None:
     from oracle.cli import app as oracle_cli
 
     result = CliRunner().invoke(oracle_cli, ["run", "--no-api", "--no-batcher"])
-    assert result.exit_code == 2
-    assert "nothing to run" in result.output
+    assert result.exit_code == 1
+    assert "nothing runs" in result.output

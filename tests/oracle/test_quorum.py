@@ -160,7 +160,14 @@ def test_the_quorum_asks_only_as_many_signers_as_signatures_are_missing(
 
     signers = [Counting(k, DOMAIN) for k in ORACLE_KEYS]
     oracle_set = [s.address for s in signers]
-    Quorum(signers, oracle_set, 2, DOMAIN).collect(header, content)
+    loads: list[int] = []
+
+    def load() -> bytes:  # the batch document, loaded once for both local signers
+        loads.append(1)
+        return content
+
+    Quorum(signers, oracle_set, 2, DOMAIN).collect(header, load)
+    assert len(loads) == 1
     # Every signer re-checks the whole batch: the third is spared. The first one asked
     # rotates with the batch id, so that the work is shared.
     assert len(asked) == 2
@@ -245,6 +252,14 @@ def test_a_remote_signer_fetches_the_content_by_cid_and_refuses_a_wrong_root(
         assert recover_address(batch_digest(header, domain), signature) == expected
         with pytest.raises(BatchRefused, match="root"):
             remote.sign_batch(replace(header, root=keccak(b"forged")), b"")
+
+        def never() -> bytes:  # a remote signer fetches the content by CID itself
+            raise AssertionError("the batch document was loaded for a remote signer")
+
+        quorum = Quorum([remote], [expected], 1, domain)
+        assert recover_address(batch_digest(header, domain), quorum.collect(header, never)) == (
+            expected
+        )
     finally:
         proc.terminate()
         proc.wait(10)
