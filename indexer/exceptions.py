@@ -557,6 +557,57 @@ class ReadingNotServed(ApiProblem, LookupError):
         )
 
 
+class BundleNotDisclosable(ApiProblem, PermissionError):
+    """A proof or export would hand over a bundle holding signals the caller may not read (403).
+
+    `signals` names them (names only: their values are never sent).
+    """
+
+    slug = "bundle-not-disclosable"
+    status = 403
+    title = "Bundle holds signals you may not read"
+
+    def __init__(
+        self, vehicle_id: int, batch_id: int, leaf_index: int, uncovered: Sequence[str]
+    ) -> None:
+        self.vehicle_id = vehicle_id
+        self.uncovered = list(uncovered)
+        super().__init__(
+            f"bundle {batch_id}/{leaf_index} of vehicle {vehicle_id} also holds signals your "
+            f"rights do not cover at its time ({', '.join(self.uncovered)}); a schema-1 bundle "
+            "is proved only whole, so its proof is not served to you: a proof of one signal "
+            "alone needs schema-2 bundles (per-signal commitments); read the values you may "
+            "read from GET /vehicles/{id}/readings, or get the missing scopes",
+            vehicle_id=vehicle_id,
+            batch_id=batch_id,
+            leaf_index=leaf_index,
+            signals=self.uncovered,
+        )
+
+
+class BundleNotServed(ApiProblem, LookupError):
+    """No bundle of the vehicle at (batch, leaf) that the caller may read any of (404).
+
+    An unknown pair, another vehicle's bundle, and a bundle of this vehicle none of whose
+    readings the caller may read get this same answer, so that it tells nothing of when the
+    vehicle was active.
+    """
+
+    slug = "bundle-not-found"
+    status = 404
+    title = "Bundle not found"
+
+    def __init__(self, vehicle_id: int, batch_id: int, leaf_index: int) -> None:
+        super().__init__(
+            f"no loaded bundle {batch_id}/{leaf_index} of vehicle {vehicle_id} holds a reading "
+            "your rights cover; take the (batch, leaf) pairs from an application answer's "
+            "`inputs` or from GET /vehicles/{id}/readings",
+            vehicle_id=vehicle_id,
+            batch_id=batch_id,
+            leaf_index=leaf_index,
+        )
+
+
 class RewardNotFound(ResourceNotFound):
     """No posted epoch, or no allocation of a vehicle in a loaded epoch document."""
 

@@ -66,6 +66,7 @@ from indexer.apps.audit import (
     inputs_from_bundles,
 )
 from indexer.apps.columnar import Columns, keys_to_refs, trip_spans
+from indexer.disclosure import bundle_signals, disclosable, require_whole
 from indexer.exceptions import AppParameterInvalid, ExportInvalid
 from indexer.queries import (
     IGNITION,
@@ -76,6 +77,7 @@ from indexer.queries import (
     Reading,
     bundle_proof,
 )
+from indexer.rights import Coverage
 from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
     MalformedBundleError,
@@ -681,6 +683,7 @@ def build_export(
     *,
     chain_id: int,
     anchor: str,
+    coverage: Coverage,
     within: Sequence[Interval] | None = None,
     params: ScoreParams | None = None,
 ) -> dict[str, Any]:
@@ -689,7 +692,12 @@ def build_export(
 
     It holds each input bundle's signed wire form (readings and device signature), its Merkle
     path, its batch's root, CID and anchoring transaction, the chain id and the anchor
-    address, the times read (`covered`) and the score computed from them.
+    address, the times read (`covered`) and the score computed from them. A bundle goes in
+    only whole, so each must hold nothing `coverage` (the recipient's rights) does not cover
+    (`indexer.disclosure`).
+
+    Raises:
+        BundleNotDisclosable: an input bundle holds signals the recipient may not read.
     """
     spans = [(start_ms, end_ms)] if within is None else list(within)
     speed, ignition = read_inputs(conn, vehicle_id, start_ms, end_ms, spans)
@@ -698,6 +706,8 @@ def build_export(
     bundles = []
     for batch_id, leaf_index in result.inputs:
         proof = bundle_proof(conn, batch_id, leaf_index)
+        disclosure = disclosable(bundle_signals(proof.wire), coverage)
+        require_whole(disclosure, vehicle_id, batch_id, leaf_index)
         batches.setdefault(
             batch_id,
             {

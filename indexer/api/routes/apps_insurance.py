@@ -170,6 +170,10 @@ def get_export(
     """Every input bundle (signed wire form with the device signature), its Merkle path, its
     batch's root, CID and anchoring transaction, the chain id and anchor address, and the score
     computed from them. `dimo apps insurance --verify FILE` checks it with no server.
+
+    A schema-1 bundle is exported only whole, so every input bundle must hold only readings
+    your rights cover (e.g. no position without LOCATION); otherwise a 403
+    `bundle-not-disclosable` problem names the signals you may not read.
     """
     check_window(start, end)
     p = parse_params(params)
@@ -183,6 +187,7 @@ def get_export(
         chain_id=deployment.chain_id,
         anchor=deployment.contract("AttestationAnchor").address,
         within=within[SPEED],
+        coverage=coverage,
         params=p,
     )
     return Response(

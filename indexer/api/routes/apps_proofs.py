@@ -28,9 +28,15 @@ from indexer.api.routes.telemetry import (
 )
 from indexer.apps.audit import PROOFS_PATH, PROOFS_PER_REQUEST, bundle_rows
 from indexer.apps.battery import VehicleFacts
-from indexer.exceptions import BadTelemetryQuery, PrivilegeMissing, VehicleNotFound
+from indexer.disclosure import bundle_signals, disclosable, require_whole
+from indexer.exceptions import (
+    BadTelemetryQuery,
+    BundleNotServed,
+    PrivilegeMissing,
+    VehicleNotFound,
+)
 from indexer.queries import bundle_proof
-from indexer.rights import Coverage, Intervals, intersect
+from indexer.rights import Coverage, Intervals
 
 router = APIRouter(prefix="/apps", tags=["apps"])
 
@@ -81,27 +87,32 @@ def post_input_proofs(
 ) -> ProofsOut:
     """Each bundle's wire form, signature, Merkle path and batch, for an audit.
 
-    A bundle is served only if it is the vehicle's and your rights cover some of its window
-    (any privilege); otherwise a 403 problem. Unknown pairs are a 404 problem.
+    Rights come first: a caller whose rights cover nothing of the vehicle gets a 403
+    `privilege-missing` problem before any pair is looked up, the same whatever pairs it
+    sent. For any other caller each pair must be a loaded bundle of the vehicle holding a
+    reading its rights cover; an unknown pair, another vehicle's bundle, or one of which it
+    may read nothing all get the same 404 `bundle-not-found` problem. A schema-1 proof
+    discloses the whole bundle, so a bundle also holding a reading the caller may not read
+    (its signal's privilege at its time) gets a 403 `bundle-not-disclosable` problem naming
+    those signals (`indexer.disclosure`).
     """
     coverage = get_rights_cache(request).coverage(
         conn, body.vehicle_id, caller, int(clock() * 1000)
     )
+    if not coverage.any():
+        raise PrivilegeMissing(body.vehicle_id, {"ANY": ["any signal of the vehicle"]})
     refs = [(int(b), int(leaf)) for b, leaf in body.inputs]
     rows = bundle_rows(conn, refs)
-    spans: Intervals = ()
-    for covered in coverage.by_privilege.values():
-        spans = tuple(sorted({*spans, *covered}))
-    out = []
     for ref in refs:
         row = rows.get(ref)
         if row is None or int(row.vehicle_id) != body.vehicle_id:
-            raise BadTelemetryQuery(
-                "inputs", f"no bundle {list(ref)} of vehicle {body.vehicle_id} is loaded"
-            )
-        window = ((int(row.window_start), int(row.window_end)),)
-        if not intersect(window, spans):
-            raise PrivilegeMissing(body.vehicle_id, {"ANY": [f"bundle {ref[0]}/{ref[1]}"]})
+            raise BundleNotServed(body.vehicle_id, *ref)
+        disclosure = disclosable(bundle_signals(bytes(row.wire)), coverage)
+        if not disclosure.any_readable:
+            raise BundleNotServed(body.vehicle_id, *ref)
+        require_whole(disclosure, body.vehicle_id, *ref)
+    out = []
+    for ref in refs:
         b = bundle_proof(conn, *ref)
         out.append(
             BundleProofOut(

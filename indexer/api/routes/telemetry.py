@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 from indexer.api.deps import Caller, Clock, DbConn, db_limiter, get_engine_of
 from indexer.api.pagination import Keyset, Paging
 from indexer.api.problems import problem_responses
+from indexer.disclosure import bundle_signals, disclosable, require_whole
 from indexer.exceptions import (
     BadTelemetryQuery,
     InvalidTelemetryQuery,
@@ -841,7 +842,11 @@ def get_reading_proof(
 ) -> ProofOut:
     """Everything needed to check the reading of `signal` at `ts` against the chain.
 
-    Only for a reading your rights cover (403 otherwise, before anything is looked up).
+    Only for a reading your rights cover: a 403 `privilege-missing` problem otherwise, decided
+    before anything is looked up; then a 404 when there is no such reading. The proof holds
+    the whole signed bundle (a schema-1 leaf commits to its whole encoding), so it is served
+    only if your rights also cover every other reading of that bundle; otherwise a 403
+    `bundle-not-disclosable` problem names the signals you may not read, never their values.
     """
     _check_known(conn, [signal])
     if not contains(coverage.for_signal(signal), ts):
@@ -851,6 +856,8 @@ def get_reading_proof(
     except ReadingNotFound:
         raise ReadingNotServed(vehicle_id, signal, ts) from None
     b = found.bundle
+    disclosure = disclosable(bundle_signals(b.wire), coverage)
+    require_whole(disclosure, vehicle_id, b.batch_id, b.leaf_index)
     device, vehicle, sequence, window_start, window_end, data_hash, sig_hash = b.leaf
     return ProofOut(
         vehicle_id=vehicle_id,
