@@ -21,10 +21,11 @@ from protocol.eip712 import Eip712Domain
 from protocol.privileges import Privilege
 from tests.apps.test_insurance import ServedWorld, drive_with_a_harsh_brake, served_world
 from tests.conftest import FAR_FUTURE, TERMS_CID
-from tests.indexer.leaks import LAT, LON, latitude, longitude, position_found
+from tests.indexer.leaks import LAT, LON, latitude, longitude, position_found, values_found
 from tests.indexer.test_api_telemetry import (
     advance,
     assert_problem,
+    block_ms,
     head_s,
     leaf_tuple,
     proof_list,
@@ -276,3 +277,48 @@ def test_an_outsider_gets_the_same_answer_whether_or_not_a_bundle_exists(
     assert {"200", "403", "404"} <= set(documented)
     proof_route = "/vehicles/{vehicle_id}/signals/{signal}/readings/{ts}/proof"
     assert {"200", "403", "404"} <= set(spec["paths"][proof_route]["get"]["responses"])
+
+
+def test_a_licensee_gets_no_bundle_that_straddles_its_opt_in_time(
+    served_world: ServedWorld,
+    fleet: Fleet,
+    domain: Eip712Domain,
+    anchor_bundles: Callable[..., Anchored],
+    owner: Any,
+    stranger: Any,
+    curator: Any,
+    admin: Any,
+    data_market: Any,
+    token: Any,
+) -> None:
+    world = served_world
+    (car, key), _ = fleet[0]
+    product = int(
+        data_market.listProduct(DRIVING, 10**18, 3_600, TERMS_CID, sender=curator).return_value
+    )
+    advance(100)
+    opted_in = block_ms(data_market.optIn(car, product, sender=owner))
+    token.mint(stranger, 10**18, sender=admin)
+    token.approve(data_market, 10**18, sender=stranger)
+    data_market.buy(product, 1, sender=stranger)
+    # One 60 s bundle of speed, half before the opt-in (not the licensee's), half after.
+    before = [(opted_in - 30_000 + 1_000 * i, 50.713 + i * 0.011) for i in range(30)]
+    after = [(opted_in + 1_000 * i, 80.419 + i * 0.013) for i in range(30)]
+    anchored = anchor_bundles(windowed_bundles(key, car, {SPEED: before + after}, domain))
+    assert len(anchored.bundles) == 1
+    advance(200)
+    world.sync()
+    world.at(head_s() * 1000)
+    ts = after[2][0]
+    with world.client(stranger) as licensee:
+        readings = licensee.get(
+            f"/vehicles/{car}/readings",
+            params={"signal": SPEED, "start": before[0][0], "end": after[-1][0] + 1},
+        )
+        proof = licensee.get(f"/vehicles/{car}/signals/{SPEED}/readings/{ts}/proof")
+        bundle = proofs(licensee, car, anchored.batch.id, 0)
+    # The readings after the opt-in are the licensee's; the bundle is not, as a whole.
+    assert [(i["t"], i["value"]) for i in readings.json()["items"]] == after
+    for r in (proof, bundle):
+        assert assert_problem(r, 403, "bundle-not-disclosable")["signals"] == [SPEED]
+        assert values_found(r.text, [v for _, v in before]) == []
