@@ -246,3 +246,18 @@ def test_dbc_not_found_names_the_dbc_dir_flag(tmp_path: Path) -> None:
     result = _decode(log, tmp_path)
     assert result.exit_code != 0
     assert "--dbc-dir" in result.output
+
+
+def test_run_on_a_log_that_maps_to_nothing_exits_non_zero(
+    tmp_path: Path, kona_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "other.log"
+    path.write_text("".join(f"({i / 10:.6f}) can0 7A1#0102\n" for i in range(20)))
+    monkeypatch.setenv("DIMO_BRIDGE_DEVICE_KEY", "0x" + "11" * 32)
+    args = ["run", "--log", str(path), "--dbc-dir", str(kona_dir), "--vehicle-id", "1"]
+    args += ["--anchor-address", "0x5FbDB2315678afecb367f032d93F642f64180aa3"]
+    args += ["--queue", str(tmp_path / "q.sqlite"), "--oracle-url", "http://127.0.0.1:9"]
+    args += ["--drain", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "0 mapped signals" in result.output
