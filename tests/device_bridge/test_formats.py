@@ -261,3 +261,15 @@ def test_run_on_a_log_that_maps_to_nothing_exits_non_zero(
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
     assert "0 mapped signals" in result.output
+
+
+def test_a_bad_line_in_python_can_csv_is_counted_and_reading_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "pc.csv"
+    path.write_text(
+        "timestamp,arbitration_id,extended,remote,error,dlc,data\n"
+        "1.5,0x123,1,0,0,3,AAID\nbroken line\n1.51,0x124,1,0,0,3,AQID\n"
+    )
+    log = open_log(path)
+    assert [m.arbitration_id for m in log] == [0x123, 0x124]
+    assert log.format is LogFormat.CSV
+    assert [(e.line, e.text) for e in log.stats.examples] == [(3, "broken line")]
