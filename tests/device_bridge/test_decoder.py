@@ -56,14 +56,6 @@ def test_kona_current_is_negated_to_vss_sign(kona_values: dict[str, list[Any]]) 
     assert max(amps) == pytest.approx(0.0)
 
 
-def test_kona_battery_power_limits_are_170_and_160_76_kw(
-    kona_values: dict[str, list[Any]],
-) -> None:
-    assert set(kona_values[f"{BATTERY}.MaxChargePower"]) == {170.0}
-    assert kona_values[f"{BATTERY}.MaxDischargePower"] == pytest.approx([160.76] * 70)
-    assert len(kona_values[f"{BATTERY}.MaxChargePower"]) == 70
-
-
 def test_kona_battery_temperatures_12v_and_range(kona_values: dict[str, list[Any]]) -> None:
     assert set(kona_values[f"{BATTERY}.Temperature.Min"]) == {22.0}
     assert set(kona_values[f"{BATTERY}.Temperature.Max"]) == {23.0}
