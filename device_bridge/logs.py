@@ -215,9 +215,9 @@ _ID_NAMES = {
     "frame id",
     "msgid",
 }
-_EXT_NAMES = {"extended", "ext", "ide", "is_extended_id", "is extended", "xtd", "type"}
+_EXT_NAMES = {"extended", "ext", "ide", "is_extended_id", "is extended", "xtd"}
 _BUS_NAMES = {"bus", "channel", "chan", "ch", "can bus", "interface", "port"}
-_LEN_NAMES = {"len", "dlc", "length", "data length", "size", "bytes"}
+_LEN_NAMES = {"len", "dlc", "length", "data length", "size"}
 _DIR_NAMES = {"dir", "direction", "rx/tx"}
 _DATA_NAMES = {"data", "payload", "data bytes", "bytes data", "message data"}
 _DATA_COLUMN = re.compile(r"^(d|b|byte|data)\s*\[?(\d{1,2})\]?$")

@@ -273,3 +273,26 @@ def test_a_bad_line_in_python_can_csv_is_counted_and_reading_goes_on(tmp_path: P
     assert [m.arbitration_id for m in log] == [0x123, 0x124]
     assert log.format is LogFormat.CSV
     assert [(e.line, e.text) for e in log.stats.examples] == [(3, "broken line")]
+
+
+def test_semicolon_export_with_named_channels_and_flags_is_read_by_column_name(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "export.csv"
+    rows = ["Timestamp;Channel;IDE;CAN ID;DLC;Data\n"]
+    rows += [
+        f"{i * 0.02:.3f};can1;{i % 2};{0x18DAF110 if i % 2 else 0x1DB:X};2;EE C0\n"
+        for i in range(50)
+    ]
+    path.write_text("".join(rows))
+    log = open_log(path)
+    frames = list(log)
+    assert log.format is LogFormat.TABLE
+    assert log.time_unit is TimeUnit.S
+    assert {m.channel for m in frames} == {"can1"}
+    assert [(m.arbitration_id, m.is_extended_id) for m in frames[:2]] == [
+        (0x1DB, False),
+        (0x18DAF110, True),
+    ]
+    assert bytes(frames[0].data) == b"\xee\xc0"
+    assert frames[-1].timestamp == pytest.approx(0.98)
