@@ -26,6 +26,7 @@ from protocol.eip712 import dimo_domain
 
 KONA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "can" / "kona-ev"
 KONA_LOG = KONA_DIR / "230112-7-2019-pcan-ccan-power-off-on-ready-off.candump.log"
+KONA_CSV = KONA_LOG.with_name("230112-7-2019-pcan-ccan-power-off-on-ready-off.csv")
 RATE = 4_500
 SECONDS = 10.0
 
@@ -40,6 +41,16 @@ def throughput(decoder: Decoder, frames: list[can.Message], passes: int = 7) -> 
             windower.add(decoder.decode_many(frames[i : i + 4096]))
         windower.flush()
         best = max(best, len(frames) / (time.perf_counter() - start))
+    return best
+
+
+def read_rate(path: Path, passes: int = 3) -> float:
+    """Best frames/s of reading a log file into messages (format detection included)."""
+    best = 0.0
+    for _ in range(passes):
+        start = time.perf_counter()
+        count = sum(1 for _ in open_log(path))
+        best = max(best, count / (time.perf_counter() - start))
     return best
 
 
@@ -106,7 +117,9 @@ def main() -> None:
     ours = throughput(decoder, frames)
     plain = plain_cantools(frames)
     share, fed_rate, bundles = cpu_share(frames, settings)
+    read_candump, read_csv = read_rate(KONA_LOG), read_rate(KONA_CSV)
     print(f"decode+map+window: {ours:,.0f} frames/s; plain decode_message: {plain:,.0f} frames/s")
+    print(f"reading: candump {read_candump:,.0f} frames/s; GVRET CSV {read_csv:,.0f} frames/s")
     print(f"real-time feed {fed_rate:,.0f} frames/s: CPU share {share:.4f} ({bundles} bundles)")
     print(
         json.dumps(
@@ -118,6 +131,8 @@ def main() -> None:
                 "cpu_share_at_4500fps": round(share, 4),
                 "fed_frames_per_s": round(fed_rate),
                 "bundles_signed": bundles,
+                "read_candump_frames_per_s": round(read_candump),
+                "read_gvret_csv_frames_per_s": round(read_csv),
             }
         )
     )

@@ -6,7 +6,9 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,11 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from device_bridge.checks import check_decoded, check_frames
 from device_bridge.config import BridgeSettings
 from device_bridge.decoder import Decoder
-from device_bridge.exceptions import BridgeError
+from device_bridge.exceptions import BridgeConfigError, BridgeError, NoReadingsError
 from device_bridge.keys import DeviceKey, write_keystore
-from device_bridge.logs import open_log
+from device_bridge.logs import LogFormat, TimeUnit, open_log
 from device_bridge.queue import BundleQueue
 from device_bridge.runner import Bridge
 from device_bridge.sources import BusSource, LogSource, open_bus
@@ -27,9 +30,18 @@ from device_bridge.uploader import Uploader
 from protocol.exceptions import ProtocolError
 
 app = typer.Typer(help="The device bridge: CAN/OBD-II -> signed VSS bundles -> oracle.")
-console = Console()
+# Piped output is not cut at 80 columns: tables keep their natural width.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 250)
 
 _Opt = typer.Option
+_FormatOpt = Annotated[
+    LogFormat | None,
+    _Opt("--format", help="The log's format (default: told from the content)."),
+]
+_TimeUnitOpt = Annotated[
+    TimeUnit | None,
+    _Opt(help="Unit of a log table's time column (default: inferred from frame periods)."),
+]
 
 
 def _settings(**overrides: Any) -> BridgeSettings:
@@ -64,6 +76,8 @@ def run(
     drain: Annotated[
         float, _Opt(help="After a log ends, upload for up to N s (-1 = until empty).")
     ] = -1.0,
+    fmt: _FormatOpt = None,
+    time_unit: _TimeUnitOpt = None,
 ) -> None:
     """Run the bridge: bus or log -> decode -> windows -> sign -> queue -> oracle."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -87,7 +101,13 @@ def run(
         )
         bridge = Bridge.from_settings(settings)
         source: LogSource | BusSource = (
-            LogSource(log, speed=settings.replay_speed)
+            LogSource(
+                log,
+                speed=settings.replay_speed,
+                fmt=fmt,
+                time_unit=time_unit,
+                known_ids=bridge.decoder.all_known_ids(),
+            )
             if log is not None
             else BusSource.from_settings(settings)
         )
@@ -111,6 +131,15 @@ def run(
         finally:
             if poller is not None:
                 poller.stop()
+        if isinstance(source, LogSource):
+            check_frames(source.log)
+            if stats.readings == 0:
+                raise NoReadingsError(
+                    source.log.path,
+                    stats.frames,
+                    source.log.describe(),
+                    f"dropped: {dict(bridge.decoder.stats.by_reason())}",
+                )
     except (BridgeError, ProtocolError) as exc:
         raise _fail(exc) from None
     counters = bridge.queue.counters()
@@ -123,18 +152,55 @@ def run(
 
 @app.command()
 def decode(
-    log: Annotated[Path, typer.Argument(help="The recorded log (.log, .asc, .blf, .trc, .csv).")],
-    model: Annotated[str, _Opt("--model", "-m", help="Vehicle mapping name or file.")],
+    log: Annotated[
+        Path, typer.Argument(help="The recorded log (candump, ASC, BLF, TRC, CSV/TSV table).")
+    ],
+    model: Annotated[
+        str | None, _Opt("--model", "-m", help="Vehicle mapping name or file.")
+    ] = None,
     dbc_dir: Annotated[Path | None, _Opt(help="Directory of the mapping's DBC files.")] = None,
     limit: Annotated[int, _Opt(help="Readings to print (0 = none, -1 = all).")] = 50,
+    fmt: _FormatOpt = None,
+    time_unit: _TimeUnitOpt = None,
+    suggest: Annotated[
+        bool, _Opt("--suggest", help="Propose a mapping (YAML) for the log and --dbc.")
+    ] = False,
+    dbc: Annotated[Path | None, _Opt(help="With --suggest: the DBC file to read.")] = None,
+    channel: Annotated[
+        str | None, _Opt(help="With --suggest: the log channel the DBC describes.")
+    ] = None,
+    output: Annotated[
+        Path | None, _Opt("--output", "-o", help="With --suggest: write the YAML here.")
+    ] = None,
 ) -> None:
-    """Decode a log and print its VSS readings and the counts of skipped or malformed frames."""
+    """Decode a log and print its VSS readings and the counts of skipped or malformed frames.
+
+    Exits non-zero if the log gives 0 frames or its frames decode into 0 mapped signals.
+    With --suggest, reads the log and a DBC and prints a mapping to edit instead.
+    """
+    if suggest:
+        _suggest(log, dbc, channel, output, fmt, time_unit)
+        return
+    if model is None:
+        raise _fail(BridgeConfigError("--model", "name a mapping (or use --suggest --dbc FILE)"))
     try:
         decoder = Decoder.from_settings(_settings(dbc_dir=dbc_dir), mapping=model)
-        recorded = open_log(log)
-        readings = decoder.decode_many(recorded)
+        recorded = open_log(log, fmt, time_unit=time_unit, known_ids=decoder.all_known_ids())
+        start = time.perf_counter()
+        frames = list(recorded)
+        read_s = time.perf_counter() - start
+        readings = decoder.decode_many(frames)
+        decode_s = time.perf_counter() - start - read_s
     except (BridgeError, ProtocolError) as exc:
         raise _fail(exc) from None
+    console.print(f"log: {recorded.describe()}")
+    for bus, report in sorted(decoder.dbc_reports.items()):
+        if report.repairs:
+            repairs = "; ".join(
+                f"{r.kind} x{r.count}{' (dropped)' if r.dropped else ''}: {r.detail}"
+                for r in report.repairs
+            )
+            console.print(f"DBC of bus {bus} ({report.source}) repaired: {repairs}")
     shown = readings if limit < 0 else readings[:limit]
     if shown:
         table = Table(title=f"VSS readings of {log.name} ({len(readings):,} in all)")
@@ -160,9 +226,64 @@ def decode(
     counts.add_row("unknown ids (skipped)", f"{sum(stats.unknown_ids.values()):,}")
     for reason, count in sorted(stats.by_reason().items()):
         counts.add_row(f"{reason}", f"{count:,}")
+    for kind, count in sorted(recorded.stats.repaired.items()):
+        counts.add_row(f"log record {kind}", f"{count:,}")
     for reason, count in sorted(recorded.stats.bad.items()):
         counts.add_row(f"malformed log record: {reason}", f"{count:,}")
     console.print(counts)
+    _print_implausible(stats.implausible())
+    for example in recorded.stats.repair_examples[:5]:
+        console.print(f"  {example.reason} line {example.line}: {example.text}")
+    for example in recorded.stats.examples[:5]:
+        console.print(f"  {example.reason} line {example.line}: {example.text}")
+    console.print(
+        f"throughput: read {stats.frames:,} frames in {read_s:.3f} s "
+        f"({_rate(stats.frames, read_s)} frames/s); decoded and mapped them in {decode_s:.3f} s "
+        f"({_rate(stats.frames, decode_s)} frames/s)"
+    )
+    try:
+        check_decoded(recorded, decoder, len(readings))
+    except BridgeError as exc:
+        raise _fail(exc) from None
+
+
+def _rate(frames: int, seconds: float) -> str:
+    return f"{frames / seconds:,.0f}" if seconds > 0 else "-"
+
+
+def _print_implausible(implausible: Counter[tuple[str, str]]) -> None:
+    if not implausible:
+        return
+    table = Table(title="implausible values (outside the VSS range, dropped)")
+    table.add_column("VSS signal")
+    table.add_column("DBC signal")
+    table.add_column("count", justify="right")
+    for (path, dbc_signal), count in sorted(implausible.items()):
+        table.add_row(path, dbc_signal, f"{count:,}")
+    console.print(table)
+
+
+def _suggest(
+    log: Path,
+    dbc: Path | None,
+    channel: str | None,
+    output: Path | None,
+    fmt: LogFormat | None,
+    time_unit: TimeUnit | None,
+) -> None:
+    from device_bridge.suggest import suggest_mapping
+
+    if dbc is None:
+        raise _fail(BridgeConfigError("--dbc", "--suggest needs the DBC file: --dbc FILE"))
+    try:
+        text = suggest_mapping(log, dbc, channel=channel, fmt=fmt, time_unit=time_unit)
+    except (BridgeError, ProtocolError) as exc:
+        raise _fail(exc) from None
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"suggested mapping -> {output}; edit it, then decode with --model {output}")
 
 
 @app.command()
@@ -202,9 +323,16 @@ def status(
             counters = q.counters()
             letters = q.dead_letters()
             depth = q.depth()
+            decode_counts = q.decode_counts()
     except BridgeError as exc:
         raise _fail(exc) from None
     console.print(f"waiting {depth}  " + "  ".join(f"{k} {v}" for k, v in counters.items()))
+    implausible: Counter[tuple[str, str]] = Counter()
+    for name, count in decode_counts.items():
+        if name.startswith("implausible "):
+            path, _, dbc_signal = name.removeprefix("implausible ").partition(" <- ")
+            implausible[path, dbc_signal] += count
+    _print_implausible(implausible)
     if letters:
         table = Table(title="dead letters (rejected by the oracle)")
         for column in ("sequence", "window start", "reason", "detail"):

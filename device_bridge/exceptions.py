@@ -30,8 +30,8 @@ class DbcNotFoundError(BridgeError, FileNotFoundError):
         self.name = name
         self.looked_in = looked_in
         super().__init__(
-            f"DBC {name!r} not found (looked in {list(looked_in)}); set DIMO_BRIDGE_DBC_DIR or "
-            "DIMO_BRIDGE_DBC_PATHS, or pass dbc_dir/dbc_paths explicitly"
+            f"DBC {name!r} not found (looked in {list(looked_in)}); pass --dbc-dir DIR (the "
+            "directory holding it), or set DIMO_BRIDGE_DBC_DIR or DIMO_BRIDGE_DBC_PATHS"
         )
 
 
@@ -42,8 +42,35 @@ class LogFormatError(BridgeError, ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(
-            f"cannot read log {self.path}: {reason}; use a .log (candump -L), .asc, .blf, .trc "
-            "or SavvyCAN .csv file, or name the format explicitly"
+            f"cannot read log {self.path}: {reason}; the bridge reads candump -L, ASC, BLF, TRC, "
+            "python-can CSV, SavvyCAN/GVRET CSV and header-row tables; name the format with "
+            "--format if it was told wrong"
+        )
+
+
+class EmptyLogError(LogFormatError):
+    """A log that gave no frame at all: the wrong format was assumed or every line is bad."""
+
+    def __init__(self, path: str | Path, assumed: str, offending: str) -> None:
+        self.assumed = assumed
+        self.offending = offending
+        super().__init__(
+            path, f"read 0 frames assuming {assumed}; first offending line: {offending}"
+        )
+
+
+class NoReadingsError(BridgeError, ValueError):
+    """A log whose frames decoded into no mapped signal at all."""
+
+    def __init__(self, path: str | Path, frames: int, assumed: str, detail: str) -> None:
+        self.path = str(path)
+        self.frames = frames
+        self.assumed = assumed
+        self.detail = detail
+        super().__init__(
+            f"log {self.path}: {frames:,} frames decoded into 0 mapped signals (assumed "
+            f"{assumed}); {detail}; check the mapping's buses/channels and DBC, or the "
+            "format (--format) and time unit (--time-unit)"
         )
 
 

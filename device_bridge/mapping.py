@@ -19,6 +19,7 @@ __all__ = [
     "CONVERSIONS",
     "MAPPINGS_DIR",
     "BusMapping",
+    "Gate",
     "SignalMapping",
     "VehicleMapping",
     "available_mappings",
@@ -44,6 +45,8 @@ CONVERSIONS: Mapping[str, tuple[float, float]] = {
     "fahrenheit_to_celsius": (5.0 / 9.0, -160.0 / 9.0),
     "fraction_to_percent": (100.0, 0.0),
     "min_to_s": (60.0, 0.0),
+    "mv_to_v": (0.001, 0.0),
+    "wh_to_kwh": (0.001, 0.0),
 }
 
 _SIGNAL_KEYS = {
@@ -59,7 +62,45 @@ _SIGNAL_KEYS = {
     "invalid_raw",
     "invalid_all_ones",
     "note",
+    "valid_when",
 }
+_GATE_KEYS = {"message", "signal", "equals", "in", "min", "max", "within_ms"}
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A condition another signal must meet for a mapped signal to be kept (`valid_when`).
+
+    The gating signal's DBC physical value (cantools scale and offset, no mapping scale) is
+    compared: equal to `equals`, one of `values`, or within [`min`, `max`].
+
+    Attributes:
+        signal: the gating DBC signal.
+        message: its message; None for the mapped signal's own frame.
+        equals: the value it must have, or None.
+        values: the values it may have, or empty.
+        min: lowest value allowed (inclusive), or None.
+        max: highest value allowed (inclusive), or None.
+        within_ms: for another message, how recent (ms, on the same channel) its frame must be.
+    """
+
+    signal: str
+    message: str | None = None
+    equals: float | None = None
+    values: tuple[float, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    within_ms: float = 1000.0
+
+    def holds(self, value: float) -> bool:
+        """Whether the gating signal's physical value lets the mapped signal through."""
+        if self.equals is not None and abs(value - self.equals) > 1e-9:
+            return False
+        if self.values and not any(abs(value - v) <= 1e-9 for v in self.values):
+            return False
+        if self.min is not None and value < self.min:
+            return False
+        return not (self.max is not None and value > self.max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +120,10 @@ class SignalMapping:
         signed: read the raw bits as two's complement although the DBC says unsigned.
         invalid: DBC physical values meaning "not valid" (e.g. 3276.7), dropped.
         invalid_raw: raw values meaning "not valid", dropped.
-        invalid_all_ones: drop the all-ones raw value ("signal not available" sentinel).
+        invalid_all_ones: True drops the all-ones raw value ("signal not available"
+            sentinel) as `invalid-value`; False keeps it; unset (None), an unsigned numeric signal
+            of 10 bits or more drops it as `implausible` (a sentinel the mapping forgot to declare).
+        valid_when: conditions on other signals, all of which must hold (`Gate`).
     """
 
     message: str
@@ -91,7 +135,8 @@ class SignalMapping:
     signed: bool = False
     invalid: tuple[float, ...] = ()
     invalid_raw: tuple[int, ...] = ()
-    invalid_all_ones: bool = False
+    invalid_all_ones: bool | None = None
+    valid_when: tuple[Gate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +305,55 @@ def _parse_signal(entry: Any, where: str, source: str) -> SignalMapping:
         signed=bool(entry.get("signed", False)),
         invalid=invalid,
         invalid_raw=invalid_raw,
-        invalid_all_ones=bool(entry.get("invalid_all_ones", False)),
+        invalid_all_ones=(
+            None if entry.get("invalid_all_ones") is None else bool(entry["invalid_all_ones"])
+        ),
+        valid_when=_parse_gates(entry.get("valid_when"), where, source),
     )
+
+
+def _parse_gates(raw: Any, where: str, source: str) -> tuple[Gate, ...]:
+    if raw is None:
+        return ()
+    entries = raw if isinstance(raw, list) else [raw]
+    gates = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("signal"), str):
+            raise MappingError(
+                source,
+                f"{where}: 'valid_when' needs {{signal: NAME, equals: V}} (or 'in: [..]', "
+                "'min'/'max'; 'message' and 'within_ms' for another frame), or a list of them",
+            )
+        unknown = set(entry) - _GATE_KEYS
+        if unknown:
+            raise MappingError(
+                source,
+                f"{where}: unknown 'valid_when' keys {sorted(unknown)}; use {sorted(_GATE_KEYS)}",
+            )
+        if not {"equals", "in", "min", "max"} & set(entry):
+            raise MappingError(
+                source, f"{where}: 'valid_when' on {entry['signal']} needs equals, in, min or max"
+            )
+        message = entry.get("message")
+        if message is not None and not isinstance(message, str):
+            raise MappingError(source, f"{where}: 'valid_when.message' must be a string")
+        try:
+            within = float(entry.get("within_ms", 1000.0))
+            gate = Gate(
+                signal=entry["signal"],
+                message=message,
+                equals=float(entry["equals"]) if "equals" in entry else None,
+                values=tuple(float(v) for v in entry.get("in", ())),
+                min=float(entry["min"]) if "min" in entry else None,
+                max=float(entry["max"]) if "max" in entry else None,
+                within_ms=within,
+            )
+        except (TypeError, ValueError) as exc:
+            raise MappingError(source, f"{where}: 'valid_when': {exc}") from None
+        if within <= 0:
+            raise MappingError(source, f"{where}: 'valid_when.within_ms' must be > 0")
+        gates.append(gate)
+    return tuple(gates)
 
 
 def load_databases(

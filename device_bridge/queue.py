@@ -38,6 +38,7 @@ from protocol.merkle import standard_leaf_hash
 __all__ = ["BundleQueue", "DeadLetter", "QueuedBundle", "leaf_hash"]
 
 _UINT64_MAX = 2**64 - 1
+_DECODE = "decode:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sequences (
@@ -344,7 +345,30 @@ class BundleQueue:
     def counters(self) -> dict[str, int]:
         """Totals since the queue was created: sealed, accepted, duplicate, rejected."""
         with self._lock:
-            rows = self._db.execute("SELECT name, value FROM counters").fetchall()
+            rows = self._db.execute(
+                "SELECT name, value FROM counters WHERE name NOT LIKE ?", (_DECODE + "%",)
+            ).fetchall()
         totals = {"sealed": 0, "accepted": 0, "duplicate": 0, "rejected": 0}
         totals.update({name: int(value) for name, value in rows})
         return totals
+
+    def add_decode_counts(self, counts: Mapping[str, int]) -> None:
+        """Add to the decoder's totals kept with the queue (e.g. implausible values by signal).
+
+        Args:
+            counts: name (such as `implausible Vehicle.Speed <- CLU11.CF_Clu_Vanz`) -> count.
+        """
+        if not counts:
+            return
+        with self._tx() as db:
+            for name, n in counts.items():
+                self._count(db, _DECODE + name, n)
+
+    def decode_counts(self) -> dict[str, int]:
+        """The decoder's totals since the queue was created (see `add_decode_counts`)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, value FROM counters WHERE name LIKE ? ORDER BY name",
+                (_DECODE + "%",),
+            ).fetchall()
+        return {name.removeprefix(_DECODE): int(value) for name, value in rows}

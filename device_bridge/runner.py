@@ -92,6 +92,7 @@ class Bridge:
         self._pending: ClosedWindow | None = None
         self._extra: collections.deque[list[Reading]] = collections.deque()
         self._stop = threading.Event()
+        self._recorded: collections.Counter[tuple[str, str]] = collections.Counter()
 
     @classmethod
     def from_settings(
@@ -169,7 +170,23 @@ class Bridge:
             return 0
         self.sealer.seal(window)
         self.stats.bundles += 1
+        self.record_decode_counts()
         return 1
+
+    def record_decode_counts(self) -> None:
+        """Add the implausible values counted since the last call to the queue's totals.
+
+        `dimo bridge status` shows them by VSS signal and DBC signal.
+        """
+        if self.decoder is None:  # readings fed directly (tests, OBD-only bridges)
+            return
+        current = self.decoder.stats.implausible()
+        delta = current - self._recorded
+        if delta:
+            self.queue.add_decode_counts(
+                {f"implausible {path} <- {dbc}": n for (path, dbc), n in delta.items()}
+            )
+            self._recorded = current
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -216,6 +233,7 @@ class Bridge:
             if self._pending is not None and self.queue.has_room():
                 pending, self._pending = self._pending, None
                 self._seal_or_hold(pending)
+            self.record_decode_counts()
             source.close()
             if self.uploader is not None:
                 self.uploader.stop()

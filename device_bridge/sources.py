@@ -237,13 +237,15 @@ class LogSource(ReplaySource):
         speed: float = 0.0,
         rebase: bool = True,
         fmt: LogFormat | str | None = None,
+        time_unit: str | None = None,
+        known_ids: Iterable[int] = (),
     ) -> None:
-        """Bind the log.
+        """Bind the log (its format is told from the content unless `fmt` is given).
 
         Raises:
-            LogFormatError: the format is unknown.
+            LogFormatError: the format is unknown or cannot be told.
         """
-        self.log = open_log(path, fmt)
+        self.log = open_log(path, fmt, time_unit=time_unit, known_ids=known_ids)
         super().__init__(lambda: self.log, speed=speed, rebase=rebase)
 
     @property

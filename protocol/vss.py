@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,9 +37,12 @@ class UnknownSignalError(ProtocolError, LookupError):
 
     def __init__(self, path: str) -> None:
         self.path = path
+        close = difflib.get_close_matches(path, list(CATALOG), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
         super().__init__(
-            f"unknown VSS signal {path!r}; add it to protocol/vss.py (COVESA VSS {VSS_VERSION} "
-            "name, datatype, unit, range, privilege) or fix the spelling in the mapping"
+            f"unknown VSS signal {path!r}{hint}; the platform carries the COVESA VSS "
+            f"{VSS_VERSION} signals of its catalog (listed in docs/bridge.md, 'Add your car'): "
+            "map the DBC signal to one of them or leave it out"
         )
 
 
@@ -295,7 +299,7 @@ _SIGNALS: tuple[VssSignal, ...] = (
     ),
     _s(
         "Vehicle.Powertrain.ElectricMotor.CoolantTemperature",
-        "float",
+        "int16",
         "celsius",
         _D,
         "Motor/inverter coolant temperature",
@@ -325,7 +329,7 @@ _SIGNALS: tuple[VssSignal, ...] = (
         100,
     ),
     _s(f"{_TB}.StateOfHealth", "float", "percent", _B, "Battery state of health", 0, 100),
-    _s(f"{_TB}.CurrentVoltage", "float", "V", _B, "Pack voltage", 0, 1500),
+    _s(f"{_TB}.CurrentVoltage", "float", "V", _B, "Pack voltage", 0, 1000),
     _s(
         f"{_TB}.CurrentCurrent",
         "float",
@@ -334,6 +338,49 @@ _SIGNALS: tuple[VssSignal, ...] = (
         "Pack current, positive when charging",
         -2000,
         2000,
+    ),
+    _s(f"{_TB}.CellVoltage.Min", "float", "V", _B, "Lowest cell voltage", 0, 5),
+    _s(f"{_TB}.CellVoltage.Max", "float", "V", _B, "Highest cell voltage", 0, 5),
+    _s(f"{_TB}.GrossCapacity", "uint16", "kWh", _B, "Gross capacity of the pack", 1, 500),
+    _s(f"{_TB}.NetCapacity", "uint16", "kWh", _B, "Net capacity, considering ageing", 1, 500),
+    _s(
+        f"{_TB}.StateOfCharge.CurrentEnergy",
+        "float",
+        "kWh",
+        _B,
+        "Energy the pack holds now",
+        0,
+        500,
+    ),
+    _s(
+        f"{_TB}.MaxChargePower",
+        "float",
+        "kW",
+        _B,
+        "Charge power the BMS allows now (limit, not flow)",
+        0,
+        1000,
+        extension=True,
+    ),
+    _s(
+        f"{_TB}.MaxDischargePower",
+        "float",
+        "kW",
+        _B,
+        "Discharge power the BMS allows now (limit, not flow)",
+        0,
+        1500,
+        extension=True,
+    ),
+    _s(
+        f"{_TB}.MaxDischargeCurrent",
+        "float",
+        "A",
+        _B,
+        "Discharge current the BMS allows now (limit)",
+        0,
+        2000,
+        extension=True,
     ),
     _s(
         f"{_TB}.CurrentPower",
@@ -399,6 +446,15 @@ _SIGNALS: tuple[VssSignal, ...] = (
     ),
     _s(f"{_TB}.Charging.ChargeLimit", "uint8", "percent", _C, "Target state of charge", 0, 100),
     _s(f"{_TB}.Charging.ChargeCurrent.DC", "float", "A", _C, "DC charging current", 0, 1000),
+    _s(
+        f"{_TB}.Charging.MaximumChargingCurrent.DC",
+        "float",
+        "A",
+        _C,
+        "DC charging current the car accepts now (limit)",
+        0,
+        1000,
+    ),
     _s(
         f"{_TB}.Charging.ChargeCurrent.Phase1",
         "float",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +19,7 @@ from protocol.privileges import (
 )
 from protocol.vss import (
     CATALOG,
+    VSS_VERSION,
     ImplausibleValueError,
     UnknownSignalError,
     get_signal,
@@ -110,3 +115,78 @@ def test_the_one_pass_check_agrees_with_checking_each_value(
 ) -> None:
     signal = CATALOG[path]
     assert signal.all_plausible(values) == all(signal.plausibility_error(v) is None for v in values)
+
+
+SPEC_FILE = Path(__file__).resolve().parents[2] / "protocol" / "vss_spec_4.0.json"
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(SPEC_FILE.read_text(encoding="utf-8"))
+    assert document["source"]["release"] == f"v{VSS_VERSION}"
+    return document
+
+
+def test_every_catalog_signal_has_the_spec_name_datatype_and_unit(spec: dict[str, Any]) -> None:
+    facts = spec["signals"]
+    for signal in CATALOG.values():
+        if signal.extension:
+            continue
+        assert signal.path in facts, f"{signal.path} is not a COVESA VSS {VSS_VERSION} name"
+        fact = facts[signal.path]
+        assert signal.datatype.value == fact["datatype"], signal.path
+        assert signal.unit == fact.get("unit", ""), signal.path
+
+
+def test_catalog_ranges_stay_inside_the_spec_ranges(spec: dict[str, Any]) -> None:
+    for path, fact in spec["signals"].items():
+        signal = CATALOG[path]
+        if "min" in fact:
+            assert signal.min is not None, path
+            assert signal.min >= fact["min"], path
+        if "max" in fact:
+            assert signal.max is not None, path
+            assert signal.max <= fact["max"], path
+        if "allowed" in fact:
+            assert set(signal.allowed) <= set(fact["allowed"]), path
+
+
+def test_extensions_are_exactly_the_names_the_spec_lacks(spec: dict[str, Any]) -> None:
+    extensions = {s.path for s in CATALOG.values() if s.extension}
+    assert extensions == set(spec["absent"])
+    assert not extensions & set(spec["signals"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Vehicle.Powertrain.TractionBattery.CellVoltage.Min",
+        "Vehicle.Powertrain.TractionBattery.CellVoltage.Max",
+        "Vehicle.Powertrain.TractionBattery.NetCapacity",
+        "Vehicle.Powertrain.TractionBattery.GrossCapacity",
+        "Vehicle.Powertrain.TractionBattery.StateOfCharge.CurrentEnergy",
+        "Vehicle.Powertrain.TractionBattery.Charging.MaximumChargingCurrent.DC",
+        "Vehicle.Powertrain.TractionBattery.MaxChargePower",
+        "Vehicle.Powertrain.TractionBattery.MaxDischargePower",
+        "Vehicle.Powertrain.TractionBattery.MaxDischargeCurrent",
+    ],
+)
+def test_battery_apps_find_limits_energy_capacity_and_cell_voltages(path: str) -> None:
+    signal = get_signal(path)
+    assert signal.privilege in (Privilege.BATTERY, Privilege.CHARGING)
+    assert signal.min is not None
+    assert signal.max is not None
+
+
+def test_cell_voltages_reject_a_pack_voltage_or_millivolts() -> None:
+    assert is_plausible("Vehicle.Powertrain.TractionBattery.CellVoltage.Max", 4.15)
+    assert not is_plausible("Vehicle.Powertrain.TractionBattery.CellVoltage.Max", 4150.0)
+    assert not is_plausible("Vehicle.Powertrain.TractionBattery.CellVoltage.Min", 355.0)
+
+
+def test_unknown_signal_error_suggests_names_and_not_editing_the_package() -> None:
+    with pytest.raises(UnknownSignalError) as info:
+        get_signal("Vehicle.Powertrain.TractionBattery.CellVoltage.Maximum")
+    message = str(info.value)
+    assert "protocol/vss.py" not in message
+    assert "Vehicle.Powertrain.TractionBattery.CellVoltage.Max" in message
