@@ -174,27 +174,25 @@ def chain_figures() -> dict[str, int]:
             address=anchor.address, abi=record.contracts["AttestationAnchor"].abi
         )
         index = len(leaves) // 2
-        fn = contract.functions.verifyReading(batch_id, list(leaves[index]), tree.proof(index))
-        assert fn.call() is True
-        data = bytes.fromhex(fn._encode_transaction_data().removeprefix("0x"))
-        estimate = int(fn.estimate_gas({"from": admin.address}))
-        calldata = sum(4 if b == 0 else 16 for b in data)
-        out["verify_reading_gas_100000"] = estimate - 21_000 - calldata
-        out["verify_reading_gas_100000_estimate"] = estimate
-        index = len(leaves) // 2
         opening = open_signal(wide.bundle, f"Vehicle.Bench.Signal{WIDE_SIGNALS // 2:02d}")
-        fn = contract.functions.verifySignal(
-            batch_id,
-            list(leaves[index]),
-            tree.proof(index),
-            (opening.name, opening.salt, opening.samples_encoding, list(opening.proof)),
-        )
-        assert fn.call() is True
-        data = bytes.fromhex(fn._encode_transaction_data().removeprefix("0x"))
-        estimate = int(fn.estimate_gas({"from": admin.address}))
-        calldata = sum(4 if b == 0 else 16 for b in data)
-        out["verify_signal_gas_100000"] = estimate - 21_000 - calldata
-        out["verify_signal_gas_100000_estimate"] = estimate
+        calls = {
+            "verify_reading": contract.functions.verifyReading(
+                batch_id, list(leaves[index]), tree.proof(index)
+            ),
+            "verify_signal": contract.functions.verifySignal(
+                batch_id,
+                list(leaves[index]),
+                tree.proof(index),
+                (opening.name, opening.salt, opening.samples_encoding, list(opening.proof)),
+            ),
+        }
+        for name, fn in calls.items():
+            assert fn.call() is True
+            data = bytes.fromhex(fn._encode_transaction_data().removeprefix("0x"))
+            estimate = int(fn.estimate_gas({"from": admin.address}))
+            calldata = sum(4 if b == 0 else 16 for b in data)
+            out[f"{name}_gas_100000"] = estimate - 21_000 - calldata
+            out[f"{name}_gas_100000_estimate"] = estimate
     return out
 
 
