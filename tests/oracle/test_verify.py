@@ -397,6 +397,12 @@ def _schema2(signed: SignedBundle, key: Any, domain: Eip712Domain, **changes: An
     return sign_bundle(bundle, bytes(key.key), domain)
 
 
+def _rewrapped(document: dict[str, Any], signature: bytes) -> bytes:
+    """The wire form of a (changed) bundle document under an existing signature."""
+    inner = cbor2.dumps(document, canonical=True)
+    return cbor2.dumps({"bundle": inner, "signature": signature}, canonical=True)
+
+
 def test_a_schema_2_bundle_verifies_with_its_merkle_leaf(
     verifier: Verifier,
     domain: Eip712Domain,
@@ -436,11 +442,7 @@ def test_a_salt_reused_across_signals_is_refused_as_salt_reused(
     signed = _schema2(make_signed(key, vehicle, 1, start), key, domain)
     doc = cbor2.loads(signed.bundle.encoding)
     doc["readings"][1][1] = doc["readings"][0][1]
-    wire = cbor2.dumps(
-        {"bundle": cbor2.dumps(doc, canonical=True), "signature": signed.signature},
-        canonical=True,
-    )
-    got = rejection(verifier, wire, start)
+    got = rejection(verifier, _rewrapped(doc, signed.signature), start)
     assert isinstance(got, SaltReused)
     assert got.problem()["type"] == "https://dimo.local/problems/salt-reused"
     assert set(got.signals) == {doc["readings"][0][0], doc["readings"][1][0]}
@@ -453,11 +455,7 @@ def test_an_unknown_schema_is_refused_as_unsupported_schema(
     signed = make_signed(key, vehicle, 1, start)
     doc = cbor2.loads(signed.bundle.encoding)
     doc["schema"] = 3
-    wire = cbor2.dumps(
-        {"bundle": cbor2.dumps(doc, canonical=True), "signature": signed.signature},
-        canonical=True,
-    )
-    got = rejection(verifier, wire, start)
+    got = rejection(verifier, _rewrapped(doc, signed.signature), start)
     assert isinstance(got, UnsupportedSchema)
     assert got.problem()["status"] == 400
     assert got.version == 3
