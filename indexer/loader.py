@@ -1,10 +1,9 @@
 """The batch loader: fetch an anchored batch by CID, verify it, and bulk-load its readings.
 
-For each `BatchAnchored` the loader fetches the content from a `protocol.blobstore` store. A
-public document (`dimo-batch-v2`, no reading values) is checked with
-`protocol.batch.parse_public` and its root compared with the anchored one; the values then come
-from the oracle through the authorised channel (`OracleReadings`). The readings document (the
-channel's answer, or the public document of a batch anchored before schema 2) is parsed with
+For each `BatchAnchored` the loader fetches the content from a `protocol.blobstore` store. For a
+public document (`dimo-batch-v2`, no reading values) the values come from the oracle through
+the authorised channel (`OracleReadings`). The readings document (the channel's answer, or the
+public document of a batch anchored before schema 2) is parsed with
 `protocol.batch.parse_content` (which checks every device signature and rebuilds the Merkle
 tree), and the loader compares the rebuilt root, count, window and id with the anchored ones, and
 checks that each bundle's device was paired to its vehicle over the bundle's window. A batch
@@ -49,7 +48,6 @@ from protocol.batch import (
     InvalidBatchContent,
     document_format,
     parse_content,
-    parse_public,
     readings_request_header,
 )
 from protocol.blobstore import (
@@ -471,19 +469,10 @@ class BatchLoader:
         except BlobStoreError as exc:
             raise BatchContentUnavailable(batch.id, batch.cid, str(exc)) from exc
         if document_format(raw) == PUBLIC_FORMAT:
-            # The public document holds no value: check it, then read the values through the
-            # authorised channel; they must rebuild the same anchored root below.
-            try:
-                public = parse_public(raw, self.domain, batch.id)
-            except InvalidBatchContent as exc:
-                return _rejected(batch, _content_rejection(exc), exc.reason)
-            if public.tree.root != batch.root:
-                return _rejected(
-                    batch,
-                    Rejection.ROOT_MISMATCH,
-                    f"the public document's tree has root 0x{public.tree.root.hex()}, the "
-                    f"anchored root is 0x{batch.root.hex()}",
-                )
+            # The public document holds no value: read the values through the authorised
+            # channel. Everything in them is checked below as for any readings document (each
+            # device signature, and a tree with the anchored root), so the public document,
+            # which commits to the same root, needs no second check here.
             if self.readings is None:
                 raise BatchContentUnavailable(
                     batch.id, batch.cid, "no readings channel (DIMO_INDEXER_ORACLE_URL) is set"

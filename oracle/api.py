@@ -360,7 +360,7 @@ def readings_answer(
             f"{signer} is not among this oracle's indexers (DIMO_ORACLE_INDEXERS)",
         )
     try:
-        _public, readings, _tree = journal_documents(ingest.journal.engine, batch_id)
+        _, readings, _tree = journal_documents(ingest.journal.engine, batch_id, public=False)
     except LookupError:
         return _readings_problem(404, "unknown-batch", f"this oracle has no batch {batch_id}")
     return 200, readings

@@ -94,12 +94,15 @@ def _checkpoint(point: str) -> None:
 Leaf = tuple[str, int, int, int, int, bytes, bytes]
 
 
-def journal_documents(engine: Engine, batch_id: int) -> tuple[bytes, bytes, StandardMerkleTree]:
+def journal_documents(
+    engine: Engine, batch_id: int, *, public: bool = True
+) -> tuple[bytes, bytes, StandardMerkleTree]:
     """Rebuild a batch's two documents from its claimed journal rows.
 
     Args:
         engine: The journal.
         batch_id: A built batch.
+        public: False skips the public document (returned empty), for the readings route.
 
     Returns:
         The public document (`dimo-batch-v2`: commitments and signatures, stored by CID), the
@@ -129,8 +132,10 @@ def journal_documents(engine: Engine, batch_id: int) -> tuple[bytes, bytes, Stan
     readings, tree = build_content(batch_id, wires, leaves)
     if tree.root != bytes(row.root):
         raise JournalCorrupted(batch_id, "the claimed bundles rebuild another root")
-    public, _ = build_public(batch_id, encodings, signatures, leaves, tree)
-    return public, readings, tree
+    if not public:
+        return b"", readings, tree
+    document, _ = build_public(batch_id, encodings, signatures, leaves, tree)
+    return document, readings, tree
 
 
 class Batcher:
