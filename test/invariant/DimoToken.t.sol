@@ -16,9 +16,13 @@ contract DimoTokenHandler is InvariantBase {
 
     function mint(uint256 to, uint256 amount) external {
         uint256 room = token.cap() - token.totalSupply();
-        // Now and then try to pass the cap: the mint must revert.
-        amount = amount % 4 == 0 ? amount % (room + 10 ** 24) : amount % (room / 8 + 1);
-        try token.mint(actors[to % 5], amount) {} catch {}
+        try token.mint(actors[to % 5], amount % (room / 4 + 1)) {} catch {}
+    }
+
+    /// @dev Tries to mint past the cap: the mint must revert.
+    function mintPastCap(uint256 to, uint256 extra) external {
+        uint256 room = token.cap() - token.totalSupply();
+        try token.mint(actors[to % 5], room + 1 + extra % 10 ** 24) {} catch {}
     }
 
     function transfer(uint256 from, uint256 to, uint256 amount) external {
