@@ -19,12 +19,13 @@ SHIM_STAMP := $(SOLCX_BINARY_PATH)/.registered
 DAPP_SOURCES := $(shell find dapp -path dapp/dist -prune -o -type f -print)
 DAPP_STAMP := dapp/dist/.built
 
-.PHONY: help install dapp compile test run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-stack lint clean
+.PHONY: help install dapp compile test fuzz run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-stack lint clean
 
 help:
 	@echo "make run     run the platform (anvil, deploy, oracle quorum, indexer, simulated fleet)"
 	@echo "make e2e     end-to-end check: simulated days through the whole platform"
-	@echo "make test    install, compile and run the test suite"
+	@echo "make test    install, compile and run the test suite (forge invariants included)"
+	@echo "make fuzz    the forge invariant suites, deeper (256 runs of 128 calls each)"
 	@echo "make bench   run every benchmark;  make bench-gas  contract gas figures"
 	@echo "make lint    ruff and mypy (strict) on our packages"
 	@echo "make dapp    build the dApp (dapp/dist, served by the indexer at /)"
@@ -54,8 +55,13 @@ $(SHIM_STAMP): tools/solc-shim.js $(PY_STAMP) $(NPM_STAMP)
 compile: install
 	ape compile
 
+# forge compiles through our solc shim (foundry.toml: solc = .venv/bin/solc, offline).
 test: install compile
 	$(PY) -m pytest -q
+	forge test
+
+fuzz: install
+	FOUNDRY_PROFILE=deep forge test
 
 run: install compile
 	dimo stack run

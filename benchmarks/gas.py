@@ -73,6 +73,34 @@ class Bench:
         }
         return bytes(Account.sign_typed_data(key, domain, {primary: types}, message).signature)
 
+    def claim_device(self, user: Any) -> Any:
+        """Mints a new device and has `user` claim it; returns the claim and the device key."""
+        devices, key = self.c["DeviceId"], self.device_key()
+        devices.mintDevices([key.address], [keccak(key.address.encode())], sender=self.manufacturer)
+        msg = {"device": key.address, "user": user.address, "deadline": FAR}
+        tx = devices.claim(
+            key.address,
+            user,
+            FAR,
+            self.sign(user.private_key, devices, "ClaimDevice", CLAIM_TYPES, msg),
+            self.sign(key.key, devices, "ClaimDevice", CLAIM_TYPES, msg),
+            sender=user,
+        )
+        return tx, key
+
+    def pair(self, owner: Any, vehicle_id: int, key: Any) -> Any:
+        """Pairs `owner`'s device `key` to `owner`'s vehicle (the device's first pairing)."""
+        devices = self.c["DeviceId"]
+        msg = {"vehicleId": vehicle_id, "device": key.address, "nonce": 0, "deadline": FAR}
+        return devices.pair(
+            vehicle_id,
+            key.address,
+            FAR,
+            self.sign(owner.private_key, devices, "PairDevice", PAIR_TYPES, msg),
+            self.sign(key.key, devices, "PairDevice", PAIR_TYPES, msg),
+            sender=owner,
+        )
+
     def vin(self) -> bytes:
         self._serial += 1
         return keccak(f"VIN-{self._serial}".encode())
@@ -154,17 +182,8 @@ def identity_figures(b: Bench) -> dict[str, int]:
     state: dict[str, Any] = {}
 
     def claim() -> Any:
-        key, user = b.device_key(), b.fresh()
-        devices.mintDevices([key.address], [keccak(key.address.encode())], sender=b.manufacturer)
-        msg = {"device": key.address, "user": user.address, "deadline": FAR}
-        tx = devices.claim(
-            key.address,
-            user,
-            FAR,
-            b.sign(user.private_key, devices, "ClaimDevice", CLAIM_TYPES, msg),
-            b.sign(key.key, devices, "ClaimDevice", CLAIM_TYPES, msg),
-            sender=user,
-        )
+        user = b.fresh()
+        tx, key = b.claim_device(user)
         state["key"], state["user"] = key, user
         return tx
 
@@ -174,16 +193,7 @@ def identity_figures(b: Bench) -> dict[str, int]:
         claim()
         key, user = state["key"], state["user"]
         vehicle = vehicles.mint("Hyundai", "Kona Electric", 2019, b.vin(), sender=user)
-        vehicle_id = int(vehicle.return_value)
-        msg = {"vehicleId": vehicle_id, "device": key.address, "nonce": 0, "deadline": FAR}
-        return devices.pair(
-            vehicle_id,
-            key.address,
-            FAR,
-            b.sign(user.private_key, devices, "PairDevice", PAIR_TYPES, msg),
-            b.sign(key.key, devices, "PairDevice", PAIR_TYPES, msg),
-            sender=user,
-        )
+        return b.pair(user, int(vehicle.return_value), key)
 
     out["pair"] = measured(pair)
 
@@ -210,6 +220,7 @@ GRANT_TYPES = [
     {"name": n, "type": t}
     for n, t in [
         ("vehicleId", "uint256"),
+        ("epoch", "uint32"),
         ("grantee", "address"),
         ("scopes", "uint256"),
         ("expiry", "uint64"),
@@ -262,9 +273,11 @@ def rights_figures(b: Bench) -> dict[str, int]:
 
     Grants go to a fresh grantee on a vehicle of its own (a new slot). A licence is bought by
     a buyer who holds DIMO and approved the market, of a product with 1 or 1,000 vehicles
-    opted in; the buyer's licence slot is new. `claim_revenue` pays an owner who ALREADY
-    holds DIMO (the common case: rewards); `claim_revenue_first_holder` pays one who holds
-    none yet. Votes: the second vote of the same side on the same proposal, after a warm-up.
+    opted in (a sale costs the same whoever earns: the stream is O(1)); the buyer's licence
+    slot is new. `opt_in` and the claims use vehicles paired with a device (only those earn).
+    `claim_revenue` pays, a day after a sale, an owner who ALREADY holds DIMO (the common
+    case: rewards); `claim_revenue_first_holder` pays one who holds none yet. Votes: the
+    second vote of the same side on the same proposal, after a warm-up.
     """
     vehicles, token = b.c["VehicleId"], b.c["DimoToken"]
     rights, market = b.c["VehicleRights"], b.c["DataMarket"]
@@ -275,6 +288,12 @@ def rights_figures(b: Bench) -> dict[str, int]:
     def new_vehicle(owner: Any) -> int:
         tx = vehicles.mint("Hyundai", "Kona Electric", 2019, b.vin(), sender=owner)
         return int(tx.return_value)
+
+    def paired_vehicle(owner: Any) -> int:
+        """A vehicle of `owner` paired with a device: only such a vehicle earns revenue."""
+        vehicle = new_vehicle(owner)
+        b.pair(owner, vehicle, b.claim_device(owner)[1])
+        return vehicle
 
     def grant() -> Any:
         owner = b.fresh()
@@ -290,6 +309,7 @@ def rights_figures(b: Bench) -> dict[str, int]:
         vehicle, grantee = new_vehicle(owner), b.fresh()
         msg = {
             "vehicleId": vehicle,
+            "epoch": 0,
             "grantee": grantee.address,
             "scopes": scopes,
             "expiry": FAR,
@@ -323,7 +343,7 @@ def rights_figures(b: Bench) -> dict[str, int]:
 
     def opt_in() -> Any:
         owner = b.fresh()
-        return market.optIn(new_vehicle(owner), product, sender=owner)
+        return market.optIn(paired_vehicle(owner), product, sender=owner)
 
     out["opt_in"] = measured(opt_in)
 
@@ -336,7 +356,7 @@ def rights_figures(b: Bench) -> dict[str, int]:
     one = int(list_product().return_value)
     holder = b.fresh()
     token.mint(holder, 10**18, sender=b.admin)
-    vehicle_one = new_vehicle(holder)
+    vehicle_one = paired_vehicle(holder)
     market.optIn(vehicle_one, one, sender=holder)
     out["buy_licence_1"] = measured(lambda: market.buy(one, 1, sender=funded_buyer()))
 
@@ -380,19 +400,25 @@ def rights_figures(b: Bench) -> dict[str, int]:
 
     out["buy_licence_permit"] = measured(buy_with_permit)
 
-    # The holder's vehicle earned from every purchase of product `one`; claim after each sale.
+    def a_day_later() -> None:
+        b.chain.mine(timestamp=b.chain.pending_timestamp + 86_400)
+
+    # The holder's vehicle earns from every purchase of product `one` as its licence runs;
+    # claim a day after each sale.
     def claim_revenue() -> Any:
         market.buy(one, 1, sender=funded_buyer())
+        a_day_later()
         return market.claim(vehicle_one, [one], sender=holder)
 
     out["claim_revenue"] = measured(claim_revenue)
 
     def claim_first_holder() -> Any:
         owner = b.fresh()
-        vehicle = new_vehicle(owner)
+        vehicle = paired_vehicle(owner)
         product_id = int(list_product().return_value)
         market.optIn(vehicle, product_id, sender=owner)
         market.buy(product_id, 1, sender=funded_buyer())
+        a_day_later()
         return market.claim(vehicle, [product_id], sender=owner)
 
     out["claim_revenue_first_holder"] = measured(claim_first_holder)

@@ -64,7 +64,12 @@ contract DeviceId is ERC721, EIP712, IDeviceId {
         if (block.timestamp > deadline) revert DeviceIdExpiredSignature(deadline);
         Pairing storage p = _pairings[device];
         if (p.claimed) revert DeviceIdAlreadyClaimed(device);
-        if (_ownerOf(_idOf(device)) == address(0)) revert DeviceIdUnknownDevice(device);
+        address holder = _ownerOf(_idOf(device));
+        if (holder == address(0)) revert DeviceIdUnknownDevice(device);
+        IManufacturerRegistry.Manufacturer memory m = _registry.manufacturerOf(holder);
+        if (!m.active || m.capabilities & _CAN_MINT_DEVICES == 0) {
+            revert DeviceIdNotWithManufacturer(device, holder);
+        }
         bytes32 digest =
             _hashTypedDataV4(keccak256(abi.encode(CLAIM_TYPEHASH, device, user, deadline)));
         _checkSigner(digest, userSignature, user);

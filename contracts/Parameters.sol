@@ -46,6 +46,18 @@ contract Parameters is AccessControl, IParameters {
         if (key == ParameterKeys.PROTOCOL_FEE_BPS && value > ParameterKeys.MAX_PROTOCOL_FEE_BPS) {
             revert ParametersValueOutOfRange(key, value, ParameterKeys.MAX_PROTOCOL_FEE_BPS);
         }
+        if (key == ParameterKeys.REWARDS_CHALLENGE_DELAY) {
+            if (value < ParameterKeys.MIN_REWARDS_CHALLENGE_DELAY) {
+                revert ParametersValueBelowMinimum(
+                    key, value, ParameterKeys.MIN_REWARDS_CHALLENGE_DELAY
+                );
+            }
+            if (value > ParameterKeys.MAX_REWARDS_CHALLENGE_DELAY) {
+                revert ParametersValueOutOfRange(
+                    key, value, ParameterKeys.MAX_REWARDS_CHALLENGE_DELAY
+                );
+            }
+        }
         _uints[key] = value;
         emit UintSet(key, value);
     }

@@ -27,6 +27,11 @@ contract Rewards is AccessControl, EIP712, IRewards {
         keccak256("RewardsRoot(uint256 epoch,bytes32 root,uint256 total,bytes cid)");
     /// @notice Length of an epoch: one week.
     uint256 public constant EPOCH_SECONDS = 7 days;
+    /// @notice The shortest challenge delay `post` gives, whatever Parameters says: a veto
+    /// always has a window.
+    uint256 public constant MIN_CHALLENGE_DELAY = ParameterKeys.MIN_REWARDS_CHALLENGE_DELAY;
+    /// @notice The longest challenge delay `post` gives, whatever Parameters says.
+    uint256 public constant MAX_CHALLENGE_DELAY = ParameterKeys.MAX_REWARDS_CHALLENGE_DELAY;
     uint256 private constant _BPS = 10_000;
     uint128 private constant _DEFAULT_INITIAL_CAP = 1_105_000 ether;
     uint16 private constant _DEFAULT_DECAY_BPS = 1_500;
@@ -44,6 +49,8 @@ contract Rewards is AccessControl, EIP712, IRewards {
     uint32 private _decayEpochs;
     uint256 private _totalMinted;
     mapping(uint256 epoch => EpochRoot) private _roots;
+    /// @dev Roots vetoed per epoch: a veto is final for its root.
+    mapping(uint256 epoch => mapping(bytes32 root => bool)) private _vetoed;
     /// @dev The nodes a claim's proof may end at, once the epoch is funded: its root, and the
     /// nodes of the levels `cacheLevel` stored. A claim reads one slot either way.
     mapping(uint256 epoch => mapping(bytes32 node => bool)) private _nodes;
@@ -92,14 +99,17 @@ contract Rewards is AccessControl, EIP712, IRewards {
         EpochRoot storage r = _roots[epoch];
         bytes32 existing = r.root;
         if (existing != bytes32(0) && !r.vetoed) revert RewardsEpochAlreadyPosted(epoch, existing);
+        if (_vetoed[epoch][root]) revert RewardsRootVetoed(epoch, root);
         uint256 cap = _capOf(epoch);
         if (total > cap) revert RewardsTotalExceedsCap(epoch, total, cap);
         _oracles.requireQuorum(_rootDigest(epoch, root, total, cid), signatures);
-        uint64 claimableAt = SafeCast.toUint64(
-            block.timestamp + _parameters.uintOf(ParameterKeys.REWARDS_CHALLENGE_DELAY)
-        );
-        // total <= cap <= initialCap, a uint128.
-        _roots[epoch] = EpochRoot(root, uint128(total), claimableAt, false, false, 0);
+        uint256 delay = _parameters.uintOf(ParameterKeys.REWARDS_CHALLENGE_DELAY);
+        if (delay < MIN_CHALLENGE_DELAY) delay = MIN_CHALLENGE_DELAY;
+        if (delay > MAX_CHALLENGE_DELAY) delay = MAX_CHALLENGE_DELAY;
+        // A timestamp plus at most 30 days fits 40 bits until the year 36,812.
+        uint40 claimableAt = uint40(block.timestamp + delay);
+        _roots[epoch] =
+            EpochRoot(root, SafeCast.toUint96(total), claimableAt, false, false, 0, 0);
         emit RootPosted(epoch, root, total, cid, claimableAt);
     }
 
@@ -111,9 +121,10 @@ contract Rewards is AccessControl, EIP712, IRewards {
         EpochRoot storage r = _roots[epoch];
         bytes32 root = r.root;
         if (root == bytes32(0) || r.vetoed) revert RewardsNoPendingRoot(epoch);
-        uint64 claimableAt = r.claimableAt;
+        uint256 claimableAt = r.claimableAt;
         if (block.timestamp >= claimableAt) revert RewardsChallengeOver(epoch, claimableAt);
         r.vetoed = true;
+        _vetoed[epoch][root] = true;
         emit RootVetoed(epoch, root, msg.sender);
     }
 
@@ -218,6 +229,11 @@ contract Rewards is AccessControl, EIP712, IRewards {
     }
 
     /// @inheritdoc IRewards
+    function isVetoed(uint256 epoch, bytes32 root) external view returns (bool) {
+        return _vetoed[epoch][root];
+    }
+
+    /// @inheritdoc IRewards
     function isClaimed(uint256 epoch, uint256 vehicleId) external view returns (bool) {
         return _claimed[epoch][vehicleId >> 8] & (1 << (vehicleId & 0xff)) != 0;
     }
@@ -261,15 +277,17 @@ contract Rewards is AccessControl, EIP712, IRewards {
 
     /* INTERNAL */
 
-    /// @dev Checks the proof and marks the claim; funds the epoch on its first claim. The proof
-    /// may end at the root or at any node `cacheLevel` stored.
+    /// @dev Checks the proof, marks the claim and adds it to the epoch's payments (never past
+    /// its total); funds the epoch on its first claim. The proof may end at the root or at any
+    /// node `cacheLevel` stored.
     function _settle(uint256 epoch, uint256 vehicleId, uint256 amount, bytes32[] calldata proof)
         private
     {
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(epoch, vehicleId, amount))));
         bytes32 node = _processProof(proof, leaf);
+        EpochRoot storage r = _roots[epoch];
         // Before its first claim an epoch has no nodes: funding it adds the root.
-        if (!_nodes[epoch][node] && (_roots[epoch].funded || _fund(epoch) != node)) {
+        if (!_nodes[epoch][node] && (r.funded || _fund(epoch) != node)) {
             revert RewardsInvalidProof(epoch, vehicleId, amount);
         }
         mapping(uint256 word => uint256 bits) storage words = _claimed[epoch];
@@ -278,6 +296,11 @@ contract Rewards is AccessControl, EIP712, IRewards {
         uint256 bit = 1 << (vehicleId & 0xff);
         if (word & bit != 0) revert RewardsAlreadyClaimed(epoch, vehicleId);
         words[index] = word | bit;
+        uint256 total = r.total;
+        uint256 paid = r.paid + amount;
+        if (paid > total) revert RewardsEpochOverpaid(epoch, paid, total);
+        // paid <= total, a uint96.
+        r.paid = uint96(paid);
     }
 
     /// @dev `MerkleProof.processProofCalldata` (sorted pairs), as one tight loop: a claim runs
@@ -305,7 +328,7 @@ contract Rewards is AccessControl, EIP712, IRewards {
         EpochRoot storage r = _roots[epoch];
         root = r.root;
         if (root == bytes32(0) || r.vetoed) revert RewardsNotClaimable(epoch, 0);
-        uint64 claimableAt = r.claimableAt;
+        uint256 claimableAt = r.claimableAt;
         if (block.timestamp < claimableAt) revert RewardsNotClaimable(epoch, claimableAt);
         uint256 total = r.total;
         r.funded = true;

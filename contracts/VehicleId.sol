@@ -8,6 +8,7 @@ import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {IDataMarket} from "./interfaces/IDataMarket.sol";
 import {IDeviceId} from "./interfaces/IDeviceId.sol";
 import {IManufacturerRegistry} from "./interfaces/IManufacturerRegistry.sol";
 import {IVehicleId} from "./interfaces/IVehicleId.sol";
@@ -33,10 +34,12 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
 
     IManufacturerRegistry private immutable _registry;
     address private _deviceRegistry;
+    IDataMarket private _dataMarket;
     uint256 private _lastVehicleId;
     uint32 private _lastModelId;
     mapping(uint256 vehicleId => Vehicle) private _vehicles;
-    mapping(bytes32 vinCommitment => uint256 vehicleId) private _vehicleByVin;
+    /// @dev Keyed by `keccak256(abi.encode(vinCommitment, firstOwner))`.
+    mapping(bytes32 vinKey => uint256 vehicleId) private _vehicleByVin;
     mapping(bytes32 modelKey => uint32 modelId) private _modelIds;
     mapping(uint32 modelId => Model) private _models;
 
@@ -103,11 +106,24 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
         Vehicle storage v = _vehicles[vehicleId];
         if (v.device != address(0)) revert VehicleIdAlreadyPaired(vehicleId, v.device);
         v.device = device;
+        IDataMarket market = _dataMarket;
+        if (address(market) != address(0)) market.onVehiclePaired(vehicleId);
     }
 
     /// @inheritdoc IVehicleId
     function detachDevice(uint256 vehicleId) external onlyDeviceRegistry {
         _vehicles[vehicleId].device = address(0);
+        IDataMarket market = _dataMarket;
+        if (address(market) != address(0)) market.onVehicleUnpaired(vehicleId);
+    }
+
+    /// @inheritdoc IVehicleId
+    function setDataMarket(address market) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (address(_dataMarket) != address(0)) {
+            revert VehicleIdDataMarketAlreadySet(address(_dataMarket));
+        }
+        _dataMarket = IDataMarket(market);
+        emit DataMarketSet(market);
     }
 
     /// @inheritdoc IVehicleId
@@ -132,8 +148,12 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
     }
 
     /// @inheritdoc IVehicleId
-    function vehicleOfVinCommitment(bytes32 vinCommitment) external view returns (uint256) {
-        return _vehicleByVin[vinCommitment];
+    function vehicleOfVinCommitment(bytes32 vinCommitment, address firstOwner)
+        external
+        view
+        returns (uint256)
+    {
+        return _vehicleByVin[_vinKey(vinCommitment, firstOwner)];
     }
 
     /// @inheritdoc IVehicleId
@@ -213,14 +233,21 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
     ) private returns (uint256 vehicleId) {
         if (vinCommitment == bytes32(0)) revert VehicleIdEmptyVinCommitment();
         if (year < 1886 || year > 2100) revert VehicleIdInvalidYear(year);
-        uint256 existing = _vehicleByVin[vinCommitment];
+        bytes32 vinKey = _vinKey(vinCommitment, owner);
+        uint256 existing = _vehicleByVin[vinKey];
         if (existing != 0) revert VehicleIdVinAlreadyMinted(vinCommitment, existing);
         uint32 modelId = _modelIdOf(make, model);
         vehicleId = ++_lastVehicleId;
-        _vehicleByVin[vinCommitment] = vehicleId;
+        _vehicleByVin[vinKey] = vehicleId;
         _vehicles[vehicleId] = Vehicle(modelId, year, address(0), 0);
         _mint(owner, vehicleId);
         emit VehicleMinted(vehicleId, owner, modelId, year, vinCommitment, msg.sender);
+    }
+
+    /// @dev A commitment is bound to its first owner: a copy minted by anyone else is another
+    /// key.
+    function _vinKey(bytes32 vinCommitment, address owner) private pure returns (bytes32) {
+        return keccak256(abi.encode(vinCommitment, owner));
     }
 
     /// @dev The catalog id of (make, model), adding it on first use.
@@ -252,7 +279,8 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
     }
 
     /// @dev A transfer (not a mint) starts a new epoch, which voids the grants of earlier
-    /// owners, and unpairs a paired vehicle; the new owner pairs again.
+    /// owners, unpairs a paired vehicle (the new owner pairs again) and ends the vehicle's
+    /// opt-ins in the data market.
     function _update(address to, uint256 tokenId, address auth)
         internal
         override
@@ -270,6 +298,8 @@ contract VehicleId is ERC721, EIP712, Nonces, AccessControl, IVehicleId {
                 v.device = address(0);
                 IDeviceId(_deviceRegistry).onVehicleTransferred(tokenId, device);
             }
+            IDataMarket market = _dataMarket;
+            if (address(market) != address(0)) market.onVehicleTransferred(tokenId, from);
         }
     }
 }

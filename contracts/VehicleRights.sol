@@ -12,8 +12,8 @@ import {IVehicleRights, Privileges} from "./interfaces/IVehicleRights.sol";
 contract VehicleRights is EIP712, Nonces, IVehicleRights {
     /// @notice EIP-712 type of an owner's signed grant.
     bytes32 public constant GRANT_TYPEHASH = keccak256(
-        "Grant(uint256 vehicleId,address grantee,uint256 scopes,uint64 expiry,bytes termsCid,"
-        "uint256 nonce,uint256 deadline)"
+        "Grant(uint256 vehicleId,uint32 epoch,address grantee,uint256 scopes,uint64 expiry,"
+        "bytes termsCid,uint256 nonce,uint256 deadline)"
     );
 
     /* PRIVILEGES (mirrors of protocol/privileges.py) */
@@ -78,6 +78,7 @@ contract VehicleRights is EIP712, Nonces, IVehicleRights {
             abi.encode(
                 GRANT_TYPEHASH,
                 vehicleId,
+                epoch,
                 grantee,
                 scopes,
                 expiry,
@@ -89,6 +90,23 @@ contract VehicleRights is EIP712, Nonces, IVehicleRights {
         address signer = ECDSA.recover(_hashTypedDataV4(structHash), signature);
         if (signer != owner) revert VehicleRightsInvalidSigner(signer, owner);
         _grant(vehicleId, owner, epoch, grantee, scopes, expiry, termsCid);
+    }
+
+    /// @inheritdoc IVehicleRights
+    function cancelNonce(uint256 nonce) external {
+        uint256 current = _useNonce(msg.sender);
+        if (nonce != current) revert VehicleRightsInvalidNonce(msg.sender, nonce, current);
+        emit NonceCancelled(msg.sender, nonce);
+    }
+
+    /// @inheritdoc IVehicleRights
+    function nonces(address owner)
+        public
+        view
+        override(Nonces, IVehicleRights)
+        returns (uint256)
+    {
+        return super.nonces(owner);
     }
 
     /// @inheritdoc IVehicleRights

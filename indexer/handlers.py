@@ -603,7 +603,8 @@ def on_opted_out(f: Fold, e: Event) -> None:
 
 @handles("DataMarket", "LicenceBought")
 def on_licence_bought(f: Fold, e: Event) -> None:
-    """A buyer bought periods of a product's licence."""
+    """A buyer bought periods of a product's licence; the price less the fee streams to the
+    product's earning vehicles until `streamEnd`."""
     a = e.args
     f.out[s.purchases].append(
         {
@@ -612,9 +613,8 @@ def on_licence_bought(f: Fold, e: Event) -> None:
             "periods": a["periods"],
             "cost": a["cost"],
             "fee": a["fee"],
-            "share": a["share"],
-            "vehicles": a["vehicles"],
             "expiry": a["expiry"],
+            "stream_end": a["streamEnd"],
             "bought_at": e.block_timestamp,
             **_pos(e),
         }

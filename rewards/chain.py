@@ -248,6 +248,11 @@ class RewardsChain:
         signers, threshold, _ = self._rpc("oracles", self.anchor.functions.oracles().call)
         return [checksum_address(s) for s in signers], int(threshold)
 
+    def is_vetoed(self, epoch: int, root: bytes) -> bool:
+        """Whether `root` was vetoed for `epoch` (then `post` refuses it for good)."""
+        fn = self.rewards.functions.isVetoed(epoch, root)
+        return bool(self._rpc("isVetoed", fn.call))
+
     def root_digest(self, epoch: int, root: bytes, total: int, cid: bytes) -> bytes:
         """The contract's own `rootDigest` (a cross-check of the off-chain one)."""
         fn = self.rewards.functions.rootDigest(epoch, root, total, cid)

@@ -44,6 +44,7 @@ from rewards.exceptions import (
     NothingToAllocate,
     QuorumNotReached,
     RootNotPosted,
+    RootVetoed,
 )
 
 __all__ = [
@@ -466,12 +467,15 @@ class RewardsComputer:
             NothingToAllocate: no vehicle earned points.
             QuorumNotReached: fewer valid oracle keys than the threshold.
             InvalidAllocation: the store names the document by another CID.
+            RootVetoed: this very root was vetoed for the epoch.
             TransactionFailed: the contract refuses the post.
         """
         computed = self.compute(epoch)
         allocation = computed.allocation
         if allocation.root is None:
             raise NothingToAllocate(epoch)
+        if self.chain.is_vetoed(epoch, allocation.root):
+            raise RootVetoed(epoch, allocation.root)
         cid = self.store.put(computed.document)
         if cid != computed.cid:
             raise InvalidAllocation(

@@ -113,3 +113,15 @@ class TransactionFailed(RewardsError, RuntimeError):
             f"{action} failed: {reason}; check the submitter's funds "
             "(DIMO_REWARDS_SUBMITTER_KEY) and the epoch's state (`epochRoot`)"
         )
+
+
+class RootVetoed(RewardsError, ValueError):
+    """The computed root was vetoed for the epoch: a veto is final for that root."""
+
+    def __init__(self, epoch: int, root: bytes) -> None:
+        self.epoch = epoch
+        self.root = root
+        super().__init__(
+            f"epoch {epoch}: root 0x{root.hex()} was vetoed and can never be posted again; "
+            "fix the inputs the guardian objected to and compute a corrected allocation"
+        )

@@ -18,8 +18,8 @@ Roles after the deploy. Every admin role of every contract goes to the timelock,
 an executed proposal exercises it:
 - ManufacturerRegistry: DEFAULT_ADMIN_ROLE and REGISTRAR_ROLE -> timelock.
 - DimoToken: DEFAULT_ADMIN_ROLE -> timelock; MINTER_ROLE -> Rewards.
-- VehicleId: DEFAULT_ADMIN_ROLE -> timelock (its one power, setting the device registry, is
-  used here, once).
+- VehicleId: DEFAULT_ADMIN_ROLE -> timelock (its powers, setting the device registry and
+  the data market told of pairings and transfers, are used here, once each).
 - DeviceId, VehicleRights, BatteryCertificates: no roles.
 - AttestationAnchor (an OracleRegistry too): DEFAULT_ADMIN_ROLE -> timelock, which replaces
   the oracle set.
@@ -165,6 +165,7 @@ def deploy(
             deployer, token, vehicles, parameters, treasury or timelock.address, sender=deployer
         ),
     )
+    vehicles.setDataMarket(market, sender=deployer)
     genesis = chain.blocks.head.timestamp
     rewards = record(
         "Rewards",

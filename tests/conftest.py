@@ -278,6 +278,7 @@ def deployment_record(platform: Any, tmp_path_factory: pytest.TempPathFactory) -
 
 GRANT_TYPES = [
     {"name": "vehicleId", "type": "uint256"},
+    {"name": "epoch", "type": "uint32"},
     {"name": "grantee", "type": "address"},
     {"name": "scopes", "type": "uint256"},
     {"name": "expiry", "type": "uint64"},

@@ -1,22 +1,33 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-/// @title Data licences with revenue shared to vehicle owners
+/// @title Data licences with revenue streamed to vehicle owners
 /// @notice Curators approved by governance (holders of `CURATOR_ROLE`) list data products: a
 /// privilege mask, a price in DIMO per period, a period length and a terms CID. Owners opt
 /// their vehicles in and out. A buyer buys whole periods of a product's licence, paying in
 /// DIMO (ERC-2612 permit supported). The protocol fee (`PROTOCOL_FEE_BPS` in Parameters)
-/// accrues to the treasury; the rest is shared equally among the vehicles opted in at the
-/// moment of the purchase, in O(1) gas through a per-product accumulator.
+/// accrues to the treasury at once.
 ///
-/// Rounding rule: a sale of `cost` with fee `fee = cost * bps / 10_000` (floor) and `n`
-/// vehicles opted in credits each vehicle `(cost - fee) / n` (floor, in wei); the remainder
-/// `(cost - fee) % n` (less than `n` wei) goes to the treasury with the fee. Nothing is lost:
-/// fees, dust and every vehicle's share add up to `cost` exactly.
+/// Revenue is earned over time, not at the sale: the rest of each sale joins the product's
+/// stream, which releases at a constant rate until the last live licence of the product ends
+/// (`streamEnd`; a sale that ends later stretches it). Each second of the stream is shared
+/// equally among the vehicles earning during that second: opted in AND paired with a device
+/// (only they can deliver data). A per-product accumulator keeps this O(1): a vehicle that
+/// opts in one block after a sale earns its share of the rest of the licence period; one
+/// that opts in just before a sale and out just after earns a few seconds' share; a vehicle
+/// without a device earns nothing. A vehicle counts from its opt-in or pairing, whichever is
+/// later, and stops at its opt-out, unpairing or transfer.
 ///
-/// Revenue belongs to the vehicle, not to whoever owned it at the sale: `claim` pays the
-/// vehicle's current owner. An opt-in likewise stays with the vehicle across a transfer
-/// until its new owner opts out (the indexer sees the transfer and the opt-in history).
+/// Rounding rule: an accrual that releases `r` wei while `n` vehicles earn credits each
+/// `floor(r / n)`; the remainder (less than `n` wei), and all of `r` while no vehicle earns,
+/// goes to the treasury with the fees. The stream releases `floor(streaming * dt / (end -
+/// last))` over `dt` seconds, and everything left at its end. Nothing is lost: the fees, the
+/// vehicles' credits and the stream not yet released add up to every sale's cost exactly.
+///
+/// Revenue belongs to the vehicle, not to whoever owned it when it was earned: `claim` pays
+/// the vehicle's current owner. An opt-in belongs to the owner who made it: a transfer of the
+/// vehicle (which also starts a new transfer epoch, voiding grants) ends every opt-in of the
+/// vehicle, with an `OptedOut` naming the seller; the new owner opts in again if they wish.
 ///
 /// Settlements: with the `FEATURE_GRID_PROGRAMMES` flag on, a utility holding a live licence of
 /// a product with the CHARGING scope pays a demand-response settlement through the market: each
@@ -27,28 +38,41 @@ pragma solidity 0.8.28;
 interface IDataMarket {
     /* TYPES */
 
-    /// @notice A data product, two storage slots.
+    /// @notice A data product, three storage slots: the listing; the accumulator; the stream
+    /// and its sharers (a claim reads only the last two).
     /// @param pricePerPeriod Price of one period, in DIMO wei.
-    /// @param accPerVehicle Revenue credited so far to each vehicle opted in throughout, in wei.
     /// @param periodSeconds Length of one licence period.
     /// @param optedIn Number of vehicles opted in now.
     /// @param scopes Privilege mask a licence carries.
+    /// @param accPerVehicle Revenue credited so far to a vehicle earning throughout, in wei,
+    /// as of `lastAccrued`.
+    /// @param lastAccrued When the accumulator last moved.
+    /// @param streamEnd When the stream runs dry: the latest expiry of a licence sold.
+    /// @param streaming Revenue of licences sold but not released yet, in wei.
+    /// @param earning Of the vehicles opted in, the number paired with a device now: the
+    /// stream's sharers.
     struct Product {
         uint128 pricePerPeriod;
-        uint128 accPerVehicle;
         uint32 periodSeconds;
         uint32 optedIn;
-        uint96 scopes;
+        uint32 scopes;
+        uint128 accPerVehicle;
+        uint64 lastAccrued;
+        uint64 streamEnd;
+        uint128 streaming;
+        uint32 earning;
     }
 
     /// @notice A vehicle's standing in one product, one storage slot.
-    /// @param snapshot The product's accumulator when revenue was last settled.
+    /// @param snapshot The product's accumulator when the vehicle's revenue was last settled.
     /// @param accrued Revenue settled but not claimed yet, in wei.
     /// @param optedIn Whether the vehicle is opted in now.
+    /// @param earning Whether it shares the stream now (opted in and paired).
     struct Position {
         uint128 snapshot;
-        uint120 accrued;
+        uint112 accrued;
         bool optedIn;
+        bool earning;
     }
 
     /* ERRORS */
@@ -69,6 +93,10 @@ interface IDataMarket {
     error DataMarketNotOptedIn(uint256 vehicleId, uint256 productId);
     /// @notice A purchase must be of at least one period.
     error DataMarketZeroPeriods();
+    /// @notice Vehicle `vehicleId` is opted in to `max` products already.
+    error DataMarketTooManyOptIns(uint256 vehicleId, uint256 max);
+    /// @notice Only the VehicleId contract calls the vehicle hooks; `caller` is not it.
+    error DataMarketOnlyVehicleId(address caller);
     /// @notice No vehicle is opted in to `productId`, so there is nothing to license.
     error DataMarketNoVehiclesOptedIn(uint256 productId);
     /// @notice Vehicle `vehicleId` has no revenue to claim.
@@ -107,21 +135,20 @@ interface IDataMarket {
     /// @notice `owner` opted `vehicleId` in to `productId`; from this block buyers of the
     /// product may read it.
     event OptedIn(uint256 indexed vehicleId, uint256 indexed productId, address indexed owner);
-    /// @notice `owner` opted `vehicleId` out of `productId`; from this block buyers may not
-    /// read it.
+    /// @notice `owner` opted `vehicleId` out of `productId`, or the vehicle left `owner` (a
+    /// transfer ends its opt-ins); from this block buyers may not read it.
     event OptedOut(uint256 indexed vehicleId, uint256 indexed productId, address indexed owner);
-    /// @notice `buyer` bought `periods` periods of `productId` for `cost`, of which `fee` (fee
-    /// and rounding dust) went to the treasury; each of the `vehicles` opted in got `share`.
-    /// The licence now runs until `expiry`.
+    /// @notice `buyer` bought `periods` periods of `productId` for `cost`, of which `fee` went
+    /// to the treasury and the rest joined the product's revenue stream, which now runs until
+    /// `streamEnd`. The licence now runs until `expiry`.
     event LicenceBought(
         address indexed buyer,
         uint256 indexed productId,
         uint32 periods,
         uint256 cost,
         uint256 fee,
-        uint256 share,
-        uint32 vehicles,
-        uint64 expiry
+        uint64 expiry,
+        uint64 streamEnd
     );
     /// @notice `owner` claimed `amount` of `vehicleId`'s revenue from `productId`.
     event RevenueClaimed(
@@ -168,8 +195,9 @@ interface IDataMarket {
         bytes calldata termsCid
     ) external returns (uint256 productId);
 
-    /// @notice Opts `vehicleId` in to `productId`: it shares the revenue of later purchases.
-    /// @dev Only the vehicle's owner.
+    /// @notice Opts `vehicleId` in to `productId`: while it is paired with a device, it shares
+    /// the product's revenue stream.
+    /// @dev Only the vehicle's owner; at most `MAX_OPT_INS` products per vehicle.
     /// @param vehicleId The vehicle.
     /// @param productId The product.
     function optIn(uint256 vehicleId, uint256 productId) external;
@@ -180,9 +208,26 @@ interface IDataMarket {
     /// @param productId The product.
     function optOut(uint256 vehicleId, uint256 productId) external;
 
+    /// @notice `vehicleId` was paired with a device: its opt-ins start earning.
+    /// @dev Only the VehicleId contract.
+    /// @param vehicleId The vehicle.
+    function onVehiclePaired(uint256 vehicleId) external;
+
+    /// @notice `vehicleId` lost its device: its opt-ins stop earning (earnings stay).
+    /// @dev Only the VehicleId contract.
+    /// @param vehicleId The vehicle.
+    function onVehicleUnpaired(uint256 vehicleId) external;
+
+    /// @notice `vehicleId` was transferred away from `from`: every opt-in of it ends.
+    /// @dev Only the VehicleId contract, in the transfer. Emits `OptedOut` naming `from`.
+    /// @param vehicleId The vehicle.
+    /// @param from Its previous owner.
+    function onVehicleTransferred(uint256 vehicleId, address from) external;
+
     /// @notice Buys `periods` periods of `productId`'s licence for `pricePerPeriod * periods`
     /// DIMO, taken with `transferFrom` (approve first).
-    /// @dev The licence runs from max(now, current expiry). Reverts if no vehicle is opted in.
+    /// @dev The licence runs from max(now, current expiry). The price less the fee streams
+    /// from now until max(`streamEnd`, the new expiry). Reverts if no vehicle is opted in.
     /// @param productId The product.
     /// @param periods How many periods; non-zero.
     /// @return expiry The licence's new expiry.
@@ -285,6 +330,17 @@ interface IDataMarket {
     /// @param productId The product.
     /// @return The amount in wei.
     function claimable(uint256 vehicleId, uint256 productId) external view returns (uint256);
+
+    /// @notice Revenue held for `productId` that no vehicle can claim yet: the stream not yet
+    /// released, as of now (what an accrual now would send to the treasury included).
+    /// @param productId The product.
+    /// @return The amount in wei.
+    function undistributed(uint256 productId) external view returns (uint256);
+
+    /// @notice The products `vehicleId` is opted in to now.
+    /// @param vehicleId The vehicle.
+    /// @return The product ids, in no particular order.
+    function optInsOf(uint256 vehicleId) external view returns (uint256[] memory);
 
     /// @notice When `buyer`'s licence of `productId` ends (0: never bought).
     /// @param buyer The buyer.

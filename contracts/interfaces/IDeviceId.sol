@@ -41,6 +41,8 @@ interface IDeviceId {
     error DeviceIdUnknownDevice(address device);
     /// @notice `device` was claimed already.
     error DeviceIdAlreadyClaimed(address device);
+    /// @notice `device` is held by `holder`, not by a manufacturer, so it cannot be claimed.
+    error DeviceIdNotWithManufacturer(address device, address holder);
     /// @notice `device` has not been claimed by a user yet.
     error DeviceIdNotClaimed(address device);
     /// @notice The signatures' deadline `deadline` has passed.
@@ -79,6 +81,9 @@ interface IDeviceId {
 
     /// @notice Transfers an unclaimed device from its manufacturer to `user`, who and which
     /// both sign `ClaimDevice(device, user, deadline)`. Anyone may relay.
+    /// @dev Only while a manufacturer (an active account with the device-minting capability)
+    /// holds the device: an unclaimed device someone else holds (bought from a reseller, say)
+    /// is theirs, and a claim reverts with `DeviceIdNotWithManufacturer`, whoever signs.
     /// @param device The device.
     /// @param user The new owner.
     /// @param deadline Last timestamp at which the signatures are valid.

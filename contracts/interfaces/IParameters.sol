@@ -14,13 +14,20 @@ library ParameterKeys {
         keccak256("FEATURE_NEW_PRODUCT_CATEGORY");
     /// @notice Number: the protocol fee on licence sales, in basis points (at most 2,000).
     bytes32 internal constant PROTOCOL_FEE_BPS = keccak256("PROTOCOL_FEE_BPS");
-    /// @notice Number: seconds a published rewards root can be challenged (read by services).
+    /// @notice Number: seconds a posted rewards root can be vetoed before claims open, within
+    /// [`MIN_REWARDS_CHALLENGE_DELAY`, `MAX_REWARDS_CHALLENGE_DELAY`]. Zero would make a veto
+    /// impossible; a huge value would make `Rewards.post` overflow `claimableAt`.
     bytes32 internal constant REWARDS_CHALLENGE_DELAY = keccak256("REWARDS_CHALLENGE_DELAY");
     /// @notice Number: the oracle quorum threshold services expect (read by services; the
     /// anchor's own threshold is set on AttestationAnchor).
     bytes32 internal constant ORACLE_THRESHOLD = keccak256("ORACLE_THRESHOLD");
     /// @notice The highest protocol fee: 20%.
     uint256 internal constant MAX_PROTOCOL_FEE_BPS = 2000;
+    /// @notice The shortest rewards challenge delay: one minute (some blocks on any chain, the
+    /// local stack's value; live deploys use a day). `Rewards.post` never gives less.
+    uint256 internal constant MIN_REWARDS_CHALLENGE_DELAY = 60;
+    /// @notice The longest rewards challenge delay: 30 days. `Rewards.post` never gives more.
+    uint256 internal constant MAX_REWARDS_CHALLENGE_DELAY = 30 days;
 }
 
 /// @title Governed platform parameters
@@ -32,6 +39,8 @@ interface IParameters {
 
     /// @notice `value` is above `max`, the highest value allowed for `key`.
     error ParametersValueOutOfRange(bytes32 key, uint256 value, uint256 max);
+    /// @notice `value` is below `min`, the lowest value allowed for `key`.
+    error ParametersValueBelowMinimum(bytes32 key, uint256 value, uint256 min);
 
     /* EVENTS */
 
@@ -49,7 +58,8 @@ interface IParameters {
     function setFlag(bytes32 key, bool value) external;
 
     /// @notice Sets number `key` to `value`.
-    /// @dev Only the admin (the timelock). `PROTOCOL_FEE_BPS` is at most 2,000.
+    /// @dev Only the admin (the timelock). `PROTOCOL_FEE_BPS` is at most 2,000;
+    /// `REWARDS_CHALLENGE_DELAY` is 60 s to 30 days.
     /// @param key The number's key, e.g. `keccak256("PROTOCOL_FEE_BPS")`.
     /// @param value The new value.
     function setUint(bytes32 key, uint256 value) external;

@@ -10,8 +10,15 @@ pragma solidity 0.8.28;
 /// (`dimo rewards verify`).
 ///
 /// A posted root can be vetoed by the timelock or a guardian during the challenge delay
-/// (`REWARDS_CHALLENGE_DELAY` in Parameters, 24 hours by default); a vetoed epoch can be
-/// posted again. Once the delay has passed, the epoch's total is minted into this contract
+/// (`REWARDS_CHALLENGE_DELAY` in Parameters, 24 hours by default, held by `post` within
+/// [`MIN_CHALLENGE_DELAY`, `MAX_CHALLENGE_DELAY`] = [60 s, 30 days]: never zero, so a veto
+/// always has a window, and never so long that `claimableAt` overflows). A vetoed epoch can
+/// be posted again, but never with a vetoed root: a veto is final for that root, so its
+/// signatures, readable on-chain, cannot re-post it.
+///
+/// An epoch never pays more than its posted total: each claim adds to the epoch's `paid`,
+/// and a claim that would take `paid` past `total` reverts, so a bad root (leaves adding up
+/// to more than the total) cannot drain tokens minted for other epochs. Once the delay has passed, the epoch's total is minted into this contract
 /// once (by `fund`, or by the first claim of the epoch), and each vehicle's amount is paid to
 /// the vehicle's current owner against its proof, at most once per epoch.
 ///
@@ -23,7 +30,8 @@ pragma solidity 0.8.28;
 interface IRewards {
     /* TYPES */
 
-    /// @notice An epoch's posted root, two storage slots.
+    /// @notice An epoch's posted root, two storage slots (`total` and `paid` fit 96 bits:
+    /// a total never exceeds its epoch's cap, and `post` refuses a cap above `uint96`).
     /// @param root Merkle root (OpenZeppelin StandardMerkleTree) of the epoch's leaves.
     /// @param total Sum of the leaves' amounts, in DIMO wei.
     /// @param claimableAt When the challenge delay ends and claims open (unix seconds).
@@ -31,13 +39,15 @@ interface IRewards {
     /// @param funded Whether the total has been minted into this contract.
     /// @param cachedDepth The depth of the deepest level of the tree stored by `cacheLevel`
     /// (0: only the root); a claim's proof may stop there.
+    /// @param paid What the epoch's claims have paid so far, in DIMO wei; at most `total`.
     struct EpochRoot {
         bytes32 root;
-        uint128 total;
-        uint64 claimableAt;
+        uint96 total;
+        uint40 claimableAt;
         bool vetoed;
         bool funded;
         uint8 cachedDepth;
+        uint96 paid;
     }
 
     /// @notice One epoch's claim for one vehicle.
@@ -66,6 +76,11 @@ interface IRewards {
     error RewardsEpochAlreadyPosted(uint256 epoch, bytes32 root);
     /// @notice Epoch `epoch` has no root that can be vetoed: none was posted, or it was vetoed.
     error RewardsNoPendingRoot(uint256 epoch);
+    /// @notice `root` was vetoed for epoch `epoch`; a veto is final for that root.
+    error RewardsRootVetoed(uint256 epoch, bytes32 root);
+    /// @notice Paying this claim would take epoch `epoch`'s payments to `paid`, past its
+    /// posted `total`.
+    error RewardsEpochOverpaid(uint256 epoch, uint256 paid, uint256 total);
     /// @notice The challenge delay of epoch `epoch` ended at `claimableAt`: too late to veto.
     error RewardsChallengeOver(uint256 epoch, uint256 claimableAt);
     /// @notice `caller` is neither a guardian nor the admin.
@@ -114,7 +129,9 @@ interface IRewards {
     /* FUNCTIONS */
 
     /// @notice Posts the allocation root of an ended epoch, signed by a quorum of oracles.
-    /// @dev Anyone may relay. Claims open after the challenge delay read from Parameters.
+    /// @dev Anyone may relay. Claims open after the challenge delay read from Parameters,
+    /// held within [`MIN_CHALLENGE_DELAY`, `MAX_CHALLENGE_DELAY`] (an unset parameter gives
+    /// the minimum). Reverts with `RewardsRootVetoed` for a root vetoed for this epoch.
     /// @param epoch The epoch, ended.
     /// @param root The allocation's Merkle root.
     /// @param total The sum of its amounts, at most `capOf(epoch)`.
@@ -191,6 +208,12 @@ interface IRewards {
     /// @param epoch The epoch.
     /// @return The root, total, claim time and flags.
     function epochRoot(uint256 epoch) external view returns (EpochRoot memory);
+
+    /// @notice Whether `root` was vetoed for `epoch` (then it can never be posted again).
+    /// @param epoch The epoch.
+    /// @param root The root.
+    /// @return Whether it was vetoed.
+    function isVetoed(uint256 epoch, bytes32 root) external view returns (bool);
 
     /// @notice Whether vehicle `vehicleId` was paid for `epoch`.
     /// @param epoch The epoch.

@@ -3,8 +3,18 @@ pragma solidity 0.8.28;
 
 /// @title Vehicle identity NFTs
 /// @notice One ERC-721 token per physical vehicle, held by its owner. The VIN stays private:
-/// the chain keeps only `keccak256(abi.encodePacked(salt, vin))`, and each commitment mints
-/// once. Make and model live in a catalog shared by every vehicle of that model.
+/// the chain keeps only `keccak256(abi.encodePacked(salt, vin))`. A commitment is bound to
+/// its first owner: it mints once per owner, and a reveal of salt and VIN proves the vehicle
+/// of (commitment, owner), so an observer who copies a pending commitment and mints it first
+/// gains nothing: the owner's mint still succeeds, and the reveal points to the owner's
+/// token. A salted commitment cannot stop the same VIN being minted twice under different
+/// salts (or owners): the chain never sees the VIN. The platform deals with that off-chain:
+/// the oracle's VIN attestations and the indexer see the VIN a device reads from the car, and
+/// flag a VIN seen on two vehicles.
+///
+/// Make and model live in a catalog shared by every vehicle of that model. The data market
+/// hears of every pairing change and transfer (`setDataMarket`), so opt-ins earn only while
+/// a device is paired and end with a transfer.
 interface IVehicleId {
     /* TYPES */
 
@@ -27,7 +37,7 @@ interface IVehicleId {
     error VehicleIdUnknownVehicle(uint256 vehicleId);
     /// @notice The VIN commitment is zero.
     error VehicleIdEmptyVinCommitment();
-    /// @notice `vinCommitment` was minted already, as `vehicleId`.
+    /// @notice `vinCommitment` was minted already to the same owner, as `vehicleId`.
     error VehicleIdVinAlreadyMinted(bytes32 vinCommitment, uint256 vehicleId);
     /// @notice `year` is outside 1886..2100.
     error VehicleIdInvalidYear(uint16 year);
@@ -41,6 +51,8 @@ interface IVehicleId {
     error VehicleIdUnauthorizedDeviceRegistry(address caller);
     /// @notice The device registry is set already, to `registry`.
     error VehicleIdDeviceRegistryAlreadySet(address registry);
+    /// @notice The data market is set already, to `market`.
+    error VehicleIdDataMarketAlreadySet(address market);
     /// @notice Vehicle `vehicleId` is paired to `device` already.
     error VehicleIdAlreadyPaired(uint256 vehicleId, address device);
 
@@ -60,6 +72,8 @@ interface IVehicleId {
     event ModelRegistered(uint32 indexed modelId, string make, string model);
     /// @notice The device registry allowed to pair vehicles was set.
     event DeviceRegistrySet(address indexed registry);
+    /// @notice The data market told of pairing changes and transfers was set.
+    event DataMarketSet(address indexed market);
 
     /* FUNCTIONS */
 
@@ -111,6 +125,11 @@ interface IVehicleId {
     /// @param registry The DeviceId contract.
     function setDeviceRegistry(address registry) external;
 
+    /// @notice Sets the data market told of pairing changes and transfers, once.
+    /// @dev Only the admin.
+    /// @param market The DataMarket contract.
+    function setDataMarket(address market) external;
+
     /// @notice The attributes of `vehicleId`.
     /// @param vehicleId An existing vehicle.
     /// @return make Manufacturer name.
@@ -122,11 +141,15 @@ interface IVehicleId {
         view
         returns (string memory make, string memory model, uint16 year, address device);
 
-    /// @notice The vehicle minted with `vinCommitment`, or 0.
+    /// @notice The vehicle minted with `vinCommitment` to `firstOwner`, or 0.
     /// @dev To prove a VIN, reveal salt and VIN; anyone recomputes the commitment.
     /// @param vinCommitment `keccak256(abi.encodePacked(salt, vin))`.
+    /// @param firstOwner The owner the vehicle was minted to.
     /// @return vehicleId The vehicle, or 0.
-    function vehicleOfVinCommitment(bytes32 vinCommitment) external view returns (uint256);
+    function vehicleOfVinCommitment(bytes32 vinCommitment, address firstOwner)
+        external
+        view
+        returns (uint256);
 
     /// @notice The device paired to `vehicleId`, or zero.
     /// @param vehicleId The vehicle.

@@ -31,7 +31,10 @@ library Privileges {
 /// published at a content id (CID); the owner revokes at will. A grant signed by the owner
 /// (EIP-712 `Grant`) can be relayed by anyone, so granting costs the owner no gas. A transfer
 /// of the vehicle voids every grant at once: each grant records the vehicle's transfer epoch
-/// and is live only while that epoch is current (a transfer back does not revive it).
+/// and is live only while that epoch is current (a transfer back does not revive it). A signed
+/// grant names the epoch it was signed in, so a signature not yet relayed dies with a transfer
+/// too (a sale and buy-back does not revive it), and its owner can cancel it by using up its
+/// nonce with `cancelNonce`.
 interface IVehicleRights {
     /* TYPES */
 
@@ -62,6 +65,8 @@ interface IVehicleRights {
     /// @notice The grant was signed by `signer`, not by the owner `expected` (a wrong key, a
     /// used nonce or altered fields all show as a wrong signer).
     error VehicleRightsInvalidSigner(address signer, address expected);
+    /// @notice `owner` asked to cancel nonce `nonce`, but its next nonce is `current`.
+    error VehicleRightsInvalidNonce(address owner, uint256 nonce, uint256 current);
 
     /* EVENTS */
 
@@ -78,6 +83,9 @@ interface IVehicleRights {
     );
     /// @notice `owner` revoked the grant of `grantee` on `vehicleId`.
     event Revoked(uint256 indexed vehicleId, address indexed grantee, address indexed owner);
+    /// @notice `owner` used up nonce `nonce` without a grant: a grant signed with it can no
+    /// longer be relayed.
+    event NonceCancelled(address indexed owner, uint256 nonce);
 
     /* FUNCTIONS */
 
@@ -98,9 +106,11 @@ interface IVehicleRights {
     ) external;
 
     /// @notice Makes the grant the vehicle's owner signed as EIP-712 `Grant(uint256 vehicleId,
-    /// address grantee,uint256 scopes,uint64 expiry,bytes termsCid,uint256 nonce,
+    /// uint32 epoch,address grantee,uint256 scopes,uint64 expiry,bytes termsCid,uint256 nonce,
     /// uint256 deadline)` (domain "DIMO", version "1"). Anyone may relay.
-    /// @dev `nonce` is `nonces(owner)`, used up by the call, so a signature works once.
+    /// @dev `epoch` is the vehicle's transfer epoch now (`VehicleId.ownerAndEpochOf`) and
+    /// `nonce` is `nonces(owner)`, used up by the call: a signature works once, and never
+    /// after the vehicle changed hands or its nonce was cancelled.
     /// @param vehicleId The vehicle.
     /// @param grantee Who may read.
     /// @param scopes Privilege mask.
@@ -117,6 +127,17 @@ interface IVehicleRights {
         uint256 deadline,
         bytes calldata signature
     ) external;
+
+    /// @notice Uses up the caller's next grant nonce, `nonce`, so that a grant signed with it
+    /// and not relayed yet can never be.
+    /// @dev Nonces are sequential: cancelling the next one leaves later ones valid.
+    /// @param nonce The caller's next nonce (`nonces(caller)`); anything else reverts.
+    function cancelNonce(uint256 nonce) external;
+
+    /// @notice The next grant nonce of `owner`.
+    /// @param owner The owner.
+    /// @return The nonce a grant signed now must carry.
+    function nonces(address owner) external view returns (uint256);
 
     /// @notice Revokes the grant of `grantee` on `vehicleId`.
     /// @dev Only the vehicle's owner; reverts if there is no grant record.

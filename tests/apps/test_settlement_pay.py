@@ -243,7 +243,9 @@ def _pay_and_check(
     assert car_a in owed  # the curtailing car delivered about 10 kWh at 2 DIMO each
     assert owed[car_a] == pytest.approx(10 * 2 * 10**18, rel=0.05)
     assert payment == {"settlement_id": "0x" + call.settlement_id.hex(), "paid": False}
-    before = {v: int(data_market.claimable(v, product)) for v in owed}
+    # The cars earn the licence's revenue stream as time passes; a settlement credits each
+    # exactly its amount, into what the position has settled.
+    before = {v: int(data_market.positionOf(v, product).accrued) for v in owed}
     balance = int(token.balanceOf(buyer))
 
     # Through a product it holds no licence of, the market refuses, by name.
@@ -260,7 +262,7 @@ def _pay_and_check(
     assert (receipt["total"], receipt["fee"], receipt["vehicles"]) == (call.total, fee, len(owed))
     assert int(token.balanceOf(buyer)) == balance - call.total - fee
     for vehicle, amount in owed.items():
-        assert int(data_market.claimable(vehicle, product)) == before[vehicle] + amount
+        assert int(data_market.positionOf(vehicle, product).accrued) == before[vehicle] + amount
 
     # Indexed, the report shows the payment and that it credited exactly its amounts.
     world.sync()
@@ -291,15 +293,17 @@ def _pay_and_check(
     # The owner claims the report's amount with the licence revenue, as the API counts it.
     owner = ctx["owner"]
     held = int(token.balanceOf(owner))
-    data_market.claim(car_a, [product], sender=owner)
-    assert int(token.balanceOf(owner)) - held == before[car_a] + owed[car_a]
+    tx = data_market.claim(car_a, [product], sender=owner)
+    claimed = int(tx.events.filter(data_market.RevenueClaimed)[0].amount)
+    assert int(token.balanceOf(owner)) - held == claimed
+    assert claimed >= before[car_a] + owed[car_a]  # and the licence revenue streamed so far
     world.sync()
     (revenue,) = [
         x
         for x in mine.get(f"/vehicles/{car_a}/revenue").json()["items"]
         if x["product_id"] == product
     ]
-    assert (revenue["earned"], revenue["claimable"]) == (str(before[car_a] + owed[car_a]), "0")
+    assert (revenue["earned"], revenue["claimable"]) == (str(claimed), "0")
 
 
 def test_the_payer_names_a_refusal_before_approving_and_approves_when_told_to(

@@ -1,4 +1,4 @@
-"""DataMarket: products, opt-in, licences paid in DIMO, revenue shared to vehicles."""
+"""DataMarket: products, opt-in, licences paid in DIMO, revenue streamed to paired vehicles."""
 
 from __future__ import annotations
 
@@ -80,12 +80,58 @@ def _opt_in_all(data_market: Any, owner: Any, vehicle_ids: list[int], product: i
     _send_all(owner, [contract.functions.optIn(vehicle, product) for vehicle in vehicle_ids])
 
 
-def _split(periods: int, opted_in: int) -> tuple[int, int]:
-    """(share per vehicle, fee plus dust) of a purchase, by the documented rule."""
-    cost = PRICE * periods
-    fee = cost * FEE_BPS // 10_000
-    share = (cost - fee) // opted_in
-    return share, cost - share * opted_in
+def _fee(periods: int) -> int:
+    return PRICE * periods * FEE_BPS // 10_000
+
+
+class Stream:
+    """The documented streaming rule, computed independently from the blocks' timestamps."""
+
+    def __init__(self) -> None:
+        self.acc = self.last = self.end = self.streaming = self.fees = 0
+        self.earning: set[int] = set()
+        self.snap: dict[int, int] = {}
+        self.accrued: dict[int, int] = {}
+
+    def pending(self, t: int) -> tuple[int, int]:
+        if self.streaming == 0:
+            return 0, 0
+        if t >= self.end:
+            released = self.streaming
+        else:
+            released = self.streaming * (t - self.last) // (self.end - self.last)
+        n = len(self.earning)
+        return released, released // n if n else 0
+
+    def accrue(self, t: int) -> None:
+        released, share = self.pending(t)
+        self.last = t
+        self.streaming -= released
+        self.acc += share
+        self.fees += released - share * len(self.earning)
+
+    def start(self, vehicle: int, t: int) -> None:
+        self.accrue(t)
+        self.snap[vehicle] = self.acc
+        self.earning.add(vehicle)
+
+    def stop(self, vehicle: int, t: int) -> None:
+        self.accrue(t)
+        self.accrued[vehicle] = self.accrued.get(vehicle, 0) + self.acc - self.snap[vehicle]
+        self.earning.discard(vehicle)
+
+    def buy(self, t: int, periods: int, expiry: int) -> None:
+        self.accrue(t)
+        cost, fee = PRICE * periods, _fee(periods)
+        self.fees += fee
+        self.end = max(self.end, expiry)
+        self.streaming += cost - fee
+
+    def claimable(self, vehicle: int, t: int) -> int:
+        due = self.accrued.get(vehicle, 0)
+        if vehicle in self.earning:
+            due += self.acc + self.pending(t)[1] - self.snap[vehicle]
+        return due
 
 
 # Listing
@@ -244,14 +290,16 @@ def test_buyer_pays_and_gets_a_licence(
     data_market.optIn(minted_vehicle, product, sender=owner)
     tx = data_market.buy(product, 2, sender=funded_buyer)
     now = chain.blocks[-1].timestamp
-    share, fee = _split(2, 1)
     event = tx.events.filter(data_market.LicenceBought)[0]
     assert (event.buyer, event.productId, event.periods) == (funded_buyer.address, product, 2)
-    assert (event.cost, event.fee, event.share, event.vehicles) == (2 * PRICE, fee, share, 1)
-    assert event.expiry == now + 2 * PERIOD
+    assert (event.cost, event.fee) == (2 * PRICE, _fee(2))
+    assert event.expiry == event.streamEnd == now + 2 * PERIOD
     assert data_market.licenceOf(funded_buyer, product) == now + 2 * PERIOD
     assert token.balanceOf(funded_buyer) == BUDGET - 2 * PRICE
     assert token.balanceOf(data_market) == 2 * PRICE
+    # The fee is the treasury's at once; the rest streams until the licence ends.
+    assert data_market.treasury()[1] == _fee(2)
+    assert data_market.productOf(product).streaming == 2 * PRICE - _fee(2)
 
 
 def test_a_licence_extends_from_its_expiry_or_from_now_once_lapsed(
@@ -323,98 +371,72 @@ def test_buying_with_a_bad_permit_and_no_allowance_reverts(
 # Revenue
 
 
-class Ledger:
-    """The documented split, computed independently: what each vehicle and the treasury get."""
+@pytest.fixture
+def fleet(
+    paired_vehicle: Callable[[int], tuple[int, Any]],
+) -> Callable[[int], list[int]]:
+    """`n` vehicles of `owner`, each paired with a device of its own."""
+    counter = iter(range(100, 10_000))
 
-    def __init__(self) -> None:
-        self.opted: set[int] = set()
-        self.due: dict[int, int] = {}
-        self.fees = 0
+    def _fleet(n: int) -> list[int]:
+        return [paired_vehicle(next(counter))[0] for _ in range(n)]
 
-    def buy(self, periods: int) -> None:
-        share, fee = _split(periods, len(self.opted))
-        for vehicle in self.opted:
-            self.due[vehicle] = self.due.get(vehicle, 0) + share
-        self.fees += fee
+    return _fleet
 
 
-def _assert_claimable(
-    data_market: Any, product: int, ledger: Ledger, vehicle_ids: list[int]
+def _assert_matches(
+    data_market: Any, token: Any, product: int, model: Stream, ids: list[int], t: int
 ) -> None:
-    for vehicle in vehicle_ids:
-        assert data_market.claimable(vehicle, product) == ledger.due.get(vehicle, 0), vehicle
-    assert data_market.treasury()[1] == ledger.fees
+    for vehicle in ids:
+        assert data_market.claimable(vehicle, product) == model.claimable(vehicle, t), vehicle
+    assert data_market.treasury()[1] == model.fees
+    # Every wei is a vehicle's, the treasury's, or still in the stream.
+    held = sum(data_market.claimable(v, product) for v in ids) + data_market.treasury()[1]
+    assert held + data_market.undistributed(product) == token.balanceOf(data_market)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_revenue_splits_exactly_among_vehicles_opted_in_at_each_purchase(
+def test_revenue_streams_exactly_to_the_vehicles_earning_each_second(
     count: int,
     data_market: Any,
     token: Any,
     funded_buyer: Any,
     owner: Any,
     product: int,
-    vehicles: Callable[[int], list[int]],
+    fleet: Callable[[int], list[int]],
+    chain: Any,
 ) -> None:
-    ids = vehicles(count + 1)
-    ledger = Ledger()
+    ids = fleet(count + 1)
+    model = Stream()
     for vehicle in ids[:count]:
-        data_market.optIn(vehicle, product, sender=owner)
-        ledger.opted.add(vehicle)
-    data_market.buy(product, 1, sender=funded_buyer)
-    ledger.buy(1)
-    _assert_claimable(data_market, product, ledger, ids)
+        model.start(vehicle, data_market.optIn(vehicle, product, sender=owner).timestamp)
+    tx = data_market.buy(product, 1, sender=funded_buyer)
+    model.buy(tx.timestamp, 1, tx.events.filter(data_market.LicenceBought)[0].expiry)
+    chain.mine(timestamp=tx.timestamp + PERIOD // 3)
+    _assert_matches(data_market, token, product, model, ids, chain.blocks[-1].timestamp)
     # One more vehicle joins and the first leaves before the next purchase.
-    data_market.optIn(ids[count], product, sender=owner)
-    ledger.opted.add(ids[count])
-    data_market.optOut(ids[0], product, sender=owner)
-    ledger.opted.discard(ids[0])
-    data_market.buy(product, 3, sender=funded_buyer)
-    ledger.buy(3)
-    _assert_claimable(data_market, product, ledger, ids)
-    # The first comes back: it shares only what is sold from now on.
-    data_market.optIn(ids[0], product, sender=owner)
-    ledger.opted.add(ids[0])
-    data_market.buy(product, 2, sender=funded_buyer)
-    ledger.buy(2)
-    _assert_claimable(data_market, product, ledger, ids)
-    # Every wei of every sale is either a vehicle's or the treasury's.
-    assert sum(ledger.due.values()) + ledger.fees == 6 * PRICE == token.balanceOf(data_market)
+    model.start(ids[count], data_market.optIn(ids[count], product, sender=owner).timestamp)
+    model.stop(ids[0], data_market.optOut(ids[0], product, sender=owner).timestamp)
+    tx = data_market.buy(product, 3, sender=funded_buyer)
+    model.buy(tx.timestamp, 3, tx.events.filter(data_market.LicenceBought)[0].expiry)
+    chain.mine(timestamp=tx.timestamp + PERIOD)
+    _assert_matches(data_market, token, product, model, ids, chain.blocks[-1].timestamp)
+    # The first comes back: it shares only the stream from now on.
+    model.start(ids[0], data_market.optIn(ids[0], product, sender=owner).timestamp)
+    tx = data_market.buy(product, 2, sender=funded_buyer)
+    model.buy(tx.timestamp, 2, tx.events.filter(data_market.LicenceBought)[0].expiry)
+    end = data_market.productOf(product).streamEnd
+    chain.mine(timestamp=end + 1)
+    _assert_matches(data_market, token, product, model, ids, end + 1)
     before = token.balanceOf(owner)
+    due = 0
     for vehicle in ids:
+        due += data_market.claimable(vehicle, product)
         data_market.claim(vehicle, [product], sender=owner)
-    assert token.balanceOf(owner) - before == sum(ledger.due.values())
-    assert token.balanceOf(data_market) == ledger.fees
-
-
-def test_revenue_splits_exactly_among_a_thousand_vehicles(
-    data_market: Any,
-    token: Any,
-    funded_buyer: Any,
-    owner: Any,
-    product: int,
-    vehicles: Callable[[int], list[int]],
-) -> None:
-    ids = vehicles(1000)
-    _opt_in_all(data_market, owner, ids, product)
-    assert data_market.productOf(product).optedIn == 1000
-    ledger = Ledger()
-    ledger.opted.update(ids)
-    data_market.buy(product, 7, sender=funded_buyer)
-    ledger.buy(7)
-    for vehicle in ids[:10]:
-        data_market.optOut(vehicle, product, sender=owner)
-        ledger.opted.discard(vehicle)
-    data_market.buy(product, 1, sender=funded_buyer)
-    ledger.buy(1)
-    share7, dust7 = _split(7, 1000)
-    share1, dust1 = _split(1, 990)
-    assert dust7 - 7 * PRICE * FEE_BPS // 10_000 < 1000
-    _assert_claimable(data_market, product, ledger, [ids[0], ids[9], ids[10], ids[-1]])
-    assert ledger.due[ids[0]] == share7
-    assert ledger.due[ids[-1]] == share7 + share1
-    assert data_market.treasury()[1] == dust7 + dust1
-    assert sum(ledger.due.values()) + ledger.fees == 8 * PRICE
+    assert token.balanceOf(owner) - before == due
+    # Once the stream has run dry, all that is left is the treasury's.
+    assert token.balanceOf(data_market) == 6 * PRICE - due
+    assert due >= 6 * PRICE - _fee(6) - 10 * len(ids)
 
 
 def test_claim_pays_the_vehicles_current_owner(
@@ -424,55 +446,100 @@ def test_claim_pays_the_vehicles_current_owner(
     funded_buyer: Any,
     owner: Any,
     other_owner: Any,
-    minted_vehicle: int,
     product: int,
+    fleet: Callable[[int], list[int]],
+    chain: Any,
 ) -> None:
-    data_market.optIn(minted_vehicle, product, sender=owner)
-    data_market.buy(product, 1, sender=funded_buyer)
-    share, _ = _split(1, 1)
-    vehicle_id.transferFrom(owner, other_owner, minted_vehicle, sender=owner)
+    (vehicle,) = fleet(1)
+    data_market.optIn(vehicle, product, sender=owner)
+    bought = data_market.buy(product, 1, sender=funded_buyer)
+    chain.mine(timestamp=bought.timestamp + PERIOD // 2)
+    sold = vehicle_id.transferFrom(owner, other_owner, vehicle, sender=owner)
+    earned = (PRICE - _fee(1)) * (sold.timestamp - bought.timestamp) // PERIOD
     with ape.reverts(
         data_market.DataMarketNotVehicleOwner,
-        vehicleId=minted_vehicle,
+        vehicleId=vehicle,
         caller=owner.address,
         owner=other_owner.address,
     ):
-        data_market.claim(minted_vehicle, [product], sender=owner)
-    tx = data_market.claim(minted_vehicle, [product], sender=other_owner)
+        data_market.claim(vehicle, [product], sender=owner)
+    tx = data_market.claim(vehicle, [product], sender=other_owner)
     event = tx.events.filter(data_market.RevenueClaimed)[0]
     assert (event.vehicleId, event.productId, event.owner, event.amount) == (
-        minted_vehicle,
+        vehicle,
         product,
         other_owner.address,
-        share,
+        earned,
     )
-    assert token.balanceOf(other_owner) == share
+    assert token.balanceOf(other_owner) == earned
     assert token.balanceOf(owner) == 0
-    assert data_market.claimable(minted_vehicle, product) == 0
+    assert data_market.claimable(vehicle, product) == 0
 
 
 def test_revenue_earned_before_opting_out_stays_claimable(
-    data_market: Any, token: Any, funded_buyer: Any, owner: Any, minted_vehicle: int, product: int
+    data_market: Any,
+    token: Any,
+    funded_buyer: Any,
+    owner: Any,
+    product: int,
+    fleet: Callable[[int], list[int]],
+    chain: Any,
 ) -> None:
-    data_market.optIn(minted_vehicle, product, sender=owner)
-    data_market.buy(product, 1, sender=funded_buyer)
-    data_market.optOut(minted_vehicle, product, sender=owner)
-    share, _ = _split(1, 1)
-    assert data_market.positionOf(minted_vehicle, product).accrued == share
-    data_market.claim(minted_vehicle, [product], sender=owner)
-    assert token.balanceOf(owner) == share
+    (vehicle,) = fleet(1)
+    data_market.optIn(vehicle, product, sender=owner)
+    bought = data_market.buy(product, 1, sender=funded_buyer)
+    chain.mine(timestamp=bought.timestamp + PERIOD // 4)
+    left = data_market.optOut(vehicle, product, sender=owner)
+    earned = (PRICE - _fee(1)) * (left.timestamp - bought.timestamp) // PERIOD
+    assert data_market.positionOf(vehicle, product).accrued == earned
+    chain.mine(timestamp=bought.timestamp + PERIOD)
+    assert data_market.claimable(vehicle, product) == earned
+    data_market.claim(vehicle, [product], sender=owner)
+    assert token.balanceOf(owner) == earned
 
 
 def test_claiming_with_nothing_due_reverts(
-    data_market: Any, owner: Any, minted_vehicle: int, product: int, funded_buyer: Any
+    data_market: Any,
+    owner: Any,
+    product: int,
+    funded_buyer: Any,
+    fleet: Callable[[int], list[int]],
+    chain: Any,
 ) -> None:
-    with ape.reverts(data_market.DataMarketNothingToClaim, vehicleId=minted_vehicle):
-        data_market.claim(minted_vehicle, [product], sender=owner)
-    data_market.optIn(minted_vehicle, product, sender=owner)
-    data_market.buy(product, 1, sender=funded_buyer)
-    data_market.claim(minted_vehicle, [product], sender=owner)
-    with ape.reverts(data_market.DataMarketNothingToClaim, vehicleId=minted_vehicle):
-        data_market.claim(minted_vehicle, [product], sender=owner)
+    (vehicle,) = fleet(1)
+    with ape.reverts(data_market.DataMarketNothingToClaim, vehicleId=vehicle):
+        data_market.claim(vehicle, [product], sender=owner)
+    data_market.optIn(vehicle, product, sender=owner)
+    bought = data_market.buy(product, 1, sender=funded_buyer)
+    chain.mine(timestamp=bought.timestamp + PERIOD + 1)
+    data_market.claim(vehicle, [product], sender=owner)
+    with ape.reverts(data_market.DataMarketNothingToClaim, vehicleId=vehicle):
+        data_market.claim(vehicle, [product], sender=owner)
+
+
+def test_a_vehicle_opts_in_to_at_most_sixteen_products(
+    data_market: Any, curator: Any, owner: Any, minted_vehicle: int
+) -> None:
+    assert data_market.MAX_OPT_INS() == 16
+    products = [
+        int(data_market.listProduct(SCOPES, PRICE, PERIOD, TERMS_CID, sender=curator).return_value)
+        for _ in range(17)
+    ]
+    for product_id in products[:16]:
+        data_market.optIn(minted_vehicle, product_id, sender=owner)
+    with ape.reverts(data_market.DataMarketTooManyOptIns, vehicleId=minted_vehicle, max=16):
+        data_market.optIn(minted_vehicle, products[16], sender=owner)
+    data_market.optOut(minted_vehicle, products[3], sender=owner)
+    data_market.optIn(minted_vehicle, products[16], sender=owner)
+    assert sorted(data_market.optInsOf(minted_vehicle)) == sorted(products[:3] + products[4:])
+
+
+def test_only_vehicle_id_calls_the_vehicle_hooks(data_market: Any, stranger: Any) -> None:
+    for hook in (data_market.onVehiclePaired, data_market.onVehicleUnpaired):
+        with ape.reverts(data_market.DataMarketOnlyVehicleId, caller=stranger.address):
+            hook(1, sender=stranger)
+    with ape.reverts(data_market.DataMarketOnlyVehicleId, caller=stranger.address):
+        data_market.onVehicleTransferred(1, stranger, sender=stranger)
 
 
 # Treasury
@@ -485,13 +552,18 @@ def test_fees_and_dust_accrue_to_the_treasury_which_withdraws_them(
     owner: Any,
     treasury: Any,
     product: int,
-    vehicles: Callable[[int], list[int]],
+    fleet: Callable[[int], list[int]],
+    chain: Any,
 ) -> None:
-    for vehicle in vehicles(3):
+    ids = fleet(3)
+    for vehicle in ids:
         data_market.optIn(vehicle, product, sender=owner)
-    data_market.buy(product, 1, sender=funded_buyer)
-    _share, fee = _split(1, 3)
-    assert fee == PRICE * FEE_BPS // 10_000 + (PRICE - PRICE * FEE_BPS // 10_000) % 3
+    bought = data_market.buy(product, 1, sender=funded_buyer)
+    assert data_market.treasury() == (treasury.address, _fee(1))
+    # Once the stream has run dry, an accrual hands the rounding dust to the treasury.
+    chain.mine(timestamp=bought.timestamp + PERIOD + 1)
+    data_market.optOut(ids[0], product, sender=owner)
+    fee = _fee(1) + (PRICE - _fee(1)) % 3
     assert data_market.treasury() == (treasury.address, fee)
     tx = data_market.withdrawFees(sender=treasury)
     event = tx.events.filter(data_market.FeesWithdrawn)[0]

@@ -105,22 +105,25 @@ def test_the_vehicles_current_owner_claims_the_settlement_with_its_licence_reven
     utility: Any,
     owner: Any,
     other_owner: Any,
-    fleet: list[int],
     charging_product: int,
+    paired_vehicle: Callable[[int], tuple[int, Any]],
+    chain: Any,
 ) -> None:
-    share = data_market.claimable(fleet[0], charging_product)
-    assert share > 0  # from the utility's licence purchase
-    data_market.paySettlement(
-        charging_product, SETTLEMENT, [fleet[0]], [5 * 10**18], sender=utility
-    )
-    vehicle_id.transferFrom(owner, other_owner, fleet[0], sender=owner)
+    vehicle, _ = paired_vehicle(300)
+    # Opted in after the utility's purchase, it still earns its share of the licence period.
+    data_market.optIn(vehicle, charging_product, sender=owner)
+    chain.mine(timestamp=chain.pending_timestamp + PERIOD // 2)
+    data_market.paySettlement(charging_product, SETTLEMENT, [vehicle], [5 * 10**18], sender=utility)
+    vehicle_id.transferFrom(owner, other_owner, vehicle, sender=owner)
+    due = data_market.claimable(vehicle, charging_product)
+    assert due > 5 * 10**18  # the settlement and the licence revenue streamed until the sale
     with ape.reverts(data_market.DataMarketNotVehicleOwner, caller=owner.address):
-        data_market.claim(fleet[0], [charging_product], sender=owner)
+        data_market.claim(vehicle, [charging_product], sender=owner)
     before = token.balanceOf(other_owner)
-    tx = data_market.claim(fleet[0], [charging_product], sender=other_owner)
-    assert tx.events.filter(data_market.RevenueClaimed)[0].amount == share + 5 * 10**18
-    assert token.balanceOf(other_owner) - before == share + 5 * 10**18
-    assert data_market.claimable(fleet[0], charging_product) == 0
+    tx = data_market.claim(vehicle, [charging_product], sender=other_owner)
+    assert tx.events.filter(data_market.RevenueClaimed)[0].amount == due
+    assert token.balanceOf(other_owner) - before == due
+    assert data_market.claimable(vehicle, charging_product) == 0
 
 
 def test_a_vehicle_that_opted_out_after_the_payment_keeps_its_credit(

@@ -45,7 +45,7 @@ def test_owner_mints_a_vehicle_with_attributes(vehicle_id: Any, owner: Any) -> N
     assert event.vinCommitment == vin
     assert vehicle_id.ownerOf(1) == owner.address
     assert vehicle_id.vehicleOf(1) == (*KONA, "0x0000000000000000000000000000000000000000")
-    assert vehicle_id.vehicleOfVinCommitment(vin) == 1
+    assert vehicle_id.vehicleOfVinCommitment(vin, owner) == 1
     assert vehicle_id.lastVehicleId() == 1
 
 
@@ -74,11 +74,16 @@ def test_token_uri_is_json_metadata(vehicle_id: Any, minted_vehicle: int) -> Non
     }
 
 
-def test_a_vin_commitment_mints_once(vehicle_id: Any, owner: Any, other_owner: Any) -> None:
+def test_a_vin_commitment_mints_once_per_owner(
+    vehicle_id: Any, owner: Any, other_owner: Any
+) -> None:
     vin = vin_commitment("KMHK381GFKU000001")
     vehicle_id.mint(*KONA, vin, sender=owner)
     with ape.reverts(vehicle_id.VehicleIdVinAlreadyMinted, vinCommitment=vin, vehicleId=1):
-        vehicle_id.mint(*KONA, vin, sender=other_owner)
+        vehicle_id.mint(*KONA, vin, sender=owner)
+    # Bound to its first owner: another owner's copy is another vehicle (see test_attacks).
+    vehicle_id.mint(*KONA, vin, sender=other_owner)
+    assert vehicle_id.vehicleOfVinCommitment(vin, other_owner) == 2
 
 
 def test_zero_vin_commitment_reverts(vehicle_id: Any, owner: Any) -> None:
@@ -170,12 +175,12 @@ def test_mint_for_with_malformed_signature_reverts(
         )
 
 
-def test_views_of_unknown_vehicle_revert(vehicle_id: Any) -> None:
+def test_views_of_unknown_vehicle_revert(vehicle_id: Any, stranger: Any) -> None:
     with ape.reverts(vehicle_id.VehicleIdUnknownVehicle, vehicleId=99):
         vehicle_id.vehicleOf(99)
     with ape.reverts(vehicle_id.VehicleIdUnknownVehicle, vehicleId=99):
         vehicle_id.tokenURI(99)
-    assert vehicle_id.vehicleOfVinCommitment(vin_commitment("nothing")) == 0
+    assert vehicle_id.vehicleOfVinCommitment(vin_commitment("nothing"), stranger) == 0
 
 
 def test_pairing_hooks_only_for_device_registry(

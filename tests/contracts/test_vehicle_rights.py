@@ -28,9 +28,11 @@ def _signed_grant(
     nonce: int = 0,
     deadline: int = FAR_FUTURE,
     scopes: int = SCOPES,
+    epoch: int = 0,
 ) -> bytes:
     message = {
         "vehicleId": vehicle,
+        "epoch": epoch,
         "grantee": grantee.address,
         "scopes": scopes,
         "expiry": expiry,

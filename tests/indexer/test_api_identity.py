@@ -243,7 +243,7 @@ def world(
     calls = []
     proposal_ids = []
     for i, (key, value) in enumerate(
-        (("PROTOCOL_FEE_BPS", 500), ("ORACLE_THRESHOLD", 3), ("REWARDS_CHALLENGE_DELAY", 7))
+        (("PROTOCOL_FEE_BPS", 500), ("ORACLE_THRESHOLD", 3), ("REWARDS_CHALLENGE_DELAY", 70))
     ):
         call = (
             [params.address],
@@ -279,7 +279,7 @@ def world(
     v = {f"V{i}": mint(owner, "Hyundai", "Kona Electric", 2019, 830 + i) for i in range(1, 6)}
     v["V6"] = mint(other_owner, "Tesla", "Model 3", 2021, 836)
     v["V7"] = mint(other_owner, "Tesla", "Model 3", 2021, 837)
-    keys = {f"D{i}": make_device_key(DEVICE_KEYS + i) for i in range(1, 4)}
+    keys = {f"D{i}": make_device_key(DEVICE_KEYS + i) for i in range(1, 6)}
     devices.mintDevices(
         [k.address for k in keys.values()],
         [keccak(k.address.encode()) for k in keys.values()],
@@ -313,6 +313,9 @@ def world(
             devices.unpair(keys["D1"].address, sender=owner)
     pair(v["V2"], keys["D2"], 0)
     pair(v["V3"], keys["D3"], 0)
+    # V4 and V5 earn licence revenue: only a vehicle with a paired device does.
+    pair(v["V4"], keys["D4"], 0)
+    pair(v["V5"], keys["D5"], 0)
 
     # Rights: grants, one voided by a transfer, one that expires soon.
     now = int(chain.blocks.head.timestamp)
@@ -348,6 +351,9 @@ def world(
     market.optIn(v["V4"], products["P2"], sender=owner)
     market.buy(products["P2"], 1, sender=buyer2)  # V4 and V5
     market.buy(products["P1"], 1, sender=buyer2)  # V4 alone
+    # Revenue streams over the licences' hour: claim half a minute later (proposal B's
+    # vote stays open).
+    chain.mine(timestamp=chain.pending_timestamp + 30)
     tx = market.claim(v["V4"], [products["P1"]], sender=owner)
     claim_amount = int(tx.events.filter(market.RevenueClaimed)[0].amount)
 

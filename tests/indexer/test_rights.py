@@ -267,14 +267,15 @@ def test_facts_follow_the_chains_transfers_grants_and_licensed_opt_ins(
     assert for_buyer.ownerships[1:] == (Ownership(n, moved, None),)
     assert for_buyer.ownerships[0].end_ms == moved
     assert for_buyer.epoch == 1
+    # The transfer ended the seller's opt-in (issue 18): the licence covers the car until then.
     assert for_buyer.licences == (
-        LicencedOptIn(product, int(Privilege.DRIVING), expiry, opted, None),
+        LicencedOptIn(product, int(Privilege.DRIVING), expiry, opted, moved),
     )
     assert for_grantee.grant == GrantFact(int(Privilege.LOCATION), FAR_FUTURE, 0)
-    # The transfer voided the grant; the opt-in carries on through it (DataMarket keeps it).
+    # The transfer voided the grant and the opt-in alike.
     now = moved + 10_000
     assert not for_grantee.coverage(now).any()
-    assert for_buyer.coverage(now).for_signal(SPEED) == ((opted, now),)
+    assert for_buyer.coverage(now).for_signal(SPEED) == ((opted, moved),)
 
 
 def test_the_cache_answers_in_at_most_two_queries_until_a_new_block_is_synced(

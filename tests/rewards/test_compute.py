@@ -21,7 +21,7 @@ from rewards.chain import RewardsChain
 from rewards.cli import app
 from rewards.compute import RewardsComputer
 from rewards.document import parse_document
-from rewards.exceptions import BatchContentUnavailable, EpochNotEnded
+from rewards.exceptions import BatchContentUnavailable, EpochNotEnded, RootVetoed
 from tests.conftest import FAR_FUTURE, make_device_key, private_key
 from tests.rewards.conftest import SOC, SPEED
 
@@ -136,6 +136,24 @@ def test_post_verify_and_claim_an_epoch(
     before = token.balanceOf(owner)
     rewards.claim(epoch, a, int(entry["amount"]), entry["proof"], sender=owner)
     assert token.balanceOf(owner) == before + int(entry["amount"])
+
+
+def test_posting_a_root_that_was_vetoed_fails_with_a_clear_error_before_any_transaction(
+    anchored_week: dict[str, Any],
+    computer: RewardsComputer,
+    rewards: Any,
+    admin: Any,
+    oracle_signers: list[Any],
+    end_epoch: Callable[[int], None],
+) -> None:
+    epoch = anchored_week["epoch"]
+    end_epoch(epoch)
+    posted = computer.post(epoch, _keys(oracle_signers), private_key(admin))
+    rewards.veto(epoch, sender=admin)
+    with pytest.raises(RootVetoed) as caught:
+        computer.post(epoch, _keys(oracle_signers), private_key(admin))
+    assert caught.value.root == posted.computed.allocation.root
+    assert rewards.epochRoot(epoch).vetoed
 
 
 def test_verify_finds_a_root_that_the_inputs_do_not_give(

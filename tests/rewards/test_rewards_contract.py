@@ -9,7 +9,7 @@ import ape
 import pytest
 
 from protocol.eip712 import dimo_domain
-from protocol.rewards import claim_proof, epoch_cap, root_digest
+from protocol.rewards import allocation_tree, claim_proof, epoch_cap, root_digest
 from tests.rewards.conftest import DIMO, DOC_CID, Posted
 
 ZERO_ROOT = b"\x00" * 32
@@ -467,3 +467,92 @@ def test_only_a_whole_deeper_level_of_a_claimable_epoch_is_cached(
     wait_delay(2)
     with ape.reverts(rewards.RewardsNotClaimable, epoch=2):
         rewards.cacheLevel(2, third.tree.level(1), sender=stranger)
+
+
+# Issue 18: a veto is final for its root; an epoch never pays past its total.
+
+
+def test_a_vetoed_root_cannot_be_reposted_with_its_own_signatures_and_the_correction_posts(
+    rewards: Any,
+    admin: Any,
+    owner: Any,
+    stranger: Any,
+    new_vehicle: Callable[[Any], int],
+    post_root: Callable[..., Posted],
+    root_signatures: Callable[..., bytes],
+) -> None:
+    vehicle = new_vehicle(owner)
+    bad = post_root(0, {vehicle: 9 * DIMO})
+    rewards.veto(0, sender=admin)
+    assert rewards.isVetoed(0, bad.tree.root)
+    # Anyone can copy the quorum's signatures from the chain; they no longer post the root.
+    copied = root_signatures(0, bad.tree.root, bad.total)
+    with ape.reverts(rewards.RewardsRootVetoed, epoch=0, root=bad.tree.root):
+        rewards.post(0, bad.tree.root, bad.total, DOC_CID, copied, sender=stranger)
+    corrected = post_root(0, {vehicle: 2 * DIMO})
+    assert rewards.epochRoot(0).root == corrected.tree.root
+    assert not rewards.epochRoot(0).vetoed
+
+
+def test_claims_past_an_epochs_posted_total_revert_and_leave_other_epochs_tokens(
+    rewards: Any,
+    token: Any,
+    owner: Any,
+    new_vehicle: Callable[[Any], int],
+    end_epoch: Callable[[int], None],
+    root_signatures: Callable[..., bytes],
+    post_root: Callable[..., Posted],
+    wait_delay: Callable[[int], None],
+    admin: Any,
+) -> None:
+    a, b = new_vehicle(owner), new_vehicle(owner)
+    honest = post_root(0, {a: 50 * DIMO, b: 50 * DIMO})
+    wait_delay(0)
+    rewards.fund(0, sender=owner)  # epoch 0's 100 DIMO sit in the contract
+    # A quorum-signed root whose leaves add up to 120 DIMO but whose total says 100.
+    end_epoch(1)
+    tree = allocation_tree(1, {a: 60 * DIMO, b: 60 * DIMO})
+    sigs = root_signatures(1, tree.root, 100 * DIMO)
+    rewards.post(1, tree.root, 100 * DIMO, DOC_CID, sigs, sender=admin)
+    wait_delay(1)
+    bad = Posted(1, tree, 100 * DIMO, None)
+    rewards.claim(*bad.claim_args(a), sender=owner)
+    assert rewards.epochRoot(1).paid == 60 * DIMO
+    with ape.reverts(rewards.RewardsEpochOverpaid, epoch=1, paid=120 * DIMO, total=100 * DIMO):
+        rewards.claim(*bad.claim_args(b), sender=owner)
+    # Epoch 0's tokens are still there for epoch 0's vehicles.
+    assert token.balanceOf(rewards) == 100 * DIMO + 40 * DIMO
+    rewards.claim(*honest.claim_args(a), sender=owner)
+    rewards.claim(*honest.claim_args(b), sender=owner)
+    assert rewards.epochRoot(0).paid == rewards.epochRoot(0).total == 100 * DIMO
+
+
+def test_the_challenge_delay_parameter_is_held_between_a_minute_and_thirty_days(
+    parameters: Any, rewards: Any, admin: Any
+) -> None:
+    key = parameters.REWARDS_CHALLENGE_DELAY()
+    assert (rewards.MIN_CHALLENGE_DELAY(), rewards.MAX_CHALLENGE_DELAY()) == (60, 30 * 86_400)
+    with ape.reverts(parameters.ParametersValueBelowMinimum, key=key, value=0, min=60):
+        parameters.setUint(key, 0, sender=admin)
+    with ape.reverts(parameters.ParametersValueOutOfRange, key=key, value=2**64, max=30 * 86_400):
+        parameters.setUint(key, 2**64, sender=admin)
+    parameters.setUint(key, 30 * 86_400, sender=admin)
+    assert parameters.uintOf(key) == 30 * 86_400
+
+
+def test_a_root_posted_under_the_longest_delay_can_still_be_vetoed_then_claimed(
+    rewards: Any,
+    parameters: Any,
+    admin: Any,
+    owner: Any,
+    chain: Any,
+    new_vehicle: Callable[[Any], int],
+    post_root: Callable[..., Posted],
+) -> None:
+    parameters.setUint(parameters.REWARDS_CHALLENGE_DELAY(), 30 * 86_400, sender=admin)
+    posted = post_root(0, {new_vehicle(owner): DIMO})
+    now = chain.blocks[-1].timestamp
+    assert rewards.epochRoot(0).claimableAt == now + 30 * 86_400
+    chain.mine(timestamp=now + 30 * 86_400 - 10)
+    rewards.veto(0, sender=admin)
+    assert rewards.isVetoed(0, posted.tree.root)

@@ -35,6 +35,7 @@ from indexer.api.models import (
 from indexer.api.pagination import Keyset, Page, Paging
 from indexer.api.problems import problem_responses
 from indexer.exceptions import DeviceNotFound, ProductNotFound, TokenRejected, VehicleNotFound
+from indexer.revenue import head_timestamp, streamed_revenue
 
 INT64_MAX: Final = (1 << 63) - 1
 
@@ -303,47 +304,21 @@ Position = tuple[int, int]
 def _revenue(conn: Connection, vehicle_id: int, product_ids: list[int]) -> dict[int, RevenueOut]:
     """The vehicle's revenue from each of `product_ids`, from the indexed events alone.
 
-    A sale credits its `share` to each vehicle opted in when it happened, that is whose opt-in
-    interval holds the sale's position `(block, log index)` (log indexes count per block).
+    Licence sales stream to the vehicles earning each second (opted in and paired), replayed
+    by `indexer.revenue` as of the last indexed block.
     """
-    ev, pu, rc = s.events, s.purchases, s.revenue_claims
-    starts: dict[int, list[tuple[Position, int | None]]] = defaultdict(list)
+    rc = s.revenue_claims
+    intervals: dict[int, list[int | None]] = defaultdict(list)
     for row in conn.execute(
-        select(o.c.product_id, o.c.block_number, o.c.log_index, o.c.opted_out_block)
-        .where(o.c.vehicle_id == vehicle_id, o.c.product_id.in_(product_ids))
-        .order_by(o.c.block_number, o.c.log_index)
+        select(o.c.product_id, o.c.opted_out_block).where(
+            o.c.vehicle_id == vehicle_id, o.c.product_id.in_(product_ids)
+        )
     ):
-        starts[row.product_id].append(((row.block_number, row.log_index), row.opted_out_block))
-    # Opt-out positions come from the events: the interval row keeps only the block.
-    outs: dict[int, list[Position]] = defaultdict(list)
-    prefix = f"optin:{vehicle_id}:"
-    for out in conn.execute(
-        select(ev.c.key1, ev.c.block_number, ev.c.log_index)
-        .where(ev.c.key1.in_([prefix + str(pid) for pid in product_ids]), ev.c.name == "OptedOut")
-        .order_by(ev.c.block_number, ev.c.log_index)
-    ):
-        outs[int(out.key1.removeprefix(prefix))].append((out.block_number, out.log_index))
-    intervals: dict[int, list[tuple[Position, Position | None]]] = {}
-    for pid, opened in starts.items():
-        spans: list[tuple[Position, Position | None]] = []
-        for start, out_block in opened:
-            end = None
-            if out_block is not None:
-                end = next((pos for pos in outs[pid] if pos > start), (out_block, 1 << 31))
-            spans.append((start, end))
-        intervals[pid] = spans
+        intervals[row.product_id].append(row.opted_out_block)
+    now = head_timestamp(conn)
     earned: dict[int, int] = defaultdict(int)
-    if intervals:
-        first = min(span[0][0][0] for span in intervals.values())
-        for sale in conn.execute(
-            select(pu.c.product_id, pu.c.block_number, pu.c.log_index, pu.c.share).where(
-                pu.c.product_id.in_(list(intervals)), pu.c.block_number >= first
-            )
-        ):
-            at = (sale.block_number, sale.log_index)
-            spans = intervals[sale.product_id]
-            if any(start < at and (end is None or at < end) for start, end in spans):
-                earned[sale.product_id] += sale.share
+    for pid in intervals:
+        earned[pid] += streamed_revenue(conn, pid, now).get(vehicle_id, 0)
     # Settlements paid through the market credit the vehicle directly (`SettlementCredited`).
     sc = s.settlement_credits
     for credit in conn.execute(
@@ -364,7 +339,7 @@ def _revenue(conn: Connection, vehicle_id: int, product_ids: list[int]) -> dict[
     return {
         pid: RevenueOut(
             product_id=pid,
-            opted_in=any(end is None for _, end in intervals.get(pid, ())),
+            opted_in=any(end is None for end in intervals.get(pid, ())),
             earned=str(earned[pid]),
             claimed=str(claimed[pid]),
             claimable=str(earned[pid] - claimed[pid]),
