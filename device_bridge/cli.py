@@ -18,13 +18,12 @@ from rich.table import Table
 from device_bridge.config import BridgeSettings
 from device_bridge.decoder import Decoder
 from device_bridge.exceptions import BridgeError
-from device_bridge.keys import DeviceKey, write_keystore
 from device_bridge.logs import open_log
-from device_bridge.queue import BundleQueue
-from device_bridge.runner import Bridge
 from device_bridge.sources import BusSource, LogSource, open_bus
-from device_bridge.uploader import Uploader
 from protocol.exceptions import ProtocolError
+
+# Signing, the queue and upload load only in the commands that use them: `dimo bridge decode`
+# starts fast.
 
 app = typer.Typer(help="The device bridge: CAN/OBD-II -> signed VSS bundles -> oracle.")
 console = Console()
@@ -85,6 +84,8 @@ def run(
             replay_speed=speed,
             obd_interval_s=obd_interval,
         )
+        from device_bridge.runner import Bridge
+
         bridge = Bridge.from_settings(settings)
         source: LogSource | BusSource = (
             LogSource(log, speed=settings.replay_speed)
@@ -176,7 +177,11 @@ def upload(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = _settings(queue_path=queue, oracle_url=oracle_url, upload_batch_size=batch_size)
+        from device_bridge.queue import BundleQueue
+
         with BundleQueue(settings.queue_path, max_bundles=settings.queue_max_bundles) as q:
+            from device_bridge.uploader import Uploader
+
             uploader = Uploader.from_settings(q, settings)
             empty = uploader.drain(timeout_s=None if timeout < 0 else timeout)
             uploader.close()
@@ -198,6 +203,8 @@ def status(
     """Show the queue: bundles waiting, totals, and the dead letters with their problems."""
     try:
         settings = _settings(queue_path=queue)
+        from device_bridge.queue import BundleQueue
+
         with BundleQueue(settings.queue_path, max_bundles=settings.queue_max_bundles) as q:
             counters = q.counters()
             letters = q.dead_letters()
@@ -227,6 +234,8 @@ def keygen(
     password = os.environ.get("DIMO_BRIDGE_KEYSTORE_PASSWORD")
     if password is None:
         password = typer.prompt("keystore password", hide_input=True, confirmation_prompt=True)
+    from device_bridge.keys import DeviceKey, write_keystore
+
     key = DeviceKey.from_private_key(secrets.token_bytes(32))
     write_keystore(path, key, password)
     console.print(f"device {key.address} -> {path}")
