@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# The allocation document's parser lives in `protocol` (the indexer checks posted documents
+# with it too); its error is re-exported here, where the rewards service's callers look.
+from protocol.rewards_document import InvalidAllocation as InvalidAllocation
+
 
 class RewardsError(Exception):
     """Root of every error raised by `rewards`."""
@@ -52,18 +56,6 @@ class BatchContentUnavailable(RewardsError, LookupError):
         super().__init__(
             f"batch {batch_id} (CID {cid}) cannot be fetched: {reason}; point "
             "DIMO_REWARDS_BLOB_DIR or DIMO_REWARDS_KUBO_URL at a store that holds it"
-        )
-
-
-class InvalidAllocation(RewardsError, ValueError):
-    """An allocation document is malformed or disagrees with itself or with the chain."""
-
-    def __init__(self, where: str, reason: str) -> None:
-        self.where = where
-        self.reason = reason
-        super().__init__(
-            f"allocation {where} is invalid: {reason}; only documents written by "
-            "`dimo rewards compute` (format dimo-rewards-v1) are accepted"
         )
 
 
