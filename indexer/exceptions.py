@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from protocol.problems import PROBLEM_BASE
+from protocol.exceptions import ChainUnavailableError as _ChainUnavailableError
+from protocol.exceptions import ConfigError, PlatformError, ProblemError
 
 
-class IndexerError(Exception):
+class IndexerError(PlatformError):
     """Root of every error raised by `indexer`."""
 
 
-class IndexerConfigError(IndexerError, ValueError):
+class IndexerConfigError(IndexerError, ConfigError):
     """Settings or a deployment record that the indexer cannot run with."""
 
-    def __init__(self, setting: str, reason: str) -> None:
-        self.setting = setting
-        self.reason = reason
-        super().__init__(f"invalid indexer setting {setting}: {reason}")
+    service = "indexer"
 
 
 # --------------------------------------------------------------------------------------------
@@ -26,16 +24,10 @@ class IndexerConfigError(IndexerError, ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-class ChainUnavailableError(IndexerError, ConnectionError):
+class ChainUnavailableError(IndexerError, _ChainUnavailableError):
     """The chain's JSON-RPC endpoint did not answer or answered with an error."""
 
-    def __init__(self, rpc_url: str, reason: str) -> None:
-        self.rpc_url = rpc_url
-        self.reason = reason
-        super().__init__(
-            f"chain RPC {rpc_url} failed: {reason}; check that the node is up and "
-            "DIMO_INDEXER_RPC_URL points at it"
-        )
+    rpc_setting = "DIMO_INDEXER_RPC_URL"
 
 
 class LogRangeError(IndexerError, RuntimeError):
@@ -80,39 +72,13 @@ class DeploymentMismatchError(IndexerError, ValueError):
 # API: every error the API answers with is an RFC 9457 problem with a stable `type`
 # --------------------------------------------------------------------------------------------
 
-#: Prefix of every problem `type` URI; the slug after it never changes meaning.
 
-
-class ApiProblem(IndexerError):
+class ApiProblem(IndexerError, ProblemError):
     """An error the API answers with an RFC 9457 problem (`indexer.api.problems` renders it).
 
     Subclasses fix `slug` (the stable part of the `type` URI), `status` and `title`;
     `detail` says what was wrong and how to fix it, `context` adds extension members.
     """
-
-    slug: ClassVar[str] = "bad-request"
-    status: ClassVar[int] = 400
-    title: ClassVar[str] = "Bad request"
-
-    def __init__(self, detail: str, **context: Any) -> None:
-        self.detail = detail
-        self.context = context
-        super().__init__(f"{self.slug}: {detail}")
-
-    @property
-    def type_uri(self) -> str:
-        """The problem `type` URI, stable per class."""
-        return PROBLEM_BASE + self.slug
-
-    def problem(self) -> dict[str, Any]:
-        """The RFC 9457 problem details object (without `instance`)."""
-        return {
-            "type": self.type_uri,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.context,
-        }
 
 
 class MalformedSiweMessage(ApiProblem, ValueError):

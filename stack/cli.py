@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer import _click as click  # the click Typer vendors and its groups derive from
 from typer.core import TyperGroup
 
 from stack.exceptions import StackError

@@ -15,11 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.exceptions import ApiProblem, InvalidToken, TokenRejected
-from protocol.problems import PROBLEM_BASE
+from protocol.problems import PROBLEM_BASE, PROBLEM_JSON, problem_details
 
 log = logging.getLogger(__name__)
-
-PROBLEM_JSON: Final = "application/problem+json"
 
 #: Stable `type` URIs of the problems not raised as an `ApiProblem` subclass.
 VALIDATION_ERROR: Final = PROBLEM_BASE + "validation-error"
@@ -123,10 +121,8 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail is not None and detail.lower() == title.lower():
         detail = None
-    body: dict[str, Any] = {"type": http_type_uri(status), "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body["instance"] = request.url.path
+    slug = _HTTP_SLUGS.get(status, f"http-{status}")
+    body = problem_details(slug, title, status, detail or None, instance=request.url.path)
     return problem_response(body, exc.headers)
 
 
@@ -137,27 +133,27 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
         for err in exc.errors()
     ]
     return problem_response(
-        {
-            "type": VALIDATION_ERROR,
-            "title": "Invalid request",
-            "status": 422,
-            "detail": "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)[:1000],
-            "instance": request.url.path,
-            "errors": errors,
-        }
+        problem_details(
+            "validation-error",
+            "Invalid request",
+            422,
+            "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)[:1000],
+            instance=request.url.path,
+            errors=errors,
+        )
     )
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
-        {
-            "type": INTERNAL_ERROR,
-            "title": "Internal server error",
-            "status": 500,
-            "detail": "the server failed to answer; the error is logged, please report it",
-            "instance": request.url.path,
-        }
+        problem_details(
+            "internal-error",
+            "Internal server error",
+            500,
+            "the server failed to answer; the error is logged, please report it",
+            instance=request.url.path,
+        )
     )
 
 
