@@ -1,10 +1,17 @@
-"""Errors of the indexer: one root, each subclass carrying its context and its fix."""
+"""Errors of the indexer: one root, each subclass carrying its context and its fix.
+
+The applications' errors (`apps.exceptions`) are re-exported here for the indexer's modules;
+its API maps them to problems in `indexer.api.problems`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import ClassVar
 
+from apps.exceptions import AppParameterInvalid as AppParameterInvalid
+from apps.exceptions import AuditMismatch as AuditMismatch
+from apps.exceptions import CertificateInvalid as CertificateInvalid
+from apps.exceptions import InputProofInvalid as InputProofInvalid
 from protocol.exceptions import ChainUnavailableError as _ChainUnavailableError
 from protocol.exceptions import ConfigError, PlatformError, ProblemError
 
@@ -537,58 +544,6 @@ class RewardNotFound(ResourceNotFound):
             f"epoch {epoch}" if vehicle_id is None else f"of vehicle {vehicle_id} in epoch {epoch}"
         )
         super().__init__(ident)
-
-
-# --------------------------------------------------------------------------------------------
-# Applications: battery, finance (and the audit that recomputes them from proofs)
-# --------------------------------------------------------------------------------------------
-
-
-class AppParameterInvalid(ApiProblem, ValueError):
-    """An application parameter out of its documented range (400)."""
-
-    slug = "invalid-app-parameter"
-    status = 400
-    title = "Invalid application parameter"
-
-    def __init__(self, parameter: str, reason: str) -> None:
-        self.parameter = parameter
-        self.reason = reason
-        super().__init__(f"{parameter}: {reason}", parameter=parameter)
-
-
-class InputProofInvalid(IndexerError, ValueError):
-    """An application input's bundle proof does not check out: the audit trusts nothing of it."""
-
-    def __init__(self, batch_id: int, leaf_index: int, reason: str) -> None:
-        self.batch_id = batch_id
-        self.leaf_index = leaf_index
-        self.reason = reason
-        super().__init__(
-            f"input bundle (batch {batch_id}, leaf {leaf_index}) fails verification: {reason}; "
-            "the served result cannot be relied on, report it to the indexer's operator"
-        )
-
-
-class AuditMismatch(IndexerError, ValueError):
-    """Recomputing an application from verified proofs gave another result than served."""
-
-    def __init__(self, app: str, differences: list[str]) -> None:
-        self.app = app
-        self.differences = differences
-        shown = "; ".join(differences[:5])
-        super().__init__(
-            f"{app}: the recomputed result differs from the served one ({shown}); the server "
-            "served numbers its proofs do not support"
-        )
-
-
-class CertificateInvalid(IndexerError, ValueError):
-    """A battery health certificate whose fields or signatures do not hold together."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"battery certificate rejected: {reason}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from rich.table import Table
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
-from indexer.apps import battery
-from indexer.apps.audit import AppInputs, fetch_and_verify_inputs
+from apps import battery
+from apps.audit import AppInputs, fetch_and_verify_inputs
 from indexer.exceptions import CertificateInvalid, InputProofInvalid
 from indexer.exceptions import ChainUnavailableError as IndexChainUnavailable
 from oracle.certify import (

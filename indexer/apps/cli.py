@@ -15,8 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from indexer.apps import battery, energy, finance, insurance, settlement_pay
-from indexer.apps.audit import AuditOutcome, Compute, audit_served
+from apps import battery, finance
+from apps.audit import AuditOutcome, Compute, audit_served
+from indexer.apps import energy, insurance, settlement_pay
 from indexer.apps.charts import soh_chart
 from indexer.exceptions import IndexerError
 from protocol.deployment import Deployment

@@ -73,7 +73,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from indexer.apps.columnar import as_columns, keys_to_refs, seq_sum
+from apps.columnar import as_columns, keys_to_refs, seq_sum
 from indexer.db import metadata
 from indexer.exceptions import AppParameterInvalid
 from indexer.queries import (

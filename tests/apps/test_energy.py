@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from apps.audit import fetch_and_verify_inputs
 from device_bridge.simulator import FleetOptions, simulate_fleet
 from indexer.apps import energy
-from indexer.apps.audit import fetch_and_verify_inputs
 from indexer.apps.charts import PNG_MAGIC
 from indexer.apps.energy import (
     EnergyParams,

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from apps.audit import fetch_and_verify_inputs
 from indexer.apps import energy
-from indexer.apps.audit import fetch_and_verify_inputs
 from indexer.apps.energy import (
     LATITUDE,
     LONGITUDE,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from indexer.apps.battery import Certificate, certificate_signers
+from apps.battery import Certificate, certificate_signers
 from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain, dimo_domain
 from stack.certify import (
