@@ -19,7 +19,6 @@ from typer.core import TyperGroup
 from stack.exceptions import StackError
 
 if TYPE_CHECKING:
-    from stack.config import StackSettings
     from stack.platform import Platform
     from stack.services import Service
 
@@ -34,7 +33,7 @@ SERVICES: dict[str, tuple[str, str, str]] = {
     "indexer": ("indexer.cli", "app", "Chain sync into SQL, verified telemetry."),
     "rewards": ("rewards.cli", "app", "Weekly rewards: compute, verify, post."),
     "apps": ("indexer.apps.cli", "app", "Battery, finance, insurance, energy apps."),
-    "certify": ("stack.certify", "app", "Battery certificates signed by the oracles."),
+    "certify": ("oracle.certifier.cli", "app", "Battery certificates signed by the oracles."),
 }
 
 
@@ -110,6 +109,7 @@ def stack_run(
 ) -> None:
     """Starts the whole platform: anvil, the contracts, the oracle quorum and oracle, the
     indexer and its API, and the simulated fleet's bridges. Serves until Ctrl-C."""
+    from stack.config import StackSettings
     from stack.platform import Platform
 
     settings = StackSettings()
