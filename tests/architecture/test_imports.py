@@ -99,4 +99,4 @@ def test_the_scan_sees_the_imports_it_checks() -> None:
     """The scan finds the edges the platform is built on (a scan that saw nothing would pass
     every check above)."""
     pairs = {(src, dst) for src, dst, _ in EDGES}
-    assert {("indexer", PROTOCOL), ("oracle", PROTOCOL), (STACK, "indexer")} <= pairs
+    assert {("indexer", APPS), ("oracle", PROTOCOL), (STACK, "device_bridge")} <= pairs
