@@ -49,6 +49,7 @@ from protocol.readings import Interval as Interval
 from protocol.readings import Reading as Reading
 from protocol.readings import Value as Value
 from protocol.readings import is_text_signal as is_text_signal
+from protocol.readings import segments
 
 Aggregation = Literal["avg", "min", "max", "first", "last"]
 AGGREGATIONS: Final[tuple[Aggregation, ...]] = ("avg", "min", "max", "first", "last")
@@ -414,35 +415,6 @@ class Trip:
         return (self.end_ms - self.start_ms) / 1000
 
 
-def _segments(
-    marks: Sequence[tuple[int, bool | None]], gap_ms: int, min_duration_ms: int
-) -> list[tuple[int, int]]:
-    """Runs of active marks (True) no more than `gap_ms` apart and not broken by a False.
-
-    `marks` are `(ts, state)` sorted by time: True active, False an explicit stop, None
-    neutral (neither extends nor breaks a run). Runs shorter than `min_duration_ms` drop out.
-    """
-    out: list[tuple[int, int]] = []
-    start: int | None = None
-    last = 0
-    for ts, state in marks:
-        if state is None:
-            continue
-        if state:
-            if start is not None and ts - last > gap_ms:
-                out.append((start, last))
-                start = None
-            if start is None:
-                start = ts
-            last = ts
-        elif start is not None:
-            out.append((start, last))
-            start = None
-    if start is not None:
-        out.append((start, last))
-    return [(a, b) for a, b in out if b - a >= min_duration_ms]
-
-
 def _readings_within(
     conn: Connection,
     vehicle_id: int,
@@ -502,7 +474,7 @@ def trips(
     # At one instant an ignition-off wins over motion (False sorts before True).
     marks.sort(key=lambda m: (m[0], m[1] is not False))
     out = []
-    for a, b in _segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
+    for a, b in segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
         speeds = _series_in(speed, a, b)
         odo = _series_in(odometer, a, b)
         out.append(
@@ -572,7 +544,7 @@ def charging_sessions(
     marks: list[tuple[int, bool | None]] = [(r.ts, float(r.value) != 0) for r in charging]
     marks.sort(key=lambda m: (m[0], m[1] is not False))
     out = []
-    for a, b in _segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
+    for a, b in segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
         levels = _series_in(soc, a, b)
         powers = _series_in(power, a, b)
         out.append(

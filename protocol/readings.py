@@ -3,6 +3,7 @@ applications read, and which signals hold text."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -45,3 +46,32 @@ class Reading:
     value: Value
     batch_id: int
     leaf_index: int
+
+
+def segments(
+    marks: Sequence[tuple[int, bool | None]], gap_ms: int, min_duration_ms: int
+) -> list[tuple[int, int]]:
+    """Runs of active marks (True) no more than `gap_ms` apart and not broken by a False.
+
+    `marks` are `(ts, state)` sorted by time: True active, False an explicit stop, None
+    neutral (neither extends nor breaks a run). Runs shorter than `min_duration_ms` drop out.
+    """
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    last = 0
+    for ts, state in marks:
+        if state is None:
+            continue
+        if state:
+            if start is not None and ts - last > gap_ms:
+                out.append((start, last))
+                start = None
+            if start is None:
+                start = ts
+            last = ts
+        elif start is not None:
+            out.append((start, last))
+            start = None
+    if start is not None:
+        out.append((start, last))
+    return [(a, b) for a, b in out if b - a >= min_duration_ms]
