@@ -11,7 +11,7 @@ readings are put in directly: the loader's own figures are `make bench-indexer`'
 
 Timed: for every vehicle, the readings of both applications are fetched from PostgreSQL
 (`gather_fleet_inputs`, chunks of `CHUNK` vehicles, one query for the numeric signals and
-one for the text ones, read as numpy columns: `indexer.apps.columnar`) and the battery
+one for the text ones, read as numpy columns: `apps.columnar`) and the battery
 report (SoH with interval, sessions, degradation, charging behaviour) and the finance report
 (odometer checks, usage, value with SoH) are computed, in `WORKERS` processes. At this
 cadence the methods' gap parameters are widened to two readings (`max_gap_s`,
@@ -43,10 +43,10 @@ from sqlalchemy import Engine, create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from apps import battery, finance  # noqa: E402
 from device_bridge.simulator import FleetOptions, simulate_fleet  # noqa: E402
 from device_bridge.simulator.vehicle import VehicleTrace  # noqa: E402
-from indexer.apps import battery, finance  # noqa: E402
-from indexer.apps.audit import gather_fleet_inputs  # noqa: E402
+from indexer.apps.inputs import gather_fleet_inputs  # noqa: E402
 from indexer.db import make_engine  # noqa: E402
 from indexer.loader import create_tables  # noqa: E402
 from indexer.queries import IGNITION, ODOMETER, SOC, SPEED  # noqa: E402

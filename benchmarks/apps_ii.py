@@ -6,7 +6,7 @@ in the database with `generate_series` (not timed), and times:
 - `insurance_s_10k`: the `dimo-insurance-v1` score of 10,000 vehicles, each with a month of
   trips (44 trips of 15 minutes, speed every 10 s: about 4,000 speed readings and 88 ignition
   readings a vehicle, 40 million readings in all), read from PostgreSQL in vehicle blocks
-  (`indexer.apps.audit.gather_fleet_inputs`) and scored by `indexer.apps.insurance.score`.
+  (`indexer.apps.inputs.gather_fleet_inputs`) and scored by `indexer.apps.insurance.score`.
 - `dr_settlement_s_10k`: a demand-response settlement over 10,000 vehicles, each charging
   every evening with power every 60 s (17 days, about 3,700 readings a vehicle): each
   vehicle's readings from its first baseline window to the event's end are read, and
@@ -14,7 +14,7 @@ in the database with `generate_series` (not timed), and times:
 
 Both spread the vehicles over `workers` processes (one connection each, a larger young
 generation for the garbage collector: `batch_process`), as a batch job would on the API's
-replicas. The readings come as numpy columns (`indexer.apps.columnar`). Rows are laid out
+replicas. The readings come as numpy columns (`apps.columnar`). Rows are laid out
 by vehicle (as a table clustered or segmented by vehicle would be). Run alone:
 `python -m benchmarks.apps_ii [PG_URL] [--vehicles N]`.
 """
@@ -36,9 +36,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import create_engine, text
 
+from apps.columnar import as_columns
 from indexer.apps import energy, insurance
-from indexer.apps.audit import gather_fleet_inputs
-from indexer.apps.columnar import as_columns
+from indexer.apps.inputs import gather_fleet_inputs
 from indexer.db import make_engine
 from indexer.queries import CHARGE_POWER, IGNITION, IS_CHARGING, SPEED, signal_ids
 from indexer.telemetry import TELEMETRY_TABLES, readings, readings_text

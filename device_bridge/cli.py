@@ -21,13 +21,12 @@ from device_bridge.checks import check_decoded, check_frames
 from device_bridge.config import BridgeSettings
 from device_bridge.decoder import Decoder
 from device_bridge.exceptions import BridgeConfigError, BridgeError, NoReadingsError
-from device_bridge.keys import DeviceKey, write_keystore
 from device_bridge.logs import LogFormat, TimeUnit, open_log
-from device_bridge.queue import BundleQueue
-from device_bridge.runner import Bridge
 from device_bridge.sources import BusSource, LogSource, open_bus
-from device_bridge.uploader import Uploader
 from protocol.exceptions import ProtocolError
+
+# Signing, the queue and upload load only in the commands that use them: `dimo bridge decode`
+# starts fast.
 
 app = typer.Typer(help="The device bridge: CAN/OBD-II -> signed VSS bundles -> oracle.")
 # Piped output is not cut at 80 columns: tables keep their natural width.
@@ -99,6 +98,8 @@ def run(
             replay_speed=speed,
             obd_interval_s=obd_interval,
         )
+        from device_bridge.runner import Bridge
+
         bridge = Bridge.from_settings(settings)
         source: LogSource | BusSource = (
             LogSource(
@@ -297,7 +298,11 @@ def upload(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = _settings(queue_path=queue, oracle_url=oracle_url, upload_batch_size=batch_size)
+        from device_bridge.queue import BundleQueue
+
         with BundleQueue(settings.queue_path, max_bundles=settings.queue_max_bundles) as q:
+            from device_bridge.uploader import Uploader
+
             uploader = Uploader.from_settings(q, settings)
             empty = uploader.drain(timeout_s=None if timeout < 0 else timeout)
             uploader.close()
@@ -319,6 +324,8 @@ def status(
     """Show the queue: bundles waiting, totals, and the dead letters with their problems."""
     try:
         settings = _settings(queue_path=queue)
+        from device_bridge.queue import BundleQueue
+
         with BundleQueue(settings.queue_path, max_bundles=settings.queue_max_bundles) as q:
             counters = q.counters()
             letters = q.dead_letters()
@@ -355,6 +362,8 @@ def keygen(
     password = os.environ.get("DIMO_BRIDGE_KEYSTORE_PASSWORD")
     if password is None:
         password = typer.prompt("keystore password", hide_input=True, confirmation_prompt=True)
+    from device_bridge.keys import DeviceKey, write_keystore
+
     key = DeviceKey.from_private_key(secrets.token_bytes(32))
     write_keystore(path, key, password)
     console.print(f"device {key.address} -> {path}")

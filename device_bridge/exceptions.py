@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from protocol.exceptions import PlatformError
 
-class BridgeError(Exception):
+
+class BridgeError(PlatformError):
     """Root of every error raised by `device_bridge`."""
 
 

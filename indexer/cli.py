@@ -163,3 +163,66 @@ def serve(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def login(
+    key: Annotated[
+        str, typer.Option(envvar="DIMO_KEY", help="The account's private key, 0x hex (DIMO_KEY).")
+    ],
+    api_url: Annotated[
+        str, typer.Option(envvar="DIMO_API_URL", help="The indexer API's base URL.")
+    ] = "http://127.0.0.1:8700",
+    chain_id: Annotated[int, typer.Option(min=1, help="The chain the API signs in on.")] = 31337,
+) -> None:
+    """Signs in with Ethereum (EIP-4361) and prints the API's bearer token."""
+    import httpx
+
+    from indexer.client import login as siwe_login
+
+    try:
+        with httpx.Client(timeout=30) as client:
+            token = siwe_login(api_url, key, chain_id, client=client)
+    except (httpx.HTTPError, ValueError) as exc:
+        console.print(f"[red]error[/] sign-in at {api_url} failed: {exc}")
+        raise typer.Exit(2) from None
+    print(token)
+
+
+@app.command("verify-proof")
+def verify_proof(
+    proof: Annotated[
+        Path, typer.Argument(help="A reading proof (JSON, as the API serves it); - for stdin.")
+    ],
+    rpc_url: Annotated[
+        str, typer.Option(envvar="DIMO_INDEXER_RPC_URL", help="Chain JSON-RPC URL.")
+    ] = "http://127.0.0.1:8545",
+    deployment: Annotated[
+        Path, typer.Option(envvar="DIMO_DEPLOYMENT", help="The deployment record.")
+    ] = Path("data/deployments/31337.json"),
+) -> None:
+    """Checks a reading proof against the chain alone: the device signature, the reading in
+    the signed bundle, and the Merkle path to the root AttestationAnchor holds."""
+    import json
+    import sys
+
+    from apps.exceptions import AppError
+    from indexer.client import verify_reading_proof
+    from protocol.deployment import Deployment, DeploymentError
+
+    try:
+        text = sys.stdin.read() if str(proof) == "-" else proof.read_text(encoding="utf-8")
+        anchor = Deployment.load(deployment).contract("AttestationAnchor").address
+        checked = verify_reading_proof(json.loads(text), rpc_url, anchor)
+    except AppError as exc:  # before ValueError: a failed check is one
+        console.print(f"[red]proof rejected[/] {exc}")
+        raise typer.Exit(1) from None
+    except (OSError, ValueError, KeyError, DeploymentError) as exc:
+        console.print(f"[red]error[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]verified[/] vehicle {checked['vehicle_id']} {checked['signal']} = "
+        f"{checked['value']} at {checked['ts']} ms, signed by {checked['device']}, in batch "
+        f"{checked['batch']} whose root {checked['root']} AttestationAnchor holds",
+        highlight=False,
+    )

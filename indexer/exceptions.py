@@ -1,24 +1,29 @@
-"""Errors of the indexer: one root, each subclass carrying its context and its fix."""
+"""Errors of the indexer: one root, each subclass carrying its context and its fix.
+
+The applications' errors (`apps.exceptions`) are re-exported here for the indexer's modules;
+its API maps them to problems in `indexer.api.problems`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from protocol.problems import PROBLEM_BASE
+from apps.exceptions import AppParameterInvalid as AppParameterInvalid
+from apps.exceptions import AuditMismatch as AuditMismatch
+from apps.exceptions import CertificateInvalid as CertificateInvalid
+from apps.exceptions import InputProofInvalid as InputProofInvalid
+from protocol.exceptions import ChainUnavailableError as _ChainUnavailableError
+from protocol.exceptions import ConfigError, PlatformError, ProblemError
 
 
-class IndexerError(Exception):
+class IndexerError(PlatformError):
     """Root of every error raised by `indexer`."""
 
 
-class IndexerConfigError(IndexerError, ValueError):
+class IndexerConfigError(IndexerError, ConfigError):
     """Settings or a deployment record that the indexer cannot run with."""
 
-    def __init__(self, setting: str, reason: str) -> None:
-        self.setting = setting
-        self.reason = reason
-        super().__init__(f"invalid indexer setting {setting}: {reason}")
+    service = "indexer"
 
 
 # --------------------------------------------------------------------------------------------
@@ -26,16 +31,10 @@ class IndexerConfigError(IndexerError, ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-class ChainUnavailableError(IndexerError, ConnectionError):
+class ChainUnavailableError(IndexerError, _ChainUnavailableError):
     """The chain's JSON-RPC endpoint did not answer or answered with an error."""
 
-    def __init__(self, rpc_url: str, reason: str) -> None:
-        self.rpc_url = rpc_url
-        self.reason = reason
-        super().__init__(
-            f"chain RPC {rpc_url} failed: {reason}; check that the node is up and "
-            "DIMO_INDEXER_RPC_URL points at it"
-        )
+    rpc_setting = "DIMO_INDEXER_RPC_URL"
 
 
 class LogRangeError(IndexerError, RuntimeError):
@@ -80,39 +79,13 @@ class DeploymentMismatchError(IndexerError, ValueError):
 # API: every error the API answers with is an RFC 9457 problem with a stable `type`
 # --------------------------------------------------------------------------------------------
 
-#: Prefix of every problem `type` URI; the slug after it never changes meaning.
 
-
-class ApiProblem(IndexerError):
+class ApiProblem(IndexerError, ProblemError):
     """An error the API answers with an RFC 9457 problem (`indexer.api.problems` renders it).
 
     Subclasses fix `slug` (the stable part of the `type` URI), `status` and `title`;
     `detail` says what was wrong and how to fix it, `context` adds extension members.
     """
-
-    slug: ClassVar[str] = "bad-request"
-    status: ClassVar[int] = 400
-    title: ClassVar[str] = "Bad request"
-
-    def __init__(self, detail: str, **context: Any) -> None:
-        self.detail = detail
-        self.context = context
-        super().__init__(f"{self.slug}: {detail}")
-
-    @property
-    def type_uri(self) -> str:
-        """The problem `type` URI, stable per class."""
-        return PROBLEM_BASE + self.slug
-
-    def problem(self) -> dict[str, Any]:
-        """The RFC 9457 problem details object (without `instance`)."""
-        return {
-            "type": self.type_uri,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.context,
-        }
 
 
 class MalformedSiweMessage(ApiProblem, ValueError):
@@ -622,58 +595,6 @@ class RewardNotFound(ResourceNotFound):
             f"epoch {epoch}" if vehicle_id is None else f"of vehicle {vehicle_id} in epoch {epoch}"
         )
         super().__init__(ident)
-
-
-# --------------------------------------------------------------------------------------------
-# Applications: battery, finance (and the audit that recomputes them from proofs)
-# --------------------------------------------------------------------------------------------
-
-
-class AppParameterInvalid(ApiProblem, ValueError):
-    """An application parameter out of its documented range (400)."""
-
-    slug = "invalid-app-parameter"
-    status = 400
-    title = "Invalid application parameter"
-
-    def __init__(self, parameter: str, reason: str) -> None:
-        self.parameter = parameter
-        self.reason = reason
-        super().__init__(f"{parameter}: {reason}", parameter=parameter)
-
-
-class InputProofInvalid(IndexerError, ValueError):
-    """An application input's bundle proof does not check out: the audit trusts nothing of it."""
-
-    def __init__(self, batch_id: int, leaf_index: int, reason: str) -> None:
-        self.batch_id = batch_id
-        self.leaf_index = leaf_index
-        self.reason = reason
-        super().__init__(
-            f"input bundle (batch {batch_id}, leaf {leaf_index}) fails verification: {reason}; "
-            "the served result cannot be relied on, report it to the indexer's operator"
-        )
-
-
-class AuditMismatch(IndexerError, ValueError):
-    """Recomputing an application from verified proofs gave another result than served."""
-
-    def __init__(self, app: str, differences: list[str]) -> None:
-        self.app = app
-        self.differences = differences
-        shown = "; ".join(differences[:5])
-        super().__init__(
-            f"{app}: the recomputed result differs from the served one ({shown}); the server "
-            "served numbers its proofs do not support"
-        )
-
-
-class CertificateInvalid(IndexerError, ValueError):
-    """A battery health certificate whose fields or signatures do not hold together."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"battery certificate rejected: {reason}")
 
 
 # --------------------------------------------------------------------------------------------

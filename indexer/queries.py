@@ -35,7 +35,21 @@ from indexer.telemetry import batches, bundles_index, readings, readings_text, s
 from protocol.bundle import BUNDLE_LEAF_ENCODING
 from protocol.crypto import keccak256
 from protocol.merkle import StandardMerkleTree
-from protocol.vss import CATALOG, VssDatatype
+from protocol.readings import (  # the shared value types, re-exported for the indexer's modules
+    CHARGE_POWER as CHARGE_POWER,
+)
+from protocol.readings import IGNITION as IGNITION
+from protocol.readings import IGNITION_OFF as IGNITION_OFF
+from protocol.readings import IGNITION_ON as IGNITION_ON
+from protocol.readings import IS_CHARGING as IS_CHARGING
+from protocol.readings import ODOMETER as ODOMETER
+from protocol.readings import SOC as SOC
+from protocol.readings import SPEED as SPEED
+from protocol.readings import Interval as Interval
+from protocol.readings import Reading as Reading
+from protocol.readings import Value as Value
+from protocol.readings import is_text_signal as is_text_signal
+from protocol.readings import segments
 
 Aggregation = Literal["avg", "min", "max", "first", "last"]
 AGGREGATIONS: Final[tuple[Aggregation, ...]] = ("avg", "min", "max", "first", "last")
@@ -44,28 +58,8 @@ MAX_BUCKETS: Final = 100_000
 #: Most raw readings one request returns.
 MAX_RAW_READINGS: Final = 100_000
 
-SPEED: Final = "Vehicle.Speed"
-IGNITION: Final = "Vehicle.LowVoltageSystemState"
-ODOMETER: Final = "Vehicle.TraveledDistance"
-IS_CHARGING: Final = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
-SOC: Final = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
-CHARGE_POWER: Final = "Vehicle.Powertrain.TractionBattery.Charging.Power"
-#: `Vehicle.LowVoltageSystemState` values meaning the ignition is on.
-IGNITION_ON: Final = frozenset({"ON", "START"})
-#: `Vehicle.LowVoltageSystemState` values meaning the ignition is off (a trip ends there).
-IGNITION_OFF: Final = frozenset({"OFF", "LOCK"})
-
-Value = float | str
-#: A half-open time range `[from_ms, to_ms)`.
-Interval = tuple[int, int]
 #: Per signal name, the intervals its readings may come from (a signal absent: none).
 WithinBySignal = Mapping[str, Sequence[Interval]]
-
-
-def is_text_signal(name: str) -> bool:
-    """Whether `name` holds text values (catalog `string` signals live in `readings_text`)."""
-    entry = CATALOG.get(name)
-    return entry is not None and entry.datatype is VssDatatype.STRING
 
 
 def _check_range(start_ms: int, end_ms: int) -> None:
@@ -107,23 +101,6 @@ def known_signals(conn: Connection) -> list[str]:
 # -------------------------------------------------------------------------------------------
 # raw readings and series
 # -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One verified reading and where it came from.
-
-    Attributes:
-        ts: Unix ms.
-        value: A float (booleans as 0/1, integers as floats) or, for text signals, text.
-        batch_id: The anchored batch.
-        leaf_index: The bundle's index in the batch.
-    """
-
-    ts: int
-    value: Value
-    batch_id: int
-    leaf_index: int
 
 
 def raw_readings(
@@ -438,35 +415,6 @@ class Trip:
         return (self.end_ms - self.start_ms) / 1000
 
 
-def _segments(
-    marks: Sequence[tuple[int, bool | None]], gap_ms: int, min_duration_ms: int
-) -> list[tuple[int, int]]:
-    """Runs of active marks (True) no more than `gap_ms` apart and not broken by a False.
-
-    `marks` are `(ts, state)` sorted by time: True active, False an explicit stop, None
-    neutral (neither extends nor breaks a run). Runs shorter than `min_duration_ms` drop out.
-    """
-    out: list[tuple[int, int]] = []
-    start: int | None = None
-    last = 0
-    for ts, state in marks:
-        if state is None:
-            continue
-        if state:
-            if start is not None and ts - last > gap_ms:
-                out.append((start, last))
-                start = None
-            if start is None:
-                start = ts
-            last = ts
-        elif start is not None:
-            out.append((start, last))
-            start = None
-    if start is not None:
-        out.append((start, last))
-    return [(a, b) for a, b in out if b - a >= min_duration_ms]
-
-
 def _readings_within(
     conn: Connection,
     vehicle_id: int,
@@ -526,7 +474,7 @@ def trips(
     # At one instant an ignition-off wins over motion (False sorts before True).
     marks.sort(key=lambda m: (m[0], m[1] is not False))
     out = []
-    for a, b in _segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
+    for a, b in segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
         speeds = _series_in(speed, a, b)
         odo = _series_in(odometer, a, b)
         out.append(
@@ -596,7 +544,7 @@ def charging_sessions(
     marks: list[tuple[int, bool | None]] = [(r.ts, float(r.value) != 0) for r in charging]
     marks.sort(key=lambda m: (m[0], m[1] is not False))
     out = []
-    for a, b in _segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
+    for a, b in segments(marks, int(gap_s * 1000), int(min_duration_s * 1000)):
         levels = _series_in(soc, a, b)
         powers = _series_in(power, a, b)
         out.append(

@@ -2,10 +2,10 @@
 
 For each `RootPosted` the syncer fetches the allocation document (`dimo-rewards-v1`, written
 by `dimo rewards compute`) from the blob store by the posted CID, parses it with
-`rewards.document.parse_document` (canonical form, leaves rebuild the root, amounts add up to
-the total within the budget) and compares its epoch, root and total with the posted ones. A
-document that passes is loaded: one row per vehicle with its amount, points, Merkle proof and
-the inputs of its points, which is what the API serves an owner who wants to claim or check.
+`protocol.rewards_document.parse_document` (canonical form, leaves rebuild the root, amounts
+add up to the total within the budget) and compares its epoch, root and total with the posted
+ones. A document that passes is loaded: one row per vehicle with its amount, points, Merkle proof
+and the inputs of its points, which is what the API serves an owner who wants to claim or check.
 One that fails is recorded as `rejected` with the reason, and serves nothing. Content the
 store cannot serve yet is `pending` and retried, as for telemetry batches.
 
@@ -45,8 +45,7 @@ from protocol.blobstore import (
     BlobUnsupported,
 )
 from protocol.cid import Cid, InvalidCid
-from rewards.document import parse_document
-from rewards.exceptions import InvalidAllocation
+from protocol.rewards_document import InvalidAllocation, parse_document
 
 log = logging.getLogger(__name__)
 

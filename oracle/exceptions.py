@@ -4,32 +4,25 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from protocol.problems import PROBLEM_BASE
+from protocol.exceptions import ChainUnavailableError as _ChainUnavailableError
+from protocol.exceptions import ConfigError, PlatformError
+from protocol.problems import problem_details, problem_type
 
 
-class OracleError(Exception):
+class OracleError(PlatformError):
     """Root of every error raised by `oracle`."""
 
 
-class OracleConfigError(OracleError, ValueError):
+class OracleConfigError(OracleError, ConfigError):
     """Settings or a deployment record that the oracle cannot run with."""
 
-    def __init__(self, setting: str, reason: str) -> None:
-        self.setting = setting
-        self.reason = reason
-        super().__init__(f"invalid oracle setting {setting}: {reason}")
+    service = "oracle"
 
 
-class ChainUnavailableError(OracleError, ConnectionError):
+class ChainUnavailableError(OracleError, _ChainUnavailableError):
     """The chain's JSON-RPC endpoint did not answer or answered with an error."""
 
-    def __init__(self, rpc_url: str, reason: str) -> None:
-        self.rpc_url = rpc_url
-        self.reason = reason
-        super().__init__(
-            f"chain RPC {rpc_url} failed: {reason}; check that the node is up and "
-            "DIMO_ORACLE_RPC_URL points at it"
-        )
+    rpc_setting = "DIMO_ORACLE_RPC_URL"
 
 
 # --------------------------------------------------------------------------------------------
@@ -56,17 +49,13 @@ class BundleRejected(OracleError, ValueError):
     @property
     def type_uri(self) -> str:
         """The problem `type` URI, stable per reason."""
-        return PROBLEM_BASE + self.reason
+        return problem_type(self.reason)
 
     def problem(self) -> dict[str, Any]:
         """The RFC 9457 problem details of this rejection."""
-        return {
-            "type": self.type_uri,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "reason": self.reason,
-        }
+        return problem_details(
+            self.reason, self.title, self.status, self.detail, reason=self.reason
+        )
 
 
 class MalformedPayload(BundleRejected):
@@ -301,10 +290,6 @@ class RequestRejected(OracleError, ValueError):
 
     def problem(self) -> dict[str, Any]:
         """The RFC 9457 problem details of this request rejection."""
-        return {
-            "type": PROBLEM_BASE + self.reason,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "reason": self.reason,
-        }
+        return problem_details(
+            self.reason, self.title, self.status, self.detail, reason=self.reason
+        )

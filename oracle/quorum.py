@@ -51,7 +51,7 @@ from protocol.crypto import (
     sign_digest,
 )
 from protocol.eip712 import Eip712Domain
-from protocol.problems import problem_type
+from protocol.problems import PROBLEM_JSON, problem_details
 
 __all__ = [
     "CONTENT_FORMAT",
@@ -332,17 +332,11 @@ class Quorum:
 
 def problem_json(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
     """An RFC 9457 problem response of the oracle's signer services (`reason` is its slug)."""
+    title = reason.replace("-", " ").capitalize()
     return JSONResponse(
-        {
-            "type": problem_type(reason),
-            "title": reason.replace("-", " ").capitalize(),
-            "status": status,
-            "detail": detail,
-            "reason": reason,
-            **extra,
-        },
+        problem_details(reason, title, status, detail, reason=reason, **extra),
         status_code=status,
-        media_type="application/problem+json",
+        media_type=PROBLEM_JSON,
     )
 
 

@@ -856,7 +856,8 @@ _INT_TYPE: Final = {int}
 _PAIR_LEN: Final = {2}
 
 
-def _fast_bundle(obj: Any, encodings: Sequence[bytes] | None = None) -> Bundle | None:
+# The per-bundle hot path of the oracle and the indexer: its checks stay inline, one pass.
+def _fast_bundle(obj: Any, encodings: Sequence[bytes] | None = None) -> Bundle | None:  # noqa: C901
     """The bundle of a decoded document if it is valid and already in canonical order.
 
     A vectorised restatement of `Bundle`'s rules (see `_normalise_readings`) for the ingest

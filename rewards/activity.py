@@ -45,6 +45,7 @@ from protocol.crypto import SignatureError
 from protocol.eip712 import Eip712Domain
 from protocol.merkle import StandardMerkleTree
 from protocol.rewards import hours_in
+from protocol.rewards_document import BatchUse
 from rewards.chain import AnchoredBatch, PairingEvent
 from rewards.exceptions import BatchContentUnavailable
 
@@ -116,23 +117,6 @@ class PairingHistory:
             interval.covers(window_start_ms, window_end_ms)
             for interval in self._by_pair.get((device.lower(), vehicle_id), ())
         )
-
-
-@dataclass(frozen=True, slots=True)
-class BatchUse:
-    """How one anchored batch overlapping the epoch was used.
-
-    Attributes:
-        id: The batch id.
-        cid: Its CID.
-        counted: Bundles of it that counted.
-        rejected: Why the whole batch counts for nothing, or None.
-    """
-
-    id: int
-    cid: str
-    counted: int
-    rejected: str | None = None
 
 
 @dataclass

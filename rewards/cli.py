@@ -17,7 +17,7 @@ from rewards.catalog import ModelCatalog
 from rewards.chain import RewardsChain
 from rewards.compute import ComputedEpoch, RewardsComputer, Verification
 from rewards.config import RewardsSettings
-from rewards.exceptions import RewardsError
+from rewards.exceptions import InvalidAllocation, RewardsError
 
 app = typer.Typer(
     help="Weekly rewards: compute and verify allocations from public inputs, post roots.",
@@ -113,7 +113,7 @@ def compute_command(
     try:
         with console.status(f"computing epoch {epoch}"):
             computed = computer(settings).compute(epoch, horizon=horizon, from_scratch=from_scratch)
-    except (RewardsError, DeploymentError) as exc:
+    except (RewardsError, InvalidAllocation, DeploymentError) as exc:
         raise _fail(exc) from None
     folder = write_outputs(computed, out or settings.out_dir)
     summary = _summary(computed) | {"out": str(folder)}
@@ -158,7 +158,7 @@ def verify_command(
     try:
         with console.status(f"verifying epoch {epoch}"):
             result = computer(settings).verify(epoch, from_scratch=from_scratch)
-    except (RewardsError, DeploymentError) as exc:
+    except (RewardsError, InvalidAllocation, DeploymentError) as exc:
         raise _fail(exc) from None
     if as_json:
         print(
@@ -210,7 +210,7 @@ def post_command(
     try:
         with console.status(f"posting epoch {epoch}"):
             result = computer(settings).post(epoch, keys, _secret(settings.submitter_key))
-    except (RewardsError, DeploymentError) as exc:
+    except (RewardsError, InvalidAllocation, DeploymentError) as exc:
         raise _fail(exc) from None
     folder = write_outputs(result.computed, settings.out_dir)
     rows = _summary(result.computed) | {
@@ -243,7 +243,7 @@ def fund_command(
     try:
         with console.status(f"funding epoch {epoch}"):
             result = computer(settings).fund(epoch, _secret(settings.submitter_key), depth)
-    except (RewardsError, DeploymentError) as exc:
+    except (RewardsError, InvalidAllocation, DeploymentError) as exc:
         raise _fail(exc) from None
     rows = {
         "funded": result.funded_tx or "already",

@@ -26,10 +26,7 @@ from protocol.rewards import (
     allocation_tree,
     root_digest,
 )
-from rewards.activity import EpochActivity, PairingHistory, extract_activity
-from rewards.catalog import ModelCatalog, model_key
-from rewards.chain import AnchoredBatch, OnchainRoot, RewardsChain
-from rewards.document import (
+from protocol.rewards_document import (
     AllocationDocument,
     DocumentInputs,
     ModelSignals,
@@ -38,6 +35,9 @@ from rewards.document import (
     csv_rows,
     parse_document,
 )
+from rewards.activity import EpochActivity, PairingHistory, extract_activity
+from rewards.catalog import ModelCatalog, model_key
+from rewards.chain import AnchoredBatch, OnchainRoot, RewardsChain
 from rewards.exceptions import (
     EpochNotEnded,
     InvalidAllocation,

@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
+# The allocation document's parser lives in `protocol` (the indexer checks posted documents
+# with it too); its error is re-exported here, where the rewards service's callers look.
+from protocol.exceptions import ChainUnavailableError as _ChainUnavailableError
+from protocol.exceptions import ConfigError, PlatformError
+from protocol.rewards_document import InvalidAllocation as InvalidAllocation
 
-class RewardsError(Exception):
+
+class RewardsError(PlatformError):
     """Root of every error raised by `rewards`."""
 
 
-class RewardsConfigError(RewardsError, ValueError):
+class RewardsConfigError(RewardsError, ConfigError):
     """Settings, a catalog or a deployment record the service cannot run with."""
 
-    def __init__(self, setting: str, reason: str) -> None:
-        self.setting = setting
-        self.reason = reason
-        super().__init__(f"invalid rewards setting {setting}: {reason}")
+    service = "rewards"
 
 
-class ChainUnavailableError(RewardsError, ConnectionError):
+class ChainUnavailableError(RewardsError, _ChainUnavailableError):
     """The chain's JSON-RPC endpoint did not answer or answered with an error."""
 
-    def __init__(self, rpc_url: str, reason: str) -> None:
-        self.rpc_url = rpc_url
-        self.reason = reason
-        super().__init__(
-            f"chain RPC {rpc_url} failed: {reason}; check that the node is up and "
-            "DIMO_REWARDS_RPC_URL points at it"
-        )
+    rpc_setting = "DIMO_REWARDS_RPC_URL"
 
 
 class EpochNotEnded(RewardsError, ValueError):
@@ -52,18 +49,6 @@ class BatchContentUnavailable(RewardsError, LookupError):
         super().__init__(
             f"batch {batch_id} (CID {cid}) cannot be fetched: {reason}; point "
             "DIMO_REWARDS_BLOB_DIR or DIMO_REWARDS_KUBO_URL at a store that holds it"
-        )
-
-
-class InvalidAllocation(RewardsError, ValueError):
-    """An allocation document is malformed or disagrees with itself or with the chain."""
-
-    def __init__(self, where: str, reason: str) -> None:
-        self.where = where
-        self.reason = reason
-        super().__init__(
-            f"allocation {where} is invalid: {reason}; only documents written by "
-            "`dimo rewards compute` (format dimo-rewards-v1) are accepted"
         )
 
 

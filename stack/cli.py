@@ -2,51 +2,86 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from eth_account import Account
 from rich.console import Console
 from rich.table import Table
+from typer import _click as click  # the click Typer vendors and its groups derive from
+from typer.core import TyperGroup
 
-from device_bridge.cli import app as bridge_app
-from device_bridge.simulator.cli import app as fleet_app
-from indexer.apps.cli import app as apps_app
-from indexer.cli import app as indexer_app
-from oracle.cli import app as oracle_app
-from rewards.cli import app as rewards_app
-from stack.certify import app as certify_app
-from stack.chain import DEV_MNEMONIC
-from stack.config import StackSettings
 from stack.exceptions import StackError
-from stack.fleet import FleetRunner
-from stack.platform import Platform
-from stack.services import Service
+
+if TYPE_CHECKING:
+    from stack.platform import Platform
+    from stack.services import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 
-app = typer.Typer(help="The DIMO-style vehicle data platform.", no_args_is_help=True)
+# Each service's commands, imported only when their subcommand runs: `dimo bridge decode` loads
+# the bridge, not the indexer. name -> (module, Typer attribute, one-line help).
+SERVICES: dict[str, tuple[str, str, str]] = {
+    "oracle": ("oracle.cli", "app", "Ingest, verify, journal and anchor bundles."),
+    "bridge": ("device_bridge.cli", "app", "CAN/OBD-II to signed VSS bundles."),
+    "fleet": ("device_bridge.simulator.cli", "app", "Simulated fleets with ground truth."),
+    "indexer": ("indexer.cli", "app", "Chain sync into SQL, verified telemetry."),
+    "rewards": ("rewards.cli", "app", "Weekly rewards: compute, verify, post."),
+    "apps": ("indexer.apps.cli", "app", "Battery, finance, insurance, energy apps."),
+    "certify": ("oracle.certifier.cli", "app", "Battery certificates signed by the oracles."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The `dimo` group: the `stack` commands are its own, each service's are imported when
+    that subcommand is resolved. A help listing shows the services' one-line help without
+    importing them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in SERVICES if n not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in SERVICES:
+            return super().get_command(ctx, cmd_name)
+        module, attr, help_text = SERVICES[cmd_name]
+        if self._listing:
+            return TyperGroup(name=cmd_name, help=help_text)
+        command = typer.main.get_command(getattr(importlib.import_module(module), attr))
+        command.name, command.help = cmd_name, help_text
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+app = typer.Typer(cls=LazyGroup, help="The DIMO-style vehicle data platform.", no_args_is_help=True)
 stack_app = typer.Typer(
     help="The local platform: chain, contracts, services.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
-app.add_typer(oracle_app, name="oracle", help="Ingest, verify, journal and anchor bundles.")
-app.add_typer(bridge_app, name="bridge", help="CAN/OBD-II to signed VSS bundles.")
-app.add_typer(fleet_app, name="fleet", help="Simulated fleets with ground truth.")
-app.add_typer(indexer_app, name="indexer", help="Chain sync into SQL, verified telemetry.")
-app.add_typer(rewards_app, name="rewards", help="Weekly rewards: compute, verify, post.")
-app.add_typer(apps_app, name="apps", help="Battery, finance, insurance, energy apps.")
-app.add_typer(certify_app, name="certify", help="Battery certificates signed by the oracles.")
 console = Console()
-
-Account.enable_unaudited_hdwallet_features()
 
 
 def _dev_accounts(n: int = 5) -> list[tuple[str, str]]:
+    from eth_account import Account
+
+    from stack.chain import DEV_MNEMONIC
+
+    Account.enable_unaudited_hdwallet_features()
     out = []
     for i in range(n):
         acct = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
@@ -74,6 +109,9 @@ def stack_run(
 ) -> None:
     """Starts the whole platform: anvil, the contracts, the oracle quorum and oracle, the
     indexer and its API, and the simulated fleet's bridges. Serves until Ctrl-C."""
+    from stack.config import StackSettings
+    from stack.platform import Platform
+
     settings = StackSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -159,6 +197,9 @@ def stack_run(
 @stack_app.command("fleet", hidden=True)
 def stack_fleet() -> None:
     """Runs the simulated fleet's bridges (started by `dimo stack run`)."""
+    from stack.config import StackSettings
+    from stack.fleet import FleetRunner
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = StackSettings()

@@ -42,6 +42,8 @@ class StackSettings(BaseSettings):
     signer_ports: list[int] = Field(default=[8610, 8611, 8612], min_length=1)
     # Port of the indexer's API (and /docs).
     indexer_port: int = Field(default=8700, ge=1, le=65535)
+    # Port of the battery certifier (`dimo certify serve`) started with the simulated fleet.
+    certifier_port: int = Field(default=8620, ge=1, le=65535)
     # Requests one caller may make to the indexer's API per minute; 0: no limit.
     api_rate_limit_per_minute: int = Field(default=600, ge=0)
     # SQLAlchemy URL of the oracle's journal; None: SQLite in the data folder.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from protocol.exceptions import PlatformError
 
-class StackError(Exception):
+
+class StackError(PlatformError):
     """Root of the stack's errors."""
 
 

@@ -17,7 +17,6 @@ import httpx
 from oracle.journal import open_journal
 from protocol.crypto import private_key_to_address
 from protocol.deployment import Deployment
-from stack.certify import CertifierSettings
 from stack.chain import Anvil, anvil_binary
 from stack.config import StackSettings
 from stack.deploy import deploy, existing_deployment
@@ -263,7 +262,7 @@ class Platform:
                     dimo_command("certify", "serve"),
                     {
                         "DIMO_CERTIFY_HOST": s.host,
-                        "DIMO_CERTIFY_PORT": str(CertifierSettings().port),
+                        "DIMO_CERTIFY_PORT": str(s.certifier_port),
                         "DIMO_CERTIFY_API_URL": s.indexer_url,
                         "DIMO_CERTIFY_RPC_URL": s.chain_url,
                         "DIMO_CERTIFY_DEPLOYMENT": deployment,
@@ -299,7 +298,7 @@ class Platform:
         network each oracle operator runs `dimo certify serve` beside its own indexer."""
         if not self.fleet:
             return None
-        return f"http://{self.settings.host}:{CertifierSettings().port}"
+        return f"http://{self.settings.host}:{self.settings.certifier_port}"
 
     @property
     def oracle_database_url(self) -> str:

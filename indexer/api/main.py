@@ -18,7 +18,6 @@ from starlette.datastructures import Headers
 from indexer.api.auth import token_subject
 from indexer.api.deps import get_engine
 from indexer.api.problems import (
-    DATABASE_UNAVAILABLE,
     install_problem_handlers,
     problem_openapi,
     problem_response,
@@ -40,6 +39,7 @@ from indexer.api.routes import rewards as rewards_routes
 from indexer.api.routes import telemetry as telemetry_routes
 from indexer.config import IndexerSettings
 from indexer.db import make_engine
+from protocol.problems import problem_details
 
 #: Paths never rate limited (probes of orchestrators and load balancers).
 HEALTH_PATH = "/healthz"
@@ -61,14 +61,14 @@ def healthz(engine: Annotated[Engine, Depends(get_engine)]) -> Any:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         return problem_response(
-            {
-                "type": DATABASE_UNAVAILABLE,
-                "title": "Database unavailable",
-                "status": 503,
-                "detail": f"the database does not answer ({type(exc).__name__}); check "
+            problem_details(
+                "database-unavailable",
+                "Database unavailable",
+                503,
+                f"the database does not answer ({type(exc).__name__}); check "
                 "DIMO_INDEXER_DATABASE_URL and the database server",
-                "instance": HEALTH_PATH,
-            }
+                instance=HEALTH_PATH,
+            )
         )
     return {"status": "ok"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -14,12 +14,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from apps.exceptions import AppError, AppParameterInvalid
 from indexer.exceptions import ApiProblem, InvalidToken, TokenRejected
-from protocol.problems import PROBLEM_BASE
+from protocol.problems import PROBLEM_BASE, PROBLEM_JSON, problem_details
 
 log = logging.getLogger(__name__)
-
-PROBLEM_JSON: Final = "application/problem+json"
 
 #: Stable `type` URIs of the problems not raised as an `ApiProblem` subclass.
 VALIDATION_ERROR: Final = PROBLEM_BASE + "validation-error"
@@ -50,6 +49,21 @@ _HTTP_TITLES: Final = {
     415: "Unsupported media type",
     429: "Too many requests",
     503: "Service unavailable",
+}
+#: (status, slug, title, extension members of an error).
+_DomainProblem = tuple[int, str, str, Callable[[Any], dict[str, Any]]]
+#: The domain errors the API answers with (not `ApiProblem`s, which carry their own): class ->
+#: (status, stable slug, title, the extension members taken from the error). A subclass
+#: takes its nearest listed base's entry; an error listed nowhere is a 500.
+DOMAIN_PROBLEMS: Final[
+    dict[type[Exception], tuple[int, str, str, Callable[[Any], dict[str, Any]]]]
+] = {
+    AppParameterInvalid: (
+        400,
+        "invalid-app-parameter",
+        "Invalid application parameter",
+        lambda exc: {"parameter": exc.parameter},
+    ),
 }
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
@@ -116,6 +130,25 @@ async def _on_api_problem(request: Request, exc: Exception) -> Response:
     return problem_response({**exc.problem(), "instance": request.url.path}, headers)
 
 
+def domain_problem(exc: Exception) -> dict[str, Any] | None:
+    """The problem object (without `instance`) of a domain error in `DOMAIN_PROBLEMS`, or
+    None when no class of `exc` is listed."""
+    for cls in type(exc).__mro__:
+        entry = DOMAIN_PROBLEMS.get(cls)
+        if entry is not None:
+            status, slug, title, extensions = entry
+            detail = getattr(exc, "detail", None) or str(exc)
+            return problem_details(slug, title, status, detail, **extensions(exc))
+    return None
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> Response:
+    problem = domain_problem(exc)
+    if problem is None:
+        return await _on_unexpected(request, exc)
+    return problem_response({**problem, "instance": request.url.path})
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
@@ -123,10 +156,8 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail is not None and detail.lower() == title.lower():
         detail = None
-    body: dict[str, Any] = {"type": http_type_uri(status), "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body["instance"] = request.url.path
+    slug = _HTTP_SLUGS.get(status, f"http-{status}")
+    body = problem_details(slug, title, status, detail or None, instance=request.url.path)
     return problem_response(body, exc.headers)
 
 
@@ -137,33 +168,34 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
         for err in exc.errors()
     ]
     return problem_response(
-        {
-            "type": VALIDATION_ERROR,
-            "title": "Invalid request",
-            "status": 422,
-            "detail": "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)[:1000],
-            "instance": request.url.path,
-            "errors": errors,
-        }
+        problem_details(
+            "validation-error",
+            "Invalid request",
+            422,
+            "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)[:1000],
+            instance=request.url.path,
+            errors=errors,
+        )
     )
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
-        {
-            "type": INTERNAL_ERROR,
-            "title": "Internal server error",
-            "status": 500,
-            "detail": "the server failed to answer; the error is logged, please report it",
-            "instance": request.url.path,
-        }
+        problem_details(
+            "internal-error",
+            "Internal server error",
+            500,
+            "the server failed to answer; the error is logged, please report it",
+            instance=request.url.path,
+        )
     )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     """Make every error of `app` an RFC 9457 problem: typed, HTTP, validation and crashes."""
     app.add_exception_handler(ApiProblem, _on_api_problem)
+    app.add_exception_handler(AppError, _on_domain_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -22,11 +22,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from indexer.apps.battery import (
-    FIELD_HEAVY_DC_PCT_PER_YEAR,
-    FIELD_RANGE_PCT_PER_YEAR,
-    MS_PER_YEAR,
-)
+from apps.battery import FIELD_HEAVY_DC_PCT_PER_YEAR, FIELD_RANGE_PCT_PER_YEAR, MS_PER_YEAR
 
 __all__ = ["line_chart", "odometer_chart", "png", "soh_chart"]
 
@@ -63,7 +59,7 @@ def soh_chart(
     """SoH over time with the fleet band, as PNG.
 
     Args:
-        report: A battery result (`indexer.apps.battery.battery_report`).
+        report: A battery result (`apps.battery.battery_report`).
         start_ms: Window start, unix ms.
         end_ms: Window end, unix ms.
         vehicle_id: For the title.
@@ -196,7 +192,7 @@ def odometer_chart(
     Args:
         points: The odometer readings (unix ms, km) in time order.
         odometer: The odometer section of a finance result
-            (`indexer.apps.finance.odometer_history`): its `signals`, `signed_km`, `latest`.
+            (`apps.finance.odometer_history`): its `signals`, `signed_km`, `latest`.
         start_ms: Window start, unix ms.
         end_ms: Window end, unix ms.
         vehicle_id: For the title.

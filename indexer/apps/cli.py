@@ -15,8 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from indexer.apps import battery, energy, finance, insurance, settlement_pay
-from indexer.apps.audit import AuditOutcome, Compute, audit_served
+from apps import battery, finance
+from apps.audit import AuditOutcome, Compute, audit_served
+from apps.exceptions import AppError
+from indexer.apps import energy, insurance, settlement_pay
 from indexer.apps.charts import soh_chart
 from indexer.exceptions import IndexerError
 from protocol.deployment import Deployment
@@ -118,7 +120,7 @@ def run_audit(
             anchor_address,
             client=client,
         )
-    except (IndexerError, httpx.HTTPError) as exc:
+    except (IndexerError, AppError, httpx.HTTPError) as exc:
         console.print(f"[red]audit failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(
@@ -319,7 +321,7 @@ def _verify_insurance_export(
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         checked = insurance.verify_export(doc, rpc_url=rpc_url, anchor=trusted)
-    except (IndexerError, OSError, ValueError) as exc:
+    except (IndexerError, AppError, OSError, ValueError) as exc:
         console.print(f"[red]export rejected:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(

@@ -56,16 +56,9 @@ import httpx
 import numpy as np
 from sqlalchemy import Connection
 
-from indexer.apps.audit import (
-    AppInputs,
-    AuditOutcome,
-    ChainRoots,
-    audit_served,
-    gather_fleet_inputs,
-    gather_inputs,
-    inputs_from_bundles,
-)
-from indexer.apps.columnar import Columns, keys_to_refs, trip_spans
+from apps.audit import AppInputs, AuditOutcome, ChainRoots, audit_served, inputs_from_bundles
+from apps.columnar import Columns, keys_to_refs, trip_spans
+from indexer.apps.inputs import gather_fleet_inputs, gather_inputs
 from indexer.disclosure import bundle_signals, disclosable, require_whole
 from indexer.exceptions import AppParameterInvalid, ExportInvalid
 from indexer.queries import (
@@ -336,7 +329,7 @@ def _trip_spans(
     speed: Columns, ignition: Sequence[ReadingLike], p: ScoreParams
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Trip starts and ends (inclusive), as `indexer.queries.trips` segments them
-    (`indexer.apps.columnar.trip_spans`)."""
+    (`apps.columnar.trip_spans`)."""
     ign = _columns(ignition)
     state = ign.value.tolist()
     on = ign.ts[np.fromiter((v in IGNITION_ON for v in state), bool, len(state))]
@@ -901,7 +894,7 @@ def audit(
     Fetches the score, then the proof of every input bundle (`POST /apps/proofs`); each
     bundle's device signature, vehicle and Merkle path against the root the chain holds
     (`rootOf` over `rpc_url`) is checked; the readings are decoded from the bundles and the
-    score recomputed with the served parameters (`indexer.apps.audit.audit_served`).
+    score recomputed with the served parameters (`apps.audit.audit_served`).
 
     Args:
         api_url: The indexer API's base URL.

@@ -8,13 +8,13 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from apps.audit import AppInputs
+from apps.battery import SIGNALS as BATTERY_SIGNALS
+from apps.finance import SIGNALS as FINANCE_SIGNALS
 from device_bridge.decoder import Decoder
 from device_bridge.mapping import load_databases, load_mapping
 from device_bridge.simulator import FleetOptions, GroundTruth, simulate_fleet, vehicle_frames
 from device_bridge.window import ClosedWindow, Windower
-from indexer.apps.audit import AppInputs
-from indexer.apps.battery import SIGNALS as BATTERY_SIGNALS
-from indexer.apps.finance import SIGNALS as FINANCE_SIGNALS
 from indexer.queries import Reading
 from protocol.bundle import Bundle, SignedBundle, sign_bundle
 from protocol.eip712 import Eip712Domain

@@ -16,9 +16,9 @@ import ape
 import pytest
 from typer.testing import CliRunner
 
-from indexer.apps import battery
-from indexer.apps.audit import AppInputs, audit_served
-from indexer.apps.battery import (
+from apps import battery
+from apps.audit import AppInputs, audit_served
+from apps.battery import (
     CURRENT,
     VOLTAGE,
     BatteryParams,

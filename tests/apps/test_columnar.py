@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from indexer.apps import battery, finance, insurance
-from indexer.apps.audit import AppInputs, gather_fleet_inputs, gather_inputs
-from indexer.apps.columnar import Columns, as_columns, fetch_fleet_columns
+from apps import battery, finance
+from apps.audit import AppInputs
+from apps.columnar import Columns, as_columns
+from indexer.apps import insurance
+from indexer.apps.inputs import fetch_fleet_columns, gather_fleet_inputs, gather_inputs
 from indexer.queries import IGNITION, ODOMETER, SOC, SPEED, Reading, signal_ids
 from indexer.telemetry import bundles_index, readings, readings_text, signals
 from tests.apps.sim import direct_inputs, simulated

@@ -12,19 +12,14 @@ from typing import Any
 
 import pytest
 
+from apps.audit import fetch_and_verify_inputs
+from apps.energy.openadr import parse_duration_ms
+from apps.energy.params import EnergyParams
+from apps.energy.sessions import energy_kwh, sessions
+from apps.energy.settlement import comparable_windows, deliver, settle
 from device_bridge.simulator import FleetOptions, simulate_fleet
 from indexer.apps import energy
-from indexer.apps.audit import fetch_and_verify_inputs
 from indexer.apps.charts import PNG_MAGIC
-from indexer.apps.energy import (
-    EnergyParams,
-    comparable_windows,
-    deliver,
-    energy_kwh,
-    parse_duration_ms,
-    sessions,
-    settle,
-)
 from indexer.exceptions import AppParameterInvalid
 from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain

@@ -20,17 +20,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.apps import energy
-from indexer.apps.audit import fetch_and_verify_inputs
-from indexer.apps.energy import (
+from apps.audit import fetch_and_verify_inputs
+from apps.energy.geo import (
     LATITUDE,
     LONGITUDE,
-    EnergyParams,
     GeoArea,
     latest_fix,
     place_by_position,
     placement_instant,
 )
+from apps.energy.params import EnergyParams
+from indexer.apps import energy
 from indexer.queries import Reading
 from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from indexer.apps import finance
-from indexer.apps.audit import AppInputs, audit_served
+from apps import finance
+from apps.audit import AppInputs, audit_served
+from apps.finance import FinanceParams, finance_report, odometer_history, value_adjustment
 from indexer.apps.charts import PNG_MAGIC
-from indexer.apps.finance import FinanceParams, finance_report, odometer_history, value_adjustment
 from indexer.exceptions import AppParameterInvalid
 from indexer.queries import ODOMETER, Reading
 from protocol.eip712 import Eip712Domain

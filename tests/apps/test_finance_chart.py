@@ -14,8 +14,8 @@ import matplotlib.image
 import numpy as np
 from numpy.typing import NDArray
 
+from apps.finance import FinanceParams, odometer_history
 from indexer.apps.charts import PNG_MAGIC, odometer_chart
-from indexer.apps.finance import FinanceParams, odometer_history
 from indexer.queries import Reading
 from protocol.eip712 import Eip712Domain
 from tests.apps.test_finance import _load_sim

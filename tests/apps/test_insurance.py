@@ -17,10 +17,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from apps.audit import compare_results
 from device_bridge.simulator import FleetOptions, simulate_fleet
 from indexer.api.main import create_app
 from indexer.apps import insurance
-from indexer.apps.audit import compare_results
 from indexer.apps.charts import PNG_MAGIC
 from indexer.apps.cli import app as apps_cli
 from indexer.apps.insurance import ScoreParams, score, verify_export

@@ -220,6 +220,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, dapp_dist: Path) -> Iterator
         "ORACLE_PORT": str(free_port()),
         "INDEXER_PORT": str(free_port()),
         "SIGNER_PORTS": json.dumps([free_port() for _ in range(3)]),
+        "CERTIFIER_PORT": str(free_port()),
         "FLEET_VEHICLES": "3",
         "HISTORY_DAYS": "2",
         "TIME_FACTOR": "8000",

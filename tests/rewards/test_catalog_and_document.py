@@ -9,9 +9,7 @@ import pytest
 import yaml
 
 from protocol.rewards import Activity, EpochAllocation, StreakState, allocate
-from rewards.activity import BatchUse
-from rewards.catalog import DEFAULT_CATALOG, ModelCatalog
-from rewards.document import (
+from protocol.rewards_document import (
     DocumentInputs,
     ModelSignals,
     StreakSource,
@@ -19,6 +17,8 @@ from rewards.document import (
     csv_rows,
     parse_document,
 )
+from rewards.activity import BatchUse
+from rewards.catalog import DEFAULT_CATALOG, ModelCatalog
 from rewards.exceptions import InvalidAllocation, RewardsConfigError
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "device_bridge" / "mappings"

@@ -16,11 +16,11 @@ from protocol.bundle import SignedBundle
 from protocol.cid import Cid
 from protocol.crypto import sign_digest
 from protocol.rewards import HOUR_MS, root_digest
+from protocol.rewards_document import parse_document
 from rewards.catalog import ModelCatalog
 from rewards.chain import RewardsChain
 from rewards.cli import app
 from rewards.compute import RewardsComputer
-from rewards.document import parse_document
 from rewards.exceptions import BatchContentUnavailable, EpochNotEnded, RootVetoed
 from tests.conftest import FAR_FUTURE, make_device_key, private_key
 from tests.rewards.conftest import SOC, SPEED

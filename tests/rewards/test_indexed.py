@@ -14,8 +14,8 @@ from indexer.config import IndexerSettings
 from indexer.db import make_engine
 from indexer.sync import Syncer
 from protocol.blobstore import LocalCidStore
+from protocol.rewards_document import parse_document
 from rewards.compute import RewardsComputer
-from rewards.document import parse_document
 from tests.conftest import private_key
 from tests.indexer.test_api_basics import Clock, Served, make_app
 from tests.indexer.test_sync import fresh_db

@@ -67,6 +67,7 @@ class Stack:
             DIMO_STACK_ORACLE_PORT=str(self.ports["ORACLE"]),
             DIMO_STACK_INDEXER_PORT=str(self.ports["INDEXER"]),
             DIMO_STACK_SIGNER_PORTS=json.dumps([free_port() for _ in range(3)]),
+            DIMO_STACK_CERTIFIER_PORT=str(free_port()),
             DIMO_STACK_FLEET_VEHICLES="3",
             DIMO_STACK_HISTORY_DAYS="2",
             DIMO_STACK_TIME_FACTOR="8000",

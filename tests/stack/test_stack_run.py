@@ -37,6 +37,7 @@ def start(data: Path, port: int, *args: str, **settings: str) -> subprocess.Pope
         DIMO_STACK_ORACLE_PORT=str(free_port()),
         DIMO_STACK_INDEXER_PORT=str(free_port()),
         DIMO_STACK_SIGNER_PORTS=json.dumps([free_port() for _ in range(3)]),
+        DIMO_STACK_CERTIFIER_PORT=str(free_port()),
         COLUMNS="200",
         **{f"DIMO_STACK_{k.upper()}": v for k, v in settings.items()},
     )

@@ -15,14 +15,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from apps import battery
 from indexer import schema as s
 from indexer.api.deps import Caller, Clock, DbConn
 from indexer.api.problems import problem_responses
 from indexer.api.routes.apps_proofs import check_window, envelope, rights_for, vehicle_facts
 from indexer.api.routes.telemetry import Access, End, Start, VehicleId, get_rights_cache
-from indexer.apps import battery
-from indexer.apps.audit import gather_fleet_inputs, gather_inputs
 from indexer.apps.charts import soh_chart
+from indexer.apps.inputs import gather_fleet_inputs, gather_inputs
 from indexer.exceptions import AppParameterInvalid, CertificateInvalid
 from indexer.rights import clip
 from protocol.privileges import Privilege

@@ -15,15 +15,16 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 
+from apps import battery, finance
+from apps.audit import AppInputs
+from apps.columnar import as_columns
 from indexer.api.deps import DbConn
 from indexer.api.problems import problem_responses
 from indexer.api.routes.apps_battery import battery_params
 from indexer.api.routes.apps_proofs import check_window, envelope, rights_for, vehicle_facts
 from indexer.api.routes.telemetry import Access, End, Start, VehicleId
-from indexer.apps import battery, finance
-from indexer.apps.audit import AppInputs, gather_inputs
 from indexer.apps.charts import odometer_chart
-from indexer.apps.columnar import as_columns
+from indexer.apps.inputs import gather_inputs
 from indexer.exceptions import AppParameterInvalid
 from indexer.queries import ODOMETER
 

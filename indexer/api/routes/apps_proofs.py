@@ -17,6 +17,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, select
 
+from apps.audit import PROOFS_PATH, PROOFS_PER_REQUEST
+from apps.battery import VehicleFacts
 from indexer import schema as s
 from indexer.api.deps import Caller, Clock, DbConn
 from indexer.api.problems import problem_responses
@@ -26,8 +28,7 @@ from indexer.api.routes.telemetry import (
     _compose,
     get_rights_cache,
 )
-from indexer.apps.audit import PROOFS_PATH, PROOFS_PER_REQUEST, bundle_rows
-from indexer.apps.battery import VehicleFacts
+from indexer.apps.inputs import bundle_rows
 from indexer.disclosure import bundle_signals, disclosable, require_whole
 from indexer.exceptions import (
     BadTelemetryQuery,

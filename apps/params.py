@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, fields
 from typing import Any, ClassVar, Self
 
-from indexer.exceptions import AppParameterInvalid
+from apps.exceptions import AppParameterInvalid
 
 
 class AppParams:

@@ -1,46 +1,41 @@
-"""Readings as columns: numpy arrays of times, values and bundle refs, read in bulk.
+"""The indexer's side of the applications: their inputs gathered from SQL.
 
-The applications are pure functions over each signal's readings in time order. At fleet
-scale a Python object per reading is the cost, so a signal's readings can also be held as
-`Columns`: four parallel arrays (`ts`, `value`, `batch`, `leaf`). `Columns` is a
-`Sequence[Reading]` (indexing it gives a `Reading`), so code written for lists keeps
-working, and the applications' vectorized paths take its arrays directly (`as_columns`).
-
-`fetch_fleet_columns` reads a block of vehicles' readings in one ordered pass. On PostgreSQL
+`gather_inputs` reads one vehicle's readings a caller may use; `fetch_fleet_columns` reads a
+block of vehicles' readings in one ordered pass as `apps.columnar.Columns`. On PostgreSQL
 the server packs each (vehicle, signal)'s columns into binary arrays (`array_send`), parsed
 with numpy structured dtypes and split per vehicle and signal with no per-row Python: a few
 thousand rows for a million readings. (A binary `COPY ... TO STDOUT` sends one message per
 row, and reading those one by one through the driver costs more than the server's packing.)
 On SQLite it is a plain fetch into numpy. Both give, per vehicle, the same `AppInputs` as
-`indexer.apps.audit.gather_inputs` gives vehicle by vehicle.
+`gather_inputs` gives vehicle by vehicle, and as an auditor rebuilds from proofs
+(`apps.audit.fetch_and_verify_inputs`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, overload
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, tuple_
 
+from apps.audit import AppInputs, Ref, sorted_series
+from apps.columnar import Columns
 from indexer.exceptions import InvalidTelemetryQuery
-from indexer.queries import Reading, is_text_signal
+from indexer.queries import MAX_RAW_READINGS, raw_readings
 from indexer.telemetry import bundles_index, signals
-
-if TYPE_CHECKING:
-    from indexer.apps.audit import AppInputs
+from protocol.readings import Interval, Reading, is_text_signal
 
 __all__ = [
-    "Columns",
-    "as_columns",
-    "bundle_keys",
+    "bundle_rows",
     "fetch_fleet_columns",
-    "keys_to_refs",
-    "seq_sum",
-    "trip_spans",
+    "gather_fleet_inputs",
+    "gather_inputs",
 ]
+
+Int64s = NDArray[np.int64]
 
 #: Per column: its name here, and its element type in PostgreSQL's binary array format
 #: (`array_send`: a 20-byte header for one dimension, then each element's length and bytes).
@@ -52,160 +47,114 @@ _ARRAY_COLUMNS: Final = (
 )
 _ARRAY_HEADER: Final = 20
 
-Int64s = NDArray[np.int64]
+# -------------------------------------------------------------------------------------------
+# one vehicle
+# -------------------------------------------------------------------------------------------
 
 
-class Columns(Sequence[Reading]):
-    """One signal's readings as parallel arrays, in time order (ties by batch, leaf).
+def gather_inputs(
+    conn: Connection,
+    vehicle_id: int,
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    within: Mapping[str, Sequence[Interval]],
+) -> AppInputs:
+    """The readings of `signal_names` a caller may use, from the index.
 
-    Attributes:
-        ts: Unix ms, int64.
-        value: float64 values, or an object array of str for text signals.
-        batch: Batch ids, int64.
-        leaf: Leaf indexes, int64.
+    Args:
+        conn: A connection to the index.
+        vehicle_id: The vehicle.
+        signal_names: The signals the application reads.
+        start_ms: Window start, unix ms, inclusive.
+        end_ms: Window end, unix ms, exclusive.
+        within: Per signal, the times the caller's rights cover (a signal absent: none).
+
+    Returns:
+        The readings and, for every bundle they come from, its signing device.
     """
-
-    __slots__ = ("batch", "leaf", "ts", "value")
-
-    def __init__(self, ts: Int64s, value: NDArray[Any], batch: Int64s, leaf: Int64s) -> None:
-        self.ts = ts
-        self.value = value
-        self.batch = batch
-        self.leaf = leaf
-
-    @classmethod
-    def empty(cls, text: bool = False) -> Columns:
-        """No readings (text values when `text`)."""
-        z = np.empty(0, np.int64)
-        return cls(z, np.empty(0, object if text else np.float64), z, z)
-
-    @classmethod
-    def of(cls, readings: Sequence[Any], text: bool | None = None) -> Columns:
-        """The columns of `readings` (values are text when `text`, or when the first is).
-
-        Args:
-            readings: `Reading`s, or result rows with the same names (`ts`, `value`, ...).
-            text: Whether the values are text; None to look at the first.
-
-        Raises:
-            InvalidTelemetryQuery: a numeric series holds a value that is not a number.
-        """
-        n = len(readings)
-        if text is None:
-            text = n > 0 and isinstance(readings[0].value, str)
-        ts = np.fromiter((r.ts for r in readings), np.int64, n)
-        batch = np.fromiter((r.batch_id for r in readings), np.int64, n)
-        leaf = np.fromiter((r.leaf_index for r in readings), np.int64, n)
-        if text:
-            value: NDArray[Any] = np.array([str(r.value) for r in readings], dtype=object)
-        else:
-            try:
-                value = np.fromiter((float(r.value) for r in readings), np.float64, n)
-            except ValueError as exc:
-                raise InvalidTelemetryQuery("value", f"not a number: {exc}") from exc
-        return cls(ts, value, batch, leaf)
-
-    @property
-    def is_text(self) -> bool:
-        """Whether the values are text."""
-        return self.value.dtype == object
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    @overload
-    def __getitem__(self, i: int) -> Reading: ...
-    @overload
-    def __getitem__(self, i: slice) -> Columns: ...
-    def __getitem__(self, i: int | slice) -> Reading | Columns:
-        if isinstance(i, slice):
-            return Columns(self.ts[i], self.value[i], self.batch[i], self.leaf[i])
-        v = self.value[i]
-        return Reading(
-            int(self.ts[i]), v if isinstance(v, str) else float(v), int(self.batch[i]),
-            int(self.leaf[i]),
-        )  # fmt: skip
-
-    def __iter__(self) -> Iterator[Reading]:
-        text = self.is_text
-        values = self.value.tolist()
-        for t, v, b, leaf in zip(
-            self.ts.tolist(), values, self.batch.tolist(), self.leaf.tolist(), strict=True
-        ):
-            yield Reading(t, str(v) if text else v, b, leaf)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Columns({len(self)} readings)"
-
-    def take(self, index: NDArray[Any]) -> Columns:
-        """The readings at `index` (integer positions or a boolean mask), in that order."""
-        return Columns(self.ts[index], self.value[index], self.batch[index], self.leaf[index])
-
-    def keys(self) -> Int64s:
-        """Each reading's bundle as one int64 key, `batch << 32 | leaf` (see `keys_to_refs`)."""
-        return bundle_keys(self.batch, self.leaf)
+    series: dict[str, list[Reading]] = {}
+    for name in signal_names:
+        spans = list(within.get(name, ()))
+        if not spans:
+            continue
+        got: list[Reading] = []
+        after: tuple[int, int, int] | None = None
+        while True:
+            page = raw_readings(
+                conn,
+                vehicle_id,
+                name,
+                start_ms,
+                end_ms,
+                MAX_RAW_READINGS,
+                within=spans,
+                after=after,
+            )
+            got += page
+            if len(page) < MAX_RAW_READINGS:
+                break
+            last = page[-1]
+            after = (last.ts, last.batch_id, last.leaf_index)
+        if got:
+            series[name] = got
+    inputs = AppInputs(sorted_series(series))
+    inputs.devices = _devices(conn, inputs.refs())
+    return inputs
 
 
-def as_columns(readings: Sequence[Reading]) -> Columns:
-    """`readings` as `Columns` (itself when it already is)."""
-    return readings if isinstance(readings, Columns) else Columns.of(readings)
+def _devices(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, str]:
+    out: dict[Ref, str] = {}
+    batch_ids = sorted({b for b, _ in refs})
+    wanted = set(refs)
+    for i in range(0, len(batch_ids), 500):
+        rows = conn.execute(
+            select(
+                bundles_index.c.batch_id, bundles_index.c.leaf_index, bundles_index.c.device
+            ).where(bundles_index.c.batch_id.in_(batch_ids[i : i + 500]))
+        )
+        for r in rows:
+            key = (int(r.batch_id), int(r.leaf_index))
+            if key in wanted:
+                out[key] = str(r.device)
+    return out
 
 
-def bundle_keys(batch: Int64s, leaf: Int64s) -> Int64s:
-    """`batch << 32 | leaf`: one sortable int64 per (batch id, leaf index)."""
-    return (batch << 32) | leaf
+def gather_fleet_inputs(
+    conn: Connection,
+    vehicle_ids: Sequence[int],
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    *,
+    devices: bool = True,
+) -> dict[int, AppInputs]:
+    """Every vehicle's readings of `signal_names` in `[start_ms, end_ms)`, in one ordered pass.
 
+    For fleet views and batch jobs whose rights were checked as a whole (a licence holder's
+    vehicles); per-caller time limits are `gather_inputs`'s job. The readings come as
+    `apps.columnar.Columns` (packed arrays on PostgreSQL; see `fetch_fleet_columns`);
+    `devices=False` skips the signing devices (`AppInputs.devices` stays empty).
 
-def keys_to_refs(keys: Int64s) -> list[list[int]]:
-    """`[batch_id, leaf_index]` of each distinct key of `bundle_keys`, sorted."""
-    u = np.unique(keys)
-    return np.stack((u >> 32, u & 0xFFFFFFFF), axis=1).tolist()  # type: ignore[no-any-return]
-
-
-def seq_sum(values: NDArray[np.float64]) -> float:
-    """The sum of `values` added left to right, as a Python loop adds them (bit for bit)."""
-    return float(np.cumsum(values)[-1]) if len(values) else 0.0
-
-
-def trip_spans(
-    ts: Int64s,
-    moving: NDArray[np.bool_],
-    on_ts: Int64s,
-    off_ts: Int64s,
-    gap_ms: float,
-    min_ms: float,
-) -> tuple[Int64s, Int64s]:
-    """Trip starts and ends (inclusive), as `indexer.queries.trips` segments them.
-
-    Active marks are the speed readings at `ts` where `moving`, and ignition ON/START at
-    `on_ts`; OFF/LOCK marks at `off_ts` end a trip. A trip is a run of active marks at most
-    `gap_ms` apart with no end mark between them, kept if it lasts `min_ms`.
+    Returns:
+        Vehicle id -> its inputs (vehicles without readings map to empty inputs).
     """
-    when = np.concatenate((ts[moving], on_ts, off_ts))
-    if not len(when):
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    state = np.concatenate(
-        (np.ones(int(moving.sum()) + len(on_ts), dtype=bool), np.zeros(len(off_ts), dtype=bool))
-    )
-    order = np.lexsort((state, when))  # by time; at one instant the end mark first
-    when, state = when[order], state[order]
-    prev_state = np.concatenate(([False], state[:-1]))
-    prev_when = np.concatenate(([when[0]], when[:-1]))
-    starts_here = state & (~prev_state | (when - prev_when > gap_ms))
-    active = np.flatnonzero(state)
-    first = starts_here[active]
-    begins = when[active][first]
-    last_of_run = np.concatenate((np.flatnonzero(first)[1:] - 1, [len(active) - 1]))
-    ends = when[active][last_of_run.astype(np.int64)]
-    keep = ends - begins >= min_ms
-    return begins[keep], ends[keep]
+    return fetch_fleet_columns(conn, vehicle_ids, signal_names, start_ms, end_ms, devices=devices)
+
+
+def bundle_rows(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, Any]:
+    """The `bundles_index` rows of these (batch, leaf) pairs (the absent ones are left out)."""
+    out: dict[Ref, Any] = {}
+    for i in range(0, len(refs), 500):
+        part = list(refs[i : i + 500])
+        rows = conn.execute(
+            select(bundles_index).where(
+                tuple_(bundles_index.c.batch_id, bundles_index.c.leaf_index).in_(part)
+            )
+        )
+        for r in rows:
+            out[(int(r.batch_id), int(r.leaf_index))] = r
+    return out
 
 
 # -------------------------------------------------------------------------------------------
@@ -340,7 +289,7 @@ def fetch_fleet_columns(
 ) -> dict[int, AppInputs]:
     """Every vehicle's readings of `signal_names` in `[start_ms, end_ms)`, as `Columns`.
 
-    The same inputs as `indexer.apps.audit.gather_fleet_inputs` (which calls this), read in
+    The same inputs as `gather_fleet_inputs` (which calls this), read in
     one ordered pass per table: a binary COPY on PostgreSQL, a plain fetch elsewhere.
 
     Args:
@@ -357,8 +306,6 @@ def fetch_fleet_columns(
     Raises:
         InvalidTelemetryQuery: the server's COPY output is not as expected.
     """
-    from indexer.apps.audit import AppInputs  # audit imports this module
-
     out = {int(v): AppInputs() for v in vehicle_ids}
     if not out:
         return out
@@ -378,13 +325,13 @@ def fetch_fleet_columns(
         inp.series = dict(sorted(inp.series.items()))
     keys = [k for inp in out.values() for k in inp.key_arrays()] if devices else []
     if keys:
-        signers = _devices(conn, list(out), np.concatenate(keys))
+        signers = _fleet_devices(conn, list(out), np.concatenate(keys))
         for inp in out.values():
             inp.devices = {ref: signers[ref] for ref in inp.refs() if ref in signers}
     return out
 
 
-def _devices(
+def _fleet_devices(
     conn: Connection, vehicle_ids: Sequence[int], keys: Int64s
 ) -> dict[tuple[int, int], str]:
     """(batch, leaf) -> signing device of the bundles behind `keys` (the vehicles' bundles)."""

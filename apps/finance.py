@@ -38,11 +38,11 @@ from typing import Any, ClassVar, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.apps.audit import AppInputs
-from indexer.apps.battery import BatteryParams, VehicleFacts, battery_report
-from indexer.apps.columnar import Columns, as_columns, seq_sum, trip_spans
-from indexer.apps.params import AppParams
-from indexer.queries import IGNITION, IGNITION_OFF, IGNITION_ON, ODOMETER, SPEED, Reading
+from apps.audit import AppInputs
+from apps.battery import BatteryParams, VehicleFacts, battery_report
+from apps.columnar import Columns, as_columns, seq_sum, trip_spans
+from apps.params import AppParams
+from protocol.readings import IGNITION, IGNITION_OFF, IGNITION_ON, ODOMETER, SPEED, Reading
 
 METHOD: Final = "finance/1"
 #: The odometer history needs ODOMETER.

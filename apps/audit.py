@@ -10,7 +10,9 @@ decoded from the signed bundle wire, kept inside the window and the covered time
 result states, and handed to the same pure function; `compare_results` says where the two
 answers differ.
 
-The proof route is `POST /apps/proofs` (`indexer.api.routes.apps_proofs`).
+The proof route is `POST /apps/proofs` (`indexer.api.routes.apps_proofs`); the server's side
+lives in `indexer.apps.inputs`. This module needs no database: an auditor, a certifier or a
+notebook runs it against any indexer's API and any node of the chain.
 """
 
 from __future__ import annotations
@@ -24,12 +26,9 @@ from typing import Any, Final
 import httpx
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, select, tuple_
 
-from indexer.apps.columnar import as_columns, fetch_fleet_columns, keys_to_refs
-from indexer.exceptions import AuditMismatch, ChainUnavailableError, InputProofInvalid
-from indexer.queries import MAX_RAW_READINGS, Interval, Reading, is_text_signal, raw_readings
-from indexer.telemetry import bundles_index
+from apps.columnar import as_columns, keys_to_refs
+from apps.exceptions import AuditMismatch, ChainUnavailableError, InputProofInvalid
 from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
     BundleError,
@@ -41,6 +40,7 @@ from protocol.bundle import (
 from protocol.crypto import SignatureError, keccak256
 from protocol.eip712 import Eip712Domain, dimo_domain
 from protocol.merkle import MerkleError, verify_proof
+from protocol.readings import Interval, Reading, is_text_signal
 
 __all__ = [
     "PROOFS_PATH",
@@ -50,12 +50,10 @@ __all__ = [
     "ChainRoots",
     "Compute",
     "audit_served",
-    "bundle_rows",
     "compare_results",
     "fetch_and_verify_inputs",
-    "gather_fleet_inputs",
-    "gather_inputs",
     "inputs_from_bundles",
+    "sorted_series",
     "verify_bundle_proof",
 ]
 
@@ -77,7 +75,7 @@ class AppInputs:
     Attributes:
         series: Signal name -> readings in time order (ties by batch, leaf); numbers as floats
             (booleans 0/1), text signals as text. A list of `Reading`s, or the same readings
-            as `indexer.apps.columnar.Columns` (what the fleet fetch gives; the applications
+            as `apps.columnar.Columns` (what the fleet fetch gives; the applications
             compute on its arrays).
         devices: (batch id, leaf index) -> the device that signed that bundle.
     """
@@ -105,122 +103,13 @@ class AppInputs:
         return sum(len(rs) for rs in self.series.values())
 
 
-def _sort(series: dict[str, list[Reading]]) -> dict[str, Sequence[Reading]]:
+def sorted_series(series: dict[str, list[Reading]]) -> dict[str, Sequence[Reading]]:
+    """Each non-empty series in time order (ties by batch, leaf), by signal name."""
     return {
         name: sorted(rs, key=lambda r: (r.ts, r.batch_id, r.leaf_index))
         for name, rs in sorted(series.items())
         if rs
     }
-
-
-# -------------------------------------------------------------------------------------------
-# the server's side: from SQL
-# -------------------------------------------------------------------------------------------
-
-
-def gather_inputs(
-    conn: Connection,
-    vehicle_id: int,
-    signal_names: Sequence[str],
-    start_ms: int,
-    end_ms: int,
-    within: Mapping[str, Sequence[Interval]],
-) -> AppInputs:
-    """The readings of `signal_names` a caller may use, from the index.
-
-    Args:
-        conn: A connection to the index.
-        vehicle_id: The vehicle.
-        signal_names: The signals the application reads.
-        start_ms: Window start, unix ms, inclusive.
-        end_ms: Window end, unix ms, exclusive.
-        within: Per signal, the times the caller's rights cover (a signal absent: none).
-
-    Returns:
-        The readings and, for every bundle they come from, its signing device.
-    """
-    series: dict[str, list[Reading]] = {}
-    for name in signal_names:
-        spans = list(within.get(name, ()))
-        if not spans:
-            continue
-        got: list[Reading] = []
-        after: tuple[int, int, int] | None = None
-        while True:
-            page = raw_readings(
-                conn,
-                vehicle_id,
-                name,
-                start_ms,
-                end_ms,
-                MAX_RAW_READINGS,
-                within=spans,
-                after=after,
-            )
-            got += page
-            if len(page) < MAX_RAW_READINGS:
-                break
-            last = page[-1]
-            after = (last.ts, last.batch_id, last.leaf_index)
-        if got:
-            series[name] = got
-    inputs = AppInputs(_sort(series))
-    inputs.devices = _devices(conn, inputs.refs())
-    return inputs
-
-
-def _devices(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, str]:
-    out: dict[Ref, str] = {}
-    batch_ids = sorted({b for b, _ in refs})
-    wanted = set(refs)
-    for i in range(0, len(batch_ids), 500):
-        rows = conn.execute(
-            select(
-                bundles_index.c.batch_id, bundles_index.c.leaf_index, bundles_index.c.device
-            ).where(bundles_index.c.batch_id.in_(batch_ids[i : i + 500]))
-        )
-        for r in rows:
-            key = (int(r.batch_id), int(r.leaf_index))
-            if key in wanted:
-                out[key] = str(r.device)
-    return out
-
-
-def gather_fleet_inputs(
-    conn: Connection,
-    vehicle_ids: Sequence[int],
-    signal_names: Sequence[str],
-    start_ms: int,
-    end_ms: int,
-    *,
-    devices: bool = True,
-) -> dict[int, AppInputs]:
-    """Every vehicle's readings of `signal_names` in `[start_ms, end_ms)`, in one ordered pass.
-
-    For fleet views and batch jobs whose rights were checked as a whole (a licence holder's
-    vehicles); per-caller time limits are `gather_inputs`'s job. The readings come as
-    `indexer.apps.columnar.Columns` (packed arrays on PostgreSQL; see `fetch_fleet_columns`);
-    `devices=False` skips the signing devices (`AppInputs.devices` stays empty).
-
-    Returns:
-        Vehicle id -> its inputs (vehicles without readings map to empty inputs).
-    """
-    return fetch_fleet_columns(conn, vehicle_ids, signal_names, start_ms, end_ms, devices=devices)
-
-
-def bundle_rows(conn: Connection, refs: Sequence[Ref]) -> dict[Ref, Any]:
-    """The `bundles_index` rows of these (batch, leaf) pairs (the absent ones are left out)."""
-    out: dict[Ref, Any] = {}
-    for i in range(0, len(refs), 500):
-        part = list(refs[i : i + 500])
-        rows = conn.execute(
-            select(bundles_index).where(
-                tuple_(bundles_index.c.batch_id, bundles_index.c.leaf_index).in_(part)
-            )
-        )
-        for r in rows:
-            out[(int(r.batch_id), int(r.leaf_index))] = r
-    return out
 
 
 # -------------------------------------------------------------------------------------------
@@ -268,7 +157,7 @@ def inputs_from_bundles(
             for ts, value in signed.bundle.readings.get(name, ()):
                 if start_ms <= ts < end_ms and _inside(spans, ts):
                     series[name].append(Reading(ts, _value(name, value), batch_id, leaf_index))
-    inputs = AppInputs(_sort(dict(series)))
+    inputs = AppInputs(sorted_series(dict(series)))
     used = set(inputs.refs())
     inputs.devices = {ref: d for ref, d in devices.items() if ref in used}
     return inputs
@@ -499,7 +388,7 @@ def audit_served(
     Args:
         answer: The served envelope (`app`, `vehicle_id`, `start`, `end`, `context`,
             `covered`, `inputs`, `result`).
-        compute: The application's pure function (e.g. `indexer.apps.battery.compute`).
+        compute: The application's pure function (e.g. `apps.battery.compute`).
         api_url: The API that served it (only bytes to verify are taken from it).
         token: The caller's bearer token.
         rpc_url: A JSON-RPC endpoint of the chain.

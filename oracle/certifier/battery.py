@@ -1,43 +1,37 @@
 """Battery health certificates signed by the oracle quorum: the certifier service, which signs a
-certificate only after recomputing it from the chain-verified readings, and `dimo certify`.
+certificate only after recomputing it from the chain-verified readings, and its client.
 
-The battery checker composes the indexer's audit code: from its own indexer it fetches the
-served battery answer and the proofs of every input bundle, checks each bundle's device
-signature and its Merkle path against the root `AttestationAnchor` holds (as `dimo apps battery
---audit` does), recomputes the report with method `battery-soh/1` under its defaults for the
-vehicle's model as recorded on-chain by `VehicleId`, derives `Certificate.of(...)` and refuses
-unless the requested certificate is that one. The oracle's generic certification routes
-(`oracle.certify`) then have every local oracle key sign the certificate's EIP-712 digest under
-the BatteryCertificates domain.
+The battery checker composes the applications' audit code (`apps.audit`): from its own
+indexer it fetches the served battery answer and the proofs of every input bundle, checks
+each bundle's device signature and its Merkle path against the root `AttestationAnchor`
+holds (as `dimo apps battery --audit` does), recomputes the report with method
+`battery-soh/1` under its defaults for the vehicle's model as recorded on-chain by
+`VehicleId`, derives `Certificate.of(...)` and refuses unless the requested certificate is
+that one. The oracle's generic certification routes (`oracle.certify`) then have every local
+oracle key sign the certificate's EIP-712 digest under the BatteryCertificates domain.
 
-`dimo certify battery` gets the statement from the indexer API, asks one or more certifiers,
-keeps the signatures of current oracles, concatenates them in ascending signer order and checks
-them with `BatteryCertificates.verifyCertificate` before writing the signed certificate.
+`certify_battery` (behind `dimo certify battery`) asks one or more certifiers, keeps the
+signatures of current oracles, concatenates them in ascending signer order and checks them
+with `BatteryCertificates.verifyCertificate`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 import requests
-import typer
 from fastapi import FastAPI
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from rich.console import Console
-from rich.table import Table
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
-from indexer.apps import battery
-from indexer.apps.audit import AppInputs, fetch_and_verify_inputs
-from indexer.exceptions import CertificateInvalid, InputProofInvalid
-from indexer.exceptions import ChainUnavailableError as IndexChainUnavailable
+from apps import battery
+from apps.audit import AppInputs, fetch_and_verify_inputs
+from apps.exceptions import CertificateInvalid, InputProofInvalid
+from apps.exceptions import ChainUnavailableError as AuditChainUnavailable
+from oracle.certifier.exceptions import CertificationFailed
 from oracle.certify import (
     CERTIFY_PATH,
     CheckerUnavailable,
@@ -45,23 +39,21 @@ from oracle.certify import (
     StatementRefused,
     add_certify_routes,
 )
+from oracle.exceptions import OracleConfigError
 from oracle.quorum import OracleSigner
 from protocol.crypto import SignatureError, checksum_address, recover_address
-from protocol.deployment import Deployment, DeploymentError
+from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain, dimo_domain
 from protocol.reverts import CustomErrors
-from stack.exceptions import StackError
 
 __all__ = [
     "KIND",
     "BatteryChecker",
-    "CertificationFailed",
-    "CertifierSettings",
     "SignedCertificate",
-    "app",
     "certify_battery",
     "collect_signatures",
     "create_certifier_app",
+    "problem_text",
     "verify_on_chain",
 ]
 
@@ -69,40 +61,6 @@ __all__ = [
 KIND: Final = "battery"
 _RPC_ERRORS = (Web3Exception, OSError, requests.RequestException)
 T = TypeVar("T")
-
-
-class CertificationFailed(StackError, RuntimeError):
-    """The certifiers did not give a quorum of signatures, or the contract rejected them.
-
-    `error` names the contract's custom error (e.g. `OracleRegistryQuorumNotReached`) when
-    `verifyCertificate` reverted with one.
-    """
-
-    def __init__(self, reason: str, error: str | None = None) -> None:
-        self.reason = reason
-        self.error = error
-        super().__init__(f"battery certificate not certified: {reason}")
-
-
-class CertifierSettings(BaseSettings):
-    """The certifier service: which oracle keys sign, and which index and chain it checks."""
-
-    model_config = SettingsConfigDict(env_prefix="DIMO_CERTIFY_", extra="ignore")
-
-    # Interface the certifier binds to; loopback by default.
-    host: str = "127.0.0.1"
-    # Port of the certifier (POST /v1/certify/battery).
-    port: int = Field(default=8620, ge=1, le=65535)
-    # Base URL of the indexer API the certifier fetches inputs and proofs from (its own).
-    api_url: str = "http://127.0.0.1:8700"
-    # JSON-RPC URL of the chain the proofs are checked against.
-    rpc_url: str = "http://127.0.0.1:8545"
-    # The deployment record (AttestationAnchor, VehicleId, BatteryCertificates).
-    deployment: Path = Path("data/deployments/31337.json")
-    # The oracle keys that sign (JSON list; secrets, environment only).
-    keys: list[SecretStr] = Field(default_factory=list)
-    # A bearer token of the certifier at its indexer, for requests that carry none (secret).
-    api_token: SecretStr | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,7 +293,7 @@ class BatteryChecker:
         if r.status_code >= 500:
             raise self._unavailable(f"indexer {self.api_url}: HTTP {r.status_code}")
         if r.status_code != 200:
-            raise StatementRefused(KIND, f"the indexer refused the caller: {_problem_text(r)}")
+            raise StatementRefused(KIND, f"the indexer refused the caller: {problem_text(r)}")
         try:
             answer: dict[str, Any] = r.json()
             same = (answer["app"], int(answer["vehicle_id"]), answer["start"], answer["end"])
@@ -373,13 +331,13 @@ class BatteryChecker:
             )
         except InputProofInvalid as exc:
             raise StatementRefused(KIND, str(exc)) from None
-        except IndexChainUnavailable as exc:
+        except AuditChainUnavailable as exc:
             raise self._unavailable(str(exc)) from None
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code >= 500:
                 raise self._unavailable(f"indexer proofs: {exc}") from None
             raise StatementRefused(
-                KIND, f"the indexer withheld the proofs: {_problem_text(exc.response)}"
+                KIND, f"the indexer withheld the proofs: {problem_text(exc.response)}"
             ) from None
         except httpx.HTTPError as exc:
             raise self._unavailable(f"indexer proofs: {exc}") from None
@@ -389,7 +347,8 @@ class BatteryChecker:
         return CheckerUnavailable(KIND, reason)
 
 
-def _problem_text(r: httpx.Response) -> str:
+def problem_text(r: httpx.Response) -> str:
+    """An error answer in one line: status, and the problem's title and detail if any."""
     try:
         body = r.json()
         return f"{r.status_code} {body.get('title')}: {body.get('detail')}"
@@ -410,10 +369,10 @@ def create_certifier_app(keys: Sequence[str], checker: BatteryChecker) -> FastAP
         checker: The battery checker every certificate passes first.
 
     Raises:
-        StackError: no key.
+        OracleConfigError: no key.
     """
     if not keys:
-        raise StackError("the certifier needs at least one oracle key (DIMO_CERTIFY_KEYS)")
+        raise OracleConfigError("DIMO_CERTIFY_KEYS", "the certifier needs at least one oracle key")
     deployment = checker.deployment
     anchor_domain = dimo_domain(
         deployment.chain_id, deployment.contract("AttestationAnchor").address
@@ -499,7 +458,7 @@ def collect_signatures(
             problems.append(f"{url}: {exc}")
             continue
         if r.status_code != 200:
-            problems.append(f"{url}: {_problem_text(r)}")
+            problems.append(f"{url}: {problem_text(r)}")
             continue
         try:
             items = [(str(i["signer"]), str(i["signature"])) for i in r.json()["signatures"]]
@@ -589,133 +548,4 @@ def certify_battery(
         signers,
         deployment.contract("BatteryCertificates").address,
         deployment.chain_id,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# `dimo certify`
-# --------------------------------------------------------------------------------------------
-
-app = typer.Typer(
-    help="Battery health certificates signed by the oracle quorum.", no_args_is_help=True
-)
-console = Console()
-
-
-@app.command("serve")
-def serve_command() -> None:
-    """Runs the certifier (DIMO_CERTIFY_* settings): POST /v1/certify/battery."""
-    import uvicorn
-
-    settings = CertifierSettings()
-    try:
-        deployment = Deployment.load(settings.deployment)
-        checker = BatteryChecker(
-            settings.api_url,
-            settings.rpc_url,
-            deployment,
-            api_token=settings.api_token.get_secret_value() if settings.api_token else None,
-        )
-        service = create_certifier_app([k.get_secret_value() for k in settings.keys], checker)
-    except (DeploymentError, StackError) as exc:
-        console.print(f"[red]error[/] {exc}")
-        raise typer.Exit(2) from None
-    console.print(
-        f"[green]certifier[/] {len(settings.keys)} oracle keys on "
-        f"http://{settings.host}:{settings.port}{CERTIFY_PATH}/{KIND}",
-        highlight=False,
-    )
-    uvicorn.run(service, host=settings.host, port=settings.port, log_level="warning")
-
-
-def _statement(
-    client: httpx.Client, api_url: str, token: str, vehicle: int, start: int, end: int
-) -> dict[str, Any]:
-    r = client.get(
-        f"{api_url.rstrip('/')}/apps/battery/{vehicle}/certificate",
-        params={"start": start, "end": end},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    if r.status_code != 200:
-        console.print(f"[red]the indexer gave no statement[/] {_problem_text(r)}")
-        raise typer.Exit(2)
-    certificate: dict[str, Any] = r.json()["certificate"]
-    return certificate
-
-
-@app.command("battery")
-def battery_command(
-    vehicle: Annotated[int, typer.Option("--vehicle", min=0, help="Vehicle token id.")],
-    start: Annotated[int, typer.Option(min=0, help="Window start, unix ms.")],
-    end: Annotated[int, typer.Option(min=1, help="Window end, unix ms (exclusive).")],
-    certifier: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--certifier", help="A certifier's base URL (repeat for each); default: the local one."
-        ),
-    ] = None,
-    api_url: Annotated[
-        str, typer.Option(envvar="DIMO_API_URL", help="The indexer API's base URL.")
-    ] = "http://127.0.0.1:8700",
-    token: Annotated[
-        str,
-        typer.Option(
-            envvar="DIMO_API_TOKEN",
-            help="Bearer token from SIWE sign-in; the certifiers read the proofs with it.",
-        ),
-    ] = "",
-    rpc_url: Annotated[
-        str, typer.Option(envvar="DIMO_INDEXER_RPC_URL", help="Chain JSON-RPC URL.")
-    ] = "http://127.0.0.1:8545",
-    deployment: Annotated[
-        Path, typer.Option(envvar="DIMO_DEPLOYMENT", help="The deployment record.")
-    ] = Path("data/deployments/31337.json"),
-    out: Annotated[Path, typer.Option(help="Folder for the signed certificate (JSON).")] = Path(
-        "data/certificates"
-    ),
-) -> None:
-    """Certifies a vehicle's battery health over a window, checked on-chain.
-
-    Gets the statement from the indexer API, has the certifiers recompute and sign it with
-    the oracle keys, checks the signatures with `verifyCertificate` and writes the result.
-    """
-    urls = certifier or [f"http://127.0.0.1:{CertifierSettings().port}"]
-    try:
-        record = Deployment.load(deployment)
-    except DeploymentError as exc:
-        console.print(f"[red]error[/] {exc}")
-        raise typer.Exit(2) from None
-    with httpx.Client(timeout=600) as client:
-        statement = _statement(client, api_url, token, vehicle, start, end)
-        request = {
-            "vehicleId": vehicle,
-            "start": start,
-            "end": end,
-            "certificate": statement,
-            "token": token,
-        }
-        try:
-            with console.status(f"certifying with {len(urls)} certifier(s)"):
-                signed = certify_battery(urls, request, rpc_url, record, client=client)
-        except (CertificationFailed, StatementMalformed) as exc:
-            console.print(f"[red]not certified[/] {exc}")
-            raise typer.Exit(1) from None
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"battery-certificate-{vehicle}-{start}-{end}.json"
-    path.write_text(json.dumps(signed.as_json(), indent=1) + "\n", encoding="utf-8")
-    c = signed.certificate
-    table = Table(title=f"Battery health certificate, vehicle {vehicle}")
-    table.add_column("field")
-    table.add_column("value", justify="right")
-    table.add_row("SoH %", f"{c.soh_bps / 100:.2f}")
-    table.add_row("95 % interval", f"{c.lower_bps / 100:.2f} - {c.upper_bps / 100:.2f}")
-    table.add_row("method version", str(c.method_version))
-    table.add_row("window (unix ms)", f"{c.window_start} - {c.window_end}")
-    table.add_row("inputs root", "0x" + c.inputs_root.hex())
-    table.add_row("signed by", ", ".join(signed.signers))
-    console.print(table)
-    console.print(
-        f"[green]verifyCertificate[/] on {signed.contract} (chain {signed.chain_id}): true\n"
-        f"certificate: {path}",
-        highlight=False,
     )

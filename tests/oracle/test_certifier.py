@@ -16,18 +16,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from indexer.apps.battery import Certificate, certificate_signers
+from apps.battery import Certificate, certificate_signers
+from oracle.certifier.battery import BatteryChecker, certify_battery, create_certifier_app
+from oracle.certifier.cli import app as certify_cli
+from oracle.certifier.exceptions import CertificationFailed
 from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain, dimo_domain
-from stack.certify import (
-    BatteryChecker,
-    CertificationFailed,
-    certify_battery,
-    create_certifier_app,
-)
-from stack.certify import (
-    app as certify_cli,
-)
 from tests.apps.sim import shift_for, sign_windows, simulated
 from tests.conftest import private_key
 from tests.indexer.test_api_basics import Served

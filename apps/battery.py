@@ -46,14 +46,14 @@ from typing import Any, ClassVar, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from indexer.apps.audit import AppInputs
-from indexer.apps.columnar import Columns, as_columns, seq_sum
-from indexer.apps.params import AppParams
-from indexer.exceptions import CertificateInvalid
-from indexer.queries import CHARGE_POWER, ODOMETER, SOC, Reading
+from apps.audit import AppInputs
+from apps.columnar import Columns, as_columns, seq_sum
+from apps.exceptions import CertificateInvalid
+from apps.params import AppParams
 from protocol.crypto import checksum_address, recover_address, sign_digest
 from protocol.eip712 import Eip712Domain, type_hash
 from protocol.merkle import StandardMerkleTree
+from protocol.readings import CHARGE_POWER, ODOMETER, SOC, Reading
 
 METHOD: Final = "battery-soh/1"
 #: `methodVersion` in certificates for METHOD.

@@ -37,15 +37,16 @@ from protocol.rewards import (
     LEAF_ENCODING,
     POINTS_VERSION,
     EpochAllocation,
+    RewardsFormulaError,
     StreakState,
 )
-from rewards.activity import BatchUse
-from rewards.exceptions import InvalidAllocation
 
 __all__ = [
     "DOCUMENT_FORMAT",
     "AllocationDocument",
+    "BatchUse",
     "DocumentInputs",
+    "InvalidAllocation",
     "ModelSignals",
     "StreakSource",
     "build_document",
@@ -68,6 +69,35 @@ CSV_HEADER: Final = (
     "streak_weeks",
     "streak_missed",
 )
+
+
+class InvalidAllocation(RewardsFormulaError, ValueError):
+    """An allocation document is malformed or disagrees with itself or with the chain."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(
+            f"allocation {where} is invalid: {reason}; only documents written by "
+            "`dimo rewards compute` (format dimo-rewards-v1) are accepted"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchUse:
+    """How one anchored batch overlapping the epoch was used.
+
+    Attributes:
+        id: The batch id.
+        cid: Its CID.
+        counted: Bundles of it that counted.
+        rejected: Why the whole batch counts for nothing, or None.
+    """
+
+    id: int
+    cid: str
+    counted: int
+    rejected: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The applications: pure, versioned functions over verified readings (a leaf beside protocol)."""
