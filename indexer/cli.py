@@ -10,19 +10,14 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine
 
-from indexer.api.main import create_app
 from indexer.config import IndexerSettings
 from indexer.exceptions import IndexerError
-from indexer.migrate import upgrade
-from indexer.sync import StepResult, Syncer
 from protocol.clisession import (
     DEFAULT_API_URL,
     DEV_MNEMONIC,
@@ -34,6 +29,12 @@ from protocol.clisession import (
     save_token,
     siwe_message,
 )
+
+if TYPE_CHECKING:  # the API, migrations and sync pull in web3 and SQLAlchemy: not for --help
+    import uvicorn
+    from sqlalchemy import Engine
+
+    from indexer.sync import StepResult, Syncer
 
 app = typer.Typer(help="Chain sync into SQL, verified telemetry and the API.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -89,6 +90,9 @@ def _backfill(syncer: Syncer) -> int:
 @app.command()
 def sync(database_url: DbOpt = None, rpc_url: RpcOpt = None, deployment: DeployOpt = None) -> None:
     """Migrates the database, indexes the chain up to the confirmed head, and stops."""
+    from indexer.migrate import upgrade
+    from indexer.sync import Syncer
+
     settings = _settings(database_url, rpc_url, deployment)
     upgrade(settings.database_url)
     syncer = Syncer(settings)
@@ -116,6 +120,10 @@ def _follow_in_thread(syncer: Syncer, stop: threading.Event) -> threading.Thread
 
 
 def _server(settings: IndexerSettings, engine: Engine) -> uvicorn.Server:
+    import uvicorn
+
+    from indexer.api.main import create_app
+
     config = uvicorn.Config(
         create_app(settings, engine),
         host=settings.host,
@@ -130,6 +138,9 @@ def _server(settings: IndexerSettings, engine: Engine) -> uvicorn.Server:
 def run(database_url: DbOpt = None, rpc_url: RpcOpt = None, deployment: DeployOpt = None) -> None:
     """Migrates, backfills, then follows new blocks and serves the API until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from indexer.migrate import upgrade
+    from indexer.sync import Syncer
+
     settings = _settings(database_url, rpc_url, deployment)
     upgrade(settings.database_url)
     syncer = Syncer(settings)
@@ -155,6 +166,10 @@ def serve(
 ) -> None:
     """Serves the API over an index another process syncs (several workers share a JWT key:
     set DIMO_INDEXER_JWT_SECRET)."""
+    import uvicorn
+
+    from indexer.migrate import upgrade
+
     settings = _settings(database_url, None, None)
     upgrade(settings.database_url)
     if workers > 1 and settings.jwt_secret is None:

@@ -8,16 +8,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from indexer.apps import battery, energy, finance, insurance, settlement_pay
-from indexer.apps.audit import AuditOutcome, Compute, audit_served
-from indexer.apps.charts import soh_chart
 from indexer.exceptions import IndexerError
 from protocol.clisession import (
     DEFAULT_API_URL,
@@ -30,6 +27,9 @@ from protocol.clisession import (
     parse_when,
 )
 from protocol.deployment import Deployment
+
+if TYPE_CHECKING:
+    from indexer.apps.audit import AuditOutcome, Compute
 
 app = typer.Typer(
     help="Applications over verified readings: battery health, vehicle finance, insurance, grid.",
@@ -99,12 +99,18 @@ ParamsOpt = Annotated[
     str | None, typer.Option(help='JSON object of method parameters, e.g. {"min_soc_delta":20}.')
 ]
 
-#: Each application's pure function, by the name its answers carry.
-COMPUTE: dict[str, Compute] = {
-    "battery": battery.compute,
-    "finance": finance.compute,
-    "insurance": insurance.compute,
-}
+
+def compute_of(app_name: str) -> Compute:
+    """Each application's pure function, by the name its answers carry (imported when used:
+    the apps pull in numpy, SQLAlchemy and web3, which `--help` does not need)."""
+    from indexer.apps import battery, finance, insurance
+
+    functions: dict[str, Compute] = {
+        "battery": battery.compute,
+        "finance": finance.compute,
+        "insurance": insurance.compute,
+    }
+    return functions[app_name]
 
 
 def fetch_answer(
@@ -164,10 +170,12 @@ def run_audit(
     token = _token(api_url, token)
     if not token:
         raise CliError("--audit reads proofs, which need a sign-in: run `dimo indexer login`")
+    from indexer.apps.audit import audit_served
+
     try:
         outcome = audit_served(
             answer,
-            COMPUTE[str(answer["app"])],
+            compute_of(str(answer["app"])),
             api_url,
             token,
             rpc_url,
@@ -223,6 +231,8 @@ def battery_command(
         result = answer["result"]
         path = _save(out, f"battery-{vehicle}", answer)
         chart = out / f"battery-{vehicle}-soh.png"
+        from indexer.apps.charts import soh_chart
+
         chart.write_bytes(soh_chart(result, start, end, vehicle_id=vehicle))
         table = Table(title=f"Battery, vehicle {vehicle} ({result['method']})")
         table.add_column("figure")
@@ -375,6 +385,8 @@ def _verify_insurance_export(
     trusted = anchor or (
         Deployment.load(deployment).contract("AttestationAnchor").address if deployment else None
     )
+    from indexer.apps import insurance
+
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         checked = insurance.verify_export(doc, rpc_url=rpc_url, anchor=trusted)
@@ -429,6 +441,8 @@ def energy_command(
     if pay and report is None:
         console.print("[red]--pay needs --report ID[/red]")
         raise typer.Exit(2)
+    from indexer.apps import energy
+
     with httpx.Client(timeout=300) as client:
         if report is not None:
             body = fetch_answer(api_url, token, f"/apps/energy/reports/{report}", {}, client)
@@ -504,6 +518,8 @@ def _pay_settlement(
         }
         console.print(f"[red]--pay needs {', '.join(k for k, v in needs.items() if v)}[/red]")
         raise typer.Exit(2)
+    from indexer.apps import settlement_pay
+
     served = body.get("payment") or {}
     if served.get("paid"):
         console.print(f"[red]already paid[/red] in {served['tx_hash']}")
