@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from indexer.apps.cli import app as apps_app
 from indexer.cli import app as indexer_app
+from oracle.cli import app as oracle_app
 from rewards.cli import app as rewards_app
 from tests.indexer.test_api_basics import Clock, Served, clock, engine, make_app
 from tests.indexer.test_cli import free_port
@@ -121,4 +122,16 @@ def test_rewards_verify_reads_the_deployment_it_is_given(tmp_path: Path) -> None
     missing = tmp_path / "elsewhere" / "31337.json"
     result = runner.invoke(rewards_app, ["verify", "--epoch", "0", "--deployment", str(missing)])
     assert result.exit_code == 1
+    assert f"no deployment record at {missing}" in result.output.replace("\n", "")
+
+
+def test_the_oracle_signer_reads_the_deployment_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNER_KEY", "0x" + "11" * 32)
+    missing = tmp_path / "elsewhere" / "31337.json"
+    args = ["signer", "--key-env", "SIGNER_KEY", "--port", "1", "--deployment", str(missing)]
+    result = runner.invoke(oracle_app, args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
     assert f"no deployment record at {missing}" in result.output.replace("\n", "")
