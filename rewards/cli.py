@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,11 +13,11 @@ from rich.table import Table
 
 from protocol.blobstore import BlobStore, KuboRpcStore, LocalCidStore
 from protocol.deployment import Deployment, DeploymentError
-from rewards.catalog import ModelCatalog
-from rewards.chain import RewardsChain
-from rewards.compute import ComputedEpoch, RewardsComputer, Verification
 from rewards.config import RewardsSettings
 from rewards.exceptions import RewardsError
+
+if TYPE_CHECKING:  # the computer pulls in web3 and numpy: imported when a command runs
+    from rewards.compute import ComputedEpoch, RewardsComputer, Verification
 
 app = typer.Typer(
     help="Weekly rewards: compute and verify allocations from public inputs, post roots.",
@@ -40,6 +40,10 @@ def computer(settings: RewardsSettings) -> RewardsComputer:
         DeploymentError: the deployment record is missing or invalid.
         RewardsConfigError: the catalog is missing or invalid.
     """
+    from rewards.catalog import ModelCatalog
+    from rewards.chain import RewardsChain
+    from rewards.compute import RewardsComputer
+
     deployment = Deployment.load(Path(settings.deployment))
     chain = RewardsChain(
         settings.rpc_url,
