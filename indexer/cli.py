@@ -1,25 +1,40 @@
 """The `dimo indexer` commands: `sync` (backfill, then stop), `run` (sync, follow and serve the
-API) and `serve` (the API alone, with several workers)."""
+API), `serve` (the API alone, with several workers) and `login` (Sign-In with Ethereum, saving
+the token the other commands use)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine
 
-from indexer.api.main import create_app
 from indexer.config import IndexerSettings
 from indexer.exceptions import IndexerError
-from indexer.migrate import upgrade
-from indexer.sync import StepResult, Syncer
+from protocol.clisession import (
+    DEFAULT_API_URL,
+    DEV_MNEMONIC,
+    LOCAL_CHAIN_ID,
+    CliError,
+    api_errors,
+    check_answer,
+    one_line_errors,
+    save_token,
+    siwe_message,
+)
+
+if TYPE_CHECKING:  # the API, migrations and sync pull in web3 and SQLAlchemy: not for --help
+    import uvicorn
+    from sqlalchemy import Engine
+
+    from indexer.sync import StepResult, Syncer
 
 app = typer.Typer(help="Chain sync into SQL, verified telemetry and the API.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -75,6 +90,9 @@ def _backfill(syncer: Syncer) -> int:
 @app.command()
 def sync(database_url: DbOpt = None, rpc_url: RpcOpt = None, deployment: DeployOpt = None) -> None:
     """Migrates the database, indexes the chain up to the confirmed head, and stops."""
+    from indexer.migrate import upgrade
+    from indexer.sync import Syncer
+
     settings = _settings(database_url, rpc_url, deployment)
     upgrade(settings.database_url)
     syncer = Syncer(settings)
@@ -102,6 +120,10 @@ def _follow_in_thread(syncer: Syncer, stop: threading.Event) -> threading.Thread
 
 
 def _server(settings: IndexerSettings, engine: Engine) -> uvicorn.Server:
+    import uvicorn
+
+    from indexer.api.main import create_app
+
     config = uvicorn.Config(
         create_app(settings, engine),
         host=settings.host,
@@ -116,6 +138,9 @@ def _server(settings: IndexerSettings, engine: Engine) -> uvicorn.Server:
 def run(database_url: DbOpt = None, rpc_url: RpcOpt = None, deployment: DeployOpt = None) -> None:
     """Migrates, backfills, then follows new blocks and serves the API until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from indexer.migrate import upgrade
+    from indexer.sync import Syncer
+
     settings = _settings(database_url, rpc_url, deployment)
     upgrade(settings.database_url)
     syncer = Syncer(settings)
@@ -141,6 +166,10 @@ def serve(
 ) -> None:
     """Serves the API over an index another process syncs (several workers share a JWT key:
     set DIMO_INDEXER_JWT_SECRET)."""
+    import uvicorn
+
+    from indexer.migrate import upgrade
+
     settings = _settings(database_url, None, None)
     upgrade(settings.database_url)
     if workers > 1 and settings.jwt_secret is None:
@@ -163,30 +192,6 @@ def serve(
 
 if __name__ == "__main__":
     app()
-
-
-@app.command()
-def login(
-    key: Annotated[
-        str, typer.Option(envvar="DIMO_KEY", help="The account's private key, 0x hex (DIMO_KEY).")
-    ],
-    api_url: Annotated[
-        str, typer.Option(envvar="DIMO_API_URL", help="The indexer API's base URL.")
-    ] = "http://127.0.0.1:8700",
-    chain_id: Annotated[int, typer.Option(min=1, help="The chain the API signs in on.")] = 31337,
-) -> None:
-    """Signs in with Ethereum (EIP-4361) and prints the API's bearer token."""
-    import httpx
-
-    from indexer.client import login as siwe_login
-
-    try:
-        with httpx.Client(timeout=30) as client:
-            token = siwe_login(api_url, key, chain_id, client=client)
-    except (httpx.HTTPError, ValueError) as exc:
-        console.print(f"[red]error[/] sign-in at {api_url} failed: {exc}")
-        raise typer.Exit(2) from None
-    print(token)
 
 
 @app.command("verify-proof")
@@ -224,5 +229,86 @@ def verify_proof(
         f"[green]verified[/] vehicle {checked['vehicle_id']} {checked['signal']} = "
         f"{checked['value']} at {checked['ts']} ms, signed by {checked['device']}, in batch "
         f"{checked['batch']} whose root {checked['root']} AttestationAnchor holds",
+        highlight=False,
+    )
+
+
+def _login_failed(message: str) -> typer.Exit:
+    console.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+@app.command()
+@one_line_errors(_login_failed)
+def login(
+    api_url: Annotated[
+        str, typer.Option(envvar="DIMO_API_URL", help="The indexer API's base URL (DIMO_API_URL).")
+    ] = DEFAULT_API_URL,
+    keystore: Annotated[
+        Path | None,
+        typer.Option(help="Encrypted JSON keystore (geth/ape) of the account to sign in with."),
+    ] = None,
+    password_env: Annotated[
+        str,
+        typer.Option(help="Environment variable holding the keystore's password (else asked)."),
+    ] = "DIMO_KEYSTORE_PASSWORD",
+    dev: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=19, help="Sign in as anvil dev account N (the local `make run` chain only)."
+        ),
+    ] = None,
+    print_token: Annotated[
+        bool, typer.Option(help="Also print the bare token on standard output, for scripts.")
+    ] = False,
+) -> None:
+    """Signs in with Ethereum (EIP-4361) and saves the token the other commands use."""
+    if (keystore is None) == (dev is None):
+        raise CliError("give --keystore FILE or --dev N (an account of `make run`'s local chain)")
+    import httpx
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    with api_errors(api_url), httpx.Client(base_url=api_url.rstrip("/"), timeout=30) as client:
+        nonce_reply = client.get("/auth/nonce")
+        check_answer(nonce_reply)
+        nonce = nonce_reply.json()
+        if dev is not None:
+            if nonce["chain_id"] != LOCAL_CHAIN_ID:
+                raise CliError(
+                    f"--dev accounts exist on the local chain only; {api_url} is on chain "
+                    f"{nonce['chain_id']}: use --keystore"
+                )
+            Account.enable_unaudited_hdwallet_features()
+            account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{dev}")
+            key = bytes(account.key)
+        else:
+            assert keystore is not None
+            password = os.environ.get(password_env)
+            if password is None:
+                password = typer.prompt(f"password of {keystore}", hide_input=True)
+            try:
+                key = bytes(Account.decrypt(json.loads(keystore.read_text()), password))
+            except OSError as exc:
+                raise CliError(f"cannot read the keystore {keystore}: {exc.strerror}") from None
+            except ValueError:
+                raise CliError(f"{keystore} is not a keystore, or the password is wrong") from None
+        wallet = Account.from_key(key)
+        message = siwe_message(nonce, wallet.address, "Sign in from the dimo command line.")
+        signature = wallet.sign_message(encode_defunct(text=message)).signature.hex()
+        reply = client.post(
+            "/auth/login",
+            json={"message": message, "signature": "0x" + signature.removeprefix("0x")},
+        )
+        check_answer(reply)
+    body = reply.json()
+    path = save_token(
+        api_url, body["address"], body["access_token"], time.time() + body["expires_in"]
+    )
+    if print_token:
+        print(body["access_token"])
+    console.print(
+        f"signed in as {body['address']} at {api_url} for {body['expires_in'] // 60} min; "
+        f"token saved in {path}",
         highlight=False,
     )

@@ -8,10 +8,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
@@ -23,6 +24,7 @@ from oracle.exceptions import BundleRejected, ChainUnavailableError, RequestReje
 from oracle.ingest import Journal, Receipt, RejectionCounter
 from oracle.journal import open_journal
 from oracle.verify import VerifiedBundle, Verifier, split_body
+from protocol.apidocs import serve_docs
 from protocol.batch import READINGS_HEADER, readings_request_signer
 from protocol.bundle import SignedBundle
 from protocol.crypto import SignatureError
@@ -245,6 +247,70 @@ async def answer_bundles(
     return int(problem["status"]), _dumps(problem).encode(), PROBLEM_JSON
 
 
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details, with the oracle's stable reason code."""
+
+    type: str = Field(description="Stable URI of the problem type")
+    title: str = Field(description="Short summary of the problem type")
+    status: int = Field(description="HTTP status of the problem")
+    detail: str = Field(description="What was wrong with this request or bundle, and the fix")
+    reason: str = Field(description="Reason code, e.g. bad-signature, replayed-sequence")
+
+
+class ReceiptOut(BaseModel):
+    """The receipt of a journaled bundle: the bridge may drop it from its queue."""
+
+    status: Literal["accepted", "duplicate"] = Field(
+        description="accepted: journaled now; duplicate: the identical bundle was journaled "
+        "before (then `position` is the original one)"
+    )
+    position: int = Field(description="The bundle's position in the oracle's journal")
+    leaf_hash: str = Field(description="Its Merkle leaf hash, 0x hex (32 bytes)")
+    device: str = Field(description="The signing device (EIP-55)")
+    sequence: int = Field(description="The device's sequence number of the bundle")
+
+
+class RejectedOut(BaseModel):
+    """A bundle the oracle refused; nothing of it was journaled."""
+
+    status: Literal["rejected"] = Field(description="Always rejected")
+    problem: ProblemOut = Field(description="Why, as problem details")
+
+
+class BundleResultsOut(BaseModel):
+    """One result per bundle of the request, in the request's order."""
+
+    results: list[ReceiptOut | RejectedOut] = Field(description="A receipt or a rejection each")
+
+
+#: The request body of `POST /v1/bundles` (the route reads raw bytes, so it is declared here).
+BUNDLES_REQUEST_BODY: Final[dict[str, Any]] = {
+    "required": True,
+    "description": (
+        "Canonical CBOR: one wire-form signed bundle, the map "
+        '`{"bundle": bstr (the bundle\'s canonical CBOR encoding), "signature": bstr (65 '
+        "bytes, the device's EIP-712 signature)}`, or a CBOR array of such maps (at most "
+        "`DIMO_ORACLE_MAX_BUNDLES_PER_REQUEST`). protocol/bundle.py `encode_signed_bundle` "
+        "writes it; the device bridge sends arrays."
+    ),
+    "content": {
+        "application/cbor": {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "The CBOR bytes of a signed bundle or an array of them",
+            }
+        }
+    },
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    """An OpenAPI response of problem details (application/problem+json)."""
+    schema = ProblemOut.model_json_schema()
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": schema}}}
+
+
 class OracleApp(FastAPI):
     """The ingest API: FastAPI, with `POST /v1/bundles` answered before its routing.
 
@@ -381,17 +447,31 @@ def create_app(settings: OracleSettings | None = None) -> FastAPI:
         title="DIMO oracle",
         version="1",
         summary="Accepts signed telemetry bundles, journals them and anchors them on-chain.",
+        docs_url=None,
+        redoc_url=None,
     )
+    serve_docs(app)  # Swagger UI at /docs and ReDoc at /redoc, from local assets
     app.state.ingest = ingest
 
     @app.post(
         "/v1/bundles",
         tags=["ingest"],
         summary="Submit signed bundles (CBOR: one wire-form bundle or an array of them)",
+        description=(
+            "Verifies each bundle (device signature in the oracle's EIP-712 domain, device "
+            "registered and paired on-chain, new sequence, plausible values) and journals the "
+            "good ones before answering. The answer holds one result per bundle, in order: a "
+            "receipt (the bridge may drop the bundle) or a rejection with its problem details. "
+            "A request refused as a whole answers with problem details instead."
+        ),
+        openapi_extra={"requestBody": BUNDLES_REQUEST_BODY},
+        response_model=BundleResultsOut,
         responses={
             200: {"description": "One result per bundle, in order"},
-            400: {"description": "Not CBOR or not bundles (problem details)"},
-            413: {"description": "Body or array too large (problem details)"},
+            400: _problem("Not CBOR, or not bundles"),
+            413: _problem("Body or array too large"),
+            415: _problem("Content-Type is not application/cbor"),
+            503: _problem("The chain did not answer the device lookups; send again later"),
         },
     )
     async def post_bundles(request: Request) -> Response:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -13,9 +14,20 @@ from rich.table import Table
 
 from oracle.config import OracleSettings
 from oracle.exceptions import OracleError
+from protocol.deployment import DeploymentError
 
 app = typer.Typer(help="The oracle: ingest, journal, batches, anchors.", no_args_is_help=True)
 console = Console()
+
+#: `--deployment`: the deployment record to read instead of DIMO_ORACLE_DEPLOYMENT's.
+DeploymentOpt = Annotated[
+    Path | None, typer.Option(help="Deployment record to read (default DIMO_ORACLE_DEPLOYMENT).")
+]
+
+
+def _settings(deployment: Path | None) -> OracleSettings:
+    """The oracle's settings, with the deployment record the command line names, if any."""
+    return OracleSettings() if deployment is None else OracleSettings(deployment=deployment)
 
 
 def _logging(verbose: bool) -> None:
@@ -32,6 +44,7 @@ def run_command(
         True, help="Run the batcher (--no-batcher serves the ingest API only)."
     ),
     verbose: bool = typer.Option(True, help="Log each batch's progress."),
+    deployment: DeploymentOpt = None,
 ) -> None:
     """Serves the ingest API and runs the batcher until Ctrl-C or SIGTERM.
 
@@ -41,12 +54,12 @@ def run_command(
     from oracle.service import run
 
     _logging(verbose)
-    settings = OracleSettings()
+    settings = _settings(deployment)
     if api:
         console.print(f"[green]oracle[/] ingest on http://{settings.host}:{settings.port}")
     try:
         run(settings, api=api, batcher=batcher)
-    except OracleError as exc:
+    except (OracleError, DeploymentError) as exc:
         console.print(f"[red]error[/] {exc}")
         raise typer.Exit(1) from None
 
@@ -85,6 +98,7 @@ def signer_command(
     key_env: str = typer.Option(..., help="Environment variable holding the signer's hex key."),
     port: int = typer.Option(..., help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    deployment: DeploymentOpt = None,
 ) -> None:
     """Runs one oracle signer as an HTTP service (POST /v1/sign).
 
@@ -102,9 +116,13 @@ def signer_command(
     if not key:
         console.print(f"[red]error[/] environment variable {key_env} is not set")
         raise typer.Exit(2)
-    settings = OracleSettings()
-    deployment = Deployment.load(Path(settings.deployment))
-    domain = dimo_domain(deployment.chain_id, deployment.contract("AttestationAnchor").address)
+    settings = _settings(deployment)
+    try:
+        record = Deployment.load(Path(settings.deployment))
+    except DeploymentError as exc:
+        console.print(f"[red]error[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    domain = dimo_domain(record.chain_id, record.contract("AttestationAnchor").address)
     signer = OracleSigner(key, domain)
     console.print(f"[green]signer[/] {signer.address} on http://{host}:{port}")
     uvicorn.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,11 +13,11 @@ from rich.table import Table
 
 from protocol.blobstore import BlobStore, KuboRpcStore, LocalCidStore
 from protocol.deployment import Deployment, DeploymentError
-from rewards.catalog import ModelCatalog
-from rewards.chain import RewardsChain
-from rewards.compute import ComputedEpoch, RewardsComputer, Verification
 from rewards.config import RewardsSettings
 from rewards.exceptions import InvalidAllocation, RewardsError
+
+if TYPE_CHECKING:  # the computer pulls in web3 and numpy: imported when a command runs
+    from rewards.compute import ComputedEpoch, RewardsComputer, Verification
 
 app = typer.Typer(
     help="Weekly rewards: compute and verify allocations from public inputs, post roots.",
@@ -40,6 +40,10 @@ def computer(settings: RewardsSettings) -> RewardsComputer:
         DeploymentError: the deployment record is missing or invalid.
         RewardsConfigError: the catalog is missing or invalid.
     """
+    from rewards.catalog import ModelCatalog
+    from rewards.chain import RewardsChain
+    from rewards.compute import RewardsComputer
+
     deployment = Deployment.load(Path(settings.deployment))
     chain = RewardsChain(
         settings.rpc_url,
@@ -89,6 +93,31 @@ def _table(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
+DeploymentOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Deployment record to read (default DIMO_REWARDS_DEPLOYMENT, else "
+        "data/deployments/31337.json under the current folder)."
+    ),
+]
+RpcOpt = Annotated[
+    str | None, typer.Option(help="Chain JSON-RPC URL (default DIMO_REWARDS_RPC_URL).")
+]
+BlobDirOpt = Annotated[
+    Path | None,
+    typer.Option(help="Local blob store folder (default DIMO_REWARDS_BLOB_DIR, else data/blobs)."),
+]
+
+
+def _settings(
+    deployment: Path | None, rpc_url: str | None, blob_dir: Path | None
+) -> RewardsSettings:
+    """The rewards settings, with what the command line names in place of the environment's."""
+    overrides = {"deployment": deployment, "rpc_url": rpc_url, "blob_dir": blob_dir}
+    settings = RewardsSettings()
+    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
 def _fail(exc: Exception) -> typer.Exit:
     console.print(f"[red]error[/] {exc}")
     return typer.Exit(1)
@@ -97,6 +126,9 @@ def _fail(exc: Exception) -> typer.Exit:
 @app.command("compute")
 def compute_command(
     epoch: int = typer.Option(..., "--epoch", min=0, help="The epoch (week) to compute."),
+    deployment: DeploymentOpt = None,
+    rpc_url: RpcOpt = None,
+    blob_dir: BlobDirOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Output directory (default DIMO_REWARDS_OUT_DIR).")
     ] = None,
@@ -109,7 +141,7 @@ def compute_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Builds an epoch's allocation from public inputs; writes JSON, CSV, root and CID."""
-    settings = RewardsSettings()
+    settings = _settings(deployment, rpc_url, blob_dir)
     try:
         with console.status(f"computing epoch {epoch}"):
             computed = computer(settings).compute(epoch, horizon=horizon, from_scratch=from_scratch)
@@ -145,6 +177,9 @@ def _show_verification(result: Verification) -> None:
 @app.command("verify")
 def verify_command(
     epoch: int = typer.Option(..., "--epoch", min=0, help="The posted epoch to check."),
+    deployment: DeploymentOpt = None,
+    rpc_url: RpcOpt = None,
+    blob_dir: BlobDirOpt = None,
     from_scratch: bool = typer.Option(
         False, help="Recompute every epoch from genesis, trusting no posted allocation."
     ),
@@ -154,7 +189,7 @@ def verify_command(
 
     Exits with status 1 when the root (or an earlier epoch's, with --from-scratch) differs.
     """
-    settings = RewardsSettings()
+    settings = _settings(deployment, rpc_url, blob_dir)
     try:
         with console.status(f"verifying epoch {epoch}"):
             result = computer(settings).verify(epoch, from_scratch=from_scratch)
@@ -187,6 +222,9 @@ def _secret(value: Any) -> str:
 @app.command("post")
 def post_command(
     epoch: int = typer.Option(..., "--epoch", min=0, help="The ended epoch to post."),
+    deployment: DeploymentOpt = None,
+    rpc_url: RpcOpt = None,
+    blob_dir: BlobDirOpt = None,
     key_env: Annotated[
         list[str] | None,
         typer.Option(
@@ -196,7 +234,7 @@ def post_command(
     ] = None,
 ) -> None:
     """Computes the epoch, stores its document by CID, signs with the oracle keys and posts."""
-    settings = RewardsSettings()
+    settings = _settings(deployment, rpc_url, blob_dir)
     keys = [_secret(k) for k in settings.signer_keys]
     for name in key_env or []:
         value = os.environ.get(name)
@@ -224,6 +262,9 @@ def post_command(
 @app.command("fund")
 def fund_command(
     epoch: int = typer.Option(..., "--epoch", min=0, help="The epoch whose delay is over."),
+    deployment: DeploymentOpt = None,
+    rpc_url: RpcOpt = None,
+    blob_dir: BlobDirOpt = None,
     cache_depth: int | None = typer.Option(
         None,
         "--cache-depth",
@@ -235,7 +276,7 @@ def fund_command(
 ) -> None:
     """Mints an epoch's total into the Rewards contract and stores the top of its tree, so that
     no claimant pays for either."""
-    settings = RewardsSettings()
+    settings = _settings(deployment, rpc_url, blob_dir)
     if settings.submitter_key is None:
         console.print("[red]error[/] set DIMO_REWARDS_SUBMITTER_KEY (the relaying account)")
         raise typer.Exit(2)

@@ -97,6 +97,11 @@ class Anvil:
         self.stop()
         raise AnvilStartError(self.url, f"no answer within {timeout} s")
 
+    @property
+    def running(self) -> bool:
+        """Whether the anvil process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
     def stop(self, timeout: float = 15.0) -> None:
         """Stops anvil with SIGTERM, so that it dumps its state, then waits."""
         if self._proc is None or self._proc.poll() is not None:

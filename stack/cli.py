@@ -171,11 +171,8 @@ def stack_run(
         _print_ready(platform, chain_url)
         last = 0.0
         while not stop.wait(0.5):
-            failed = platform.failed()
-            if failed is not None:
-                console.print(f"[red]error[/] {failed.name} exited; its log is {failed.log_file}")
-                code = 1
-                break
+            for event in platform.supervise():
+                console.print(f"[yellow]supervisor[/] {event}", highlight=False, soft_wrap=True)
             if time.monotonic() - last >= progress_every:
                 last = time.monotonic()
                 console.print(

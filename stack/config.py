@@ -60,6 +60,17 @@ class StackSettings(BaseSettings):
     # Account relaying anchors on a live network (secret). Locally anvil's dev account 7.
     submitter_key: SecretStr | None = None
 
+    # Seconds before a crashed service is started again; doubled for each further crash
+    # inside `restart_window_s`, up to `restart_max_backoff_s`.
+    restart_backoff_s: float = Field(default=1.0, gt=0, le=60)
+    # Longest wait before a crashed service is started again, in seconds.
+    restart_max_backoff_s: float = Field(default=30.0, gt=0, le=600)
+    # Crashes of one service inside `restart_window_s` that stop the platform (naming the
+    # service and its log) instead of restarting it again.
+    restart_max_crashes: int = Field(default=5, ge=1, le=1000)
+    # Seconds over which a service's crashes are counted.
+    restart_window_s: float = Field(default=300.0, gt=0, le=86_400)
+
     # Simulated vehicles (bridges) on the local chain; 0 runs no fleet.
     fleet_vehicles: int = Field(default=20, ge=0, le=1000)
     # Models given in turn to the simulated vehicles (comma-separated simulator model names).

@@ -45,6 +45,27 @@ class ServiceStartError(StackError, RuntimeError):
         self.log_file = log_file
 
 
+class ServiceCrashLoop(StackError, RuntimeError):
+    """A service of the platform kept crashing, so the platform stopped."""
+
+    def __init__(
+        self, name: str, crashes: int, window_s: float, reason: str, log_file: Path
+    ) -> None:
+        tail = ""
+        if log_file.exists():
+            tail = log_file.read_text(errors="replace")[-2000:]
+        super().__init__(
+            f"{name} crashed {crashes} times in {window_s:g} s (last: {reason}); the platform "
+            f"stops. Read its log, {log_file}, fix the cause and run it again "
+            f"(DIMO_STACK_RESTART_MAX_CRASHES sets the limit):\n{tail}"
+        )
+        self.name = name
+        self.crashes = crashes
+        self.window_s = window_s
+        self.reason = reason
+        self.log_file = log_file
+
+
 class FleetSetupError(StackError, RuntimeError):
     """The simulated fleet could not be registered or paired on-chain."""
 

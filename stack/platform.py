@@ -23,7 +23,7 @@ from stack.deploy import deploy, existing_deployment
 from stack.exceptions import StackError
 from stack.fleet import fleet_dir
 from stack.seed import FleetVehicle, dev_account, register_fleet
-from stack.services import Service, dimo_command
+from stack.services import RestartPolicy, Service, dimo_command
 
 __all__ = ["ORACLE_SIGNER_ACCOUNTS", "Platform", "Progress"]
 
@@ -44,10 +44,14 @@ class Progress:
     fleet: dict[str, Any] | None
     oracle: dict[str, Any] | None
     indexer_vehicles: int | None
+    #: Services down after a crash or started again, in words ("oracle restarted 2x").
+    services: tuple[str, ...] = ()
 
     def line(self) -> str:
         """A one-line summary."""
         parts = []
+        if self.services:
+            parts.append("services " + ", ".join(self.services))
         if self.fleet is not None:
             f = self.fleet
             sim = time.strftime("%Y-%m-%d %H:%M", time.gmtime(f["sim_ms"] / 1000))
@@ -81,6 +85,12 @@ class Platform:
         self.deployment: Deployment | None = None
         self.fleet: list[FleetVehicle] = []
         self.services: list[Service] = []
+        self.policy = RestartPolicy(
+            backoff_s=settings.restart_backoff_s,
+            max_backoff_s=settings.restart_max_backoff_s,
+            max_crashes=settings.restart_max_crashes,
+            window_s=settings.restart_window_s,
+        )
 
     # -- chain -----------------------------------------------------------------------------
 
@@ -340,12 +350,44 @@ class Platform:
             service.wait_healthy(timeout=180.0)
             on_started(service)
 
-    def failed(self) -> Service | None:
-        """A service that has exited while the platform runs, if any."""
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restarts the services that crashed, each after its backoff.
+
+        Args:
+            now: the monotonic clock (default: now).
+
+        Returns:
+            What happened (crashes noted, restarts made), in words.
+
+        Raises:
+            ServiceCrashLoop: a service crashed too often inside the policy's window.
+            StackError: anvil exited (its chain cannot be restarted without losing state).
+        """
+        if self.anvil is not None and not self.anvil.running:
+            raise StackError(
+                f"anvil exited; the chain's last saved state is in {self.data}. Its log is "
+                f"{self.data / 'logs' / 'anvil.log'}; run the platform again to resume"
+            )
+        at = time.monotonic() if now is None else now
+        events = []
         for service in self.services:
-            if not service.running:
-                return service
-        return None
+            event = service.supervise(self.policy, at)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def service_states(self, now: float | None = None) -> tuple[str, ...]:
+        """The services that are down or were restarted, in words, for the status line."""
+        at = time.monotonic() if now is None else now
+        out = []
+        for service in self.services:
+            if service.restart_at is not None:
+                out.append(
+                    f"{service.name} down (restart in {max(0.0, service.restart_at - at):.0f} s)"
+                )
+            elif service.restarts:
+                out.append(f"{service.name} restarted {service.restarts}x")
+        return tuple(out)
 
     def stop(self, on_stopped: Callable[[str], None]) -> None:
         """Stops the services in reverse order, then the chain (which saves its state)."""
@@ -377,4 +419,4 @@ class Platform:
             indexer = len(body.get("items", []))
         except (httpx.HTTPError, ValueError, AttributeError):
             pass
-        return Progress(fleet, oracle, indexer)
+        return Progress(fleet, oracle, indexer, self.service_states())

@@ -1,5 +1,6 @@
 """The platform's services as child processes: started with their own environment, waited on
-until healthy, stopped in reverse order with SIGINT (then SIGKILL if they hang)."""
+until healthy, restarted with exponential backoff when they crash (up to a limit), stopped in
+reverse order with SIGINT (then SIGKILL if they hang)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,49 @@ from pathlib import Path
 
 import httpx
 
-from stack.exceptions import ServiceStartError
+from stack.exceptions import ServiceCrashLoop, ServiceStartError
 
-__all__ = ["Service", "dimo_command"]
+__all__ = ["RestartPolicy", "Service", "dimo_command", "exit_reason"]
 
 
 def dimo_command(*args: str) -> list[str]:
     """The argv of a `dimo` subcommand run by this interpreter."""
     return [sys.executable, "-m", "stack", *args]
+
+
+def exit_reason(code: int | None) -> str:
+    """A process's exit code in words ("killed by SIGKILL", "exited with 1")."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with {code}"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """When a crashed service is started again, and when the platform gives up on it.
+
+    The n-th crash inside the last `window_s` seconds waits `backoff_s * 2**(n-1)` seconds
+    (at most `max_backoff_s`) before the restart; the `max_crashes`-th crash inside the window
+    stops the platform instead.
+
+    Attributes:
+        backoff_s: wait before the first restart.
+        max_backoff_s: longest wait before a restart.
+        max_crashes: crashes inside `window_s` that stop the platform.
+        window_s: how far back crashes count.
+    """
+
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    max_crashes: int = 5
+    window_s: float = 300.0
+
+    def delay(self, recent_crashes: int) -> float:
+        """Seconds to wait before restarting after the `recent_crashes`-th recent crash."""
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** max(0, recent_crashes - 1)))
 
 
 @dataclass
@@ -45,6 +81,12 @@ class Service:
     log_file: Path
     cwd: Path
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    #: Monotonic times of its crashes (exits while the platform ran), oldest first.
+    crashes: list[float] = field(default_factory=list, init=False, repr=False)
+    #: How often it was started again after a crash.
+    restarts: int = field(default=0, init=False)
+    #: When it is due to start again (monotonic), while it is down after a crash.
+    restart_at: float | None = field(default=None, init=False)
 
     @property
     def running(self) -> bool:
@@ -70,6 +112,46 @@ class Service:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of the last process, once it has exited."""
+        return None if self._proc is None else self._proc.poll()
+
+    def supervise(self, policy: RestartPolicy, now: float) -> str | None:
+        """Notes a crash and schedules the restart, or restarts once the backoff has passed.
+
+        Args:
+            policy: the restart policy.
+            now: the monotonic clock.
+
+        Returns:
+            What happened, in words, or None if nothing did.
+
+        Raises:
+            ServiceCrashLoop: it crashed `policy.max_crashes` times inside `policy.window_s`.
+        """
+        if self._proc is None or self.running:
+            return None
+        if self.restart_at is None:
+            self.crashes = [t for t in self.crashes if now - t < policy.window_s] + [now]
+            reason = exit_reason(self._proc.returncode)
+            if len(self.crashes) >= policy.max_crashes:
+                raise ServiceCrashLoop(
+                    self.name, len(self.crashes), policy.window_s, reason, self.log_file
+                )
+            wait = policy.delay(len(self.crashes))
+            self.restart_at = now + wait
+            return (
+                f"{self.name} {reason} (crash {len(self.crashes)} of {policy.max_crashes} "
+                f"allowed in {policy.window_s:g} s); restarting in {wait:g} s"
+            )
+        if now < self.restart_at:
+            return None
+        self.restart_at = None
+        self.restarts += 1
+        self.start()
+        return f"{self.name} restarted (pid {self.pid}, restart {self.restarts})"
 
     def wait_healthy(self, timeout: float = 120.0) -> None:
         """Waits until the health URL answers 200.

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
+from starlette.middleware.gzip import GZipMiddleware
 
 from indexer.api.auth import token_subject
 from indexer.api.deps import get_engine
@@ -39,6 +40,7 @@ from indexer.api.routes import rewards as rewards_routes
 from indexer.api.routes import telemetry as telemetry_routes
 from indexer.config import IndexerSettings
 from indexer.db import make_engine
+from protocol.apidocs import serve_docs
 from protocol.problems import problem_details
 
 #: Paths never rate limited (probes of orchestrators and load balancers).
@@ -88,7 +90,7 @@ def _caller_key(key: bytes) -> Callable[[Headers, str], str]:
 
 
 def mount_dapp(app: FastAPI, dist: Path) -> bool:
-    """Serves the built dApp: `index.html` at `/`, its bundles under `/assets`.
+    """Serves the built dApp: `index.html` at `/`, its bundles under `/assets` (gzip).
 
     Only the page and its assets are added (outside the OpenAPI document), so unknown paths
     and wrong methods still get the API's problems. Does nothing when `dist` has no build.
@@ -99,7 +101,9 @@ def mount_dapp(app: FastAPI, dist: Path) -> bool:
     index = dist / "index.html"
     if not index.is_file():
         return False
-    app.mount("/assets", StaticFiles(directory=dist / "assets", check_dir=False), name="assets")
+    # The bundles go out gzip-compressed to a browser that accepts it (a third of the bytes).
+    assets = StaticFiles(directory=dist / "assets", check_dir=False)
+    app.mount("/assets", GZipMiddleware(assets, minimum_size=1024), name="assets")
 
     @app.get("/", include_in_schema=False)
     def dapp_page() -> FileResponse:
@@ -136,7 +140,10 @@ def create_app(
             f"{settings.rate_limit_per_minute or 'unlimited'} requests a minute, told in "
             "`RateLimit-*` headers."
         ),
+        docs_url=None,
+        redoc_url=None,
     )
+    serve_docs(app)  # Swagger UI at /docs and ReDoc at /redoc, from local assets
     secret = settings.jwt_secret
     app.state.settings = settings
     app.state.engine = engine

@@ -50,14 +50,18 @@ class PageParams:
 def page_params(
     cursor: Annotated[
         str | None,
-        Query(description="`next_cursor` of the previous page (opaque); omit for the first page"),
+        Query(
+            description="`next_cursor` of the previous page (opaque); omit it, or leave it "
+            "empty, for the first page"
+        ),
     ] = None,
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page, 1..{MAX_LIMIT}")
     ] = DEFAULT_LIMIT,
 ) -> PageParams:
-    """The `cursor` and `limit` query parameters of a list route."""
-    return PageParams(cursor, limit)
+    """The `cursor` and `limit` query parameters of a list route (an empty `cursor=`, as a
+    form or a client template sends it, means the first page)."""
+    return PageParams(cursor or None, limit)
 
 
 #: The paging query parameters of a list route.

@@ -8,20 +8,29 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from apps import battery, finance
-from apps.audit import AuditOutcome, Compute, audit_served
 from apps.exceptions import AppError
-from indexer.apps import energy, insurance, settlement_pay
-from indexer.apps.charts import soh_chart
 from indexer.exceptions import IndexerError
+from protocol.clisession import (
+    DEFAULT_API_URL,
+    CliError,
+    api_errors,
+    auth_headers,
+    check_answer,
+    load_token,
+    one_line_errors,
+    parse_when,
+)
 from protocol.deployment import Deployment
+
+if TYPE_CHECKING:
+    from apps.audit import AuditOutcome, Compute
 
 app = typer.Typer(
     help="Applications over verified readings: battery health, vehicle finance, insurance, grid.",
@@ -34,11 +43,46 @@ ApiOpt = Annotated[
 ]
 TokenOpt = Annotated[
     str,
-    typer.Option(envvar="DIMO_API_TOKEN", help="Bearer token from SIWE sign-in (DIMO_API_TOKEN)."),
+    typer.Option(
+        envvar="DIMO_API_TOKEN",
+        help="Bearer token (DIMO_API_TOKEN); default: the one `dimo indexer login` saved.",
+    ),
 ]
 VehicleOpt = Annotated[int, typer.Option("--vehicle", min=0, help="Vehicle token id.")]
-StartOpt = Annotated[int, typer.Option(min=0, help="Window start, unix ms.")]
-EndOpt = Annotated[int, typer.Option(min=1, help="Window end, unix ms (exclusive).")]
+_WHEN = "unix ms, a span back from now (7d, 12h), now, or an ISO date (2026-03-02T08:00Z)"
+
+
+def _when(text: str) -> int:
+    try:
+        return parse_when(text)
+    except CliError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+StartOpt = Annotated[
+    int,
+    typer.Option(
+        "--start", "--since", parser=_when, metavar="WHEN", help=f"Window start: {_WHEN}."
+    ),
+]
+EndOpt = Annotated[
+    int,
+    typer.Option(
+        "--end", "--until", parser=_when, metavar="WHEN", help=f"Window end (exclusive): {_WHEN}."
+    ),
+]
+OptStartOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--start", "--since", parser=_when, metavar="WHEN", help=f"Window start: {_WHEN}."
+    ),
+]
+OptEndOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--end", "--until", parser=_when, metavar="WHEN", help=f"Window end (exclusive): {_WHEN}."
+    ),
+]
 AuditOpt = Annotated[bool, typer.Option("--audit", help="Recompute from proofs alone and compare.")]
 RpcOpt = Annotated[
     str | None,
@@ -56,33 +100,48 @@ ParamsOpt = Annotated[
     str | None, typer.Option(help='JSON object of method parameters, e.g. {"min_soc_delta":20}.')
 ]
 
-#: Each application's pure function, by the name its answers carry.
-COMPUTE: dict[str, Compute] = {
-    "battery": battery.compute,
-    "finance": finance.compute,
-    "insurance": insurance.compute,
-}
+
+def compute_of(app_name: str) -> Compute:
+    """Each application's pure function, by the name its answers carry (imported when used:
+    the apps pull in numpy, SQLAlchemy and web3, which `--help` does not need)."""
+    from apps import battery, finance
+    from indexer.apps import insurance
+
+    functions: dict[str, Compute] = {
+        "battery": battery.compute,
+        "finance": finance.compute,
+        "insurance": insurance.compute,
+    }
+    return functions[app_name]
 
 
 def fetch_answer(
     api_url: str, token: str, path: str, params: Mapping[str, Any], client: httpx.Client
 ) -> dict[str, Any]:
-    """GETs an application answer; a problem answer becomes a typer error with its detail."""
-    r = client.get(
-        api_url.rstrip("/") + path,
-        params={k: v for k, v in params.items() if v is not None},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    if r.status_code != 200:
-        try:
-            problem = r.json()
-            detail = f"{problem.get('title')}: {problem.get('detail')}"
-        except ValueError:
-            detail = r.text[:500]
-        console.print(f"[red]{r.status_code}[/red] {detail}")
-        raise typer.Exit(2)
+    """GETs an application answer.
+
+    Raises:
+        CliError: the API cannot be reached or answered with a problem (one line, with the fix).
+    """
+    with api_errors(api_url):
+        r = client.get(
+            api_url.rstrip("/") + path,
+            params={k: v for k, v in params.items() if v is not None},
+            headers=auth_headers(_token(api_url, token)),
+        )
+    check_answer(r)
     body: dict[str, Any] = r.json()
     return body
+
+
+def _token(api_url: str, token: str) -> str:
+    """The token given, else the one `dimo indexer login` saved for `api_url`, else ""."""
+    return token or load_token(api_url) or ""
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
 
 
 def _anchor(anchor: str | None, deployment: Path | None) -> str:
@@ -110,10 +169,15 @@ def run_audit(
     if not rpc_url:
         console.print("[red]--audit needs --rpc-url (DIMO_INDEXER_RPC_URL)[/red]")
         raise typer.Exit(2)
+    token = _token(api_url, token)
+    if not token:
+        raise CliError("--audit reads proofs, which need a sign-in: run `dimo indexer login`")
+    from apps.audit import audit_served
+
     try:
         outcome = audit_served(
             answer,
-            COMPUTE[str(answer["app"])],
+            compute_of(str(answer["app"])),
             api_url,
             token,
             rpc_url,
@@ -143,11 +207,12 @@ def _fmt(x: Any, digits: int = 2) -> str:
 
 
 @app.command("battery")
+@one_line_errors(_fail)
 def battery_command(
     vehicle: VehicleOpt,
     start: StartOpt,
     end: EndOpt,
-    api_url: ApiOpt = "http://127.0.0.1:8000",
+    api_url: ApiOpt = DEFAULT_API_URL,
     token: TokenOpt = "",
     audit: AuditOpt = False,
     rpc_url: RpcOpt = None,
@@ -168,6 +233,8 @@ def battery_command(
         result = answer["result"]
         path = _save(out, f"battery-{vehicle}", answer)
         chart = out / f"battery-{vehicle}-soh.png"
+        from indexer.apps.charts import soh_chart
+
         chart.write_bytes(soh_chart(result, start, end, vehicle_id=vehicle))
         table = Table(title=f"Battery, vehicle {vehicle} ({result['method']})")
         table.add_column("figure")
@@ -190,11 +257,12 @@ def battery_command(
 
 
 @app.command("finance")
+@one_line_errors(_fail)
 def finance_command(
     vehicle: VehicleOpt,
     start: StartOpt,
     end: EndOpt,
-    api_url: ApiOpt = "http://127.0.0.1:8000",
+    api_url: ApiOpt = DEFAULT_API_URL,
     token: TokenOpt = "",
     audit: AuditOpt = False,
     rpc_url: RpcOpt = None,
@@ -239,13 +307,14 @@ def finance_command(
 
 
 @app.command("insurance")
+@one_line_errors(_fail)
 def insurance_command(
     vehicle: Annotated[
         int | None, typer.Option("--vehicle", min=0, help="Vehicle token id.")
     ] = None,
-    start: Annotated[int | None, typer.Option(min=0, help="Window start, unix ms.")] = None,
-    end: Annotated[int | None, typer.Option(min=1, help="Window end, unix ms (exclusive).")] = None,
-    api_url: ApiOpt = "http://127.0.0.1:8000",
+    start: OptStartOpt = None,
+    end: OptEndOpt = None,
+    api_url: ApiOpt = DEFAULT_API_URL,
     token: TokenOpt = "",
     audit: AuditOpt = False,
     export: Annotated[
@@ -297,7 +366,7 @@ def insurance_command(
             r = client.get(
                 f"{api_url.rstrip('/')}/apps/insurance/{vehicle}/chart.png",
                 params={k: v for k, v in query.items() if v is not None},
-                headers={"Authorization": f"Bearer {token}"},
+                headers=auth_headers(_token(api_url, token)),
             )
             if r.status_code == 200:
                 chart = out / f"insurance-{vehicle}-trips.png"
@@ -318,6 +387,8 @@ def _verify_insurance_export(
     trusted = anchor or (
         Deployment.load(deployment).contract("AttestationAnchor").address if deployment else None
     )
+    from indexer.apps import insurance
+
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         checked = insurance.verify_export(doc, rpc_url=rpc_url, anchor=trusted)
@@ -333,16 +404,17 @@ def _verify_insurance_export(
 
 
 @app.command("energy")
+@one_line_errors(_fail)
 def energy_command(
     vehicle: Annotated[
         int | None, typer.Option("--vehicle", min=0, help="Vehicle token id.")
     ] = None,
-    start: Annotated[int | None, typer.Option(min=0, help="Window start, unix ms.")] = None,
-    end: Annotated[int | None, typer.Option(min=1, help="Window end, unix ms (exclusive).")] = None,
+    start: OptStartOpt = None,
+    end: OptEndOpt = None,
     report: Annotated[
         int | None, typer.Option(min=1, help="A settlement report id: fetch it and its chart.")
     ] = None,
-    api_url: ApiOpt = "http://127.0.0.1:8000",
+    api_url: ApiOpt = DEFAULT_API_URL,
     token: TokenOpt = "",
     out: OutOpt = Path("data/apps"),
     params: ParamsOpt = None,
@@ -371,6 +443,8 @@ def energy_command(
     if pay and report is None:
         console.print("[red]--pay needs --report ID[/red]")
         raise typer.Exit(2)
+    from indexer.apps import energy
+
     with httpx.Client(timeout=300) as client:
         if report is not None:
             body = fetch_answer(api_url, token, f"/apps/energy/reports/{report}", {}, client)
@@ -446,6 +520,8 @@ def _pay_settlement(
         }
         console.print(f"[red]--pay needs {', '.join(k for k, v in needs.items() if v)}[/red]")
         raise typer.Exit(2)
+    from indexer.apps import settlement_pay
+
     served = body.get("payment") or {}
     if served.get("paid"):
         console.print(f"[red]already paid[/red] in {served['tx_hash']}")

@@ -98,3 +98,23 @@ def test_without_a_build_nothing_is_mounted(tmp_path: Path) -> None:
     test_client = client(tmp_path)
     assert not mount_dapp(test_client.app, tmp_path / "nothing")  # type: ignore[arg-type]
     assert test_client.get("/").status_code == 404
+
+
+def test_the_assets_and_the_config_come_back_gzip_encoded_when_asked(
+    tmp_path: Path, dist: Path
+) -> None:
+    bundle = "export const views = [" + ",".join(f'"view {i}"' for i in range(2_000)) + "];\n"
+    (dist / "assets" / "index.js").write_text(bundle)
+    test_client = client(tmp_path)
+    mount_dapp(test_client.app, dist)  # type: ignore[arg-type]
+    for path in ("/assets/index.js", "/dapp/config.json"):
+        with test_client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as packed:
+            packed.read()
+            assert packed.status_code == 200, path
+            assert packed.headers["content-encoding"] == "gzip", path
+            assert packed.num_bytes_downloaded < len(packed.content) / 2, path
+        plain = test_client.get(path, headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers, path
+        assert plain.content == packed.content, path  # httpx decodes the gzip body
+    assert test_client.get("/assets/index.js").text == bundle
+    assert set(test_client.get("/dapp/config.json").json()["contracts"]) == set(CONTRACTS)

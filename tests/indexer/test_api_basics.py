@@ -5,6 +5,7 @@ Ends with a schemathesis run over the published OpenAPI document.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -289,6 +290,129 @@ def test_health_probes_are_never_limited(limited: str) -> None:
         codes = {client.get("/healthz").status_code for _ in range(5)}
         assert "ratelimit-limit" not in client.get("/healthz").headers
     assert codes == {200}
+
+
+def test_swagger_ui_and_redoc_load_only_local_assets_which_are_served_gzipped(
+    api: httpx.Client,
+) -> None:
+    for page in ("/docs", "/redoc"):
+        html = api.get(page)
+        assert html.status_code == 200, page
+        assert not re.search(r"https?://", html.text), f"{page} names another host"
+        urls = re.findall(
+            r"""(?:src|href|spec-url)=["']([^"']+)["']|url: ?["']([^"']+)["']""", html.text
+        )
+        linked = [a or b for a, b in urls]
+        assert "/openapi.json" in linked, page
+        assert any(u.endswith(".js") for u in linked), page
+        for url in linked:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            with api.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as asset:
+                body = asset.read()
+                assert asset.status_code == 200, url
+                if url.endswith(".js"):
+                    assert asset.headers["content-encoding"] == "gzip", url
+                    assert asset.num_bytes_downloaded < len(body) / 2, url
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds and empty parameters (found by schemathesis over the running stack)
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _unbounded_integers(doc: dict[str, Any], schema: Any, where: str, seen: set[str]) -> list[str]:
+    """Where `schema` lets an integer through without a lower and an upper bound."""
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        if name in seen:
+            return []
+        return _unbounded_integers(doc, _resolve(doc, schema), f"{where}<{name}>", seen | {name})
+    out = []
+    if schema.get("type") == "integer" and not (
+        ("maximum" in schema or "exclusiveMaximum" in schema)
+        and ("minimum" in schema or "exclusiveMinimum" in schema)
+    ):
+        out.append(where)
+    for key, sub in schema.items():
+        if key in ("properties", "$defs"):
+            for name, item in sub.items():
+                out += _unbounded_integers(doc, item, f"{where}.{name}", seen)
+        elif key in ("items", "additionalProperties", "not"):
+            out += _unbounded_integers(doc, sub, f"{where}[]", seen)
+        elif key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            for i, item in enumerate(sub):
+                out += _unbounded_integers(doc, item, f"{where}[{i}]", seen)
+    return out
+
+
+def test_every_integer_a_caller_sends_is_bounded_in_the_openapi_document(
+    api: httpx.Client,
+) -> None:
+    doc = api.get("/openapi.json").json()
+    unbounded = []
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            for param in operation.get("parameters", []):
+                where = f"{method.upper()} {path} {param['in']} {param['name']}"
+                unbounded += _unbounded_integers(doc, param.get("schema", {}), where, set())
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                where = f"{method.upper()} {path} body"
+                unbounded += _unbounded_integers(doc, media.get("schema", {}), where, set())
+    assert unbounded == []
+
+
+def test_an_input_past_64_bits_is_a_422_problem_not_a_500(api: httpx.Client, clock: Clock) -> None:
+    _, token = sign_in(api, clock)
+    r = api.post(
+        "/apps/proofs",
+        json={"vehicle_id": 1, "inputs": [[1 << 63, 0]]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    body = assert_problem(r, 422, "validation-error")
+    assert "inputs" in str(body)
+
+
+def _list_routes(doc: dict[str, Any]) -> list[str]:
+    return [
+        path
+        for path, item in doc["paths"].items()
+        if any(p["name"] == "cursor" for p in item.get("get", {}).get("parameters", []))
+    ]
+
+
+def test_an_empty_cursor_means_the_first_page_on_every_list_route(
+    api: httpx.Client, clock: Clock
+) -> None:
+    doc = api.get("/openapi.json").json()
+    _, token = sign_in(api, clock)
+    auth = {"Authorization": f"Bearer {token}"}
+    routes = _list_routes(doc)
+    assert len(routes) >= 17
+    answered = 0
+    for route in routes:
+        # Path parameters: vehicle 1, product 1, epoch 0, an address or a signal name.
+        path = route
+        for param in doc["paths"][route]["get"]["parameters"]:
+            if param["in"] != "path":
+                continue
+            schema = _resolve(doc, param.get("schema", {}))
+            value = "1" if schema.get("type") == "integer" else "Vehicle.Speed"
+            if "address" in param["name"] or "owner" in param["name"]:
+                value = "0x" + "11" * 20
+            path = path.replace("{" + param["name"] + "}", value)
+        first = api.get(path, params={"limit": 5}, headers=auth)
+        empty = api.get(path, params={"limit": 5, "cursor": ""}, headers=auth)
+        assert (empty.status_code, empty.json()) == (first.status_code, first.json()), route
+        answered += first.status_code == 200
+    assert answered >= 10, "most list routes answer a first page on an empty index"
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import cbor2
 import httpx
+import hypothesis
+import jsonschema_rs
 import pytest
+import schemathesis
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select
 
@@ -435,3 +439,85 @@ def test_run_refuses_to_run_neither_the_api_nor_the_batcher() -> None:
     result = CliRunner().invoke(oracle_cli, ["run", "--no-api", "--no-batcher"])
     assert result.exit_code == 1
     assert "nothing runs" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# The OpenAPI document, the docs pages and schemathesis over the ingest route
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_openapi_document_describes_the_cbor_body_and_the_receipts_it_answers(
+    oracle_server: str,
+    paired_one: tuple[int, Any, int],
+    make_signed: Callable[..., SignedBundle],
+) -> None:
+    doc = httpx.get(f"{oracle_server}/openapi.json").json()
+    operation = doc["paths"]["/v1/bundles"]["post"]
+    body = operation["requestBody"]
+    assert body["required"] is True
+    assert body["content"]["application/cbor"]["schema"]["format"] == "binary"
+    assert set(body["content"]) == {"application/cbor"}
+    for status in ("400", "413", "415", "503"):
+        assert set(operation["responses"][status]["content"]) == {"application/problem+json"}
+
+    # A real answer (a receipt, then a rejection) is what the document says it is.
+    vehicle, key, start = paired_one
+    good = make_signed(key, vehicle, 1, start)
+    forged = make_signed(key, vehicle, 2, start + 10_000, signer=make_device_key(66))
+    answer = _post(
+        oracle_server, b"\x82" + encode_signed_bundle(good) + encode_signed_bundle(forged)
+    )
+    assert answer.status_code == 200
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema_rs.validate({**schema, "components": doc["components"]}, answer.json())
+    assert [r["status"] for r in answer.json()["results"]] == ["accepted", "rejected"]
+    receipt = doc["components"]["schemas"]["ReceiptOut"]["properties"]
+    assert set(receipt) == {"status", "position", "leaf_hash", "device", "sequence"}
+    refused = _post(oracle_server, b"\xff")
+    problem = operation["responses"]["400"]["content"]["application/problem+json"]["schema"]
+    jsonschema_rs.validate(problem, refused.json())
+
+
+def test_swagger_ui_and_redoc_are_served_from_the_oracle_itself(oracle_server: str) -> None:
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{oracle_server}{page}")
+        assert html.status_code == 200, page
+        assert not re.search(r"https?://", html.text), f"{page} names another host"
+        scripts = re.findall(r"""src=["']([^"']+\.js)["']""", html.text)
+        assert scripts, page
+        for script in scripts:
+            asset = httpx.get(f"{oracle_server}{script}", headers={"Accept-Encoding": "gzip"})
+            assert asset.status_code == 200, script
+            assert asset.headers["content-encoding"] == "gzip", script
+
+
+@schemathesis.serializer("application/cbor")
+def _cbor_bytes(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
+    """Generated bodies of the binary CBOR schema go out as they are."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("latin-1", "replace")
+    return bytes(cbor2.dumps(value))
+
+
+@pytest.fixture
+def oracle_schema(oracle_server: str) -> Any:
+    """The oracle's OpenAPI document as loaded by schemathesis from the running server."""
+    return schemathesis.openapi.from_url(oracle_server + "/openapi.json")
+
+
+oracle_openapi = schemathesis.pytest.from_fixture("oracle_schema")
+
+
+@oracle_openapi.parametrize()
+@hypothesis.settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+    derandomize=True,
+)
+def test_the_ingest_api_conforms_to_its_openapi_document(case: Any) -> None:
+    # Excluded: "schema-valid data is accepted". Any bytes are a schema-valid body, and
+    # bytes that are not signed bundles are rightly a 400 problem.
+    case.call_and_validate(excluded_checks=[schemathesis.checks.positive_data_acceptance])

@@ -11,7 +11,7 @@ verifies them against the chain, and recomputes `result` from `context` alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -42,13 +42,15 @@ from indexer.rights import Coverage, Intervals
 router = APIRouter(prefix="/apps", tags=["apps"])
 
 _RESPONSES: Final = problem_responses(400, 401, 403, 404)
+#: A batch id or leaf index: the index stores them in 64-bit signed integer columns.
+_Int64 = Annotated[int, Field(ge=0, le=(1 << 63) - 1)]
 
 
 class ProofsIn(BaseModel):
     """The input bundles whose proofs are wanted."""
 
     vehicle_id: int = Field(ge=0, le=(1 << 63) - 1, description="The vehicle")
-    inputs: list[tuple[int, int]] = Field(
+    inputs: list[tuple[_Int64, _Int64]] = Field(
         min_length=1,
         max_length=PROOFS_PER_REQUEST,
         description="(batch id, leaf index) pairs, as an application result lists them",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from indexer.api.deps import Settings
@@ -47,6 +48,8 @@ class DappConfigOut(BaseModel):
 
 
 _cache: dict[Path, tuple[float, DappConfigOut]] = {}
+#: The configuration's JSON and its gzip form, by the configuration they encode.
+_encoded: dict[int, tuple[DappConfigOut, bytes, bytes]] = {}
 
 
 def dapp_config(deployment: Path, rpc_url: str) -> DappConfigOut:
@@ -85,7 +88,18 @@ def dapp_config(deployment: Path, rpc_url: str) -> DappConfigOut:
     summary="Chain, addresses and ABIs for the dApp",
     responses=problem_responses(404),
 )
-def get_config(settings: Settings, response: Response) -> DappConfigOut:
-    """The deployment the indexer follows, as the dApp's viem clients need it."""
-    response.headers["Cache-Control"] = "no-cache"
-    return dapp_config(settings.deployment, settings.rpc_url)
+def get_config(settings: Settings, request: Request) -> Response:
+    """The deployment the indexer follows, as the dApp's viem clients need it (gzip-compressed
+    when the client accepts it: the ABIs make it about 130 KB)."""
+    config = dapp_config(settings.deployment, settings.rpc_url)
+    encoded = _encoded.get(id(config))
+    if encoded is None or encoded[0] is not config:
+        plain = config.model_dump_json().encode()
+        encoded = (config, plain, gzip.compress(plain, compresslevel=6))
+        _encoded.clear()
+        _encoded[id(config)] = encoded
+    headers = {"Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"
+        return Response(encoded[2], media_type="application/json", headers=headers)
+    return Response(encoded[1], media_type="application/json", headers=headers)
