@@ -9,6 +9,9 @@
 - `verify_reading_gas_100000`: execution gas of `verifyReading` at 100,000 leaves
   (eth_estimateGas minus the 21,000 intrinsic gas and the calldata cost);
   `verify_reading_gas_100000_estimate` is the raw estimate.
+- `verify_signal_gas_100000`: execution gas of `verifySignal` opening one signal (8 samples) of
+  a schema-2 bundle of 64 signals, in the same batch of 100,000 leaves (the same deduction);
+  `verify_signal_gas_100000_estimate` is the raw estimate.
 - `ingest_bundles_per_s`: from `benchmarks/oracle_ingest.py` when it exists.
 
 The last line printed is one JSON object.
@@ -33,6 +36,7 @@ from oracle.anchoring import BatchHeader
 from oracle.quorum import OracleSigner, Quorum, build_content, leaf_of_row, wire_form
 from protocol.blobstore import LocalCidStore
 from protocol.bundle import (
+    SCHEMA_SIGNALS,
     Bundle,
     SignedBundle,
     bundle_typed_data,
@@ -40,6 +44,7 @@ from protocol.bundle import (
     verify_bundle,
 )
 from protocol.crypto import private_key_to_address
+from protocol.disclosure import open_signal
 from protocol.eip712 import Eip712Domain, dimo_domain
 
 T0 = 1_767_225_600_000
@@ -59,6 +64,29 @@ def signed_bundles(n: int, domain: Eip712Domain, devices: int = 50) -> list[Sign
         )
         out.append(sign_bundle(bundle, keys[d], domain))
     return out
+
+
+WIDE_SIGNALS = 64
+
+
+def wide_bundle(signed: SignedBundle, key: bytes, domain: Eip712Domain) -> SignedBundle:
+    """`signed`'s header with 64 signals of 8 samples each, under schema 2, signed again."""
+    b = signed.bundle
+    step = (b.window_end - b.window_start) // 8
+    readings = {
+        f"Vehicle.Bench.Signal{s:02d}": [(b.window_start + step * j, 0.5 * s + j) for j in range(8)]
+        for s in range(WIDE_SIGNALS)
+    }
+    wide = Bundle(
+        b.device,
+        b.vehicle_id,
+        b.sequence,
+        b.window_start,
+        b.window_end,
+        readings,
+        schema_version=SCHEMA_SIGNALS,
+    )
+    return sign_bundle(wide, key, domain)
 
 
 def verify_figures(domain: Eip712Domain) -> dict[str, float]:
@@ -105,11 +133,14 @@ def chain_figures() -> dict[str, int]:
         domain = dimo_domain(chain.chain_id, anchor.address)
         signers = [OracleSigner(str(o.private_key), domain) for o in oracles]
         quorum = Quorum(signers, [o.address for o in oracles], 2, domain)
-        last: tuple[int, Any, Any] | None = None
+        last: tuple[int, Any, Any, SignedBundle] | None = None
         with tempfile.TemporaryDirectory() as tmp:
             store = LocalCidStore(Path(tmp))
             for batch_id, n in enumerate(SIZES, start=1):
                 bundles = signed_bundles(n, domain)
+                wide_index = n // 2
+                wide_key = keccak(f"bench-oracle-device-{wide_index % 50}".encode())
+                bundles[wide_index] = wide_bundle(bundles[wide_index], wide_key, domain)
                 leaves = [
                     leaf_of_row(
                         b.bundle.device,
@@ -135,21 +166,33 @@ def chain_figures() -> dict[str, int]:
                 signatures = quorum.collect(header, content)
                 tx = anchor.anchor(header.as_tuple(), signatures, sender=admin)
                 out[f"anchor_gas_{n}"] = int(tx.gas_used)
-                last = (batch_id, tree, leaves)
+                last = (batch_id, tree, leaves, bundles[wide_index])
         assert last is not None
-        batch_id, tree, leaves = last
+        batch_id, tree, leaves, wide = last
         w3 = chain.provider.web3
         contract = w3.eth.contract(
             address=anchor.address, abi=record.contracts["AttestationAnchor"].abi
         )
         index = len(leaves) // 2
-        fn = contract.functions.verifyReading(batch_id, list(leaves[index]), tree.proof(index))
-        assert fn.call() is True
-        data = bytes.fromhex(fn._encode_transaction_data().removeprefix("0x"))
-        estimate = int(fn.estimate_gas({"from": admin.address}))
-        calldata = sum(4 if b == 0 else 16 for b in data)
-        out["verify_reading_gas_100000"] = estimate - 21_000 - calldata
-        out["verify_reading_gas_100000_estimate"] = estimate
+        opening = open_signal(wide.bundle, f"Vehicle.Bench.Signal{WIDE_SIGNALS // 2:02d}")
+        calls = {
+            "verify_reading": contract.functions.verifyReading(
+                batch_id, list(leaves[index]), tree.proof(index)
+            ),
+            "verify_signal": contract.functions.verifySignal(
+                batch_id,
+                list(leaves[index]),
+                tree.proof(index),
+                (opening.name, opening.salt, opening.samples_encoding, list(opening.proof)),
+            ),
+        }
+        for name, fn in calls.items():
+            assert fn.call() is True
+            data = bytes.fromhex(fn._encode_transaction_data().removeprefix("0x"))
+            estimate = int(fn.estimate_gas({"from": admin.address}))
+            calldata = sum(4 if b == 0 else 16 for b in data)
+            out[f"{name}_gas_100000"] = estimate - 21_000 - calldata
+            out[f"{name}_gas_100000_estimate"] = estimate
     return out
 
 

@@ -116,8 +116,8 @@ def bundle_wire(
     odometer_km: float,
     domain: Any,
 ) -> bytes:
-    """The wire form of one signed 10 s bundle of 1 Hz readings (speed, SoC, odometer, pack
-    voltage, current, temperature), as a device would send it.
+    """The wire form of one signed schema-2 10 s bundle of 1 Hz readings (speed, SoC, odometer,
+    pack voltage, current, temperature), as a device would send it.
 
     Args:
         vehicle: The vehicle the device is paired to.
@@ -128,7 +128,7 @@ def bundle_wire(
         odometer_km: The odometer at the window's start.
         domain: The EIP-712 domain (`protocol.eip712.Eip712Domain`) the bundle is signed in.
     """
-    from protocol.bundle import Bundle, encode_signed_bundle, sign_bundle
+    from protocol.bundle import SCHEMA_SIGNALS, Bundle, encode_signed_bundle, sign_bundle
 
     ts = [start_ms + 1000 * i for i in range(10)]
     readings = {
@@ -139,7 +139,16 @@ def bundle_wire(
         f"{_TB}.CurrentCurrent": [(t, 42.0 + 0.5 * (i % 3)) for i, t in enumerate(ts)],
         f"{_TB}.Temperature.Average": [(t, 24.5) for t in ts],
     }
-    bundle = Bundle(device, vehicle, sequence, start_ms, start_ms + 10_000, readings)
+    # Schema 2, as the bridge emits: one salted commitment per signal.
+    bundle = Bundle(
+        device,
+        vehicle,
+        sequence,
+        start_ms,
+        start_ms + 10_000,
+        readings,
+        schema_version=SCHEMA_SIGNALS,
+    )
     return encode_signed_bundle(sign_bundle(bundle, key, domain))
 
 

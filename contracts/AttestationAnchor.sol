@@ -52,24 +52,25 @@ contract AttestationAnchor is EIP712, OracleRegistry, IAttestationAnchor {
         view
         returns (bool)
     {
-        bytes32 root = _roots[batchId];
-        if (root == bytes32(0)) revert AttestationAnchorUnknownBatch(batchId);
-        bytes32 leafHash = keccak256(
-            bytes.concat(
-                keccak256(
-                    abi.encode(
-                        leaf.device,
-                        leaf.vehicleId,
-                        leaf.sequence,
-                        leaf.windowStart,
-                        leaf.windowEnd,
-                        leaf.dataHash,
-                        leaf.signatureHash
-                    )
-                )
-            )
-        );
-        return MerkleProof.verifyCalldata(proof, root, leafHash);
+        return _verifyLeaf(batchId, leaf, proof);
+    }
+
+    /// @inheritdoc IAttestationAnchor
+    function verifySignal(
+        uint64 batchId,
+        Leaf calldata leaf,
+        bytes32[] calldata proof,
+        SignalOpening calldata opening
+    ) external view returns (bool) {
+        bytes32 commitment = keccak256(bytes.concat(opening.salt, opening.samples));
+        bytes32 signalLeaf =
+            keccak256(bytes.concat(keccak256(abi.encode(opening.name, commitment))));
+        if (MerkleProof.processProofCalldata(opening.proof, signalLeaf) != leaf.dataHash) {
+            // Still revert for an unknown batch, as verifyReading does.
+            if (_roots[batchId] == bytes32(0)) revert AttestationAnchorUnknownBatch(batchId);
+            return false;
+        }
+        return _verifyLeaf(batchId, leaf, proof);
     }
 
     /// @inheritdoc IAttestationAnchor
@@ -94,6 +95,31 @@ contract AttestationAnchor is EIP712, OracleRegistry, IAttestationAnchor {
     // solhint-disable-next-line func-name-mixedcase
     function DOMAIN_SEPARATOR() external view returns (bytes32) {
         return _domainSeparatorV4();
+    }
+
+    function _verifyLeaf(uint64 batchId, Leaf calldata leaf, bytes32[] calldata proof)
+        private
+        view
+        returns (bool)
+    {
+        bytes32 root = _roots[batchId];
+        if (root == bytes32(0)) revert AttestationAnchorUnknownBatch(batchId);
+        bytes32 leafHash = keccak256(
+            bytes.concat(
+                keccak256(
+                    abi.encode(
+                        leaf.device,
+                        leaf.vehicleId,
+                        leaf.sequence,
+                        leaf.windowStart,
+                        leaf.windowEnd,
+                        leaf.dataHash,
+                        leaf.signatureHash
+                    )
+                )
+            )
+        );
+        return MerkleProof.verifyCalldata(proof, root, leafHash);
     }
 
     function _batchDigest(Batch calldata batch) private view returns (bytes32) {

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from device_bridge.decoder import Reading
-from protocol.bundle import Bundle, SignedBundle, sign_bundle
+from protocol.bundle import SCHEMA_SIGNALS, Bundle, SignedBundle, sign_bundle
 from protocol.eip712 import Eip712Domain
 from protocol.vss import VssValue, get_signal
 
@@ -353,7 +353,11 @@ class Sealer:
         self.vehicle_id = vehicle_id
 
     def build(self, window: ClosedWindow, sequence: int) -> Bundle:
-        """Return the unsigned bundle of a window with a given sequence number."""
+        """Return the unsigned bundle of a window with a given sequence number.
+
+        The bundle is schema 2: one commitment per signal, each behind a fresh random salt
+        (docs/protocol.md), so a proof can later disclose one signal alone.
+        """
         return Bundle(
             device=self.key.address,
             vehicle_id=self.vehicle_id,
@@ -361,6 +365,7 @@ class Sealer:
             window_start=window.start,
             window_end=window.end,
             readings=window.readings,
+            schema_version=SCHEMA_SIGNALS,
         )
 
     def seal(self, window: ClosedWindow) -> SignedBundle:

@@ -79,3 +79,9 @@ class IndexerSettings(BaseSettings):
     blob_dir: Path = Path("data/blobs")
     # Kubo RPC URL, e.g. http://127.0.0.1:5001; when set, batch contents are fetched from IPFS.
     kubo_url: str | None = None
+    # The oracle whose API serves reading values to authorised indexers; public batch
+    # documents hold none, so without it only batches anchored before schema 2 load.
+    oracle_url: str | None = None
+    # Hex private key this indexer signs readings requests with (secret; environment only);
+    # the oracle must list its address in DIMO_ORACLE_INDEXERS.
+    reader_key: SecretStr | None = None

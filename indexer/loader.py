@@ -1,8 +1,12 @@
 """The batch loader: fetch an anchored batch by CID, verify it, and bulk-load its readings.
 
-For each `BatchAnchored` the loader fetches the content from a `protocol.blobstore` store,
-parses it with `protocol.batch.parse_content` (which checks every device signature and rebuilds
-the Merkle tree), compares the rebuilt root, count, window and id with the anchored ones, and
+For each `BatchAnchored` the loader fetches the content from a `protocol.blobstore` store. A
+public document (`dimo-batch-v2`, no reading values) is checked with
+`protocol.batch.parse_public` and its root compared with the anchored one; the values then come
+from the oracle through the authorised channel (`OracleReadings`). The readings document (the
+channel's answer, or the public document of a batch anchored before schema 2) is parsed with
+`protocol.batch.parse_content` (which checks every device signature and rebuilds the Merkle
+tree), and the loader compares the rebuilt root, count, window and id with the anchored ones, and
 checks that each bundle's device was paired to its vehicle over the bundle's window. A batch
 that passes is loaded (its bundles into `bundles_index`, its readings with their batch id and
 leaf index: COPY on PostgreSQL, executemany elsewhere); one that fails is recorded as
@@ -16,10 +20,12 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
+import httpx
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -37,7 +43,15 @@ from indexer.telemetry import (
     readings_text,
     signals,
 )
-from protocol.batch import InvalidBatchContent, parse_content
+from protocol.batch import (
+    PUBLIC_FORMAT,
+    READINGS_HEADER,
+    InvalidBatchContent,
+    document_format,
+    parse_content,
+    parse_public,
+    readings_request_header,
+)
 from protocol.blobstore import (
     BlobCidMismatch,
     BlobCorrupted,
@@ -352,6 +366,54 @@ def _content_rejection(exc: InvalidBatchContent) -> Rejection:
     return Rejection.INVALID_CONTENT
 
 
+ReadingsSource = Callable[["AnchoredBatch"], bytes]
+"""Returns an anchored batch's readings document (`dimo-batch-v1`), or raises
+`BatchContentUnavailable`."""
+
+
+class OracleReadings:
+    """The authorised channel: the oracle's `GET /v1/batches/{id}/readings`.
+
+    Each request carries an EIP-712 `ReadBatch(batchId, issuedAt)` signature by this
+    indexer's key, whose address the oracle lists in `DIMO_ORACLE_INDEXERS`.
+    """
+
+    def __init__(
+        self, url: str, private_key: str, domain: Eip712Domain, timeout_s: float = 60.0
+    ) -> None:
+        """Bind the oracle's URL, this indexer's key and the DIMO domain."""
+        self.url = url.rstrip("/")
+        self._key = private_key
+        self.domain = domain
+        self._client = httpx.Client(timeout=timeout_s)
+
+    def __call__(self, batch: AnchoredBatch) -> bytes:
+        """Fetch a batch's readings document.
+
+        Raises:
+            BatchContentUnavailable: the oracle is unreachable or refuses (the batch stays
+                pending and is retried).
+        """
+        header = readings_request_header(self.domain, self._key, batch.id, int(time.time() * 1000))
+        try:
+            response = self._client.get(
+                f"{self.url}/v1/batches/{batch.id}/readings", headers={READINGS_HEADER: header}
+            )
+        except httpx.HTTPError as exc:
+            raise BatchContentUnavailable(batch.id, batch.cid, f"oracle: {exc}") from exc
+        if response.status_code != 200:
+            raise BatchContentUnavailable(
+                batch.id,
+                batch.cid,
+                f"the oracle answered {response.status_code}: {response.text[:300]}",
+            )
+        return response.content
+
+    def close(self) -> None:
+        """Release the HTTP client."""
+        self._client.close()
+
+
 class BatchLoader:
     """Verifies anchored batches and loads their readings.
 
@@ -365,6 +427,7 @@ class BatchLoader:
         store: BlobStore,
         domain: Eip712Domain,
         paired: PairingCheck,
+        readings: ReadingsSource | None = None,
     ) -> None:
         """Create a loader.
 
@@ -373,11 +436,14 @@ class BatchLoader:
             store: Where batch contents are fetched by CID.
             domain: The DIMO EIP-712 domain bundles are signed in (the AttestationAnchor's).
             paired: Says whether a device was paired to a vehicle over a window.
+            readings: The channel a public (`dimo-batch-v2`) batch's reading values come
+                through (`OracleReadings`); None loads only batches published with values.
         """
         self.engine = engine
         self.store = store
         self.domain = domain
         self.paired = paired
+        self.readings = readings
         self._signal_ids: dict[str, int] = {}
 
     # ---------------------------------------------------------------------------------------
@@ -404,6 +470,25 @@ class BatchLoader:
             return _rejected(batch, Rejection.CID_MISMATCH, str(exc))
         except BlobStoreError as exc:
             raise BatchContentUnavailable(batch.id, batch.cid, str(exc)) from exc
+        if document_format(raw) == PUBLIC_FORMAT:
+            # The public document holds no value: check it, then read the values through the
+            # authorised channel; they must rebuild the same anchored root below.
+            try:
+                public = parse_public(raw, self.domain, batch.id)
+            except InvalidBatchContent as exc:
+                return _rejected(batch, _content_rejection(exc), exc.reason)
+            if public.tree.root != batch.root:
+                return _rejected(
+                    batch,
+                    Rejection.ROOT_MISMATCH,
+                    f"the public document's tree has root 0x{public.tree.root.hex()}, the "
+                    f"anchored root is 0x{batch.root.hex()}",
+                )
+            if self.readings is None:
+                raise BatchContentUnavailable(
+                    batch.id, batch.cid, "no readings channel (DIMO_INDEXER_ORACLE_URL) is set"
+                )
+            raw = self.readings(batch)
         try:
             content = parse_content(raw, self.domain, batch.id)
         except InvalidBatchContent as exc:

@@ -48,6 +48,7 @@ from indexer.loader import (
     AnchoredBatch,
     BatchLoader,
     IndexedPairings,
+    OracleReadings,
     pending_batches,
     rollback_after,
 )
@@ -513,7 +514,12 @@ class Syncer:
                 store = KuboRpcStore(kubo) if kubo else LocalCidStore(self.settings.blob_dir)
             anchor = self.deployment.contract("AttestationAnchor").address
             domain = dimo_domain(self.deployment.chain_id, anchor)
-            self._loader = BatchLoader(self.engine, store, domain, _no_pairings)
+            readings = None
+            if self.settings.oracle_url and self.settings.reader_key is not None:
+                readings = OracleReadings(
+                    self.settings.oracle_url, self.settings.reader_key.get_secret_value(), domain
+                )
+            self._loader = BatchLoader(self.engine, store, domain, _no_pairings, readings)
         return self._loader
 
     @property

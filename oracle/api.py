@@ -1,4 +1,4 @@
-"""The oracle's ingest API: `POST /v1/bundles`, `GET /v1/status`, `GET /healthz`."""
+"""The oracle's API: `POST /v1/bundles`, `GET /v1/batches/{id}/readings`, status, health."""
 
 from __future__ import annotations
 
@@ -16,13 +16,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from oracle.batcher import journal_documents
 from oracle.chainview import DeviceDirectory
 from oracle.config import OracleSettings
 from oracle.exceptions import BundleRejected, ChainUnavailableError, RequestRejected
 from oracle.ingest import Journal, Receipt, RejectionCounter
 from oracle.journal import open_journal
 from oracle.verify import VerifiedBundle, Verifier, split_body
+from protocol.batch import READINGS_HEADER, readings_request_signer
 from protocol.bundle import SignedBundle
+from protocol.crypto import SignatureError
 from protocol.deployment import Deployment
 from protocol.eip712 import dimo_domain
 from protocol.problems import problem_type
@@ -313,6 +316,56 @@ class OracleApp(FastAPI):
         await send({"type": "http.response.body", "body": body})
 
 
+def _readings_problem(status: int, reason: str, detail: str) -> tuple[int, dict[str, Any]]:
+    titles = {401: "Unauthenticated", 403: "Not an authorised indexer", 404: "Unknown batch"}
+    return status, {
+        "type": problem_type(reason),
+        "title": titles[status],
+        "status": status,
+        "detail": detail,
+        "reason": reason,
+    }
+
+
+def readings_answer(
+    ingest: Ingest, batch_id: int, header: str | None, now_ms: int | None = None
+) -> tuple[int, bytes | dict[str, Any]]:
+    """Answer an indexer's request for a batch's readings document.
+
+    The caller proves who it is with an EIP-712 `ReadBatch(batchId, issuedAt)` signature in
+    the DIMO domain, recent within `readings_request_ttl_ms`; only addresses listed in
+    `indexers` get the document. The signature is checked before the batch is looked up, so
+    an outsider learns nothing about which batches exist.
+
+    Returns:
+        `(200, document bytes)` or `(status, problem details)`.
+    """
+    settings = ingest.settings
+    if not header:
+        return _readings_problem(401, "unauthenticated", f"send the {READINGS_HEADER} header")
+    try:
+        signer, issued_ms = readings_request_signer(ingest.domain, header, batch_id)
+    except SignatureError as exc:
+        return _readings_problem(401, "unauthenticated", str(exc))
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if abs(now - issued_ms) > settings.readings_request_ttl_ms:
+        return _readings_problem(
+            401, "unauthenticated", "the request's issuedAt is stale; sign a fresh request"
+        )
+    allowed = {a.lower() for a in settings.indexers}
+    if signer.lower() not in allowed:
+        return _readings_problem(
+            403,
+            "not-an-authorised-indexer",
+            f"{signer} is not among this oracle's indexers (DIMO_ORACLE_INDEXERS)",
+        )
+    try:
+        _public, readings, _tree = journal_documents(ingest.journal.engine, batch_id)
+    except LookupError:
+        return _readings_problem(404, "unknown-batch", f"this oracle has no batch {batch_id}")
+    return 200, readings
+
+
 def create_app(settings: OracleSettings | None = None) -> FastAPI:
     """Builds the oracle's ingest API.
 
@@ -349,6 +402,24 @@ def create_app(settings: OracleSettings | None = None) -> FastAPI:
             request.stream(),
         )
         return Response(body, status_code=status, media_type=media_type)
+
+    @app.get(
+        "/v1/batches/{batch_id}/readings",
+        tags=["indexers"],
+        summary="A batch's readings document (wire-form bundles), for authorised indexers",
+        responses={
+            200: {"description": "The `dimo-batch-v1` document; check it against the root"},
+            401: {"description": "No valid `X-DIMO-Indexer` signature (problem details)"},
+            403: {"description": "The signer is not an authorised indexer (problem details)"},
+            404: {"description": "No such batch in this oracle's journal (problem details)"},
+        },
+    )
+    def batch_readings(batch_id: int, request: Request) -> Response:
+        status, body = readings_answer(ingest, batch_id, request.headers.get(READINGS_HEADER))
+        if status != 200:
+            return JSONResponse(body, status_code=status, media_type="application/problem+json")
+        assert isinstance(body, bytes)
+        return Response(body, media_type="application/json")
 
     @app.get("/v1/status", tags=["status"], summary="Journal depth, batches and rejections")
     def status() -> dict[str, Any]:

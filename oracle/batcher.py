@@ -39,7 +39,7 @@ from oracle.exceptions import ChainUnavailableError, OracleError
 from oracle.ingest import reading
 from oracle.journal import BatchState, batches, bundles
 from oracle.quorum import Quorum, QuorumNotReached
-from protocol.batch import build_content, leaf_of_row
+from protocol.batch import build_content, build_public, leaf_of_row
 from protocol.batch import wire_form as make_wire
 from protocol.blobstore import BlobStore, BlobStoreError
 from protocol.bundle import BUNDLE_LEAF_ENCODING
@@ -92,6 +92,45 @@ def _checkpoint(point: str) -> None:
 
 
 Leaf = tuple[str, int, int, int, int, bytes, bytes]
+
+
+def journal_documents(engine: Engine, batch_id: int) -> tuple[bytes, bytes, StandardMerkleTree]:
+    """Rebuild a batch's two documents from its claimed journal rows.
+
+    Args:
+        engine: The journal.
+        batch_id: A built batch.
+
+    Returns:
+        The public document (`dimo-batch-v2`: commitments and signatures, stored by CID), the
+        readings document (`dimo-batch-v1`: wire-form bundles, for authorised indexers only)
+        and the tree.
+
+    Raises:
+        JournalCorrupted: the rows no longer give the recorded root or count.
+        LookupError: no such batch.
+    """
+    with reading(engine) as conn:
+        row = conn.execute(select(batches).where(batches.c.id == batch_id)).one_or_none()
+        if row is None:
+            raise LookupError(f"no batch {batch_id} in the journal")
+        claimed = list(
+            conn.execute(
+                select(bundles).where(bundles.c.batch_id == batch_id).order_by(bundles.c.position)
+            )
+        )
+    count = int(row._mapping["count"])
+    if len(claimed) != count:
+        raise JournalCorrupted(batch_id, f"{len(claimed)} bundles claimed, {count} built")
+    leaves = [Batcher._leaf(r) for r in claimed]
+    encodings = [bytes(r.encoding) for r in claimed]
+    signatures = [bytes(r.signature) for r in claimed]
+    wires = [make_wire(e, s) for e, s in zip(encodings, signatures, strict=True)]
+    readings, tree = build_content(batch_id, wires, leaves)
+    if tree.root != bytes(row.root):
+        raise JournalCorrupted(batch_id, "the claimed bundles rebuild another root")
+    public, _ = build_public(batch_id, encodings, signatures, leaves, tree)
+    return public, readings, tree
 
 
 class Batcher:
@@ -343,24 +382,20 @@ class Batcher:
                 self.confirm(batch_id, stop)
 
     def content(self, batch_id: int) -> tuple[bytes, StandardMerkleTree]:
-        """Rebuild a batch's content document from its claimed rows.
+        """Rebuild a batch's public document (no reading values) from its claimed rows.
 
         Raises:
             JournalCorrupted: the rows no longer give the recorded root or count.
         """
-        row = self._row(batch_id)
-        claimed = self._claimed(batch_id)
-        leaves = [self._leaf(r) for r in claimed]
-        wires = [make_wire(bytes(r.encoding), bytes(r.signature)) for r in claimed]
-        if len(claimed) != row.count:
-            raise JournalCorrupted(batch_id, f"{len(claimed)} bundles claimed, {row.count} built")
-        doc, tree = build_content(batch_id, wires, leaves)
-        if tree.root != bytes(row.root):
-            raise JournalCorrupted(batch_id, "the claimed bundles rebuild another root")
-        return doc, tree
+        public, _readings, tree = journal_documents(self.engine, batch_id)
+        return public, tree
 
     def store_content(self, batch_id: int) -> str:
-        """BUILT -> STORED: put the content in the blob store, pin it, record the CID."""
+        """BUILT -> STORED: put the public document in the blob store, pin it, record the CID.
+
+        The readings document is not stored: the oracle's API rebuilds it from the journal
+        for authorised indexers (`journal_documents`).
+        """
         doc, _tree = self.content(batch_id)
         cid = self.store.put(doc)
         self.store.pin(cid)

@@ -49,6 +49,11 @@ class OracleSettings(BaseSettings):
     max_age_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=0)
     # Seconds a cached device answer is used before new pairing logs are polled.
     device_cache_ttl_s: float = Field(default=1.0, ge=0)
+    # Addresses of the indexers that may read batches' reading values (GET
+    # /v1/batches/{id}/readings, requests signed as EIP-712 `ReadBatch`); nobody else can.
+    indexers: list[str] = Field(default_factory=list)
+    # How far a readings request's signed `issuedAt` may lie from now, in ms.
+    readings_request_ttl_ms: int = Field(default=300_000, ge=1_000)
     # Largest request body the ingest API reads, in bytes (larger is a 413 problem).
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Most bundles in one request array.

@@ -77,6 +77,38 @@ class MalformedPayload(BundleRejected):
     title = "Malformed bundle payload"
 
 
+class UnsupportedSchema(MalformedPayload):
+    """The bundle declares a schema version the oracle does not speak."""
+
+    reason = "unsupported-schema"
+    status = 400
+    title = "Unsupported bundle schema"
+
+    def __init__(self, version: object, supported: tuple[int, ...]) -> None:
+        self.version = version
+        super().__init__(
+            f"bundle schema {version!r} is not one of {list(supported)}; have the device emit "
+            f"schema {max(supported)} (docs/protocol.md)",
+            version=version,
+        )
+
+
+class SaltReused(MalformedPayload):
+    """Two signals of a schema-2 bundle share a salt, which would link their commitments."""
+
+    reason = "salt-reused"
+    status = 422
+    title = "Salt reused across signals"
+
+    def __init__(self, signals: tuple[str, ...]) -> None:
+        self.signals = signals
+        super().__init__(
+            f"signals {', '.join(signals)} share one salt; draw 32 fresh random bytes per "
+            "signal and bundle",
+            signals=list(signals),
+        )
+
+
 class BadSignature(BundleRejected):
     """The signature does not recover to the bundle's device in the oracle's EIP-712 domain."""
 
@@ -242,6 +274,8 @@ REJECTIONS: dict[str, type[BundleRejected]] = {
     cls.reason: cls
     for cls in (
         MalformedPayload,
+        UnsupportedSchema,
+        SaltReused,
         BadSignature,
         UnknownDevice,
         UnpairedDevice,

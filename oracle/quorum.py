@@ -1,14 +1,17 @@
 """Batch content, oracle signers that check it before signing, and the quorum that gathers them.
 
-The batch content is one canonical JSON document (keys sorted, no spaces, UTF-8)::
+The batch content stored by CID is the public document (`protocol.batch`, `dimo-batch-v2`),
+canonical JSON (keys sorted, no spaces, ASCII)::
 
-    {"bundles": ["0x<wire form>", ...],      # signed bundles in journal order
-     "count": n, "format": "dimo-batch-v1", "id": batch id,
+    {"bundles": [{"schema": 2, "signature": "0x..", "signals": [[name, "0x<commitment>"], ...]},
+                 ...],                       # journal order; no reading value
+     "count": n, "format": "dimo-batch-v2", "id": batch id,
      "root": "0x..", "tree": <OZ StandardMerkleTree dump, values in bundle order>,
      "windowEnd": ms, "windowStart": ms}
 
-Its CID is what the batch header carries; anyone can fetch it, rebuild the tree from the
-bundles and compare the root with the one anchored on-chain.
+Its CID is what the batch header carries; anyone can fetch it, check every device signature
+and commitment, rebuild the tree and compare the root with the one anchored on-chain. Signers
+also accept the older `dimo-batch-v1` document (wire-form bundles).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from protocol.batch import (
     CONTENT_FORMAT,
     BatchContent,
     InvalidBatchContent,
+    PublicBatch,
     build_content,
     leaf_of_row,
+    parse_any,
     parse_content,
     wire_form,
 )
@@ -137,7 +142,7 @@ class OracleSigner:
     def __repr__(self) -> str:
         return f"OracleSigner({self.address})"
 
-    def check(self, header: BatchHeader, content: bytes) -> BatchContent:
+    def check(self, header: BatchHeader, content: bytes) -> BatchContent | PublicBatch:
         """Check that `content` is the batch `header` describes.
 
         Raises:
@@ -149,13 +154,13 @@ class OracleSigner:
         except InvalidCid as exc:
             raise BatchRefused(header.id, str(exc)) from None
         try:
-            parsed = parse_content(content, self.domain, header.id)
+            parsed = parse_any(content, self.domain, header.id)
         except InvalidBatchContent as exc:
             raise BatchRefused(exc.batch_id, exc.reason) from None
         checks = (
             ("id", parsed.batch_id, header.id),
             ("root", parsed.tree.root, header.root),
-            ("count", len(parsed.bundles), header.count),
+            ("count", parsed.count, header.count),
             ("windowStart", parsed.window_start, header.window_start),
             ("windowEnd", parsed.window_end, header.window_end),
         )

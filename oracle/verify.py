@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import cbor2
+
 from oracle.chainview import DeviceInfo
 from oracle.exceptions import (
     BadSignature,
@@ -14,8 +16,10 @@ from oracle.exceptions import (
     ImplausibleValue,
     MalformedPayload,
     RequestRejected,
+    SaltReused,
     TimestampOutsideWindow,
     UnknownSignal,
+    UnsupportedSchema,
     WindowInFuture,
     WindowTooOld,
 )
@@ -23,12 +27,17 @@ from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
     BUNDLE_TYPEHASH,
     MAX_BUNDLE_SIZE,
+    SCHEMA_SIGNALS,
     BundleError,
+    SaltReusedError,
     SignedBundle,
     TimestampOutsideWindowError,
+    UnsupportedSchemaVersionError,
     _decode_document,
     bundle_leaf,
     decode_signed_bundle,
+    signal_commitment,
+    signals_root,
     verify_bundle,
 )
 from protocol.crypto import (
@@ -212,6 +221,18 @@ def split_body(body: bytes, *, max_items: int = MAX_BATCH) -> list[bytes]:
 # --------------------------------------------------------------------------------------------
 
 
+def _document_data_hash(doc: dict[str, Any], inner: bytes) -> bytes:
+    """The `dataHash` of a decoded bundle document, by its schema (see docs/protocol.md)."""
+    if doc.get("schema") != SCHEMA_SIGNALS:
+        return keccak256(inner)
+    commitments: dict[str, bytes] = {}
+    for name, salt, samples in doc["readings"]:
+        if not isinstance(name, str) or not isinstance(salt, bytes):
+            raise TypeError("a schema-2 readings entry is [name, salt, samples]")
+        commitments[name] = signal_commitment(salt, cbor2.dumps(samples, canonical=True))
+    return signals_root(commitments)
+
+
 def _signer_ok(inner: Any, signature: Any, domain: Eip712Domain) -> bool:
     """Whether `signature` is the device's over a bundle whose content fails validation."""
     if not isinstance(inner, bytes) or not isinstance(signature, bytes):
@@ -223,12 +244,16 @@ def _signer_ok(inner: Any, signature: Any, domain: Eip712Domain) -> bool:
         return False
     if not all(type(v) is int and 0 <= v < 2**256 for v in fields):
         return False
+    try:
+        data_hash = _document_data_hash(doc, inner)
+    except (TypeError, ValueError, BundleError):
+        return False
     struct_hash = keccak256(
         BUNDLE_TYPEHASH
         + bytes(12)
         + device
         + b"".join(int(v).to_bytes(32, "big") for v in fields)
-        + keccak256(inner)
+        + data_hash
     )
     try:
         return recover_address_bytes(domain.digest(struct_hash), signature) == device
@@ -299,6 +324,10 @@ class Verifier:
             raise TimestampOutsideWindow(
                 exc.signal, exc.timestamp, exc.window_start, exc.window_end
             ) from None
+        except UnsupportedSchemaVersionError as exc:
+            raise UnsupportedSchema(exc.version, exc.supported) from None
+        except SaltReusedError as exc:
+            raise SaltReused(exc.signals) from None
         except (BundleError, SignatureError) as exc:
             raise MalformedPayload(str(exc)) from None
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import secrets
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +25,14 @@ from protocol.crypto import (
     MalformedSignatureError,
     address_bytes,
     checksum_address,
+    double_keccak256_many,
     keccak256,
     recover_address_bytes,
     sign_digest,
 )
 from protocol.eip712 import EIP712_DOMAIN_FIELDS, Eip712Domain, type_hash
 from protocol.exceptions import ProtocolError
+from protocol.merkle import root_of_leaf_hashes
 
 __all__ = [
     "BUNDLE_EIP712_FIELDS",
@@ -38,10 +41,14 @@ __all__ = [
     "BUNDLE_TYPE",
     "BUNDLE_TYPEHASH",
     "MAX_BUNDLE_SIZE",
+    "SALT_SIZE",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
+    "SIGNAL_LEAF_ENCODING",
     "Bundle",
     "BundleError",
     "BundleTooLargeError",
+    "CommitmentMismatchError",
     "DuplicateTimestampError",
     "InvalidBundleError",
     "InvalidSignalNameError",
@@ -50,6 +57,7 @@ __all__ = [
     "NonFiniteValueError",
     "Reading",
     "ReadingValue",
+    "SaltReusedError",
     "SignedBundle",
     "TimestampOutsideWindowError",
     "UnsupportedSchemaVersionError",
@@ -61,13 +69,26 @@ __all__ = [
     "decode_bundle",
     "decode_signed_bundle",
     "encode_bundle",
+    "encode_samples",
     "encode_signed_bundle",
+    "new_salt",
     "sign_bundle",
+    "signal_commitment",
+    "signal_leaf_hash",
+    "signals_root",
     "verify_bundle",
 ]
 
 SCHEMA_VERSION: Final = 1
-"""The only bundle schema this code reads and writes."""
+"""Schema 1: `dataHash` is the Keccak-256 of the whole encoding (values included)."""
+SCHEMA_SIGNALS: Final = 2
+"""Schema 2: `dataHash` is the root of a tree of salted per-signal commitments."""
+SCHEMA_VERSIONS: Final = (SCHEMA_VERSION, SCHEMA_SIGNALS)
+"""The schemas this code reads and writes."""
+SALT_SIZE: Final = 32
+"""Bytes of secret salt per signal and bundle (schema 2)."""
+SIGNAL_LEAF_ENCODING: Final = ("string", "bytes32")
+"""ABI types of a schema-2 signal leaf `(name, commitment)` in the bundle's signal tree."""
 MAX_BUNDLE_SIZE: Final = 4 * 1024 * 1024
 """Largest encoded bundle `decode_bundle` accepts by default, in bytes."""
 
@@ -155,6 +176,31 @@ class TimestampOutsideWindowError(InvalidBundleError):
         )
 
 
+class SaltReusedError(InvalidBundleError):
+    """Two signals of one schema-2 bundle carry the same salt, or a salt is not 32 bytes."""
+
+    def __init__(self, signals: tuple[str, ...], reason: str) -> None:
+        self.signals = signals
+        super().__init__(
+            "salts",
+            f"{reason} ({', '.join(signals)}); draw {SALT_SIZE} fresh random bytes per signal "
+            "and bundle (`new_salt()`)",
+        )
+
+
+class CommitmentMismatchError(BundleError, ValueError):
+    """Per-signal commitments (or an opened signal) do not lead to the signed `dataHash`."""
+
+    def __init__(self, what: str, expected: bytes, found: bytes) -> None:
+        self.what = what
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"{what} lead to 0x{found.hex()}, not the signed dataHash 0x{expected.hex()}; the "
+            "commitments or the opening were altered after the device signed"
+        )
+
+
 class UnsupportedValueTypeError(BundleError, TypeError):
     """A reading value is not a float, int, bool or str."""
 
@@ -204,12 +250,13 @@ class BundleTooLargeError(MalformedBundleError):
 class UnsupportedSchemaVersionError(BundleError, ValueError):
     """A bundle declares a schema version this code does not speak."""
 
-    def __init__(self, version: object, supported: int = SCHEMA_VERSION) -> None:
+    def __init__(self, version: object, supported: tuple[int, ...] = SCHEMA_VERSIONS) -> None:
         self.version = version
         self.supported = supported
         super().__init__(
             f"bundle schema version {version!r} is not supported (this build speaks "
-            f"{supported}); upgrade the receiver or have the device emit version {supported}"
+            f"{', '.join(map(str, supported))}); upgrade the receiver or have the device emit "
+            f"version {max(supported)}"
         )
 
 
@@ -269,6 +316,76 @@ def _value(v: ReadingValue) -> bytes:
     if isinstance(v, float):
         return _float(v)
     return _text(v)
+
+
+def encode_samples(samples: Sequence[Reading]) -> bytes:
+    """Return the canonical CBOR of one signal's samples, `[[timestamp, value], ...]`.
+
+    This is the array exactly as it appears inside the bundle's encoding; a schema-2
+    commitment hashes it behind the signal's salt.
+    """
+    parts = [_head(4, len(samples))]
+    for ts, value in samples:
+        parts += (b"\x82", _head(0, ts), _value(value))
+    return b"".join(parts)
+
+
+def _fast_samples_encoding(samples: Sequence[Reading]) -> bytes:
+    # cbor2's canonical form equals `encode_samples` for valid samples (a property test checks).
+    if _cbor2 is None:  # pragma: no cover
+        return encode_samples(samples)
+    return _cbor2.dumps(samples, canonical=True)
+
+
+def new_salt() -> bytes:
+    """Return a fresh secret salt: 32 bytes from the OS's CSPRNG."""
+    return secrets.token_bytes(SALT_SIZE)
+
+
+def signal_commitment(salt: bytes, samples_encoding: bytes) -> bytes:
+    """Return a schema-2 signal commitment, `keccak256(salt || samples_encoding)`.
+
+    Args:
+        salt: The signal's 32-byte secret salt in this bundle.
+        samples_encoding: `encode_samples(samples)`.
+    """
+    return keccak256(salt + samples_encoding)
+
+
+def _signal_leaf_abi(name: str, commitment: bytes) -> bytes:
+    # abi.encode(string name, bytes32 commitment): offset, commitment, length, padded bytes.
+    raw = name.encode("utf-8")
+    return b"".join(
+        (
+            _WORD_0x40,
+            commitment,
+            len(raw).to_bytes(32, "big"),
+            raw,
+            bytes(-len(raw) % 32),
+        )
+    )
+
+
+_WORD_0x40: Final = (0x40).to_bytes(32, "big")
+
+
+def signal_leaf_hash(name: str, commitment: bytes) -> bytes:
+    """Return the OpenZeppelin standard leaf hash of a signal leaf `(name, commitment)`."""
+    return keccak256(keccak256(_signal_leaf_abi(name, commitment)))
+
+
+def signals_root(commitments: Mapping[str, bytes]) -> bytes:
+    """Return the root of a bundle's signal tree: its schema-2 `dataHash`.
+
+    Args:
+        commitments: Signal name -> commitment, every signal of the bundle.
+
+    Returns:
+        The root of `StandardMerkleTree.of([(name, commitment), ...], SIGNAL_LEAF_ENCODING)`.
+    """
+    return root_of_leaf_hashes(
+        double_keccak256_many([_signal_leaf_abi(n, c) for n, c in commitments.items()])
+    )
 
 
 _KEYS: Final = ("device", "schema", "readings", "sequence", "vehicleId", "windowEnd", "windowStart")
@@ -474,6 +591,29 @@ def _normalise_readings(
     return MappingProxyType(out)
 
 
+def _normalise_salts(
+    salts: Mapping[str, bytes] | None, readings: Mapping[str, Sequence[Reading]]
+) -> MappingProxyType[str, bytes]:
+    if not readings:
+        raise InvalidBundleError("readings", "a schema-2 bundle commits to at least one signal")
+    if salts is None:
+        return MappingProxyType({name: new_salt() for name in readings})
+    if not isinstance(salts, Mapping) or set(salts) != set(readings):
+        raise InvalidBundleError("salts", "give exactly one salt for each signal of the readings")
+    out: dict[str, bytes] = {}
+    seen: dict[bytes, str] = {}
+    for name in readings:
+        salt = salts[name]
+        if not isinstance(salt, bytes | bytearray) or len(salt) != SALT_SIZE:
+            raise InvalidBundleError("salts", f"the salt of {name} is not {SALT_SIZE} bytes")
+        salt = bytes(salt)
+        if salt in seen:
+            raise SaltReusedError((seen[salt], name), "one salt is used by two signals")
+        seen[salt] = name
+        out[name] = salt
+    return MappingProxyType(out)
+
+
 @dataclass(frozen=True)
 class Bundle:
     """The telemetry one device signs for one time window.
@@ -489,7 +629,10 @@ class Bundle:
         window_end: End of the window, unix ms, exclusive (uint64, > window_start).
         readings: VSS signal name -> samples `(timestamp_ms, value)`, each timestamp in the
             window and unique within its signal.
-        schema_version: Always `SCHEMA_VERSION`.
+        schema_version: `SCHEMA_VERSION` (1) or `SCHEMA_SIGNALS` (2, salted per-signal
+            commitments).
+        salts: Schema 2 only: signal name -> its secret 32-byte salt in this bundle, one per
+            signal, all distinct; fresh random salts when omitted. None for schema 1.
     """
 
     device: str
@@ -499,9 +642,10 @@ class Bundle:
     window_end: int
     readings: Mapping[str, Sequence[Reading]] = field(default_factory=dict, hash=False)
     schema_version: int = SCHEMA_VERSION
+    salts: Mapping[str, bytes] | None = field(default=None, hash=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION or type(self.schema_version) is not int:
+        if type(self.schema_version) is not int or self.schema_version not in SCHEMA_VERSIONS:
             raise UnsupportedSchemaVersionError(self.schema_version)
         try:
             raw = address_bytes(self.device)
@@ -521,6 +665,10 @@ class Bundle:
             )
         readings = _normalise_readings(self.readings, self.window_start, self.window_end)
         object.__setattr__(self, "readings", readings)
+        if self.schema_version == SCHEMA_SIGNALS:
+            object.__setattr__(self, "salts", _normalise_salts(self.salts, readings))
+        elif self.salts is not None:
+            raise InvalidBundleError("salts", "a schema-1 bundle has no salts; pass None")
 
     @cached_property
     def device_bytes(self) -> bytes:
@@ -533,8 +681,27 @@ class Bundle:
         return encode_bundle(self)
 
     @cached_property
+    def commitments(self) -> Mapping[str, bytes]:
+        """Schema 2: signal name -> `keccak256(salt || encode_samples(samples))`; empty for 1."""
+        salts = self.salts
+        if salts is None:
+            return MappingProxyType({})
+        return MappingProxyType(
+            {
+                name: keccak256(salts[name] + _fast_samples_encoding(samples))
+                for name, samples in self.readings.items()
+            }
+        )
+
+    @cached_property
     def data_hash(self) -> bytes:
-        """`keccak256(encoding)`, the `dataHash` of the EIP-712 `Bundle` struct."""
+        """The `dataHash` of the EIP-712 `Bundle` struct.
+
+        Schema 1: `keccak256(encoding)`. Schema 2: the root of the signal tree over
+        `(name, commitment)` (see `signals_root`).
+        """
+        if self.schema_version == SCHEMA_SIGNALS:
+            return signals_root(self.commitments)
         return keccak256(self.encoding)
 
     @property
@@ -563,9 +730,16 @@ def encode_bundle(bundle: Bundle) -> bytes:
         _head(4, len(bundle.readings)),
     ]
     append = parts.append
+    salts = bundle.salts
     for signal, samples in bundle.readings.items():
-        append(b"\x82")
-        append(_text(signal))
+        if salts is None:
+            append(b"\x82")
+            append(_text(signal))
+        else:
+            append(b"\x83")
+            append(_text(signal))
+            append(b"\x58\x20")  # byte string of 32
+            append(salts[signal])
         append(_head(4, len(samples)))
         for ts, value in samples:
             append(b"\x82")
@@ -594,8 +768,10 @@ def _bundle_from_document(obj: Any) -> Bundle:
         raise MalformedBundleError("the top level must be a map")
     if "schema" not in obj:
         raise MalformedBundleError("the 'schema' key is missing")
-    if obj["schema"] != SCHEMA_VERSION or type(obj["schema"]) is not int:
-        raise UnsupportedSchemaVersionError(obj["schema"])
+    schema = obj["schema"]
+    if type(schema) is not int or schema not in SCHEMA_VERSIONS:
+        raise UnsupportedSchemaVersionError(schema)
+    width = 3 if schema == SCHEMA_SIGNALS else 2
     if set(obj) != set(_KEYS):
         raise MalformedBundleError(f"keys {sorted(obj)} differ from {sorted(_KEYS)}")
     device = obj["device"]
@@ -605,10 +781,20 @@ def _bundle_from_document(obj: Any) -> Bundle:
     if not isinstance(entries, list):
         raise MalformedBundleError("'readings' must be an array of [signal, samples]")
     readings: dict[str, list[Reading]] = {}
+    salts: dict[str, bytes] | None = {} if width == 3 else None
     for entry in entries:
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
-            raise MalformedBundleError("each readings entry must be [signal name, [samples]]")
-        signal, samples = entry
+        if not (isinstance(entry, list) and len(entry) == width and isinstance(entry[0], str)):
+            raise MalformedBundleError(
+                "each readings entry must be [signal name, salt, [samples]]"
+                if width == 3
+                else "each readings entry must be [signal name, [samples]]"
+            )
+        signal, samples = entry[0], entry[-1]
+        if salts is not None:
+            if not isinstance(entry[1], bytes):
+                raise MalformedBundleError(f"the salt of {signal!r} must be a byte string")
+            if signal not in salts:
+                salts[signal] = entry[1]
         if signal in readings:
             raise MalformedBundleError(f"signal {signal!r} appears twice")
         if not isinstance(samples, list) or not all(
@@ -623,7 +809,8 @@ def _bundle_from_document(obj: Any) -> Bundle:
         window_start=obj["windowStart"],
         window_end=obj["windowEnd"],
         readings=readings,
-        schema_version=obj["schema"],
+        schema_version=schema,
+        salts=salts,
     )
 
 
@@ -682,7 +869,7 @@ def _fast_bundle(obj: Any) -> Bundle | None:
     vid, seq, ws, we = obj["vehicleId"], obj["sequence"], obj["windowStart"], obj["windowEnd"]
     if (
         type(schema) is not int
-        or schema != SCHEMA_VERSION
+        or schema not in SCHEMA_VERSIONS
         or type(device) is not bytes
         or len(device) != 20
         or type(vid) is not int
@@ -697,12 +884,20 @@ def _fast_bundle(obj: Any) -> Bundle | None:
     entries = obj["readings"]
     if type(entries) is not list:
         return None
+    width = 3 if schema == SCHEMA_SIGNALS else 2
     readings: dict[str, tuple[Reading, ...]] = {}
+    salts: dict[str, bytes] = {}
+    commitments: dict[str, bytes] = {}
     previous = ""
     for entry in entries:
-        if type(entry) is not list or len(entry) != 2:
+        if type(entry) is not list or len(entry) != width:
             return None
-        signal, samples = entry
+        signal, samples = entry[0], entry[-1]
+        if width == 3:
+            salt = entry[1]
+            if type(salt) is not bytes or len(salt) != SALT_SIZE:
+                return None
+            salts[signal] = salt
         if type(signal) is not str or signal <= previous:
             return None
         if signal not in _VALID_SIGNALS:
@@ -738,6 +933,10 @@ def _fast_bundle(obj: Any) -> Bundle | None:
         elif float in kinds and not all(math.isfinite(v) for v in values if type(v) is float):
             return None
         readings[signal] = tuple(zip(stamps, values, strict=True))
+        if width == 3:
+            commitments[signal] = keccak256(salts[signal] + _cbor2.dumps(samples, canonical=True))
+    if width == 3 and (not readings or len(set(salts.values())) != len(salts)):
+        return None
     address = _CHECKSUMS.get(device)
     if address is None:
         if len(_CHECKSUMS) >= _CACHE_MAX:
@@ -752,9 +951,12 @@ def _fast_bundle(obj: Any) -> Bundle | None:
         ("window_end", we),
         ("readings", MappingProxyType(readings)),
         ("schema_version", schema),
+        ("salts", MappingProxyType(salts) if width == 3 else None),
     ):
         object.__setattr__(bundle, name, value)
     bundle.__dict__["device_bytes"] = device
+    if width == 3:
+        bundle.__dict__["commitments"] = MappingProxyType(commitments)
     return bundle
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "hash_pair",
     "leaf_encoder",
     "process_proof",
+    "root_of_leaf_hashes",
     "standard_leaf_hash",
     "verify_proof",
 ]
@@ -439,6 +440,23 @@ def _json_value(abi_type: ABIType, value: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # The tree
 # ------------------------------------------------------------------------------------------------
+
+
+def root_of_leaf_hashes(leaf_hashes: Sequence[Hash]) -> Hash:
+    """Return the root `StandardMerkleTree.of` builds over leaves with these hashes.
+
+    Args:
+        leaf_hashes: The double-hashed leaves, in any order (at least one).
+
+    Returns:
+        The 32-byte root.
+
+    Raises:
+        EmptyTreeError: no leaf.
+    """
+    if not leaf_hashes:
+        raise EmptyTreeError()
+    return _make_tree(sorted(leaf_hashes))[0]
 
 
 class _StaticVerify(Protocol):

@@ -23,7 +23,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
-from protocol.batch import CONTENT_FORMAT, wire_form
+from protocol.batch import (
+    CONTENT_FORMAT,
+    PUBLIC_FORMAT,
+    InvalidBatchContent,
+    document_format,
+    parse_public,
+    wire_form,
+)
 from protocol.blobstore import BlobStoreError
 from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
@@ -177,12 +184,16 @@ def _split_wire(wire: bytes) -> tuple[bytes, bytes]:
 def read_batch(raw: bytes, anchored_root: bytes, domain: Eip712Domain) -> list[Seen] | str:
     """Every bundle of a batch's content, checked against the anchored root.
 
-    Each bundle is decoded from its canonical wire form, its device signature verified, and
-    the tree of their leaves rebuilt: it must have the anchored root, which commits to
-    exactly these bundles (the content's own tree dump is not needed for that).
+    A public document (`dimo-batch-v2`) is checked by `protocol.batch.parse_public`: every
+    device signature from its leaf, every schema-2 bundle's signal names and commitments
+    against its signed `dataHash`, and the tree against the anchored root; it holds the signal
+    names, not their values, which is all a reward counts. In a document of a batch anchored
+    before schema 2 (`dimo-batch-v1`), each bundle is decoded from its canonical wire form,
+    its device signature verified, and the tree of their leaves rebuilt: it must have the
+    anchored root, which commits to exactly these bundles.
 
     Args:
-        raw: The content fetched by the anchored CID (`dimo-batch-v1`).
+        raw: The content fetched by the anchored CID (`dimo-batch-v2`, or `-v1` of old batches).
         anchored_root: The root anchored on-chain.
         domain: The domain devices sign bundles in.
 
@@ -190,6 +201,16 @@ def read_batch(raw: bytes, anchored_root: bytes, domain: Eip712Domain) -> list[S
         `(vehicle, device, window start, window end, signals)` of every bundle, or why the
         batch counts for nothing.
     """
+    if document_format(raw) == PUBLIC_FORMAT:
+        try:
+            public = parse_public(raw, domain)
+        except InvalidBatchContent as exc:
+            return exc.reason
+        if public.tree.root != anchored_root:
+            return "the content does not rebuild the anchored root"
+        return [
+            (e.leaf[1], e.leaf[0], e.leaf[3], e.leaf[4], tuple(e.signals)) for e in public.entries
+        ]
     try:
         doc = json.loads(raw)
         wires = doc["bundles"]

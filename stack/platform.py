@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from oracle.journal import open_journal
+from protocol.crypto import private_key_to_address
 from protocol.deployment import Deployment
 from stack.certify import CertifierSettings
 from stack.chain import Anvil, anvil_binary
@@ -201,6 +202,8 @@ class Platform:
             "DIMO_ORACLE_SIGNER_URLS": json.dumps(signer_urls),
             "DIMO_ORACLE_SIGNER_KEYS": "[]",
             "DIMO_ORACLE_SUBMITTER_KEY": submitter,
+            # The one indexer allowed to read reading values (public documents hold none).
+            "DIMO_ORACLE_INDEXERS": json.dumps([private_key_to_address(self._reader_key())]),
             **self._blob_env("DIMO_ORACLE_"),
         }
         # The ingest API and the batcher run as two processes over one journal: building,
@@ -244,6 +247,8 @@ class Platform:
                     "DIMO_INDEXER_JWT_SECRET": self._jwt_secret(),
                     "DIMO_INDEXER_PENDING_RETRY_S": "2",
                     "DIMO_INDEXER_RATE_LIMIT_PER_MINUTE": str(s.api_rate_limit_per_minute),
+                    "DIMO_INDEXER_ORACLE_URL": s.oracle_url,
+                    "DIMO_INDEXER_READER_KEY": self._reader_key(),
                     **self._blob_env("DIMO_INDEXER_"),
                 },
                 f"{s.indexer_url}/healthz",
@@ -309,6 +314,14 @@ class Platform:
         path = self.data / "jwt-secret"
         if not path.exists():
             path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _reader_key(self) -> str:
+        """The indexer's throwaway readings key, made once and kept in the data folder."""
+        path = self.data / "indexer-reader-key"
+        if not path.exists():
+            path.write_text("0x" + secrets.token_hex(32))
             path.chmod(0o600)
         return path.read_text().strip()
 

@@ -43,6 +43,18 @@ interface IAttestationAnchor {
         bytes32 signatureHash;
     }
 
+    /// @notice One disclosed signal of a schema-2 bundle (see docs/protocol.md).
+    /// @param name The signal's VSS name, as in its leaf of the bundle's signal tree.
+    /// @param salt The signal's secret salt in this bundle.
+    /// @param samples Canonical CBOR of the signal's samples, `[[timestamp, value], ...]`.
+    /// @param proof The Merkle path from the signal's leaf to the bundle's `dataHash`.
+    struct SignalOpening {
+        string name;
+        bytes32 salt;
+        bytes samples;
+        bytes32[] proof;
+    }
+
     /* ERRORS */
 
     /// @notice Batch `id` was submitted where `expected` is next.
@@ -82,6 +94,24 @@ interface IAttestationAnchor {
         external
         view
         returns (bool);
+
+    /// @notice Whether `opening` discloses one signal of the schema-2 bundle `leaf`, and `leaf`
+    /// is in anchored batch `batchId`.
+    /// @dev The signal leaf is OpenZeppelin's standard leaf of `(string name, bytes32
+    /// commitment)` with `commitment = keccak256(salt || samples)`; the signal proof must lead
+    /// to `leaf.dataHash`, and the batch proof from `leaf` to the batch root. Decoding
+    /// `samples` is the caller's: the contract checks the bytes, not their meaning.
+    /// @param batchId An anchored batch.
+    /// @param leaf The bundle's leaf.
+    /// @param proof The Merkle path from the bundle's leaf to the batch root.
+    /// @param opening The disclosed signal.
+    /// @return True when both proofs hold.
+    function verifySignal(
+        uint64 batchId,
+        Leaf calldata leaf,
+        bytes32[] calldata proof,
+        SignalOpening calldata opening
+    ) external view returns (bool);
 
     /// @notice The EIP-712 digest the oracles sign for `batch`.
     /// @param batch The batch.

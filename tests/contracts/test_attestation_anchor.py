@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ape
@@ -244,3 +246,73 @@ def test_duplicate_or_zero_signer_reverts(anchor: Any, accounts: Any, admin: Any
     zero = "0x0000000000000000000000000000000000000000"
     with ape.reverts(anchor.OracleRegistryInvalidSigner, signer=zero):
         anchor.setOracles([zero], 1, sender=admin)
+
+
+# ------------------------------------------------------------------------------------------------
+# Schema-2 signal openings (vectors made by cbor2, eth-account and OZ's JS merkle-tree)
+# ------------------------------------------------------------------------------------------------
+
+SIGNAL_VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "signals_v2.json").read_text())
+
+
+def _opening(signal: dict[str, Any]) -> tuple[Any, ...]:
+    return (signal["name"], signal["salt"], signal["samples"], signal["proof"])
+
+
+def _vector_leaf(entry: dict[str, Any]) -> list[Any]:
+    leaf = entry["leaf"]
+    return [leaf[0], *(int(x) for x in leaf[1:5]), leaf[5], leaf[6]]
+
+
+@pytest.fixture
+def signal_batch(
+    anchor: Any, oracle_signers: list[Any], sign_batch: Callable[..., bytes], admin: Any
+) -> int:
+    entries = SIGNAL_VECTORS["bundles"]
+    tree = StandardMerkleTree.of([_vector_leaf(e) for e in entries], LEAF_TYPES)
+    assert "0x" + tree.root.hex() == SIGNAL_VECTORS["batchRoot"]  # the JS library's root
+    message = batch_message(1, tree)
+    anchor.anchor(as_tuple(message), sign_batch(oracle_signers[:2], message), sender=admin)
+    return 1
+
+
+def test_every_signal_opening_of_the_vectors_verifies_on_chain(
+    anchor: Any, signal_batch: int
+) -> None:
+    for entry in SIGNAL_VECTORS["bundles"]:
+        for signal in entry["signals"]:
+            assert (
+                anchor.verifySignal(
+                    signal_batch, _vector_leaf(entry), entry["batchProof"], _opening(signal)
+                )
+                is True
+            )
+
+
+@pytest.mark.parametrize("case", SIGNAL_VECTORS["tampered"], ids=lambda c: c["name"])
+def test_a_tampered_signal_opening_is_false_on_chain(
+    anchor: Any, signal_batch: int, case: dict[str, Any]
+) -> None:
+    entry = SIGNAL_VECTORS["bundles"][case["bundle"]]
+    opening = _opening(case["opening"])
+    assert anchor.verifySignal(signal_batch, _vector_leaf(entry), entry["batchProof"], opening) is (
+        False
+    )
+
+
+def test_a_signal_opening_of_another_bundle_leaf_is_false(anchor: Any, signal_batch: int) -> None:
+    first, last = SIGNAL_VECTORS["bundles"][0], SIGNAL_VECTORS["bundles"][-1]
+    opening = _opening(last["signals"][0])
+    assert anchor.verifySignal(signal_batch, _vector_leaf(first), first["batchProof"], opening) is (
+        False
+    )
+    # The right leaf with another bundle's batch proof fails the batch proof instead.
+    assert anchor.verifySignal(signal_batch, _vector_leaf(last), first["batchProof"], opening) is (
+        False
+    )
+
+
+def test_a_signal_opening_of_an_unknown_batch_reverts(anchor: Any) -> None:
+    entry = SIGNAL_VECTORS["bundles"][0]
+    with ape.reverts(anchor.AttestationAnchorUnknownBatch):
+        anchor.verifySignal(7, _vector_leaf(entry), [], _opening(entry["signals"][0]))

@@ -124,3 +124,24 @@ def test_a_sequence_reserved_before_a_crash_is_never_reused(tmp_path: Path) -> N
     with BundleQueue(path) as queue:
         signed = Sealer(queue, KEY, DOMAIN, 7).seal(_window(int(T0 * 1000)))
     assert signed.bundle.sequence == 2
+
+
+def test_a_sealed_bundle_is_schema_2_and_its_queued_copy_opens_each_signal(
+    tmp_path: Path,
+) -> None:
+    from protocol.bundle import SCHEMA_SIGNALS
+    from protocol.disclosure import open_signal
+
+    start = int(T0 * 1000)
+    window = ClosedWindow(
+        start, start + 10_000, {SOC: [(start + 5, 40.0)], "Vehicle.Speed": [(start + 5, 12.5)]}
+    )
+    with BundleQueue(tmp_path / "q.sqlite") as queue:
+        Sealer(queue, KEY, DOMAIN, 7).seal(window)
+        (row,) = queue.peek(1)
+    queued = decode_signed_bundle(row.wire).bundle
+    assert queued.schema_version == SCHEMA_SIGNALS
+    assert queued.salts is not None
+    assert len(set(queued.salts.values())) == 2
+    for name, samples in window.readings.items():
+        assert open_signal(queued, name).verify(queued.data_hash) == tuple(samples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -157,6 +158,7 @@ def oracle_server(settings: OracleSettings) -> Iterator[str]:
         "DIMO_ORACLE_DEPLOYMENT": str(settings.deployment),
         "DIMO_ORACLE_BLOB_DIR": str(settings.blob_dir),
         "DIMO_ORACLE_DEVICE_CACHE_TTL_S": "0",
+        "DIMO_ORACLE_INDEXERS": json.dumps(settings.indexers),
         "PYTHONPATH": str(ROOT),
     }
     proc = subprocess.Popen(

@@ -18,10 +18,11 @@ from oracle.anchoring import Anchorer, BatchHeader
 from oracle.batcher import Batcher, BatcherTuning
 from oracle.ingest import Journal, reading
 from oracle.journal import BatchState, batches, bundles, open_journal
-from oracle.quorum import OracleSigner, Quorum, parse_content
+from oracle.quorum import OracleSigner, Quorum
 from oracle.verify import VerifiedBundle, leaf_hash
+from protocol.batch import parse_public
 from protocol.blobstore import LocalCidStore
-from protocol.bundle import Bundle, bundle_leaf, decode_signed_bundle, sign_bundle
+from protocol.bundle import SCHEMA_SIGNALS, Bundle, bundle_leaf, sign_bundle
 from protocol.cid import Cid
 from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain, dimo_domain
@@ -64,6 +65,8 @@ def journal_bundles(
             start,
             start + 60_000,
             {"Vehicle.Speed": [(start + 1000, 40.0 + i)]},
+            # Both schemas, as the oracle accepts both: odd sequences are schema 2.
+            schema_version=SCHEMA_SIGNALS if i % 2 else 1,
         )
         signed = sign_bundle(bundle, key, domain)
         verified.append(VerifiedBundle(signed, bundle_leaf(signed), leaf_hash(signed), None))
@@ -93,9 +96,9 @@ def anchored_leaf_hashes(
 ) -> list[bytes]:
     hashes = []
     for batch_id, raw in anchored_contents(anchorer, store):
-        content = parse_content(raw, domain, batch_id)
+        content = parse_public(raw, domain, batch_id)
         assert content.tree.root == anchorer.root_of(batch_id)
-        hashes += [leaf_hash(decode_signed_bundle(w)) for w in content.bundles]
+        hashes += [content.tree.leaf_hash(e.leaf) for e in content.entries]
     return hashes
 
 
@@ -170,7 +173,7 @@ def test_journaled_bundles_are_anchored_once_and_every_reading_verifies(
     events = batcher.anchorer.contract.events.BatchAnchored().get_logs(from_block=0)
     assert [(e["args"]["id"], e["args"]["count"]) for e in events] == [(1, 4), (2, 3)]
     for batch_id, raw in anchored_contents(batcher.anchorer, store):
-        content = parse_content(raw, domain, batch_id)
+        content = parse_public(raw, domain, batch_id)
         for i, value in content.tree.entries():
             assert anchor.verifyReading(batch_id, list(value), content.tree.proof(i)) is True
         tampered = list(content.tree.at(0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -18,15 +19,24 @@ from oracle.exceptions import (
     ImplausibleValue,
     MalformedPayload,
     RequestRejected,
+    SaltReused,
     TimestampOutsideWindow,
     UnknownDevice,
     UnknownSignal,
     UnpairedDevice,
+    UnsupportedSchema,
     WindowInFuture,
     WindowTooOld,
 )
 from oracle.verify import Verifier, split_body
-from protocol.bundle import BUNDLE_LEAF_ENCODING, bundle_leaf, encode_signed_bundle
+from protocol.bundle import (
+    BUNDLE_LEAF_ENCODING,
+    SCHEMA_SIGNALS,
+    SignedBundle,
+    bundle_leaf,
+    encode_signed_bundle,
+    sign_bundle,
+)
 from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain, dimo_domain
 from protocol.merkle import StandardMerkleTree
@@ -77,6 +87,8 @@ def test_a_bundle_from_a_paired_device_verifies_with_its_merkle_leaf(
 def test_every_rejection_has_a_stable_reason_and_problem_type() -> None:
     assert set(REJECTIONS) == {
         "malformed-payload",
+        "unsupported-schema",
+        "salt-reused",
         "bad-signature",
         "unknown-device",
         "unpaired-device",
@@ -143,6 +155,18 @@ def test_a_bundle_signed_for_another_chain_has_a_bad_signature(
     assert isinstance(got, BadSignature)
 
 
+BUNDLE_TYPES = {
+    "Bundle": [
+        {"name": "device", "type": "address"},
+        {"name": "vehicleId", "type": "uint256"},
+        {"name": "sequence", "type": "uint64"},
+        {"name": "windowStart", "type": "uint64"},
+        {"name": "windowEnd", "type": "uint64"},
+        {"name": "dataHash", "type": "bytes32"},
+    ]
+}
+
+
 def _outside_window_wire(domain: Eip712Domain, key: Any, vehicle: int, start: int) -> bytes:
     """A bundle with a reading after its window, signed with eth-account (not our code)."""
     inner = cbor2.dumps(
@@ -165,17 +189,7 @@ def _outside_window_wire(domain: Eip712Domain, key: Any, vehicle: int, start: in
         "windowEnd": start + 10_000,
         "dataHash": keccak(inner),
     }
-    types = {
-        "Bundle": [
-            {"name": "device", "type": "address"},
-            {"name": "vehicleId", "type": "uint256"},
-            {"name": "sequence", "type": "uint64"},
-            {"name": "windowStart", "type": "uint64"},
-            {"name": "windowEnd", "type": "uint64"},
-            {"name": "dataHash", "type": "bytes32"},
-        ]
-    }
-    sig = Account.sign_typed_data(key.key, domain.as_dict(), types, message).signature
+    sig = Account.sign_typed_data(key.key, domain.as_dict(), BUNDLE_TYPES, message).signature
     return cbor2.dumps({"bundle": inner, "signature": bytes(sig)}, canonical=True)
 
 
@@ -370,3 +384,112 @@ def test_a_body_is_split_into_its_bundles_or_refused_whole() -> None:
     with pytest.raises(RequestRejected) as info:
         split_body(cbor2.dumps([{}] * 3), max_items=2)
     assert info.value.status == 413
+
+
+# ------------------------------------------------------------------------------------------------
+# Schema 2 (salted per-signal commitments)
+# ------------------------------------------------------------------------------------------------
+
+
+def _schema2(signed: SignedBundle, key: Any, domain: Eip712Domain, **changes: Any) -> SignedBundle:
+    """`signed`'s bundle under schema 2 (fresh salts unless given), signed by `key`."""
+    bundle = dataclasses.replace(signed.bundle, schema_version=SCHEMA_SIGNALS, **changes)
+    return sign_bundle(bundle, bytes(key.key), domain)
+
+
+def _rewrapped(document: dict[str, Any], signature: bytes) -> bytes:
+    """The wire form of a (changed) bundle document under an existing signature."""
+    inner = cbor2.dumps(document, canonical=True)
+    return cbor2.dumps({"bundle": inner, "signature": signature}, canonical=True)
+
+
+def test_a_schema_2_bundle_verifies_with_its_merkle_leaf(
+    verifier: Verifier,
+    domain: Eip712Domain,
+    paired: tuple[int, Any, int],
+    make_signed: Callable[..., Any],
+) -> None:
+    vehicle, key, start = paired
+    signed = _schema2(make_signed(key, vehicle, 1, start), key, domain)
+    verified = verifier.verify(encode_signed_bundle(signed), start + 20_000)
+    assert verified.signed == signed
+    assert verified.leaf[5] == signed.bundle.data_hash  # the root of the signal tree
+    assert verified.odometer is not None
+
+
+def test_a_schema_2_bundle_whose_values_changed_after_signing_has_a_bad_signature(
+    verifier: Verifier,
+    domain: Eip712Domain,
+    paired: tuple[int, Any, int],
+    make_signed: Callable[..., Any],
+) -> None:
+    vehicle, key, start = paired
+    signed = _schema2(make_signed(key, vehicle, 1, start), key, domain)
+    readings = dict(signed.bundle.readings)
+    readings[SPEED] = [(ts, 99.5) for ts, _ in readings[SPEED]]
+    altered = dataclasses.replace(signed.bundle, readings=readings, salts=signed.bundle.salts)
+    got = rejection(verifier, encode_signed_bundle(SignedBundle(altered, signed.signature)), start)
+    assert isinstance(got, BadSignature)
+
+
+def test_a_salt_reused_across_signals_is_refused_as_salt_reused(
+    verifier: Verifier,
+    domain: Eip712Domain,
+    paired: tuple[int, Any, int],
+    make_signed: Callable[..., Any],
+) -> None:
+    vehicle, key, start = paired
+    signed = _schema2(make_signed(key, vehicle, 1, start), key, domain)
+    doc = cbor2.loads(signed.bundle.encoding)
+    doc["readings"][1][1] = doc["readings"][0][1]
+    got = rejection(verifier, _rewrapped(doc, signed.signature), start)
+    assert isinstance(got, SaltReused)
+    assert got.problem()["type"] == "https://dimo.local/problems/salt-reused"
+    assert set(got.signals) == {doc["readings"][0][0], doc["readings"][1][0]}
+
+
+def test_an_unknown_schema_is_refused_as_unsupported_schema(
+    verifier: Verifier, paired: tuple[int, Any, int], make_signed: Callable[..., Any]
+) -> None:
+    vehicle, key, start = paired
+    signed = make_signed(key, vehicle, 1, start)
+    doc = cbor2.loads(signed.bundle.encoding)
+    doc["schema"] = 3
+    got = rejection(verifier, _rewrapped(doc, signed.signature), start)
+    assert isinstance(got, UnsupportedSchema)
+    assert got.problem()["status"] == 400
+    assert got.version == 3
+
+
+def test_a_schema_2_reading_outside_the_window_is_rejected_after_the_signature_check(
+    verifier: Verifier, domain: Eip712Domain, paired: tuple[int, Any, int]
+) -> None:
+    vehicle, key, start = paired
+    forged = make_device_key(97)
+    for signer, expected in ((key, TimestampOutsideWindow), (forged, BadSignature)):
+        salt, samples = bytes(range(32)), [[start, 10.0], [start + 60_000, 12.0]]
+        inner = cbor2.dumps(
+            {
+                "device": bytes.fromhex(key.address[2:]),
+                "schema": 2,
+                "readings": [[SPEED, salt, samples]],
+                "sequence": 1,
+                "vehicleId": vehicle,
+                "windowEnd": start + 10_000,
+                "windowStart": start,
+            },
+            canonical=True,
+        )
+        commitment = keccak(salt + cbor2.dumps(samples, canonical=True))
+        data_hash = StandardMerkleTree.of([(SPEED, commitment)], ["string", "bytes32"]).root
+        message = {
+            "device": key.address,
+            "vehicleId": vehicle,
+            "sequence": 1,
+            "windowStart": start,
+            "windowEnd": start + 10_000,
+            "dataHash": data_hash,
+        }
+        sig = Account.sign_typed_data(signer.key, domain.as_dict(), BUNDLE_TYPES, message)
+        wire = cbor2.dumps({"bundle": inner, "signature": bytes(sig.signature)}, canonical=True)
+        assert isinstance(rejection(verifier, wire, start), expected)

@@ -12,6 +12,14 @@ How the vectors were made (and how to make them again):
       .venv/bin/pip install cbor2==6.3.0
       .venv/bin/python tests/vectors/make_vectors.py bundles
 
+* `signals_v2.json`: schema-2 bundles (salted per-signal commitments). Encodings by cbor2,
+  commitments by eth-utils' keccak, signatures by eth-account, and every tree (each bundle's
+  signal tree over `(string name, bytes32 commitment)` and the batch tree over their leaves)
+  with its proofs by `@openzeppelin/merkle-tree@1.0.8` under node. Salts are throwaway,
+  `keccak256("dimo-vector-salt-<bundle>-<signal>")`; a device draws random ones.
+
+      .venv/bin/python tests/vectors/make_vectors.py signals --node-modules /tmp/ozmt/node_modules
+
 * `merkle_oz.json`: roots, proofs and dumps computed by OpenZeppelin's JS library
   `@openzeppelin/merkle-tree@1.0.8` under node 20, installed outside the repo:
 
@@ -343,7 +351,10 @@ def malformed(base: dict[str, Any]) -> list[dict[str, Any]]:
 
     canonical = dumps(doc)
     out: list[tuple[str, bytes, str]] = []
-    out.append(("schema version 2", dumps(dict(doc, schema=2)), "UnsupportedSchemaVersionError"))
+    out.append(("schema version 3", dumps(dict(doc, schema=3)), "UnsupportedSchemaVersionError"))
+    out.append(
+        ("schema-1 readings under schema 2", dumps(dict(doc, schema=2)), "MalformedBundleError")
+    )
     out.append(("trailing byte", canonical + b"\x00", "MalformedBundleError"))
     out.append(("truncated", canonical[:-3], "MalformedBundleError"))
     out.append(("not CBOR at all", b'{"device": 1}', "MalformedBundleError"))
@@ -407,6 +418,173 @@ def malformed(base: dict[str, Any]) -> list[dict[str, Any]]:
     indefinite = b"\x9f\xff"
     out.append(("indefinite-length array", indefinite, "MalformedBundleError"))
     return [{"name": n, "encoding": hexs(e), "error": err} for n, e, err in out]
+
+
+# ------------------------------------------------------------------------------------------------
+# Schema 2: salted per-signal commitments
+# ------------------------------------------------------------------------------------------------
+
+SIGNAL_LEAF_ENCODING = ["string", "bytes32"]
+
+
+def signal_specs() -> list[tuple[str, int, dict[str, Any]]]:
+    """(name, key number, JSON spec) of each schema-2 bundle: schema-1 specs plus 64 signals."""
+    out = [(name, key, dict(spec, schemaVersion=2)) for name, key, spec in specs()[:3]]
+    t0 = 1_735_689_600_000
+    wide = {
+        f"Vehicle.Test.Signal{i:02d}": [[t0 + 1_000 * j, round(i * 1.25 + j, 2)] for j in range(8)]
+        for i in range(64)
+    }
+    out.append(
+        (
+            "64 signals of 8 samples",
+            1,
+            {
+                "device": address_of(test_key(1)),
+                "vehicleId": "42",
+                "sequence": 9,
+                "windowStart": t0,
+                "windowEnd": t0 + 60_000,
+                "schemaVersion": 2,
+                "readings": wide,
+            },
+        )
+    )
+    return out
+
+
+def salt_of(bundle: int, signal: str) -> bytes:
+    """Throwaway salt of a vector signal, from a public label (devices draw random salts)."""
+    return bytes(keccak(text=f"dimo-vector-salt-{bundle}-{signal}"))
+
+
+def document_v2(spec: dict[str, Any], bundle: int) -> dict[str, Any]:
+    """The schema-2 CBOR document of docs/protocol.md: readings are [name, salt, samples]."""
+    doc = document(spec)
+    doc["readings"] = [[name, salt_of(bundle, name), samples] for name, samples in doc["readings"]]
+    return doc
+
+
+OZ_SIGNALS_SCRIPT = """
+const { StandardMerkleTree } = require('@openzeppelin/merkle-tree');
+const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+const trees = input.trees.map(c => {
+  const tree = StandardMerkleTree.of(c.values, c.leafEncoding);
+  return { root: tree.root, proofs: c.values.map((_, i) => tree.getProof(i)) };
+});
+process.stdout.write(JSON.stringify(trees));
+"""
+
+
+def oz_trees(trees: list[dict[str, Any]], node_modules: Path) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "oz.js"
+        script.write_text(OZ_SIGNALS_SCRIPT)
+        done = subprocess.run(
+            ["node", str(script)],
+            input=json.dumps({"trees": trees}),
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, NODE_PATH=str(node_modules)),
+            check=True,
+        )
+    result: list[dict[str, Any]] = json.loads(done.stdout)
+    return result
+
+
+def make_signals(node_modules: Path) -> dict[str, Any]:
+    entries: list[dict[str, Any]] = []
+    signal_trees: list[dict[str, Any]] = []
+    for index, (name, key_number, spec) in enumerate(signal_specs()):
+        doc = document_v2(spec, index)
+        signals = []
+        for signal, salt, samples in doc["readings"]:
+            encoded = cbor2.dumps(samples, canonical=True)
+            signals.append(
+                {
+                    "name": signal,
+                    "salt": hexs(salt),
+                    "samples": hexs(encoded),
+                    "commitment": hexs(keccak(salt + encoded)),
+                }
+            )
+        entries.append(
+            {
+                "name": name,
+                "key": hexs(test_key(key_number)),
+                "spec": spec,
+                "encoding": hexs(cbor2.dumps(doc, canonical=True)),
+                "signals": signals,
+            }
+        )
+        signal_trees.append(
+            {
+                "leafEncoding": SIGNAL_LEAF_ENCODING,
+                "values": [[s["name"], s["commitment"]] for s in signals],
+            }
+        )
+    for entry, tree in zip(entries, oz_trees(signal_trees, node_modules), strict=True):
+        data_hash = bytes.fromhex(tree["root"][2:])
+        signature = bytes(
+            Account.sign_typed_data(
+                bytes.fromhex(entry["key"][2:]),
+                full_message=typed_data(entry["spec"], data_hash, domain()),
+            ).signature
+        )
+        entry["dataHash"] = tree["root"]
+        entry["signature"] = hexs(signature)
+        entry["leaf"] = leaf_values(entry["spec"], data_hash, signature)
+        for signal, proof in zip(entry["signals"], tree["proofs"], strict=True):
+            signal["proof"] = proof
+    (batch,) = oz_trees(
+        [{"leafEncoding": LEAF_ENCODING, "values": [e["leaf"] for e in entries]}], node_modules
+    )
+    for entry, proof in zip(entries, batch["proofs"], strict=True):
+        entry["batchProof"] = proof
+    wide = entries[-1]["signals"][5]
+    tampered = [
+        ("another salt", dict(wide, salt=hexs(salt_of(99, wide["name"])))),
+        ("a changed sample", dict(wide, samples=hexs(cbor2.dumps([[1_735_689_600_000, 1.5]])))),
+        ("another signal's name", dict(wide, name=entries[-1]["signals"][6]["name"])),
+        ("a dropped proof node", dict(wide, proof=wide["proof"][1:])),
+    ]
+    base = document_v2(signal_specs()[1][2], 1)
+    reused_doc = dict(base, readings=[list(r) for r in base["readings"]])
+    reused_doc["readings"][1][1] = reused_doc["readings"][0][1]
+    short_doc = dict(base, readings=[list(r) for r in base["readings"]])
+    short_doc["readings"][0][1] = short_doc["readings"][0][1][:31]
+    return {
+        "description": (
+            "Schema-2 bundles: cbor2 6.3.0 encodings, eth-utils keccak commitments, eth-account "
+            "signatures, trees and proofs by @openzeppelin/merkle-tree@1.0.8; see make_vectors.py."
+        ),
+        "domain": domain(),
+        "signalLeafEncoding": SIGNAL_LEAF_ENCODING,
+        "leafEncoding": LEAF_ENCODING,
+        "batchRoot": batch["root"],
+        "bundles": entries,
+        "tampered": [
+            {"name": n, "bundle": len(entries) - 1, "opening": o, "error": "TamperedOpeningError"}
+            for n, o in tampered
+        ],
+        "malformed": [
+            {
+                "name": "a salt reused across signals",
+                "encoding": hexs(cbor2.dumps(reused_doc, canonical=True)),
+                "error": "SaltReusedError",
+            },
+            {
+                "name": "a 31-byte salt",
+                "encoding": hexs(cbor2.dumps(short_doc, canonical=True)),
+                "error": "InvalidBundleError",
+            },
+            {
+                "name": "no signal",
+                "encoding": hexs(cbor2.dumps(dict(base, readings=[]), canonical=True)),
+                "error": "InvalidBundleError",
+            },
+        ],
+    }
 
 
 OZ_SCRIPT = """
@@ -503,12 +681,17 @@ def make_merkle(node_modules: Path) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["bundles", "merkle", "all"])
+    parser.add_argument("what", choices=["bundles", "merkle", "signals", "all"])
     parser.add_argument("--node-modules", type=Path, default=Path("/tmp/ozmt/node_modules"))
     args = parser.parse_args()
     if args.what in ("bundles", "all"):
         data = make_bundles()
         (HERE / "bundles.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    if args.what in ("signals", "all"):
+        vectors = make_signals(args.node_modules)
+        (HERE / "signals_v2.json").write_text(
+            json.dumps(vectors, indent=1, ensure_ascii=False) + "\n"
+        )
     if args.what in ("merkle", "all"):
         trees = make_merkle(args.node_modules)
         payload = {
