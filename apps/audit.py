@@ -38,6 +38,7 @@ from protocol.bundle import (
     verify_bundle,
 )
 from protocol.crypto import SignatureError, keccak256
+from protocol.disclosure import DisclosedBundle
 from protocol.eip712 import Eip712Domain, dimo_domain
 from protocol.merkle import MerkleError, verify_proof
 from protocol.readings import Interval, Reading, is_text_signal
@@ -49,12 +50,14 @@ __all__ = [
     "AuditOutcome",
     "ChainRoots",
     "Compute",
+    "Opened",
     "audit_served",
     "compare_results",
     "fetch_and_verify_inputs",
     "inputs_from_bundles",
     "sorted_series",
     "verify_bundle_proof",
+    "verify_opened",
 ]
 
 #: Path of the API route that serves bundle proofs of application inputs.
@@ -129,8 +132,42 @@ def _inside(spans: Sequence[Interval], ts: int) -> bool:
     return any(a <= ts < b for a, b in spans)
 
 
+@dataclass(frozen=True)
+class Opened:
+    """The verified readings of a schema-2 bundle disclosed signal by signal.
+
+    Attributes:
+        device: The device that signed it.
+        vehicle_id: Its vehicle.
+        readings: The opened signals' samples (the others are absent).
+    """
+
+    device: str
+    vehicle_id: int
+    readings: Mapping[str, Sequence[tuple[int, Any]]]
+
+
+def verify_opened(
+    doc: Mapping[str, Any], domain: Eip712Domain, root: bytes, proof: Sequence[bytes]
+) -> Opened:
+    """Checks a schema-2 disclosure (`protocol.disclosure.DisclosedBundle.as_json`) and the
+    Merkle path of its leaf to `root`; returns its opened readings.
+
+    Raises:
+        BundleError: an opening is tampered with (`TamperedOpeningError`), the commitments do
+            not lead to the signed dataHash, or samples are malformed.
+        SignatureError: the device signature does not recover to the leaf's device.
+        MerkleError: the path does not lead to `root` (or is malformed).
+    """
+    disclosed = DisclosedBundle.from_json(doc)
+    readings = disclosed.verify(domain)
+    if not verify_proof(root, BUNDLE_LEAF_ENCODING, disclosed.leaf, list(proof)):
+        raise MerkleError("the Merkle path of the bundle's leaf does not lead to the root")
+    return Opened(disclosed.device, disclosed.vehicle_id, readings)
+
+
 def inputs_from_bundles(
-    bundles: Iterable[tuple[int, int, SignedBundle]],
+    bundles: Iterable[tuple[int, int, SignedBundle | Opened]],
     signal_names: Sequence[str],
     start_ms: int,
     end_ms: int,
@@ -139,7 +176,8 @@ def inputs_from_bundles(
     """The application inputs carried by verified bundles.
 
     Args:
-        bundles: `(batch id, leaf index, bundle)` of bundles already verified.
+        bundles: `(batch id, leaf index, bundle)` of bundles already verified: whole signed
+            bundles, or schema-2 bundles of which only some signals were opened.
         signal_names: The signals the application reads.
         start_ms: Window start, unix ms, inclusive.
         end_ms: Window end, unix ms, exclusive.
@@ -151,10 +189,15 @@ def inputs_from_bundles(
     series: dict[str, list[Reading]] = defaultdict(list)
     devices: dict[Ref, str] = {}
     for batch_id, leaf_index, signed in bundles:
-        devices[(batch_id, leaf_index)] = signed.bundle.device
+        carried: Mapping[str, Sequence[tuple[int, Any]]]
+        if isinstance(signed, Opened):
+            device, carried = signed.device, signed.readings
+        else:
+            device, carried = signed.bundle.device, signed.bundle.readings
+        devices[(batch_id, leaf_index)] = device
         for name in signal_names:
             spans = covered.get(name, ())
-            for ts, value in signed.bundle.readings.get(name, ()):
+            for ts, value in carried.get(name, ()):
                 if start_ms <= ts < end_ms and _inside(spans, ts):
                     series[name].append(Reading(ts, _value(name, value), batch_id, leaf_index))
     inputs = AppInputs(sorted_series(dict(series)))
@@ -214,12 +257,15 @@ class ChainRoots:
 
 def verify_bundle_proof(
     item: Mapping[str, Any], vehicle_id: int, domain: Eip712Domain, roots: ChainRoots
-) -> SignedBundle:
-    """Checks one served bundle proof and returns the bundle it proves.
+) -> SignedBundle | Opened:
+    """Checks one served bundle proof and returns the bundle (or the opened signals) it proves.
 
-    The device signature must recover to the bundle's device, the bundle must be the
-    vehicle's, and the Merkle path of the leaf rebuilt from the bundle (never the served leaf)
-    must lead to the root the chain holds for the batch.
+    A whole bundle (`bundle_wire`): the device signature must recover to the bundle's device
+    and the Merkle path of the leaf rebuilt from the bundle (never the served leaf) must lead to
+    the root the chain holds for the batch. A schema-2 bundle served by `openings`: the leaf's
+    signature, the commitments and every opening must lead to the signed dataHash
+    (`verify_opened`), and the leaf's path to the chain's root. Either way it must be the
+    vehicle's.
 
     Raises:
         InputProofInvalid: any of these fails.
@@ -229,6 +275,24 @@ def verify_bundle_proof(
     def bad(reason: str) -> InputProofInvalid:
         return InputProofInvalid(batch_id, leaf_index, reason)
 
+    if item.get("bundle_wire") is None and item.get("openings") is not None:
+        root = roots.root_of(batch_id)
+        if root is None:
+            raise bad("the chain holds no such batch")
+        leaf = item["leaf"]
+        doc = {
+            "leaf": [leaf[k] for k in _LEAF_KEYS],
+            "signature": item["signature"],
+            "commitments": [[c["name"], c["commitment"]] for c in item["commitments"]],
+            "openings": item["openings"],
+        }
+        try:
+            opened = verify_opened(doc, domain, root, [bytes.fromhex(p[2:]) for p in item["proof"]])
+        except (BundleError, SignatureError, MerkleError, ValueError) as exc:
+            raise bad(f"opening: {exc}") from exc
+        if opened.vehicle_id != vehicle_id:
+            raise bad(f"the bundle is vehicle {opened.vehicle_id}'s, not {vehicle_id}'s")
+        return opened
     try:
         signed = decode_signed_bundle(bytes.fromhex(str(item["bundle_wire"])[2:]))
         signer = verify_bundle(signed, domain)
@@ -249,6 +313,18 @@ def verify_bundle_proof(
     if not ok:
         raise bad("the Merkle path does not lead to the root anchored on-chain")
     return signed
+
+
+#: The served leaf's members, in the order of `protocol.bundle.BUNDLE_LEAF_FIELDS`.
+_LEAF_KEYS: Final = (
+    "device",
+    "vehicle_id",
+    "sequence",
+    "window_start",
+    "window_end",
+    "data_hash",
+    "signature_hash",
+)
 
 
 def fetch_and_verify_inputs(
@@ -294,7 +370,7 @@ def fetch_and_verify_inputs(
     try:
         domain = dimo_domain(roots.chain_id(), anchor_address)
         refs = [(int(b), int(leaf)) for b, leaf in inputs]
-        verified: list[tuple[int, int, SignedBundle]] = []
+        verified: list[tuple[int, int, SignedBundle | Opened]] = []
         for i in range(0, len(refs), PROOFS_PER_REQUEST):
             part = refs[i : i + PROOFS_PER_REQUEST]
             r = http.post(

@@ -11,7 +11,7 @@ import httpx
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from apps.audit import ChainRoots, verify_bundle_proof
+from apps.audit import ChainRoots, Opened, verify_bundle_proof
 from protocol.eip712 import dimo_domain
 
 __all__ = ["login", "siwe_message", "verify_reading_proof"]
@@ -75,7 +75,9 @@ def verify_reading_proof(
 
     The bundle's device signature must recover to its device, the bundle must be the
     vehicle's and hold the reading, and the Merkle path of the leaf rebuilt from the bundle
-    must lead to the root `AttestationAnchor` holds for the batch.
+    must lead to the root `AttestationAnchor` holds for the batch. A schema-2 proof served
+    without the whole bundle is checked by its opening of the signal: the opening, the other
+    signals' commitments and the device signature must lead to the signed leaf.
 
     Returns:
         What was checked: vehicle, signal, time, value, device, batch and its root.
@@ -90,16 +92,28 @@ def verify_reading_proof(
     try:
         domain = dimo_domain(roots.chain_id(), anchor_address)
         batch_id, leaf_index = int(proof["batch"]["id"]), int(proof["leaf_index"])
-        item = {
+        item: dict[str, Any] = {
             "batch_id": batch_id,
             "leaf_index": leaf_index,
-            "bundle_wire": proof["bundle_wire"],
+            "bundle_wire": proof.get("bundle_wire"),
             "proof": proof["proof"],
         }
+        if item["bundle_wire"] is None:
+            # A schema-2 proof of one signal: its opening, the other signals as commitments.
+            item |= {
+                "leaf": proof["leaf"],
+                "signature": proof["signature"],
+                "commitments": proof["commitments"],
+                "openings": [proof["opening"]],
+            }
         vehicle_id = int(proof["vehicle_id"])
-        signed = verify_bundle_proof(item, vehicle_id, domain, roots)
+        verified = verify_bundle_proof(item, vehicle_id, domain, roots)
         signal, ts = str(proof["signal"]), int(proof["reading"]["t"])
-        carried = {int(t): v for t, v in signed.bundle.readings.get(signal, ())}
+        if isinstance(verified, Opened):
+            device, readings = verified.device, verified.readings
+        else:
+            device, readings = verified.bundle.device, verified.bundle.readings
+        carried = {int(t): v for t, v in readings.get(signal, ())}
         if ts not in carried:
             raise InputProofInvalid(batch_id, leaf_index, f"the bundle holds no {signal} at {ts}")
         return {
@@ -107,7 +121,7 @@ def verify_reading_proof(
             "signal": signal,
             "ts": ts,
             "value": carried[ts],
-            "device": signed.bundle.device,
+            "device": device,
             "batch": batch_id,
             "root": "0x" + (roots.root_of(batch_id) or b"").hex(),
         }

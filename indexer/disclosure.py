@@ -1,30 +1,40 @@
 """What of a signed bundle may be handed to a caller: the one disclosure decision of the API.
 
-Every route that hands out a bundle's bytes (the reading proof, `POST /apps/proofs`, the
-insurance export) asks `disclosable` and obeys it; nothing else decides.
+Every route that hands out a bundle's bytes or openings (the reading proof, `POST /apps/proofs`,
+the insurance export) asks `decide` and obeys it; nothing else decides.
 
-Under bundle schema 1 the Merkle leaf commits to the hash of the bundle's whole encoding, so
-a proof of any one reading needs the whole signed bundle, and with it every other signal of
-its window. A bundle is therefore disclosed only *whole*: when the caller's rights cover every
-reading it holds (each signal's privilege, at each reading's time). Otherwise the route
-answers a 403 `bundle-not-disclosable` problem that names the signals it may not read (names
-are never secret: rewards count which signals a vehicle sent) and never carries their values.
+A signal is *covered* when the caller's rights cover its privilege at every one of its readings'
+times in the bundle. Names are never secret (rewards count which signals a vehicle sent), values
+are:
 
-Schema 2 (per-signal salted commitments) plugs in here: where `Disclosure.uncovered` is not
-empty, a schema-2 bundle can still be disclosed by opening only the covered signals, so the
-routes keep asking this one function and only its answer for such bundles changes.
+- Schema 1: the Merkle leaf commits to the hash of the bundle's whole encoding, so a proof of any
+  one reading needs the whole signed bundle, and with it every other signal of its window. Such a
+  bundle is disclosed only *whole*, when every signal of it is covered; otherwise the answer is a
+  403 `bundle-not-disclosable` problem that names the uncovered signals.
+- Schema 2: the `dataHash` is the root of salted per-signal commitments, so a bundle is disclosed
+  signal by signal: each covered signal that is wanted is *opened* (samples and salt, with its
+  path to the `dataHash`; `protocol.disclosure`), every other signal shows only its name and
+  commitment. The whole wire form (with every salt) goes only to a caller covering every signal,
+  when the route asks for it. A wanted signal that is not covered is the same 403 problem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from indexer.exceptions import BundleNotDisclosable
+from indexer.exceptions import BundleNotDisclosable, BundleNotServed
 from indexer.rights import Coverage, contains
-from protocol.bundle import decode_signed_bundle
+from protocol.bundle import SCHEMA_SIGNALS, SignedBundle, decode_signed_bundle
+from protocol.disclosure import DisclosedBundle, disclose
 
-__all__ = ["Disclosure", "bundle_signals", "disclosable", "require_whole"]
+__all__ = [
+    "Disclosure",
+    "Served",
+    "decide",
+    "disclosable",
+    "require_whole",
+]
 
 
 @dataclass(frozen=True)
@@ -35,11 +45,21 @@ class Disclosure:
         signals: Every signal the bundle holds, sorted.
         uncovered: The signals with at least one reading the caller may not read, sorted.
         any_readable: Whether the caller may read at least one reading of the bundle.
+        schema: The bundle's schema version (1: whole only; 2: signal by signal).
+        partial: The uncovered signals with some reading the caller may read, sorted (a
+            bundle straddling the start or end of the caller's rights).
     """
 
     signals: tuple[str, ...]
     uncovered: tuple[str, ...]
     any_readable: bool
+    schema: int = 1
+    partial: tuple[str, ...] = ()
+
+    @property
+    def covered(self) -> tuple[str, ...]:
+        """The signals every reading of which the caller may read, sorted."""
+        return tuple(n for n in self.signals if n not in self.uncovered)
 
     @property
     def whole(self) -> bool:
@@ -47,13 +67,9 @@ class Disclosure:
         return not self.uncovered
 
 
-def bundle_signals(wire: bytes) -> dict[str, list[int]]:
-    """Per signal of a signed bundle (its wire form), the times of its readings, unix ms."""
-    readings = decode_signed_bundle(wire).bundle.readings
-    return {name: [ts for ts, _ in samples] for name, samples in readings.items()}
-
-
-def disclosable(bundle_signals: Mapping[str, Sequence[int]], coverage: Coverage) -> Disclosure:
+def disclosable(
+    bundle_signals: Mapping[str, Sequence[int]], coverage: Coverage, schema: int = 1
+) -> Disclosure:
     """Which signals of a bundle the caller may not read, by privilege and time.
 
     A signal is covered when the caller's rights cover its privilege at every one of its
@@ -61,14 +77,15 @@ def disclosable(bundle_signals: Mapping[str, Sequence[int]], coverage: Coverage)
     catalog RAW).
 
     Args:
-        bundle_signals: Per signal of the bundle, the times of its readings (unix ms); see
-            `bundle_signals`.
+        bundle_signals: Per signal of the bundle, the times of its readings (unix ms).
         coverage: The caller's rights on the bundle's vehicle.
+        schema: The bundle's schema version.
 
     Returns:
         The bundle's signals, the uncovered ones, and whether any reading is readable.
     """
     uncovered: list[str] = []
+    partial: list[str] = []
     readable = False
     for name, stamps in sorted(bundle_signals.items()):
         spans = coverage.for_signal(name)
@@ -76,7 +93,11 @@ def disclosable(bundle_signals: Mapping[str, Sequence[int]], coverage: Coverage)
         readable = readable or any(inside)
         if not all(inside):
             uncovered.append(name)
-    return Disclosure(tuple(sorted(bundle_signals)), tuple(uncovered), readable)
+            if any(inside):
+                partial.append(name)
+    return Disclosure(
+        tuple(sorted(bundle_signals)), tuple(uncovered), readable, schema, tuple(partial)
+    )
 
 
 def require_whole(disclosure: Disclosure, vehicle_id: int, batch_id: int, leaf_index: int) -> None:
@@ -87,3 +108,70 @@ def require_whole(disclosure: Disclosure, vehicle_id: int, batch_id: int, leaf_i
     """
     if not disclosure.whole:
         raise BundleNotDisclosable(vehicle_id, batch_id, leaf_index, disclosure.uncovered)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a route hands out of one bundle, as `decide` chose.
+
+    Attributes:
+        disclosure: The decision's grounds.
+        signed: The signed bundle (the server's copy; never sent as such unless `whole`).
+        whole: Whether the whole wire form is handed out.
+        opened: Schema 2: the bundle disclosed signal by signal (every signal's commitment, the
+            opened signals' samples and salts); None for schema 1.
+    """
+
+    disclosure: Disclosure
+    signed: SignedBundle
+    whole: bool
+    opened: DisclosedBundle | None
+
+
+def decide(
+    wire: bytes,
+    coverage: Coverage,
+    ids: tuple[int, int, int],
+    *,
+    wanted: Collection[str] | None = None,
+    whole: bool = True,
+) -> Served:
+    """The disclosure decision for one stored bundle: whole, opened signal by signal, or 403.
+
+    Args:
+        wire: The bundle's signed wire form, as the indexer stores it (schema 2: with salts).
+        coverage: The caller's rights on the bundle's vehicle.
+        ids: `(vehicle id, batch id, leaf index)`, for the problem.
+        wanted: Schema 2: the signals to open (each must be covered); None opens every covered
+            signal, and refuses a bundle with a signal the caller may read only part of (its
+            readable readings could not be proved). Ignored for schema 1.
+        whole: Whether the route hands out the whole wire form to a caller covering every
+            signal (a schema-1 bundle goes out only whole, whatever this says).
+
+    Returns:
+        What to hand out.
+
+    Raises:
+        BundleNotServed: the caller may read no reading of the bundle (404, the answer for a
+            bundle that does not exist).
+        BundleNotDisclosable: schema 1 and a signal is not covered; schema 2 and a wanted
+            signal is not covered, nothing wanted is covered, or (`wanted` None) a signal is
+            covered only in part.
+    """
+    signed = decode_signed_bundle(wire)
+    b = signed.bundle
+    times = {name: [ts for ts, _ in samples] for name, samples in b.readings.items()}
+    disclosure = disclosable(times, coverage, b.schema_version)
+    if not disclosure.any_readable:
+        raise BundleNotServed(*ids)
+    if b.schema_version != SCHEMA_SIGNALS:
+        require_whole(disclosure, *ids)
+        return Served(disclosure, signed, True, None)
+    if wanted is None:
+        names, refused = disclosure.covered, list(disclosure.partial)
+    else:
+        names = tuple(n for n in b.readings if n in wanted)
+        refused = [n for n in names if n in disclosure.uncovered]
+    if refused or not names:
+        raise BundleNotDisclosable(*ids, refused or list(disclosure.uncovered))
+    return Served(disclosure, signed, whole and disclosure.whole, disclose(signed, names))

@@ -548,13 +548,43 @@ class BundleNotDisclosable(ApiProblem, PermissionError):
         super().__init__(
             f"bundle {batch_id}/{leaf_index} of vehicle {vehicle_id} also holds signals your "
             f"rights do not cover at its time ({', '.join(self.uncovered)}); a schema-1 bundle "
-            "is proved only whole, so its proof is not served to you: a proof of one signal "
-            "alone needs schema-2 bundles (per-signal commitments); read the values you may "
-            "read from GET /vehicles/{id}/readings, or get the missing scopes",
+            "is proved only whole, and a schema-2 signal is opened only when every reading of "
+            "it in the bundle is covered, so this proof is not served to you; read the values "
+            "you may read from GET /vehicles/{id}/readings, or get the missing scopes",
             vehicle_id=vehicle_id,
             batch_id=batch_id,
             leaf_index=leaf_index,
             signals=self.uncovered,
+        )
+
+
+class BatchNotFound(ResourceNotFound):
+    """No loaded batch with this id is indexed."""
+
+    slug = "batch-not-found"
+    title = "Unknown batch"
+    resource = "loaded batch"
+
+
+class OpeningInvalid(ApiProblem, ValueError):
+    """A schema-2 signal opening sent to be checked does not verify (422).
+
+    `signal` names the opening, `reason` says which check failed (its commitment does not lead
+    to the leaf's dataHash, the leaf is not in the batch, a malformed member).
+    """
+
+    slug = "opening-invalid"
+    status = 422
+    title = "Signal opening does not verify"
+
+    def __init__(self, batch_id: int, signal: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the opening of {signal} in batch {batch_id} does not verify: {reason}; send the "
+            "opening, leaf and proof exactly as a proof route served them",
+            batch_id=batch_id,
+            signal=signal,
+            reason=reason,
         )
 
 

@@ -23,13 +23,13 @@ from typing import Any, Final
 
 from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
-    BUNDLE_TYPEHASH,
     SCHEMA_SIGNALS,
     SCHEMA_VERSIONS,
     BundleError,
     SignedBundle,
     decode_bundle,
     decode_signed_bundle,
+    leaf_signer,
     verify_bundle,
 )
 from protocol.crypto import (
@@ -360,19 +360,6 @@ def build_public(
     return _canonical_json(doc), tree
 
 
-def _leaf_signer(leaf: Leaf, signature: bytes, domain: Eip712Domain) -> bytes:
-    """The address that signed the EIP-712 `Bundle` a leaf's fields describe."""
-    device, vehicle_id, sequence, window_start, window_end, data_hash, _ = leaf
-    struct_hash = keccak256(
-        BUNDLE_TYPEHASH
-        + bytes(12)
-        + address_bytes(device)
-        + b"".join(v.to_bytes(32, "big") for v in (vehicle_id, sequence, window_start, window_end))
-        + data_hash
-    )
-    return recover_address_bytes(domain.digest(struct_hash), signature)
-
-
 def _public_entry(item: object, leaf: Leaf, domain: Eip712Domain) -> PublicEntry:
     if not isinstance(item, dict) or set(item) != {"schema", "signature", "signals"}:
         raise ValueError("an entry is {schema, signature, signals}")
@@ -382,7 +369,7 @@ def _public_entry(item: object, leaf: Leaf, domain: Eip712Domain) -> PublicEntry
     signature = bytes.fromhex(str(item["signature"]).removeprefix("0x"))
     if keccak256(signature) != leaf[6]:
         raise ValueError("the signature is not the one the leaf's sigHash commits to")
-    signer = _leaf_signer(leaf, signature, domain)
+    signer = leaf_signer(leaf, signature, domain)
     if signer != address_bytes(leaf[0]):
         raise InvalidSignerError(checksum_address(signer), leaf[0])
     if not isinstance(signals, list):

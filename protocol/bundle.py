@@ -71,6 +71,7 @@ __all__ = [
     "encode_bundle",
     "encode_samples",
     "encode_signed_bundle",
+    "leaf_signer",
     "new_salt",
     "sign_bundle",
     "signal_commitment",
@@ -1212,6 +1213,28 @@ BUNDLE_LEAF_FIELDS: Final = (
     "sigHash",
 )
 """Names of the leaf's fields, in order; `sigHash = keccak256(signature)`."""
+
+
+def leaf_signer(
+    leaf: tuple[str, int, int, int, int, bytes, bytes], signature: bytes, domain: Eip712Domain
+) -> bytes:
+    """Return the address (20 bytes) that signed the EIP-712 `Bundle` a leaf's fields describe.
+
+    The struct hash needs only the leaf's fields (the `dataHash` stands for the readings), so a
+    signature checks without the readings: a public document's entry, a schema-2 opening.
+
+    Raises:
+        SignatureError: the signature is malformed or recovers to no key.
+    """
+    device, vehicle_id, sequence, window_start, window_end, data_hash, _ = leaf
+    struct_hash = keccak256(
+        BUNDLE_TYPEHASH
+        + _ZERO12
+        + address_bytes(device)
+        + b"".join(v.to_bytes(32, "big") for v in (vehicle_id, sequence, window_start, window_end))
+        + data_hash
+    )
+    return recover_address_bytes(domain.digest(struct_hash), signature)
 
 
 def bundle_leaf(signed: SignedBundle) -> tuple[str, int, int, int, int, bytes, bytes]:

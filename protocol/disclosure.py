@@ -22,23 +22,30 @@ from protocol.bundle import (
     CommitmentMismatchError,
     MalformedBundleError,
     Reading,
+    SignedBundle,
     _check_canonical,
     _normalise_readings,
     _Reader,
+    bundle_leaf,
     encode_samples,
+    leaf_signer,
     signal_commitment,
     signal_leaf_hash,
     signals_root,
 )
+from protocol.crypto import InvalidSignerError, address_bytes, checksum_address, keccak256
+from protocol.eip712 import Eip712Domain
 from protocol.merkle import StandardMerkleTree, process_proof
 
 __all__ = [
+    "DisclosedBundle",
     "SignalOpening",
     "TamperedOpeningError",
     "UnknownSignalError",
     "commitments_from_json",
     "commitments_json",
     "decode_samples",
+    "disclose",
     "open_signal",
     "open_signals",
     "signal_tree",
@@ -269,3 +276,125 @@ def commitments_from_json(items: Sequence[Any]) -> dict[str, bytes]:
             raise ValueError(f"the commitment of {item[0]} is not 32 bytes")
         out[item[0]] = raw
     return out
+
+
+Leaf = tuple[str, int, int, int, int, bytes, bytes]
+
+
+@dataclass(frozen=True)
+class DisclosedBundle:
+    """A schema-2 bundle disclosed signal by signal.
+
+    Everything needed to check the opened signals against the chain, and nothing of the others
+    but their names and commitments.
+
+    Attributes:
+        leaf: The bundle's batch leaf, `protocol.bundle.bundle_leaf` (its `dataHash` is the
+            signal tree's root, its `sigHash` the signature's hash).
+        signature: The device's EIP-712 signature of the bundle.
+        commitments: Every signal's name -> commitment, in the bundle's order.
+        openings: The disclosed signals.
+    """
+
+    leaf: Leaf
+    signature: bytes
+    commitments: Mapping[str, bytes]
+    openings: tuple[SignalOpening, ...]
+
+    @property
+    def device(self) -> str:
+        """The device that signed the bundle (EIP-55)."""
+        return checksum_address(self.leaf[0])
+
+    @property
+    def vehicle_id(self) -> int:
+        """The bundle's vehicle."""
+        return self.leaf[1]
+
+    def verify(self, domain: Eip712Domain) -> dict[str, tuple[Reading, ...]]:
+        """Check the signature, the commitments and every opening; return the opened samples.
+
+        Args:
+            domain: The DIMO domain the device signed in.
+
+        Returns:
+            Opened signal name -> its samples (the signals not opened are absent).
+
+        Raises:
+            TamperedOpeningError: the signature is not the leaf's, an opening is listed twice,
+                names a signal the bundle lacks, or does not lead to the signed `dataHash`.
+            InvalidSignerError: the signature recovers to another address than the device.
+            CommitmentMismatchError: the commitments do not lead to the signed `dataHash`.
+            MalformedBundleError: opened samples are not canonical samples.
+        """
+        data_hash = self.leaf[5]
+        if keccak256(self.signature) != self.leaf[6]:
+            raise TamperedOpeningError("the bundle", "its signature is not the leaf's sigHash")
+        signer = leaf_signer(self.leaf, self.signature, domain)
+        if signer != address_bytes(self.leaf[0]):
+            raise InvalidSignerError(checksum_address(signer), self.leaf[0])
+        verify_commitments(data_hash, self.commitments)
+        out: dict[str, tuple[Reading, ...]] = {}
+        for opening in self.openings:
+            if opening.name in out:
+                raise TamperedOpeningError(opening.name, "it is opened twice")
+            if self.commitments.get(opening.name) != opening.commitment:
+                raise TamperedOpeningError(opening.name, "it is not the listed commitment")
+            out[opening.name] = opening.verify(data_hash)
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        """`{leaf, signature, commitments, openings}`, bytes as 0x hex, the leaf as a list."""
+        return {
+            "leaf": [
+                *self.leaf[:5],
+                "0x" + self.leaf[5].hex(),
+                "0x" + self.leaf[6].hex(),
+            ],
+            "signature": "0x" + self.signature.hex(),
+            "commitments": commitments_json(self.commitments),
+            "openings": [o.as_json() for o in self.openings],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> DisclosedBundle:
+        """Read `as_json` output (nothing is verified here; call `verify`).
+
+        Raises:
+            TamperedOpeningError: a member is missing or malformed.
+        """
+        try:
+            leaf = doc["leaf"]
+            if not isinstance(leaf, list) or len(leaf) != 7:
+                raise ValueError("the leaf is [device, vehicleId, sequence, start, end, 2 hashes]")
+            vehicle, sequence, start, end = (int(v) for v in leaf[1:5])
+            parsed: Leaf = (
+                checksum_address(str(leaf[0])),
+                vehicle,
+                sequence,
+                start,
+                end,
+                _hex(leaf[5]),
+                _hex(leaf[6]),
+            )
+            return cls(
+                parsed,
+                _hex(doc["signature"]),
+                commitments_from_json(doc["commitments"]),
+                tuple(SignalOpening.from_json(o) for o in doc["openings"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TamperedOpeningError("the bundle", f"malformed disclosure ({exc})") from None
+
+
+def disclose(signed: SignedBundle, signals: Iterable[str]) -> DisclosedBundle:
+    """Disclose some signals of a signed schema-2 bundle (the rest as commitments only).
+
+    Raises:
+        UnknownSignalError: the bundle has no such signal.
+        TamperedOpeningError: the bundle is schema 1.
+    """
+    b = signed.bundle
+    return DisclosedBundle(
+        bundle_leaf(signed), signed.signature, dict(b.commitments), tuple(open_signals(b, signals))
+    )

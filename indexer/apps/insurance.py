@@ -56,10 +56,18 @@ import httpx
 import numpy as np
 from sqlalchemy import Connection
 
-from apps.audit import AppInputs, AuditOutcome, ChainRoots, audit_served, inputs_from_bundles
+from apps.audit import (
+    AppInputs,
+    AuditOutcome,
+    ChainRoots,
+    Opened,
+    audit_served,
+    inputs_from_bundles,
+    verify_opened,
+)
 from apps.columnar import Columns, keys_to_refs, trip_spans
 from indexer.apps.inputs import gather_fleet_inputs, gather_inputs
-from indexer.disclosure import bundle_signals, disclosable, require_whole
+from indexer.disclosure import decide
 from indexer.exceptions import AppParameterInvalid, ExportInvalid
 from indexer.queries import (
     IGNITION,
@@ -73,20 +81,24 @@ from indexer.queries import (
 from indexer.rights import Coverage
 from protocol.bundle import (
     BUNDLE_LEAF_ENCODING,
+    BundleError,
     MalformedBundleError,
     SignedBundle,
     bundle_leaf,
     decode_signed_bundle,
     verify_bundle,
 )
-from protocol.crypto import checksum_address
+from protocol.crypto import SignatureError, checksum_address
 from protocol.eip712 import dimo_domain
-from protocol.merkle import verify_proof
+from protocol.merkle import MerkleError, verify_proof
 
 #: Method version; a change of formula or defaults gets a new one.
 VERSION: Final = "dimo-insurance-v1"
-#: Format of the export file.
-EXPORT_FORMAT: Final = "dimo-insurance-export-v1"
+#: Format of the export file (v2: a schema-2 bundle goes in by the openings of the score's
+#: signals, `disclosed`, instead of its whole `wire`).
+EXPORT_FORMAT: Final = "dimo-insurance-export-v2"
+#: Formats `verify_export` reads (v1 files hold whole wires only).
+EXPORT_FORMATS: Final = ("dimo-insurance-export-v1", EXPORT_FORMAT)
 #: The signals the score reads (both need DRIVING).
 SIGNALS: Final = (SPEED, IGNITION)
 #: 1 mph/s in km/h per second.
@@ -683,14 +695,17 @@ def build_export(
     """The signed readings of a window with their proofs and the score: a file that verifies
     offline (`verify_export`).
 
-    It holds each input bundle's signed wire form (readings and device signature), its Merkle
-    path, its batch's root, CID and anchoring transaction, the chain id and the anchor
-    address, the times read (`covered`) and the score computed from them. A bundle goes in
-    only whole, so each must hold nothing `coverage` (the recipient's rights) does not cover
-    (`indexer.disclosure`).
+    It holds, per input bundle, what proves its readings, its Merkle path, its batch's root,
+    CID and anchoring transaction; the chain id and the anchor address, the times read
+    (`covered`) and the score computed from them. A schema-2 bundle goes in as `disclosed`:
+    its leaf, device signature, every signal's commitment and the openings of the score's
+    signals alone (`protocol.disclosure.DisclosedBundle`), whatever else the recipient may
+    read. A schema-1 bundle goes in whole (`wire`), so it must hold nothing `coverage` (the
+    recipient's rights) does not cover. `indexer.disclosure.decide` decides.
 
     Raises:
-        BundleNotDisclosable: an input bundle holds signals the recipient may not read.
+        BundleNotDisclosable: an input bundle holds a score signal the recipient may not read
+            (schema 2) or any signal it may not read (schema 1).
     """
     spans = [(start_ms, end_ms)] if within is None else list(within)
     speed, ignition = read_inputs(conn, vehicle_id, start_ms, end_ms, spans)
@@ -699,8 +714,9 @@ def build_export(
     bundles = []
     for batch_id, leaf_index in result.inputs:
         proof = bundle_proof(conn, batch_id, leaf_index)
-        disclosure = disclosable(bundle_signals(proof.wire), coverage)
-        require_whole(disclosure, vehicle_id, batch_id, leaf_index)
+        served = decide(
+            proof.wire, coverage, (vehicle_id, batch_id, leaf_index), wanted=SIGNALS, whole=False
+        )
         batches.setdefault(
             batch_id,
             {
@@ -711,11 +727,16 @@ def build_export(
                 "block_number": proof.block_number,
             },
         )
+        carried = (
+            {"disclosed": served.opened.as_json()}
+            if served.opened is not None
+            else {"wire": _hex(proof.wire)}
+        )
         bundles.append(
             {
                 "batch_id": batch_id,
                 "leaf_index": leaf_index,
-                "wire": _hex(proof.wire),
+                **carried,
                 "proof": [_hex(p) for p in proof.proof],
             }
         )
@@ -790,7 +811,8 @@ def verify_export(
 
     Each bundle's device signature is checked under the DIMO EIP-712 domain of the file's
     chain and anchor, its Merkle path is folded to its batch's root, its vehicle must be the
-    file's; the readings of the score's signals inside the window (and `covered`) are decoded
+    file's; a schema-2 bundle's openings must lead to its signed dataHash (a tampered opening
+    fails); the readings of the score's signals inside the window (and `covered`) are decoded
     from the bundles and the score is recomputed with the file's parameters. With `rpc_url`
     each root is also compared with the root the chain holds (`AttestationAnchor.rootOf`).
 
@@ -806,8 +828,8 @@ def verify_export(
     Raises:
         ExportInvalid: anything fails, naming what.
     """
-    if doc.get("format") != EXPORT_FORMAT:
-        raise ExportInvalid("format", f"{doc.get('format')!r} is not {EXPORT_FORMAT}")
+    if doc.get("format") not in EXPORT_FORMATS:
+        raise ExportInvalid("format", f"{doc.get('format')!r} is not one of {EXPORT_FORMATS}")
     try:
         chain_id = int(doc["chain_id"])
         vehicle_id = int(doc["vehicle_id"])
@@ -824,27 +846,40 @@ def verify_export(
     domain = dimo_domain(chain_id, file_anchor)
     if rpc_url is not None:
         _check_roots_on_chain(rpc_url, file_anchor, chain_id, batches)
-    verified: list[tuple[int, int, SignedBundle]] = []
+    verified: list[tuple[int, int, SignedBundle | Opened]] = []
     devices: set[str] = set()
     for entry in bundles:
         where = f"bundle {entry.get('batch_id')}/{entry.get('leaf_index')}"
         try:
             batch_id, leaf_index = int(entry["batch_id"]), int(entry["leaf_index"])
-            signed = decode_signed_bundle(_bytes(entry["wire"], where))
             proof = [_bytes(p, where) for p in entry["proof"]]
+            signed = (
+                None if "disclosed" in entry else decode_signed_bundle(_bytes(entry["wire"], where))
+            )
         except (KeyError, TypeError, ValueError, MalformedBundleError) as exc:
             raise ExportInvalid(where, f"undecodable: {exc}") from exc
-        try:
-            devices.add(verify_bundle(signed, domain))
-        except ValueError as exc:
-            raise ExportInvalid(where, f"device signature does not verify: {exc}") from exc
         if batch_id not in batches:
             raise ExportInvalid(where, f"batch {batch_id} is not listed")
-        if not verify_proof(batches[batch_id], BUNDLE_LEAF_ENCODING, bundle_leaf(signed), proof):
-            raise ExportInvalid(where, "its Merkle path does not lead to the batch root")
-        if signed.bundle.vehicle_id != vehicle_id:
-            raise ExportInvalid(where, f"signed for vehicle {signed.bundle.vehicle_id}")
-        verified.append((batch_id, leaf_index, signed))
+        item: SignedBundle | Opened
+        if signed is None:
+            try:
+                item = verify_opened(entry["disclosed"], domain, batches[batch_id], proof)
+            except (BundleError, SignatureError, MerkleError, ValueError) as exc:
+                raise ExportInvalid(where, f"its disclosure does not verify: {exc}") from exc
+            devices.add(item.device)
+            vehicle = item.vehicle_id
+        else:
+            try:
+                devices.add(verify_bundle(signed, domain))
+            except ValueError as exc:
+                raise ExportInvalid(where, f"device signature does not verify: {exc}") from exc
+            leaf = bundle_leaf(signed)
+            if not verify_proof(batches[batch_id], BUNDLE_LEAF_ENCODING, leaf, proof):
+                raise ExportInvalid(where, "its Merkle path does not lead to the batch root")
+            item, vehicle = signed, signed.bundle.vehicle_id
+        if vehicle != vehicle_id:
+            raise ExportInvalid(where, f"signed for vehicle {vehicle}")
+        verified.append((batch_id, leaf_index, item))
     got = inputs_from_bundles(verified, SIGNALS, start_ms, end_ms, covered)
     result = score(vehicle_id, start_ms, end_ms, got.get(SPEED), got.get(IGNITION), params)
     if _canonical(result.to_dict()) != _canonical(doc["result"]):

@@ -75,15 +75,23 @@ def sign_windows(
     shift_ms: int,
     *,
     first_sequence: int = 0,
+    schema: int = 1,
 ) -> list[SignedBundle]:
-    """The windows as bundles of `vehicle` signed by device `key`, times moved by `shift_ms`."""
+    """The windows as bundles (of bundle `schema`) of `vehicle` signed by device `key`, times
+    moved by `shift_ms`."""
     out = []
     for i, w in enumerate(windows):
         readings = {
             name: [(ts + shift_ms, v) for ts, v in samples] for name, samples in w.readings.items()
         }
         bundle = Bundle(
-            key.address, vehicle, first_sequence + i, w.start + shift_ms, w.end + shift_ms, readings
+            key.address,
+            vehicle,
+            first_sequence + i,
+            w.start + shift_ms,
+            w.end + shift_ms,
+            readings,
+            schema_version=schema,
         )
         out.append(sign_bundle(bundle, bytes(key.key), domain))
     return out

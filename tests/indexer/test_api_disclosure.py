@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from indexer.apps.insurance import verify_export
 from protocol.bundle import decode_signed_bundle
@@ -279,7 +280,9 @@ def test_an_outsider_gets_the_same_answer_whether_or_not_a_bundle_exists(
     assert {"200", "403", "404"} <= set(spec["paths"][proof_route]["get"]["responses"])
 
 
+@pytest.mark.parametrize("schema", [1, 2])
 def test_a_licensee_gets_no_bundle_that_straddles_its_opt_in_time(
+    schema: int,
     served_world: ServedWorld,
     fleet: Fleet,
     domain: Eip712Domain,
@@ -304,7 +307,9 @@ def test_a_licensee_gets_no_bundle_that_straddles_its_opt_in_time(
     # One 60 s bundle of speed, half before the opt-in (not the licensee's), half after.
     before = [(opted_in - 30_000 + 1_000 * i, 50.713 + i * 0.011) for i in range(30)]
     after = [(opted_in + 1_000 * i, 80.419 + i * 0.013) for i in range(30)]
-    anchored = anchor_bundles(windowed_bundles(key, car, {SPEED: before + after}, domain))
+    anchored = anchor_bundles(
+        windowed_bundles(key, car, {SPEED: before + after}, domain, schema=schema)
+    )
     assert len(anchored.bundles) == 1
     advance(200)
     world.sync()

@@ -1,12 +1,14 @@
 """No route hands a caller a value of a signal its rights do not cover (issue 17).
 
 One vehicle sends a signal of every readable privilege (and one outside the catalog, RAW) in
-the same bundles. Then every route that returns reading values (telemetry reads, proofs,
-`POST /apps/proofs`, the insurance export, the application answers that echo readings) is
-asked as the owner, as a caller without rights, and as a grantee of each single scope; no
-response body may hold a value of a signal outside the caller's scopes, looked for as JSON
-numbers and text and inside hex blobs (a bundle's wire). Position is looked for by value:
-any number in the area the vehicle drove in, not only the exact samples.
+the same bundles, of schema 1 (proved only whole) or schema 2 (opened signal by signal).
+Then every route that returns reading values (telemetry reads, proofs, `POST /apps/proofs`,
+the insurance export, the application answers that echo readings) is asked as the owner, as
+a caller without rights, and as a grantee of each single scope; no response body may hold a
+value of a signal outside the caller's scopes, looked for as JSON numbers and text and inside
+hex blobs (a bundle's wire, an opening's samples). Position is looked for by value: any number
+in the area the vehicle drove in, not only the exact samples. With schema-2 bundles each scope
+alone must also get the per-signal proofs of its own signals.
 """
 
 # The fixtures come from the loader and insurance tests; their names are parameters here.
@@ -14,6 +16,7 @@ any number in the area the vehicle drove in, not only the exact samples.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +78,8 @@ INDISTINCT = frozenset(
 )
 #: The callers: the owner, one without rights, and a grantee of each single scope.
 ROLES = ["owner", "no rights", *(p.name for p in Privilege)]
+#: The bundle schemas the vehicle sends.
+SCHEMAS = [1, 2]
 
 
 def drive(t0: int) -> dict[str, list[tuple[int, Any]]]:
@@ -90,6 +95,7 @@ class Scene:
     role."""
 
     role: str
+    schema: int
     car: int
     t0: int
     samples: dict[str, list[tuple[int, Any]]]
@@ -97,8 +103,14 @@ class Scene:
     client: httpx.Client
 
 
+@pytest.fixture(params=SCHEMAS, ids=lambda n: f"schema {n}")
+def schema(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
 @pytest.fixture(params=ROLES)
 def scene(
+    schema: int,
     request: pytest.FixtureRequest,
     served_world: ServedWorld,
     fleet: Fleet,
@@ -111,7 +123,7 @@ def scene(
     world = served_world
     (car, key), t0 = fleet[0][0], fleet[1]
     samples = drive(t0)
-    anchored = anchor_bundles(windowed_bundles(key, car, samples, domain))
+    anchored = anchor_bundles(windowed_bundles(key, car, samples, domain, schema=schema))
     role = str(request.param)
     if role in Privilege.__members__:
         grant = int(Privilege[role])
@@ -120,7 +132,7 @@ def scene(
     world.sync()
     world.at(head_s() * 1000)
     with world.client(owner if role == "owner" else stranger) as client:
-        yield Scene(role, car, t0, samples, anchored, client)
+        yield Scene(role, schema, car, t0, samples, anchored, client)
 
 
 def scopes_of(role: str) -> set[str]:
@@ -189,3 +201,36 @@ def test_no_route_returns_a_value_of_a_signal_the_caller_may_not_read(scene: Sce
         for name in set(SENT) - INDISTINCT:
             second = scene.samples[name][1][1]
             assert values_found(bodies[f"proof {name}"], [second]), name
+    if scene.schema == 2:
+        assert_per_signal_proofs(scene, statuses, bodies, uncovered)
+
+
+def assert_per_signal_proofs(
+    scene: Scene, statuses: dict[str, int], bodies: dict[str, str], uncovered: list[str]
+) -> None:
+    """Schema 2: every signal the role covers has its reading proof, opening that signal alone
+    (its value in it), and `POST /apps/proofs` opens exactly the covered signals; the whole
+    bundle goes only to a caller covering every signal."""
+    covered = [n for n in SENT if n not in uncovered]
+    for name in SENT:
+        route = f"proof {name}"
+        if name in uncovered:
+            assert statuses[route] == 403, route
+            continue
+        assert statuses[route] == 200, (route, bodies[route][:300])
+        body = json.loads(bodies[route])
+        assert body["schema_version"] == 2
+        assert body["opening"]["name"] == name
+        assert {c["name"] for c in body["commitments"]} == set(SENT)
+        assert (body["bundle_wire"] is None) is bool(uncovered)
+        if name not in INDISTINCT:
+            assert values_found(body["opening"]["samples"], [scene.samples[name][1][1]]), name
+    for leaf in range(len(scene.anchored.bundles)):
+        route = f"apps proofs {leaf}"
+        if not covered:  # no rights: 403 before any lookup; rights covering none: not found
+            assert statuses[route] == (403 if scene.role == "no rights" else 404), route
+            continue
+        assert statuses[route] == 200, (route, bodies[route][:300])
+        (item,) = json.loads(bodies[route])["bundles"]
+        assert sorted(o["name"] for o in item["openings"]) == sorted(covered)
+        assert (item["bundle_wire"] is None) is bool(uncovered)

@@ -213,8 +213,10 @@ def windowed_bundles(
     window_ms: int = 60_000,
     first_sequence: int = 0,
     signer: LocalAccount | None = None,
+    schema: int = 1,
 ) -> list[SignedBundle]:
-    """Cuts samples into `window_ms` bundles signed by the device (or `signer`)."""
+    """Cuts samples into `window_ms` bundles (of bundle `schema`) signed by the device (or
+    `signer`)."""
     stamps = [ts for series in samples.values() for ts, _ in series]
     start = min(stamps)
     out = []
@@ -227,7 +229,7 @@ def windowed_bundles(
         }
         part = {name: s for name, s in part.items() if s}
         if part:
-            bundle = Bundle(key.address, vehicle, seq, start, end, part)
+            bundle = Bundle(key.address, vehicle, seq, start, end, part, schema_version=schema)
             out.append(sign_bundle(bundle, bytes((signer or key).key), domain))
             seq += 1
         start = end

@@ -167,13 +167,15 @@ def get_export(
     end: End,
     params: Params = None,
 ) -> Response:
-    """Every input bundle (signed wire form with the device signature), its Merkle path, its
-    batch's root, CID and anchoring transaction, the chain id and anchor address, and the score
-    computed from them. `dimo apps insurance --verify FILE` checks it with no server.
+    """Every input bundle with its Merkle path, its batch's root, CID and anchoring
+    transaction, the chain id and anchor address, and the score computed from them.
+    `dimo apps insurance --verify FILE` checks it with no server.
 
-    A schema-1 bundle is exported only whole, so every input bundle must hold only readings
-    your rights cover (e.g. no position without LOCATION); otherwise a 403
-    `bundle-not-disclosable` problem names the signals you may not read.
+    A schema-2 bundle goes in by the openings of the score's two signals alone (its other
+    signals as names and commitments), so the file discloses nothing else of the vehicle. A
+    schema-1 bundle is exported only whole, so it must hold only readings your rights cover
+    (e.g. no position without LOCATION). Otherwise a 403 `bundle-not-disclosable` problem
+    names the signals you may not read.
     """
     check_window(start, end)
     p = parse_params(params)

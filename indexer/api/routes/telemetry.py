@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 from indexer.api.deps import Caller, Clock, DbConn, db_limiter, get_engine_of
 from indexer.api.pagination import Keyset, Paging
 from indexer.api.problems import problem_responses
-from indexer.disclosure import bundle_signals, disclosable, require_whole
+from indexer.disclosure import decide
 from indexer.exceptions import (
     BadTelemetryQuery,
     InvalidTelemetryQuery,
@@ -67,6 +67,7 @@ from indexer.rights import (
     signal_privilege,
 )
 from indexer.telemetry import readings
+from protocol.disclosure import DisclosedBundle
 from protocol.vss import CATALOG
 
 #: Largest id of a vehicle (the index stores ids as 64-bit integers).
@@ -271,7 +272,10 @@ class LeafOut(BaseModel):
     sequence: int = Field(description="The device's bundle sequence")
     window_start: int = Field(description="Bundle window start, unix ms")
     window_end: int = Field(description="Bundle window end, unix ms")
-    data_hash: str = Field(description="keccak256 of the readings' CBOR, 0x hex")
+    data_hash: str = Field(
+        description="Schema 1: keccak256 of the readings' CBOR; schema 2: the root of the "
+        "bundle's signal tree; 0x hex"
+    )
     signature_hash: str = Field(description="keccak256 of the device signature, 0x hex")
 
 
@@ -285,23 +289,75 @@ class BatchOut(BaseModel):
     block_number: int = Field(description="Block of the anchoring transaction")
 
 
-class ProofOut(BaseModel):
-    """A reading with everything needed to check it: bundle, signature, Merkle path, anchor.
+class SignalOpeningOut(BaseModel):
+    """One signal of a schema-2 bundle, opened: the `opening` argument of
+    `AttestationAnchor.verifySignal` (see docs/protocol.md)."""
 
-    `verifyReading(batch.id, leaf, proof)` on `AttestationAnchor` returns true; `bundle_wire`
-    decodes (`protocol.bundle.decode_signed_bundle`) to a bundle holding the reading, whose
-    EIP-712 signature `signature` recovers to `leaf.device`.
+    name: str = Field(description="The signal's VSS name")
+    salt: str = Field(description="Its secret 32-byte salt in this bundle, 0x hex")
+    samples: str = Field(description="Canonical CBOR of its samples [[ts, value], ...], 0x hex")
+    proof: list[str] = Field(description="Path from its leaf to the bundle's dataHash, 0x hex")
+
+
+class CommitmentOut(BaseModel):
+    """A signal of a schema-2 bundle as everyone may see it: its name and salted commitment."""
+
+    name: str = Field(description="The signal's VSS name")
+    commitment: str = Field(description="keccak256(salt || samples), 0x hex")
+
+
+def leaf_out(leaf: tuple[str, int, int, int, int, bytes, bytes]) -> LeafOut:
+    """The served form of a batch leaf."""
+    device, vehicle, sequence, window_start, window_end, data_hash, sig_hash = leaf
+    return LeafOut(
+        device=device,
+        vehicle_id=vehicle,
+        sequence=sequence,
+        window_start=window_start,
+        window_end=window_end,
+        data_hash=_hex(data_hash),
+        signature_hash=_hex(sig_hash),
+    )
+
+
+def openings_out(opened: DisclosedBundle) -> tuple[list[CommitmentOut], list[SignalOpeningOut]]:
+    """The served form of a schema-2 disclosure: every commitment, the opened signals."""
+    commitments = [CommitmentOut(name=n, commitment=_hex(c)) for n, c in opened.commitments.items()]
+    return commitments, [SignalOpeningOut(**o.as_json()) for o in opened.openings]
+
+
+class ProofOut(BaseModel):
+    """A reading with everything needed to check it against the chain.
+
+    `verifyReading(batch.id, leaf, proof)` on `AttestationAnchor` returns true. A schema-1
+    bundle is served whole: `bundle_wire` decodes (`protocol.bundle.decode_signed_bundle`) to a
+    bundle holding the reading, whose EIP-712 signature `signature` recovers to `leaf.device`.
+    A schema-2 bundle is served by its `opening` of the reading's signal alone:
+    `verifySignal(batch.id, leaf, proof, opening)` returns true, and `commitments` names the
+    bundle's other signals without their values; `bundle_wire` is sent only to a caller whose
+    rights cover every signal of the bundle.
     """
 
     vehicle_id: int = Field(description="The vehicle")
     signal: str = Field(description="VSS name")
     reading: ReadingOut = Field(description="The reading")
-    bundle_wire: str = Field(description="The signed bundle's wire form (CBOR), 0x hex")
+    schema_version: int = Field(description="The bundle's schema: 1 (whole) or 2 (per signal)")
+    bundle_wire: str | None = Field(
+        description="The signed bundle's wire form (CBOR), 0x hex: schema 1 always; schema 2 "
+        "only when your rights cover every signal of the bundle, else null"
+    )
     signature: str = Field(description="The device's EIP-712 signature, 65 bytes, 0x hex")
     leaf_index: int = Field(description="The bundle's index in the batch")
     leaf: LeafOut = Field(description="The bundle's Merkle leaf")
     proof: list[str] = Field(description="Merkle path from the leaf to the root, 0x hex")
     batch: BatchOut = Field(description="The anchored batch")
+    opening: SignalOpeningOut | None = Field(
+        default=None, description="Schema 2: the reading's signal opened; null for schema 1"
+    )
+    commitments: list[CommitmentOut] | None = Field(
+        default=None,
+        description="Schema 2: every signal of the bundle, name and commitment; null for 1",
+    )
 
 
 # -------------------------------------------------------------------------------------------
@@ -843,10 +899,13 @@ def get_reading_proof(
     """Everything needed to check the reading of `signal` at `ts` against the chain.
 
     Only for a reading your rights cover: a 403 `privilege-missing` problem otherwise, decided
-    before anything is looked up; then a 404 when there is no such reading. The proof holds
-    the whole signed bundle (a schema-1 leaf commits to its whole encoding), so it is served
-    only if your rights also cover every other reading of that bundle; otherwise a 403
-    `bundle-not-disclosable` problem names the signals you may not read, never their values.
+    before anything is looked up; then a 404 when there is no such reading. A schema-2 bundle
+    is served by the opening of `signal` alone (its samples and salt; the other signals as
+    names and commitments), provided your rights cover every reading of `signal` in the bundle;
+    the whole bundle goes only to a caller covering all of its signals. A schema-1 leaf commits
+    to the bundle's whole encoding, so its proof is served only if your rights cover every
+    reading of the bundle. Otherwise a 403 `bundle-not-disclosable` problem names the signals
+    you may not read, never their values (`indexer.disclosure.decide`).
     """
     _check_known(conn, [signal])
     if not contains(coverage.for_signal(signal), ts):
@@ -856,25 +915,21 @@ def get_reading_proof(
     except ReadingNotFound:
         raise ReadingNotServed(vehicle_id, signal, ts) from None
     b = found.bundle
-    disclosure = disclosable(bundle_signals(b.wire), coverage)
-    require_whole(disclosure, vehicle_id, b.batch_id, b.leaf_index)
-    device, vehicle, sequence, window_start, window_end, data_hash, sig_hash = b.leaf
+    served = decide(b.wire, coverage, (vehicle_id, b.batch_id, b.leaf_index), wanted=[signal])
+    opening: SignalOpeningOut | None = None
+    commitments: list[CommitmentOut] | None = None
+    if served.opened is not None:
+        commitments, opened = openings_out(served.opened)
+        opening = opened[0]
     return ProofOut(
         vehicle_id=vehicle_id,
         signal=signal,
         reading=_reading_out(found.reading),
-        bundle_wire=_hex(b.wire),
+        schema_version=served.signed.bundle.schema_version,
+        bundle_wire=_hex(b.wire) if served.whole else None,
         signature=_hex(b.signature),
         leaf_index=b.leaf_index,
-        leaf=LeafOut(
-            device=device,
-            vehicle_id=vehicle,
-            sequence=sequence,
-            window_start=window_start,
-            window_end=window_end,
-            data_hash=_hex(data_hash),
-            signature_hash=_hex(sig_hash),
-        ),
+        leaf=leaf_out(b.leaf),
         proof=[_hex(p) for p in b.proof],
         batch=BatchOut(
             id=b.batch_id,
@@ -883,4 +938,6 @@ def get_reading_proof(
             tx_hash=b.tx_hash,
             block_number=b.block_number,
         ),
+        opening=opening,
+        commitments=commitments,
     )
