@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from apps import battery
 from apps.audit import ChainRoots, Opened, audit_served, verify_bundle_proof
-from indexer.apps import battery, insurance
+from indexer.apps import insurance
 from indexer.apps.insurance import verify_export
 from indexer.exceptions import ExportInvalid, InputProofInvalid
 from indexer.rights import signal_privilege
