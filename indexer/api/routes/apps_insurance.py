@@ -13,6 +13,8 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from apps import insurance as method
+from apps.insurance import SIGNALS, VERSION, ScoreParams, score
 from indexer.api.access import rights_for
 from indexer.api.deps import (
     Access,
@@ -27,7 +29,6 @@ from indexer.api.models import envelope
 from indexer.api.params import check_window, parse_json_params
 from indexer.api.problems import problem_responses
 from indexer.apps import insurance
-from indexer.apps.insurance import SIGNALS, ScoreParams
 from indexer.exceptions import AppParameterInvalid
 from indexer.queries import SPEED
 
@@ -61,9 +62,9 @@ class MethodOut(BaseModel):
 def get_method() -> MethodOut:
     """The formula, its weights and thresholds: what every score is computed with."""
     return MethodOut(
-        version=insurance.VERSION,
+        version=VERSION,
         signals=list(SIGNALS),
-        formula=insurance.__doc__ or "",
+        formula=method.__doc__ or "",
         defaults=ScoreParams().as_dict(),
     )
 
@@ -116,7 +117,7 @@ def get_score(
             vehicle_id,
             start,
             end,
-            {"version": insurance.VERSION, "vehicle_id": vehicle_id, "params": p.as_dict()},
+            {"version": VERSION, "vehicle_id": vehicle_id, "params": p.as_dict()},
             within,
             withheld,
             [(b, leaf) for b, leaf in result.inputs],
@@ -197,5 +198,5 @@ def get_chart(
     p = parse_params(params)
     within, _ = rights_for(coverage, list(SIGNALS), [], start, end)
     speed, ignition = insurance.read_inputs(conn, vehicle_id, start, end, within[SPEED])
-    result = insurance.score(vehicle_id, start, end, speed, ignition, p)
+    result = score(vehicle_id, start, end, speed, ignition, p)
     return Response(insurance.trip_chart(result, speed), media_type="image/png")
