@@ -5,11 +5,9 @@ step starts, so a process killed at any point resumes where it stopped and every
 bundle is anchored exactly once (`bundles.batch_id` is set once, in the transaction that
 creates the batch; the contract accepts each id once).
 
-Test hook: when the environment variable `DIMO_ORACLE_CRASH_AT` names a checkpoint
-(`built`, `stored`, `signed`, `submitted`, `sent`, `confirmed`), the process exits at once
-with `os._exit(137)` (as after `kill -9`) right after reaching it. `submitted` is right after
-the signed transaction is persisted and before it is broadcast; `sent` is right after the
-broadcast, before its receipt. Never set it outside tests.
+Fault injection: `BatcherTuning.crash_at` (the `crash_at` setting, `DIMO_ORACLE_CRASH_AT`,
+off by default) names a checkpoint at which the process exits at once with status 137, as
+after `kill -9`; the crash tests use it to stop the oracle in every state.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -35,22 +33,20 @@ from oracle.anchoring import (
     SentTx,
     bump_fees,
 )
+from oracle.config import CrashPoint
 from oracle.exceptions import ChainUnavailableError, OracleError
-from oracle.ingest import reading
-from oracle.journal import BatchState, batches, bundles
+from oracle.journal import reading
 from oracle.quorum import Quorum, QuorumNotReached
+from oracle.tables import BatchState, batches, bundles
 from protocol.batch import build_content, build_public, leaf_of_row
 from protocol.batch import wire_form as make_wire
 from protocol.blobstore import BlobStore, BlobStoreError
 from protocol.bundle import BUNDLE_LEAF_ENCODING
 from protocol.merkle import StandardMerkleTree
 
-__all__ = ["CRASH_ENV", "Batcher", "BatcherTuning", "JournalCorrupted"]
+__all__ = ["Batcher", "BatcherTuning", "JournalCorrupted"]
 
 log = logging.getLogger(__name__)
-
-CRASH_ENV: Final = "DIMO_ORACLE_CRASH_AT"
-CRASH_POINTS: Final = ("built", "stored", "signed", "submitted", "sent", "confirmed")
 
 
 class JournalCorrupted(OracleError, RuntimeError):
@@ -79,16 +75,13 @@ class BatcherTuning:
     # First and largest backoff after a failure (chain down, quorum not reached).
     backoff_s: float = 0.5
     backoff_max_s: float = 15.0
+    # Fault injection (crash tests only): the checkpoint after which the process exits with
+    # status 137, as after `kill -9`; None (the default) never exits. See OracleSettings.
+    crash_at: CrashPoint | None = None
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _checkpoint(point: str) -> None:
-    if os.environ.get(CRASH_ENV) == point:
-        log.warning("%s=%s: exiting with 137 as a kill -9 would", CRASH_ENV, point)
-        os._exit(137)
 
 
 Leaf = tuple[str, int, int, int, int, bytes, bytes]
@@ -154,7 +147,7 @@ class Batcher:
         """Wire the batcher.
 
         Args:
-            engine: The journal (see `oracle.journal.open_journal`).
+            engine: The journal (see `oracle.tables.open_journal`).
             store: Where batch content goes (local CID store or Kubo).
             quorum: The oracle signers.
             anchorer: The chain.
@@ -168,6 +161,12 @@ class Batcher:
         self.tuning = tuning or BatcherTuning()
         self.clock_ms = clock_ms
         self._postgres = engine.dialect.name == "postgresql"
+
+    def _checkpoint(self, point: CrashPoint) -> None:
+        """Reached `point` (its state is committed): exit here if fault injection asks to."""
+        if self.tuning.crash_at == point:
+            log.warning("crash_at=%s: exiting with 137 as a kill -9 would", point)
+            os._exit(137)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -355,7 +354,7 @@ class Batcher:
                 # Another batcher took this id first; claim again.
                 continue
             log.info("batch %s built: %s bundles, root 0x%s", batch_id, len(rows), tree.root.hex())
-            _checkpoint("built")
+            self._checkpoint("built")
             return batch_id
         raise OracleError("could not claim a batch id after 5 attempts; too many batchers race")
 
@@ -406,7 +405,7 @@ class Batcher:
         self.store.pin(cid)
         self._set(batch_id, BatchState.STORED, cid=cid)
         log.info("batch %s stored as %s (%s bytes)", batch_id, cid, len(doc))
-        _checkpoint("stored")
+        self._checkpoint("stored")
         return cid
 
     def sign(self, batch_id: int) -> bytes:
@@ -415,7 +414,7 @@ class Batcher:
         signatures = self.quorum.collect(header, lambda: self.store.get(header.cid))
         self._set(batch_id, BatchState.SIGNED, signatures=signatures)
         log.info("batch %s signed by %s oracles", batch_id, len(signatures) // 65)
-        _checkpoint("signed")
+        self._checkpoint("signed")
         return signatures
 
     def _covered(self, header: BatchHeader) -> bool:
@@ -436,7 +435,7 @@ class Batcher:
             tx_nonce=sent.nonce,
             tx_fee_per_gas=sent.fees.max_fee,
         )
-        _checkpoint("submitted")
+        self._checkpoint("submitted")
         self.anchorer.broadcast(sent)
         log.info(
             "batch %s anchor tx %s sent (nonce %s, max fee %s)",
@@ -445,7 +444,7 @@ class Batcher:
             sent.nonce,
             sent.fees.max_fee,
         )
-        _checkpoint("sent")
+        self._checkpoint("sent")
 
     def submit(self, batch_id: int, nonce: int | None = None, fees: Fees | None = None) -> None:
         """SIGNED -> SUBMITTED: sign the anchor tx, persist hash/nonce/fee, then broadcast."""
@@ -505,7 +504,7 @@ class Batcher:
                     if again is not None and int(again["blockNumber"]) == block:
                         self._set(batch_id, BatchState.CONFIRMED, block_number=block)
                         log.info("batch %s confirmed in block %s (%s)", batch_id, block, tx_hash)
-                        _checkpoint("confirmed")
+                        self._checkpoint("confirmed")
                         return
                 self.anchorer.wait(t.poll_s)
                 continue

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Batcher checkpoints at which `crash_at` can stop the process (see `oracle.batcher`).
+CRASH_POINTS: Final = ("built", "stored", "signed", "submitted", "sent", "confirmed")
+CrashPoint = Literal["built", "stored", "signed", "submitted", "sent", "confirmed"]
 
 
 class OracleSettings(BaseSettings):
@@ -58,3 +63,8 @@ class OracleSettings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Most bundles in one request array.
     max_bundles_per_request: int = Field(default=1000, ge=1)
+    # Fault injection, for crash tests only; off (None) by default and never set in service.
+    # Names a batcher checkpoint (`built`, `stored`, `signed`, `submitted`: the signed tx is
+    # persisted, not yet broadcast; `sent`: broadcast, no receipt yet; `confirmed`); the
+    # process exits with status 137 right after persisting it, as after `kill -9`.
+    crash_at: CrashPoint | None = None

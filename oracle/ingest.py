@@ -1,313 +1,167 @@
-"""Journal writes: accept verified bundles in one transaction per request and issue receipts."""
+"""Ingest of bundle requests: verify each bundle, then journal it by group commit."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, event, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from starlette.concurrency import run_in_threadpool
 
-from oracle.exceptions import BundleRejected, ImplausibleValue, ReplayedSequence
-from oracle.journal import BatchState, batches, bundles, devices, odometers
-from oracle.verify import ODOMETER, VerifiedBundle
+from oracle.chainview import DeviceDirectory
+from oracle.config import OracleSettings
+from oracle.exceptions import BundleRejected
+from oracle.journal import Journal, Receipt, RejectionCounter
+from oracle.tables import open_journal
+from oracle.verify import VerifiedBundle, Verifier, split_body
+from protocol.bundle import SignedBundle
+from protocol.deployment import Deployment
+from protocol.eip712 import dimo_domain
 
-#: `devices.last_sequence` of a device row made only to be locked (no bundle yet).
-NO_SEQUENCE = -1
+__all__ = ["MAX_GROUP_BUNDLES", "GroupCommitter", "Ingest"]
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """The oracle's answer for a journaled bundle.
+def _sqlite_parent(url: str) -> None:
+    """Creates the directory of a file-backed SQLite URL, so a fresh machine just runs."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and ":memory:" not in url:
+        Path(url[len(prefix) :].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
 
-    Attributes:
-        status: "accepted" the first time, "duplicate" when the identical signed bundle was
-            journaled before (then `position` is the original one).
-        position: The bundle's journal position.
-        leaf_hash: Its Merkle leaf hash.
-        device: The signing device (EIP-55).
-        sequence: The device's sequence number of the bundle.
+
+#: Most bundles one group commit journals in one transaction.
+MAX_GROUP_BUNDLES = 5_000
+
+
+class GroupCommitter:
+    """Journals the bundles of concurrent requests together (group commit).
+
+    Requests queue their verified bundles; one writer takes what is queued, in arrival order
+    and up to `max_group` bundles, and journals it in one transaction (one fsync) in a worker
+    thread, then answers each request. A request's bundles are never split across
+    transactions, and no receipt is given before its transaction committed.
     """
 
-    status: Literal["accepted", "duplicate"]
-    position: int
-    leaf_hash: bytes
-    device: str
-    sequence: int
-
-    def as_json(self) -> dict[str, Any]:
-        """The receipt as the ingest contract's JSON object."""
-        return {
-            "status": self.status,
-            "position": self.position,
-            "leaf_hash": "0x" + self.leaf_hash.hex(),
-            "device": self.device,
-            "sequence": self.sequence,
-        }
-
-
-class RejectionCounter:
-    """Rejections by reason code since start (thread-safe, in memory)."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def add(self, reason: str, n: int = 1) -> None:
-        """Counts `n` rejections for `reason`."""
-        with self._lock:
-            self._counts[reason] += n
-
-    def snapshot(self) -> dict[str, int]:
-        """The counts so far, by reason."""
-        with self._lock:
-            return dict(self._counts)
-
-
-#: Execution option of a connection that only reads (`reading`): on SQLite its transaction
-#: begins deferred and never waits for the write lock.
-READ_ONLY = "dimo_read_only"
-
-
-def reading(engine: Engine) -> Connection:
-    """A connection for reads only. On SQLite (WAL) its transaction does not take the write
-    lock, so a read never queues behind the ingest's writes; elsewhere it is a plain
-    connection."""
-    return engine.connect().execution_options(**{READ_ONLY: True})
-
-
-def _sqlite_immediate(engine: Engine) -> None:
-    """Makes SQLite transactions take the write lock at BEGIN (no lock upgrade deadlocks),
-    except on `reading` connections."""
-
-    @event.listens_for(engine, "connect")
-    def _no_driver_transactions(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(conn: Connection) -> None:
-        if conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-class Journal:
-    """Accepts verified bundles into the journal (`oracle.journal` tables).
-
-    Each `accept` call is one transaction: the device rows are locked (PostgreSQL
-    `SELECT ... FOR UPDATE`; SQLite `BEGIN IMMEDIATE`) before sequences and duplicates are
-    checked, so concurrent workers cannot both accept the same sequence, and the transaction
-    commits before receipts are returned.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        """Wraps a journal engine made by `oracle.journal.open_journal`.
-
-        Call before the engine's first connection (SQLite transactions are set up here).
-        """
-        self.engine = engine
-        self.dialect = engine.dialect.name
-        if self.dialect == "sqlite":
-            _sqlite_immediate(engine)
-        self._insert: Any = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        # Statements built once and run with one parameter set per row (executemany): a
-        # multi-row VALUES would be compiled again for every row count.
-        new_device = self._insert(devices)
-        self._new_devices = new_device.on_conflict_do_nothing(index_elements=["device"])
-        self._upsert_devices = new_device.on_conflict_do_update(
-            index_elements=["device"], set_={"last_sequence": new_device.excluded.last_sequence}
-        )
-        odometer = self._insert(odometers)
-        self._upsert_odometers = odometer.on_conflict_do_update(
-            index_elements=["vehicle_id"],
-            set_={"max_km": odometer.excluded.max_km, "at_ms": odometer.excluded.at_ms},
-        )
-
-    def accept(
-        self, verified: Sequence[VerifiedBundle], now_ms: int | None = None
-    ) -> list[Receipt | BundleRejected]:
-        """Journals verified bundles, in order, in one transaction.
+    def __init__(self, journal: Journal, max_group: int = MAX_GROUP_BUNDLES) -> None:
+        """Wraps `journal`; the writer starts with the first request.
 
         Args:
-            verified: Bundles that passed `oracle.verify`.
-            now_ms: The `received_at` to record (default: now).
-
-        Returns:
-            One item per bundle: its `Receipt`, or a `ReplayedSequence` or `ImplausibleValue`
-            (odometer below the vehicle's maximum) rejection.
+            journal: The journal to write to.
+            max_group: Most bundles one transaction takes (whole requests are never split,
+                so a single larger request still goes alone). Bounds the transaction and the
+                `IN` lists of its queries (SQLite allows 32,766 parameters) under a backlog.
         """
-        if not verified:
-            return []
-        received = int(time.time() * 1000) if now_ms is None else now_ms
-        device_keys = sorted({v.device for v in verified})
-        vehicle_keys = sorted(
-            {v.signed.bundle.vehicle_id for v in verified if v.odometer is not None}
+        self.journal = journal
+        self.max_group = max_group
+        self._queue: list[tuple[list[VerifiedBundle], int, asyncio.Future[Any]]] = []
+        self._writing = False
+
+    async def accept(
+        self, verified: list[VerifiedBundle], now_ms: int
+    ) -> list[Receipt | BundleRejected]:
+        """Journals `verified` (with whatever else is queued) and returns its results."""
+        future: asyncio.Future[list[Receipt | BundleRejected]] = (
+            asyncio.get_running_loop().create_future()
         )
-        with self.engine.begin() as conn:
-            last = self._lock_devices(conn, device_keys)
-            known = {
-                row.leaf_hash: row
-                for row in conn.execute(
-                    select(bundles.c.leaf_hash, bundles.c.position).where(
-                        bundles.c.leaf_hash.in_([v.leaf_hash for v in verified])
-                    )
-                )
-            }
-            maxima = self._lock_odometers(conn, vehicle_keys)
-            out: list[Receipt | BundleRejected | None] = []
-            rows: list[dict[str, Any]] = []
-            pending: dict[bytes, int] = {}  # leaf hash -> index in `rows`
-            row_index: list[int] = []  # index in `out` of each row
-            odo_new: dict[int, tuple[float, int]] = {}
-            for v in verified:
-                b = v.signed.bundle
-                if v.leaf_hash in known:
-                    out.append(
-                        Receipt(
-                            "duplicate",
-                            int(known[v.leaf_hash].position),
-                            v.leaf_hash,
-                            b.device,
-                            b.sequence,
-                        )
-                    )
+        self._queue.append((verified, now_ms, future))
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                take, size = 0, 0
+                for verified, _, _ in self._queue:
+                    if take and size + len(verified) > self.max_group:
+                        break
+                    take, size = take + 1, size + len(verified)
+                group, self._queue = self._queue[:take], self._queue[take:]
+                flat = [v for verified, _, _ in group for v in verified]
+                try:
+                    results = await run_in_threadpool(self.journal.accept, flat, group[0][1])
+                except Exception as exc:  # answer every waiting request, then go on
+                    for _, _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
                     continue
-                if v.leaf_hash in pending:
-                    out.append(None)  # filled in once the first copy has its position
-                    continue
-                if b.sequence <= last.get(b.device, NO_SEQUENCE):
-                    out.append(ReplayedSequence(b.device, b.sequence, last[b.device]))
-                    continue
-                if v.odometer is not None:
-                    first, last_km, at_ms = v.odometer
-                    floor = maxima.get(b.vehicle_id)
-                    if floor is not None and first < floor:
-                        out.append(
-                            ImplausibleValue(
-                                ODOMETER,
-                                first,
-                                f"vehicle {b.vehicle_id} already reported {floor} km",
-                            )
-                        )
-                        continue
-                    maxima[b.vehicle_id] = last_km
-                    odo_new[b.vehicle_id] = (last_km, at_ms)
-                last[b.device] = b.sequence
-                pending[v.leaf_hash] = len(rows)
-                row_index.append(len(out))
-                out.append(None)
-                rows.append(
-                    {
-                        "device": b.device,
-                        "sequence": b.sequence,
-                        "vehicle_id": b.vehicle_id,
-                        "window_start": b.window_start,
-                        "window_end": b.window_end,
-                        "data_hash": b.data_hash,
-                        "signature": v.signed.signature,
-                        "leaf_hash": v.leaf_hash,
-                        "encoding": b.encoding,
-                        "received_at": received,
-                    }
-                )
-            positions: list[int] = []
-            if rows:
-                result = conn.execute(
-                    insert(bundles).returning(bundles.c.position, sort_by_parameter_order=True),
-                    rows,
-                )
-                positions = [int(p) for p in result.scalars().all()]
-                self._save_devices(conn, {r["device"]: last[r["device"]] for r in rows})
-                self._save_odometers(conn, odo_new)
-        for i, position in zip(row_index, positions, strict=True):
-            v = verified[i]
-            out[i] = Receipt("accepted", position, v.leaf_hash, v.device, v.sequence)
-        receipts: list[Receipt | BundleRejected] = []
-        for i, item in enumerate(out):
-            if item is None:  # an identical copy later in the same request
-                v = verified[i]
-                first_receipt = out[row_index[pending[v.leaf_hash]]]
-                assert isinstance(first_receipt, Receipt)
-                item = Receipt(
-                    "duplicate", first_receipt.position, v.leaf_hash, v.device, v.sequence
-                )
-            receipts.append(item)
-        return receipts
+                at = 0
+                for verified, _, future in group:
+                    if not future.done():
+                        future.set_result(results[at : at + len(verified)])
+                    at += len(verified)
+        finally:
+            self._writing = False
 
-    # ----------------------------------------------------------------------------------------
 
-    def _lock_devices(self, conn: Connection, keys: list[str]) -> dict[str, int]:
-        if self.dialect == "postgresql":
-            # Make the rows exist, then lock them in a fixed order (no deadlocks).
-            conn.execute(
-                self._new_devices, [{"device": d, "last_sequence": NO_SEQUENCE} for d in keys]
-            )
-            query = select(devices).where(devices.c.device.in_(keys)).order_by(devices.c.device)
-            rows = conn.execute(query.with_for_update())
-        else:
-            rows = conn.execute(select(devices).where(devices.c.device.in_(keys)))
-        return {row.device: int(row.last_sequence) for row in rows}
+class Ingest:
+    """Everything one ingest request needs: verifier, device directory, journal, counters."""
 
-    def _lock_odometers(self, conn: Connection, keys: list[int]) -> dict[int, float]:
-        if not keys:
-            return {}
-        query = select(odometers.c.vehicle_id, odometers.c.max_km).where(
-            odometers.c.vehicle_id.in_(keys)
+    def __init__(self, settings: OracleSettings) -> None:
+        """Loads the deployment and opens the journal (no RPC until the first bundle)."""
+        self.settings = settings
+        deployment = Deployment.load(settings.deployment)
+        anchor = deployment.contract("AttestationAnchor")
+        self.domain = dimo_domain(deployment.chain_id, anchor.address)
+        self.directory = DeviceDirectory(
+            settings.rpc_url, deployment, ttl_s=settings.device_cache_ttl_s
         )
-        if self.dialect == "postgresql":
-            query = query.order_by(odometers.c.vehicle_id).with_for_update()
-        return {int(r.vehicle_id): float(r.max_km) for r in conn.execute(query)}
-
-    def _save_devices(self, conn: Connection, last: dict[str, int]) -> None:
-        conn.execute(
-            self._upsert_devices, [{"device": d, "last_sequence": s} for d, s in last.items()]
+        self.verifier = Verifier(
+            self.domain,
+            self._lookup,
+            max_future_ms=settings.max_future_ms,
+            max_age_ms=settings.max_age_ms,
         )
+        _sqlite_parent(settings.database_url)
+        self.journal = Journal(open_journal(settings.database_url))
+        self.rejections = RejectionCounter()
+        self.committer = GroupCommitter(self.journal)
+        self.started = time.time()
 
-    def _save_odometers(self, conn: Connection, new: dict[int, tuple[float, int]]) -> None:
-        if not new:
-            return
-        conn.execute(
-            self._upsert_odometers,
-            [{"vehicle_id": k, "max_km": km, "at_ms": at} for k, (km, at) in new.items()],
-        )
+    def _lookup(self, device: str) -> Any:
+        info = self.directory.cached(device)
+        # `prepare` ran for every device of the request, so this is a cache hit; a device
+        # dropped by a concurrent poll meanwhile is read again (an RPC, rarely).
+        return info if info is not None else self.directory.lookup(device)
 
-    # ----------------------------------------------------------------------------------------
+    async def handle(self, body: bytes) -> list[dict[str, Any]]:
+        """Verifies and journals every bundle of a request body; one result per bundle.
 
-    def status(self) -> dict[str, Any]:
-        """Journal depth (unbatched bundles), batches by state and the last anchored batch."""
-        with reading(self.engine) as conn:
-            depth = conn.execute(
-                select(func.count()).select_from(bundles).where(bundles.c.batch_id.is_(None))
-            ).scalar_one()
-            by_state = {state.value: 0 for state in BatchState}
-            for state, count in conn.execute(
-                select(batches.c.state, func.count()).group_by(batches.c.state)
-            ):
-                by_state[str(state)] = int(count)
-            last = conn.execute(
-                select(batches.c.id, batches.c.tx_hash, batches.c.block_number)
-                .where(batches.c.state == BatchState.CONFIRMED.value)
-                .order_by(batches.c.id.desc())
-                .limit(1)
-            ).first()
-        return {
-            "journal_depth": int(depth),
-            "batches_by_state": by_state,
-            "last_anchor": (
-                None
-                if last is None
-                else {"id": int(last.id), "tx_hash": last.tx_hash, "block": last.block_number}
-            ),
-        }
-
-    def get(self, position: int) -> dict[str, Any] | None:
-        """The journal row at `position`, or None."""
-        with reading(self.engine) as conn:
-            row = conn.execute(select(bundles).where(bundles.c.position == position)).first()
-        return None if row is None else dict(row._mapping)
+        Raises:
+            RequestRejected: the body as a whole is not acceptable.
+            ChainUnavailableError: the device lookups needed the chain and it did not answer.
+        """
+        items = split_body(body, max_items=self.settings.max_bundles_per_request)
+        now_ms = int(time.time() * 1000)
+        verifier = self.verifier
+        stage: list[SignedBundle | BundleRejected] = []
+        for wire in items:
+            try:
+                stage.append(verifier.decode(wire))
+            except BundleRejected as rejection:
+                stage.append(rejection)
+        wanted = [s.bundle.device for s in stage if isinstance(s, SignedBundle)]
+        if wanted and not self.directory.is_fresh(wanted):
+            await run_in_threadpool(self.directory.prepare, wanted)
+        checked: list[VerifiedBundle | BundleRejected] = []
+        for s in stage:
+            if isinstance(s, BundleRejected):
+                checked.append(s)
+                continue
+            try:
+                checked.append(verifier.check(s, now_ms))
+            except BundleRejected as rejection:
+                checked.append(rejection)
+        good = [c for c in checked if isinstance(c, VerifiedBundle)]
+        journaled = await self.committer.accept(good, now_ms) if good else []
+        it = iter(journaled)
+        results: list[dict[str, Any]] = []
+        for c in checked:
+            outcome = next(it) if isinstance(c, VerifiedBundle) else c
+            if isinstance(outcome, Receipt):
+                results.append(outcome.as_json())
+            else:
+                self.rejections.add(outcome.reason)
+                results.append({"status": "rejected", "problem": outcome.problem()})
+        return results

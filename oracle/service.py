@@ -12,9 +12,9 @@ from oracle.anchoring import Anchorer
 from oracle.batcher import Batcher, BatcherTuning
 from oracle.config import OracleSettings
 from oracle.exceptions import ChainUnavailableError, OracleConfigError
-from oracle.ingest import Journal
-from oracle.journal import open_journal
+from oracle.journal import Journal
 from oracle.quorum import OracleSigner, Quorum, RemoteSigner
+from oracle.tables import open_journal
 from protocol.blobstore import BlobStore, KuboRpcStore, LocalCidStore
 from protocol.deployment import Deployment
 
@@ -55,6 +55,7 @@ def tuning_of(settings: OracleSettings) -> BatcherTuning:
         poll_s=float(getattr(settings, "poll_s", defaults.poll_s)),
         backoff_s=defaults.backoff_s,
         backoff_max_s=float(getattr(settings, "backoff_max_s", defaults.backoff_max_s)),
+        crash_at=settings.crash_at,
     )
 
 

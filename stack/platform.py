@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from oracle.journal import open_journal
+from oracle.tables import open_journal
 from protocol.crypto import private_key_to_address
 from protocol.deployment import Deployment
 from stack.chain import Anvil, anvil_binary

@@ -1,21 +1,25 @@
-"""Dependencies of the API's routes, as `Annotated` aliases: `DbConn`, `Caller`, `Settings`.
+"""Dependencies of the API's routes, as `Annotated` aliases: `DbConn`, `Caller`, `Settings`,
+`Access` (the caller's rights on the path's vehicle), `VehicleId`, `Start`, `End`, ...
 
 The ones that do no I/O are `async def`, so FastAPI runs them on the event loop instead of
 hopping to a worker thread for each (a request pays those hops, not just its queries)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Annotated, Final, cast
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 
 from indexer.api.auth import TokenClaims, verify_token
 from indexer.config import IndexerSettings
 from indexer.exceptions import TokenRejected
+from indexer.rights import Coverage, RightsCache
+from protocol.deployment import Deployment
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -124,3 +128,98 @@ OptionalCaller = Annotated[str | None, Depends(optional_caller)]
 Claims = Annotated[TokenClaims, Depends(current_claims)]
 #: The app's clock in unix seconds.
 Clock = Annotated[Callable[[], float], Depends(get_clock)]
+
+# -------------------------------------------------------------------------------------------
+# path and query parameters
+# -------------------------------------------------------------------------------------------
+
+#: Largest id of a vehicle (the index stores ids as 64-bit integers).
+INT64_MAX: Final = (1 << 63) - 1
+#: Largest time accepted, unix ms (the largest integer a JSON number holds exactly).
+MAX_MS: Final = (1 << 53) - 1
+
+#: A vehicle's token id in the path.
+VehicleId = Annotated[int, Path(ge=0, le=INT64_MAX, description="Vehicle token id")]
+#: A signal's COVESA VSS name in the path.
+SignalName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_.]+$",
+        description="COVESA VSS name, e.g. Vehicle.Speed",
+        examples=["Vehicle.Speed"],
+    ),
+]
+#: Start of a telemetry range, unix ms, inclusive.
+Start = Annotated[int, Query(ge=0, le=MAX_MS, description="Range start, unix ms, inclusive")]
+#: End of a telemetry range, unix ms, exclusive.
+End = Annotated[int, Query(ge=1, le=MAX_MS, description="Range end, unix ms, exclusive")]
+#: Start of an application's window, unix ms, inclusive.
+WindowStart = Annotated[int, Query(ge=0, le=MAX_MS, description="Window start, unix ms, inclusive")]
+#: End of an application's window, unix ms, exclusive.
+WindowEnd = Annotated[int, Query(ge=1, le=MAX_MS, description="Window end, unix ms, exclusive")]
+
+# -------------------------------------------------------------------------------------------
+# rights and deployment
+# -------------------------------------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+
+
+def get_rights_cache(request: Request) -> RightsCache:
+    """The app's cache of rights facts (made on first use)."""
+    state = request.app.state
+    cache = getattr(state, "rights_cache", None)
+    if cache is None:
+        with _cache_lock:
+            cache = getattr(state, "rights_cache", None)
+            if cache is None:
+                settings = state.settings
+                cache = RightsCache(checkpoint_ttl_s=settings.rights_checkpoint_ttl_s)
+                state.rights_cache = cache
+    assert isinstance(cache, RightsCache)
+    return cache
+
+
+async def _rights_cache(request: Request) -> RightsCache:
+    """`get_rights_cache` as a dependency run on the event loop (it does no I/O)."""
+    return get_rights_cache(request)
+
+
+#: The app's cache of rights facts.
+Rights = Annotated[RightsCache, Depends(_rights_cache)]
+
+
+def vehicle_coverage(
+    vehicle_id: VehicleId,
+    caller: Caller,
+    conn: DbConn,
+    clock: Clock,
+    cache: Rights,
+) -> Coverage:
+    """The caller's rights on the path's vehicle now.
+
+    Raises:
+        TokenRejected: no signed-in caller (401).
+        VehicleNotFound: no such vehicle is indexed (404).
+    """
+    return cache.coverage(conn, vehicle_id, caller, int(clock() * 1000))
+
+
+#: The caller's coverage of the path's vehicle.
+Access = Annotated[Coverage, Depends(vehicle_coverage)]
+
+_deployment_lock = threading.Lock()
+
+
+def deployment_of(request: Request, settings: IndexerSettings) -> Deployment:
+    """The deployment record the indexer runs with (loaded once)."""
+    state = request.app.state
+    with _deployment_lock:
+        found = getattr(state, "deployment", None)
+        if found is None:
+            found = Deployment.load(settings.deployment)
+            state.deployment = found
+    assert isinstance(found, Deployment)
+    return found

@@ -31,6 +31,8 @@ from indexer.api.routes import (
     apps_finance,
     apps_insurance,
     apps_proofs,
+    telemetry_proofs,
+    telemetry_sessions,
 )
 from indexer.api.routes import auth as auth_routes
 from indexer.api.routes import dapp as dapp_routes
@@ -157,6 +159,8 @@ def create_app(
     app.include_router(identity_routes.router)
     app.include_router(governance_routes.router)
     app.include_router(telemetry_routes.router)
+    app.include_router(telemetry_sessions.router)
+    app.include_router(telemetry_proofs.router)
     app.include_router(rewards_routes.router)
     app.include_router(apps_proofs.router)
     app.include_router(apps_battery.router)

@@ -1,4 +1,5 @@
-"""Response models of the identity, rights and governance routes, apart from the storage rows.
+"""Response models shared by the routes, apart from the storage rows: identity, rights,
+governance, and the telemetry and proof models several route modules serve.
 
 Addresses are EIP-55 checksummed; uint256 amounts and ids are decimal strings (JSON numbers
 lose precision past 2^53); times are unix seconds.
@@ -6,13 +7,17 @@ lose precision past 2^53); times are unix seconds.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
+from indexer.rights import Intervals
 from protocol.cid import Cid, InvalidCid
 from protocol.crypto import checksum_address
+from protocol.disclosure import DisclosedBundle
 from protocol.privileges import Privilege
+from protocol.readings import Reading
 
 #: A 20-byte address, any case (compared case-insensitively).
 ADDRESS_PATTERN: Final = r"^0x[0-9a-fA-F]{40}$"
@@ -253,3 +258,131 @@ class RewardOut(BaseModel):
     block_number: int = Field(description="Block of the mint")
     tx_hash: str = Field(description="Transaction of the mint")
     log_index: int = Field(description="Log index of the Transfer event in its block")
+
+
+# -------------------------------------------------------------------------------------------
+# telemetry and proofs
+# -------------------------------------------------------------------------------------------
+
+#: Description of a `covered` field.
+COVERED_DOC: Final = (
+    "The times served, `[from, to)` pairs in unix ms (the rest is outside your rights)"
+)
+#: Description of a reading's `value`.
+VALUE_DOC: Final = "A number (booleans as 0/1) or, for text signals, text"
+
+
+def hex_of(raw: bytes) -> str:
+    """`raw` as 0x-prefixed hex."""
+    return "0x" + raw.hex()
+
+
+class WithheldOut(BaseModel):
+    """A requested signal of which the caller's rights cover nothing."""
+
+    signal: str = Field(description="VSS name")
+    missing_scope: str = Field(description="The privilege it needs")
+
+
+class ReadingOut(BaseModel):
+    """One verified reading and the bundle that carries it."""
+
+    t: int = Field(description="Reading time, unix ms")
+    value: float | str = Field(description=VALUE_DOC)
+    batch_id: int = Field(description="The anchored batch")
+    leaf_index: int = Field(description="The bundle's index in the batch")
+
+
+def reading_out(r: Reading) -> ReadingOut:
+    """The served form of a verified reading."""
+    return ReadingOut(t=r.ts, value=r.value, batch_id=r.batch_id, leaf_index=r.leaf_index)
+
+
+class LeafOut(BaseModel):
+    """The Merkle leaf of a bundle, the `leaf` argument of `AttestationAnchor.verifyReading`."""
+
+    device: str = Field(description="The signing device, EIP-55 address")
+    vehicle_id: int = Field(description="The vehicle")
+    sequence: int = Field(description="The device's bundle sequence")
+    window_start: int = Field(description="Bundle window start, unix ms")
+    window_end: int = Field(description="Bundle window end, unix ms")
+    data_hash: str = Field(
+        description="Schema 1: keccak256 of the readings' CBOR; schema 2: the root of the "
+        "bundle's signal tree; 0x hex"
+    )
+    signature_hash: str = Field(description="keccak256 of the device signature, 0x hex")
+
+
+class BatchOut(BaseModel):
+    """The anchored batch holding the bundle."""
+
+    id: int = Field(description="On-chain batch id")
+    root: str = Field(description="Merkle root anchored on-chain, 0x hex")
+    cid: str = Field(description="CID of the batch content")
+    tx_hash: str = Field(description="Anchoring transaction, 0x hex")
+    block_number: int = Field(description="Block of the anchoring transaction")
+
+
+class SignalOpeningOut(BaseModel):
+    """One signal of a schema-2 bundle, opened: the `opening` argument of
+    `AttestationAnchor.verifySignal` (see docs/protocol.md)."""
+
+    name: str = Field(description="The signal's VSS name")
+    salt: str = Field(description="Its secret 32-byte salt in this bundle, 0x hex")
+    samples: str = Field(description="Canonical CBOR of its samples [[ts, value], ...], 0x hex")
+    proof: list[str] = Field(description="Path from its leaf to the bundle's dataHash, 0x hex")
+
+
+class CommitmentOut(BaseModel):
+    """A signal of a schema-2 bundle as everyone may see it: its name and salted commitment."""
+
+    name: str = Field(description="The signal's VSS name")
+    commitment: str = Field(description="keccak256(salt || samples), 0x hex")
+
+
+def leaf_out(leaf: tuple[str, int, int, int, int, bytes, bytes]) -> LeafOut:
+    """The served form of a batch leaf."""
+    device, vehicle, sequence, window_start, window_end, data_hash, sig_hash = leaf
+    return LeafOut(
+        device=device,
+        vehicle_id=vehicle,
+        sequence=sequence,
+        window_start=window_start,
+        window_end=window_end,
+        data_hash=hex_of(data_hash),
+        signature_hash=hex_of(sig_hash),
+    )
+
+
+def openings_out(opened: DisclosedBundle) -> tuple[list[CommitmentOut], list[SignalOpeningOut]]:
+    """The served form of a schema-2 disclosure: every commitment, the opened signals."""
+    commitments = [
+        CommitmentOut(name=n, commitment=hex_of(c)) for n, c in opened.commitments.items()
+    ]
+    return commitments, [SignalOpeningOut(**o.as_json()) for o in opened.openings]
+
+
+def envelope(
+    app: str,
+    vehicle_id: int,
+    start: int,
+    end: int,
+    context: dict[str, Any],
+    within: dict[str, Intervals],
+    withheld: Sequence[WithheldOut],
+    inputs: list[tuple[int, int]],
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """The served answer of an application: its window, context, the times and signals its
+    inputs cover, the withheld signals, its input bundles `[batch_id, leaf_index]`, result."""
+    return {
+        "app": app,
+        "vehicle_id": vehicle_id,
+        "start": start,
+        "end": end,
+        "context": context,
+        "covered": {name: [list(span) for span in spans] for name, spans in within.items()},
+        "withheld": [w.model_dump() for w in withheld],
+        "inputs": [list(ref) for ref in inputs],
+        "result": result,
+    }

@@ -22,8 +22,10 @@ from numpy.typing import NDArray
 from sqlalchemy import Connection, select, tuple_
 
 from apps.audit import AppInputs, Ref, sorted_series
+from apps.battery import VehicleFacts
 from apps.columnar import Columns
-from indexer.exceptions import InvalidTelemetryQuery
+from indexer import schema
+from indexer.exceptions import InvalidTelemetryQuery, VehicleNotFound
 from indexer.queries import MAX_RAW_READINGS, raw_readings
 from indexer.telemetry import bundles_index, signals
 from protocol.readings import Interval, Reading, is_text_signal
@@ -33,6 +35,7 @@ __all__ = [
     "fetch_fleet_columns",
     "gather_fleet_inputs",
     "gather_inputs",
+    "vehicle_facts",
 ]
 
 Int64s = NDArray[np.int64]
@@ -353,3 +356,24 @@ def _fleet_devices(
     )
     wanted = set(vehicle_ids)
     return {(int(b), int(leaf)): str(device) for b, leaf, device, vid in rows if int(vid) in wanted}
+
+
+def vehicle_facts(conn: Connection, vehicle_id: int) -> tuple[VehicleFacts, int]:
+    """The vehicle's make, model and year, and its mint time (unix ms), from the index.
+
+    Raises:
+        VehicleNotFound: no such vehicle is indexed.
+    """
+    row = conn.execute(
+        select(
+            schema.models.c.make,
+            schema.models.c.model,
+            schema.vehicles.c.year,
+            schema.vehicles.c.minted_at,
+        )
+        .join(schema.models, schema.models.c.id == schema.vehicles.c.model_id)
+        .where(schema.vehicles.c.id == vehicle_id)
+    ).first()
+    if row is None:
+        raise VehicleNotFound(vehicle_id)
+    return VehicleFacts(str(row.make), str(row.model), int(row.year)), int(row.minted_at) * 1000

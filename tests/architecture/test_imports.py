@@ -1,5 +1,6 @@
 """The import graph keeps the boxes of ARCHITECTURE.md: `stack` -> services -> `apps` ->
-`protocol`, services never import each other, nothing imports `stack`, and no package circle."""
+`protocol`, services never import each other, nothing imports `stack`, and no package circle.
+Inside the indexer's API, no route module imports another route module."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ def _box(module: str) -> str | None:
     return top if top in BOXES else None
 
 
-def _imports(path: Path, module: str) -> Iterator[tuple[str, int]]:
+def _imports(path: Path, module: str, *, names: bool = False) -> Iterator[tuple[str, int]]:
     """Every module `path` imports, absolute, with its line; also those under TYPE_CHECKING
-    (a type-only import still ties the boxes together)."""
+    (a type-only import still ties the boxes together). With `names`, `from a import b` also
+    yields `a.b` (b may be a module)."""
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
@@ -39,6 +41,9 @@ def _imports(path: Path, module: str) -> Iterator[tuple[str, int]]:
             else:
                 target = node.module or ""
             yield target, node.lineno
+            if names:
+                for alias in node.names:
+                    yield f"{target}.{alias.name}", node.lineno
 
 
 def _edges() -> list[tuple[str, str, str]]:
@@ -100,3 +105,39 @@ def test_the_scan_sees_the_imports_it_checks() -> None:
     every check above)."""
     pairs = {(src, dst) for src, dst, _ in EDGES}
     assert {("indexer", APPS), ("oracle", PROTOCOL), (STACK, "device_bridge")} <= pairs
+
+
+ROUTES = "indexer.api.routes"
+
+
+def _route_imports(path: Path) -> list[str]:
+    """The route modules `path` imports (`from indexer.api.routes import x` included)."""
+    rel = path.relative_to(ROOT)
+    module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+    found = {
+        (line, ".".join(target.split(".")[:4]))
+        for target, line in _imports(path, module, names=True)
+        if target.startswith(ROUTES + ".")
+    }
+    return [f"{rel}:{line} imports {target}" for line, target in sorted(found) if target != module]
+
+
+ROUTE_MODULES = sorted(
+    p for p in (ROOT / "indexer" / "api" / "routes").glob("*.py") if p.name != "__init__.py"
+)
+
+
+@pytest.mark.parametrize("path", ROUTE_MODULES, ids=lambda p: p.stem)
+def test_no_route_module_imports_another_route_module(path: Path) -> None:
+    """Route modules share only `deps`, `access`, `models`, `params`, `problems` and the
+    domain, as in full-stack-fastapi-template."""
+    assert _route_imports(path) == []
+
+
+def test_the_route_scan_sees_route_imports() -> None:
+    """The app imports its route modules, and the scan finds those imports (a scan that saw
+    nothing would pass the check above)."""
+    assert len(ROUTE_MODULES) >= 10
+    seen = _route_imports(ROOT / "indexer" / "api" / "main.py")
+    assert any(w.endswith(f"imports {ROUTES}.telemetry") for w in seen)
+    assert any(w.endswith(f"imports {ROUTES}.apps_energy") for w in seen)

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from oracle.config import OracleSettings
-from oracle.journal import open_journal
+from oracle.tables import open_journal
 from protocol.bundle import Bundle, SignedBundle, sign_bundle
 from protocol.deployment import Deployment
 from protocol.eip712 import Eip712Domain, dimo_domain

@@ -16,9 +16,9 @@ from web3 import Web3
 
 from oracle.anchoring import Anchorer, BatchHeader
 from oracle.batcher import Batcher, BatcherTuning
-from oracle.ingest import Journal, reading
-from oracle.journal import BatchState, batches, bundles, open_journal
+from oracle.journal import Journal, reading
 from oracle.quorum import OracleSigner, Quorum
+from oracle.tables import BatchState, batches, bundles, open_journal
 from oracle.verify import VerifiedBundle, leaf_hash
 from protocol.batch import parse_public
 from protocol.blobstore import LocalCidStore

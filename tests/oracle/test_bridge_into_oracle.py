@@ -15,7 +15,7 @@ from device_bridge.keys import DeviceKey
 from device_bridge.runner import Bridge
 from device_bridge.sources import LogSource
 from oracle.config import OracleSettings
-from oracle.journal import bundles, open_journal
+from oracle.tables import bundles, open_journal
 from protocol.deployment import Deployment
 
 REPO = Path(__file__).resolve().parents[2]

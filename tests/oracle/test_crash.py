@@ -1,9 +1,9 @@
 """The oracle killed (exit 137, as kill -9) in every batch state resumes and anchors each bundle
 exactly once.
 
-The oracle runs as a real subprocess (`python -m oracle.cli run`) with the test-only hook
-`DIMO_ORACLE_CRASH_AT=<checkpoint>` (see `oracle.batcher`), which makes it `os._exit(137)`
-right after persisting that checkpoint.
+The oracle runs as a real subprocess (`python -m oracle.cli run`) with the fault-injection
+setting `DIMO_ORACLE_CRASH_AT=<checkpoint>` (`OracleSettings.crash_at`), which makes it exit
+with status 137 right after persisting that checkpoint.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from oracle.anchoring import Anchorer
-from oracle.batcher import CRASH_POINTS
-from oracle.journal import BatchState, batches, bundles
+from oracle.config import CRASH_POINTS
+from oracle.tables import BatchState, batches, bundles
 from protocol.blobstore import LocalCidStore
 from protocol.deployment import Deployment
 from protocol.eip712 import dimo_domain

@@ -17,11 +17,12 @@ import schemathesis
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select
 
-from oracle.api import GroupCommitter, create_app
+from oracle.api import create_app
 from oracle.config import OracleSettings
 from oracle.exceptions import ImplausibleValue, ReplayedSequence
-from oracle.ingest import Journal, Receipt
-from oracle.journal import bundles, devices, odometers, open_journal
+from oracle.ingest import GroupCommitter
+from oracle.journal import Journal, Receipt
+from oracle.tables import bundles, devices, odometers, open_journal
 from oracle.verify import prepare
 from protocol.bundle import SignedBundle, bundle_leaf, decode_bundle, encode_signed_bundle
 from tests.conftest import make_device_key

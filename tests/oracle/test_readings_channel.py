@@ -20,8 +20,8 @@ from indexer.loader import reading_count as indexed_reading_count
 from oracle.anchoring import Anchorer
 from oracle.batcher import Batcher, BatcherTuning
 from oracle.config import OracleSettings
-from oracle.journal import open_journal
 from oracle.quorum import OracleSigner, Quorum
+from oracle.tables import open_journal
 from protocol.batch import (
     CONTENT_FORMAT,
     PUBLIC_FORMAT,
@@ -70,7 +70,7 @@ def anchored(
     oracle_signers: list[Any],
 ) -> tuple[Anchorer, LocalCidStore, list[Any]]:
     """Bundles of both schemas journaled, cut into batches and anchored; (chain, store, bundles)."""
-    from oracle.ingest import Journal
+    from oracle.journal import Journal
     from oracle.verify import VerifiedBundle, leaf_hash
     from protocol.bundle import SCHEMA_SIGNALS, Bundle, bundle_leaf, sign_bundle
 

@@ -12,17 +12,17 @@ import json
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import ValidationError
 from sqlalchemy import select
 
 from apps import battery
 from indexer import schema as s
-from indexer.api.deps import Caller, Clock, DbConn
+from indexer.api.access import rights_for
+from indexer.api.deps import Access, Caller, Clock, DbConn, End, Start, VehicleId, get_rights_cache
+from indexer.api.models import envelope
+from indexer.api.params import battery_params, check_window
 from indexer.api.problems import problem_responses
-from indexer.api.routes.apps_proofs import check_window, envelope, rights_for, vehicle_facts
-from indexer.api.routes.telemetry import Access, End, Start, VehicleId, get_rights_cache
 from indexer.apps.charts import soh_chart
-from indexer.apps.inputs import gather_fleet_inputs, gather_inputs
+from indexer.apps.inputs import gather_fleet_inputs, gather_inputs, vehicle_facts
 from indexer.exceptions import AppParameterInvalid, CertificateInvalid
 from indexer.rights import clip
 from protocol.privileges import Privilege
@@ -45,34 +45,6 @@ ParamsJson = Annotated[
 
 def _json(body: dict[str, Any]) -> Response:
     return Response(_dumps(body), media_type="application/json")
-
-
-def battery_params(facts: battery.VehicleFacts, raw: str | None) -> battery.BatteryParams:
-    """Default parameters for the vehicle's model, overridden by the caller's JSON.
-
-    Raises:
-        AppParameterInvalid: bad JSON, an unknown name, a value out of range, or a model
-            without a catalogued nominal energy and no `nominal_kwh` given.
-    """
-    given: dict[str, Any] = {}
-    if raw:
-        try:
-            given = json.loads(raw)
-        except ValueError as exc:
-            raise AppParameterInvalid("params", f"not JSON: {exc}") from exc
-        if not isinstance(given, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in given.values()
-        ):
-            raise AppParameterInvalid("params", "a JSON object of numbers")
-    nominal = given.get("nominal_kwh", battery.nominal_kwh_of(facts.make, facts.model))
-    if nominal is None:
-        raise AppParameterInvalid(
-            "nominal_kwh", f"no catalogued pack energy for {facts.make} {facts.model}; pass it"
-        )
-    try:
-        return battery.BatteryParams.from_dict({**given, "nominal_kwh": nominal})
-    except (TypeError, ValidationError) as exc:
-        raise AppParameterInvalid("params", str(exc)) from exc
 
 
 def battery_answer(

@@ -34,11 +34,21 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, insert, select, union, update
 
 from indexer import schema as s
-from indexer.api.deps import Caller, Clock, DbConn, Settings
+from indexer.api.access import rights_for
+from indexer.api.deps import (
+    Access,
+    Caller,
+    Clock,
+    DbConn,
+    Settings,
+    VehicleId,
+    WindowEnd,
+    WindowStart,
+    deployment_of,
+    get_rights_cache,
+)
+from indexer.api.params import check_window, parse_json_params
 from indexer.api.problems import problem_response, problem_responses
-from indexer.api.routes.apps_insurance import deployment_of, parse_json_params
-from indexer.api.routes.apps_proofs import check_window, rights_for
-from indexer.api.routes.telemetry import MAX_MS, Access, VehicleId, get_rights_cache
 from indexer.apps import energy, settlement_pay
 from indexer.apps.energy import (
     LATITUDE,
@@ -80,8 +90,6 @@ FEATURE_COMMANDS: Final = "FEATURE_COMMANDS_SCOPE"
 #: Longest window of a flexibility view, ms (92 days).
 MAX_WINDOW_MS: Final = 92 * 86_400_000
 
-Start = Annotated[int, Query(ge=0, le=MAX_MS, description="Window start, unix ms, inclusive")]
-End = Annotated[int, Query(ge=1, le=MAX_MS, description="Window end, unix ms, exclusive")]
 Params = Annotated[
     str | None,
     Query(
@@ -215,8 +223,8 @@ def get_sessions(
     vehicle_id: VehicleId,
     coverage: Access,
     conn: DbConn,
-    start: Start,
-    end: End,
+    start: WindowStart,
+    end: WindowEnd,
     params: Params = None,
 ) -> Response:
     """Sessions in `[start, end)` your CHARGING rights cover; SoC needs BATTERY."""
@@ -269,8 +277,8 @@ def get_region_flexibility(
     caller: Caller,
     conn: DbConn,
     clock: Clock,
-    start: Start,
-    end: End,
+    start: WindowStart,
+    end: WindowEnd,
     params: Params = None,
 ) -> Response:
     """Totals over the region's vehicles whose CHARGING data your rights cover in the window
@@ -654,8 +662,8 @@ def get_placement(
     ident: ObjectId,
     coverage: Access,
     conn: DbConn,
-    start: Start,
-    end: End,
+    start: WindowStart,
+    end: WindowEnd,
     params: Params = None,
 ) -> Response:
     """The vehicle's placement for `[start, end)`: its latest position fix at or before its
@@ -701,8 +709,8 @@ def get_geo_flexibility(
     caller: Caller,
     conn: DbConn,
     clock: Clock,
-    start: Start,
-    end: End,
+    start: WindowStart,
+    end: WindowEnd,
     params: Params = None,
 ) -> Response:
     """Totals over the vehicles placed in the region for the window (by position where your

@@ -18,13 +18,13 @@ from pydantic import ValidationError
 from apps import battery, finance
 from apps.audit import AppInputs
 from apps.columnar import as_columns
-from indexer.api.deps import DbConn
+from indexer.api.access import rights_for
+from indexer.api.deps import Access, DbConn, End, Start, VehicleId
+from indexer.api.models import envelope
+from indexer.api.params import battery_params, check_window
 from indexer.api.problems import problem_responses
-from indexer.api.routes.apps_battery import battery_params
-from indexer.api.routes.apps_proofs import check_window, envelope, rights_for, vehicle_facts
-from indexer.api.routes.telemetry import Access, End, Start, VehicleId
 from indexer.apps.charts import odometer_chart
-from indexer.apps.inputs import gather_inputs
+from indexer.apps.inputs import gather_inputs, vehicle_facts
 from indexer.exceptions import AppParameterInvalid
 from indexer.queries import ODOMETER
 

@@ -8,21 +8,29 @@ proofs `POST /apps/proofs` serves, so `dimo apps insurance --audit` recomputes i
 from __future__ import annotations
 
 import json
-import threading
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from indexer.api.deps import DbConn, Settings
+from apps import insurance as method
+from apps.insurance import SIGNALS, VERSION, ScoreParams, score
+from indexer.api.access import rights_for
+from indexer.api.deps import (
+    Access,
+    DbConn,
+    Settings,
+    VehicleId,
+    WindowEnd,
+    WindowStart,
+    deployment_of,
+)
+from indexer.api.models import envelope
+from indexer.api.params import check_window, parse_json_params
 from indexer.api.problems import problem_responses
-from indexer.api.routes.apps_proofs import check_window, envelope, rights_for
-from indexer.api.routes.telemetry import MAX_MS, Access, VehicleId
 from indexer.apps import insurance
-from indexer.apps.insurance import SIGNALS, ScoreParams
 from indexer.exceptions import AppParameterInvalid
 from indexer.queries import SPEED
-from protocol.deployment import Deployment
 
 router = APIRouter(prefix="/apps/insurance", tags=["apps: insurance"])
 
@@ -30,8 +38,6 @@ _RESPONSES: Final = problem_responses(400, 401, 403, 404)
 #: Longest window one chart draws (its speed trace is read whole).
 MAX_CHART_MS: Final = 86_400_000
 
-Start = Annotated[int, Query(ge=0, le=MAX_MS, description="Window start, unix ms, inclusive")]
-End = Annotated[int, Query(ge=1, le=MAX_MS, description="Window end, unix ms, exclusive")]
 Params = Annotated[
     str | None,
     Query(
@@ -56,28 +62,11 @@ class MethodOut(BaseModel):
 def get_method() -> MethodOut:
     """The formula, its weights and thresholds: what every score is computed with."""
     return MethodOut(
-        version=insurance.VERSION,
+        version=VERSION,
         signals=list(SIGNALS),
-        formula=insurance.__doc__ or "",
+        formula=method.__doc__ or "",
         defaults=ScoreParams().as_dict(),
     )
-
-
-def parse_json_params(text: str | None) -> dict[str, Any]:
-    """The `params` query (a JSON object) as a dict; empty when absent.
-
-    Raises:
-        AppParameterInvalid: not a JSON object (400).
-    """
-    if text is None:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise AppParameterInvalid("params", f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise AppParameterInvalid("params", "must be a JSON object")
-    return data
 
 
 def parse_params(text: str | None) -> ScoreParams:
@@ -90,21 +79,6 @@ def parse_params(text: str | None) -> ScoreParams:
         return ScoreParams.from_dict(parse_json_params(text))
     except TypeError as exc:
         raise AppParameterInvalid("params", str(exc)) from None
-
-
-_deployment_lock = threading.Lock()
-
-
-def deployment_of(request: Request, settings: Settings) -> Deployment:
-    """The deployment record the indexer runs with (loaded once)."""
-    state = request.app.state
-    with _deployment_lock:
-        found = getattr(state, "deployment", None)
-        if found is None:
-            found = Deployment.load(settings.deployment)
-            state.deployment = found
-    assert isinstance(found, Deployment)
-    return found
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -122,8 +96,8 @@ def get_score(
     vehicle_id: VehicleId,
     coverage: Access,
     conn: DbConn,
-    start: Start,
-    end: End,
+    start: WindowStart,
+    end: WindowEnd,
     params: Params = None,
 ) -> Response:
     """The score (0-100, higher is safer) from the readings your DRIVING rights cover.
@@ -143,7 +117,7 @@ def get_score(
             vehicle_id,
             start,
             end,
-            {"version": insurance.VERSION, "vehicle_id": vehicle_id, "params": p.as_dict()},
+            {"version": VERSION, "vehicle_id": vehicle_id, "params": p.as_dict()},
             within,
             withheld,
             [(b, leaf) for b, leaf in result.inputs],
@@ -163,8 +137,8 @@ def get_export(
     conn: DbConn,
     request: Request,
     settings: Settings,
-    start: Start,
-    end: End,
+    start: WindowStart,
+    end: WindowEnd,
     params: Params = None,
 ) -> Response:
     """Every input bundle with its Merkle path, its batch's root, CID and anchoring
@@ -212,8 +186,8 @@ def get_chart(
     vehicle_id: VehicleId,
     coverage: Access,
     conn: DbConn,
-    start: Start,
-    end: End,
+    start: WindowStart,
+    end: WindowEnd,
     params: Params = None,
 ) -> Response:
     """The speed readings of `[start, end)` (at most a day) with each event of the score
@@ -224,5 +198,5 @@ def get_chart(
     p = parse_params(params)
     within, _ = rights_for(coverage, list(SIGNALS), [], start, end)
     speed, ignition = insurance.read_inputs(conn, vehicle_id, start, end, within[SPEED])
-    result = insurance.score(vehicle_id, start, end, speed, ignition, p)
+    result = score(vehicle_id, start, end, speed, ignition, p)
     return Response(insurance.trip_chart(result, speed), media_type="image/png")

@@ -1,50 +1,41 @@
-"""`/apps/...` shared parts: the input-bundle proofs an auditor checks, and the helpers each
-application route uses (vehicle facts, rights per signal, the served envelope).
+"""`/apps/proofs...`: the input-bundle proofs an auditor checks, and signal checks.
 
 Every application answer is an envelope: the app, the vehicle, the window, the `context`
 (chain facts and parameters the pure function took), the times `covered` per signal, the
 signals `withheld`, the `inputs` (batch id, leaf index of every bundle whose readings were
 used) and the `result`. `dimo apps <app> --audit` fetches the proofs of `inputs` here,
-verifies them against the chain, and recomputes `result` from `context` alone.
+verifies them against the chain, and recomputes `result` from `context` alone
+(`indexer.api.models.envelope` builds the envelope).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from apps.audit import PROOFS_PATH, PROOFS_PER_REQUEST
-from apps.battery import VehicleFacts
-from indexer import schema as s
-from indexer.api.deps import Caller, Clock, DbConn
-from indexer.api.problems import problem_responses
-from indexer.api.routes.telemetry import (
+from indexer.api.deps import Caller, Clock, DbConn, get_rights_cache
+from indexer.api.models import (
     BatchOut,
     CommitmentOut,
     LeafOut,
     SignalOpeningOut,
-    WithheldOut,
-    _compose,
-    get_rights_cache,
     leaf_out,
     openings_out,
 )
+from indexer.api.problems import problem_responses
 from indexer.apps.inputs import bundle_rows
 from indexer.disclosure import Served, decide
 from indexer.exceptions import (
-    BadTelemetryQuery,
     BatchNotFound,
     BundleNotServed,
     OpeningInvalid,
     PrivilegeMissing,
-    VehicleNotFound,
 )
 from indexer.queries import bundle_proof
-from indexer.rights import Coverage, Intervals
 from indexer.telemetry import STATUS_LOADED, batches
 from protocol.bundle import BUNDLE_LEAF_ENCODING, BundleError
 from protocol.crypto import checksum_address
@@ -240,80 +231,8 @@ def post_signal_check(body: SignalCheckIn, caller: Caller, conn: DbConn) -> Sign
     )
 
 
-# -------------------------------------------------------------------------------------------
-# helpers of the application routes
-# -------------------------------------------------------------------------------------------
-
-
-def vehicle_facts(conn: Connection, vehicle_id: int) -> tuple[VehicleFacts, int]:
-    """The vehicle's make, model and year, and its mint time (unix ms), from the index.
-
-    Raises:
-        VehicleNotFound: no such vehicle is indexed.
-    """
-    row = conn.execute(
-        select(s.models.c.make, s.models.c.model, s.vehicles.c.year, s.vehicles.c.minted_at)
-        .join(s.models, s.models.c.id == s.vehicles.c.model_id)
-        .where(s.vehicles.c.id == vehicle_id)
-    ).first()
-    if row is None:
-        raise VehicleNotFound(vehicle_id)
-    return VehicleFacts(str(row.make), str(row.model), int(row.year)), int(row.minted_at) * 1000
-
-
-def check_window(start: int, end: int) -> None:
-    """Raises the 400 problem for an empty window."""
-    if end <= start:
-        raise BadTelemetryQuery("start/end", f"[{start}, {end}) is empty; end must be after start")
-
-
-def rights_for(
-    coverage: Coverage,
-    required: Sequence[str],
-    optional: Sequence[str],
-    start: int,
-    end: int,
-) -> tuple[dict[str, Intervals], list[WithheldOut]]:
-    """Per signal, the times the caller may use; the optional signals it may not, withheld.
-
-    Raises:
-        PrivilegeMissing: the required signals are not all covered at a common time (403).
-    """
-    _, within, withheld = _compose(coverage, required, optional, start, end)
-    return within, withheld
-
-
-def envelope(
-    app: str,
-    vehicle_id: int,
-    start: int,
-    end: int,
-    context: dict[str, Any],
-    within: dict[str, Intervals],
-    withheld: Sequence[WithheldOut],
-    inputs: list[tuple[int, int]],
-    result: dict[str, Any],
-) -> dict[str, Any]:
-    """The served answer of an application (see the module docstring)."""
-    return {
-        "app": app,
-        "vehicle_id": vehicle_id,
-        "start": start,
-        "end": end,
-        "context": context,
-        "covered": {name: [list(span) for span in spans] for name, spans in within.items()},
-        "withheld": [w.model_dump() for w in withheld],
-        "inputs": [list(ref) for ref in inputs],
-        "result": result,
-    }
-
-
 __all__ = [
-    "check_window",
-    "envelope",
     "post_input_proofs",
     "post_signal_check",
-    "rights_for",
     "router",
-    "vehicle_facts",
 ]

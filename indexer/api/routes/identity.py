@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import Connection, Row, Select, func, select, union
 
 from indexer import schema as s
-from indexer.api.deps import Clock, DbConn, OptionalCaller
+from indexer.api.deps import INT64_MAX, Clock, DbConn, OptionalCaller, VehicleId
 from indexer.api.models import (
     ADDRESS_PATTERN,
     DeviceOut,
@@ -37,9 +37,6 @@ from indexer.api.problems import problem_responses
 from indexer.exceptions import DeviceNotFound, ProductNotFound, TokenRejected, VehicleNotFound
 from indexer.revenue import head_timestamp, streamed_revenue
 
-INT64_MAX: Final = (1 << 63) - 1
-
-VehicleId = Annotated[int, Path(ge=0, le=INT64_MAX, description="Vehicle token id")]
 ProductId = Annotated[int, Path(ge=0, le=INT64_MAX, description="Product id")]
 DeviceAddress = Annotated[
     str, Path(pattern=ADDRESS_PATTERN, description="Device address, 0x hex, any case")

@@ -1,0 +1,129 @@
+"""`/vehicles/{id}/signals/{signal}/readings/{ts}/proof`: one reading with its proof.
+
+What a proof discloses is decided in one place, `indexer.disclosure.decide`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from indexer.api.access import deny, withheld_of
+from indexer.api.deps import MAX_MS, Access, DbConn, SignalName, VehicleId
+from indexer.api.models import (
+    BatchOut,
+    CommitmentOut,
+    LeafOut,
+    ReadingOut,
+    SignalOpeningOut,
+    hex_of,
+    leaf_out,
+    openings_out,
+    reading_out,
+)
+from indexer.api.params import check_known
+from indexer.api.problems import problem_responses
+from indexer.disclosure import decide
+from indexer.exceptions import ReadingNotFound, ReadingNotServed
+from indexer.queries import reading_proof
+from indexer.rights import contains
+
+router = APIRouter(prefix="/vehicles", tags=["telemetry"])
+
+_RESPONSES: Final = problem_responses(400, 401, 403, 404)
+
+
+class ProofOut(BaseModel):
+    """A reading with everything needed to check it against the chain.
+
+    `verifyReading(batch.id, leaf, proof)` on `AttestationAnchor` returns true. A schema-1
+    bundle is served whole: `bundle_wire` decodes (`protocol.bundle.decode_signed_bundle`) to a
+    bundle holding the reading, whose EIP-712 signature `signature` recovers to `leaf.device`.
+    A schema-2 bundle is served by its `opening` of the reading's signal alone:
+    `verifySignal(batch.id, leaf, proof, opening)` returns true, and `commitments` names the
+    bundle's other signals without their values; `bundle_wire` is sent only to a caller whose
+    rights cover every signal of the bundle.
+    """
+
+    vehicle_id: int = Field(description="The vehicle")
+    signal: str = Field(description="VSS name")
+    reading: ReadingOut = Field(description="The reading")
+    schema_version: int = Field(description="The bundle's schema: 1 (whole) or 2 (per signal)")
+    bundle_wire: str | None = Field(
+        description="The signed bundle's wire form (CBOR), 0x hex: schema 1 always; schema 2 "
+        "only when your rights cover every signal of the bundle, else null"
+    )
+    signature: str = Field(description="The device's EIP-712 signature, 65 bytes, 0x hex")
+    leaf_index: int = Field(description="The bundle's index in the batch")
+    leaf: LeafOut = Field(description="The bundle's Merkle leaf")
+    proof: list[str] = Field(description="Merkle path from the leaf to the root, 0x hex")
+    batch: BatchOut = Field(description="The anchored batch")
+    opening: SignalOpeningOut | None = Field(
+        default=None, description="Schema 2: the reading's signal opened; null for schema 1"
+    )
+    commitments: list[CommitmentOut] | None = Field(
+        default=None,
+        description="Schema 2: every signal of the bundle, name and commitment; null for 1",
+    )
+
+
+@router.get(
+    "/{vehicle_id}/signals/{signal}/readings/{ts}/proof",
+    response_model=ProofOut,
+    summary="The proof of one reading: bundle, signature, Merkle path, root, anchoring tx",
+    responses=_RESPONSES,
+)
+def get_reading_proof(
+    vehicle_id: VehicleId,
+    signal: SignalName,
+    ts: Annotated[int, Path(ge=0, le=MAX_MS, description="The reading's time, unix ms")],
+    coverage: Access,
+    conn: DbConn,
+) -> ProofOut:
+    """Everything needed to check the reading of `signal` at `ts` against the chain.
+
+    Only for a reading your rights cover: a 403 `privilege-missing` problem otherwise, decided
+    before anything is looked up; then a 404 when there is no such reading. A schema-2 bundle
+    is served by the opening of `signal` alone (its samples and salt; the other signals as
+    names and commitments), provided your rights cover every reading of `signal` in the bundle;
+    the whole bundle goes only to a caller covering all of its signals. A schema-1 leaf commits
+    to the bundle's whole encoding, so its proof is served only if your rights cover every
+    reading of the bundle. Otherwise a 403 `bundle-not-disclosable` problem names the signals
+    you may not read, never their values (`indexer.disclosure.decide`).
+    """
+    check_known(conn, [signal])
+    if not contains(coverage.for_signal(signal), ts):
+        deny(coverage, [withheld_of(signal)])
+    try:
+        found = reading_proof(conn, vehicle_id, signal, ts)
+    except ReadingNotFound:
+        raise ReadingNotServed(vehicle_id, signal, ts) from None
+    b = found.bundle
+    served = decide(b.wire, coverage, (vehicle_id, b.batch_id, b.leaf_index), wanted=[signal])
+    opening: SignalOpeningOut | None = None
+    commitments: list[CommitmentOut] | None = None
+    if served.opened is not None:
+        commitments, opened = openings_out(served.opened)
+        opening = opened[0]
+    return ProofOut(
+        vehicle_id=vehicle_id,
+        signal=signal,
+        reading=reading_out(found.reading),
+        schema_version=served.signed.bundle.schema_version,
+        bundle_wire=hex_of(b.wire) if served.whole else None,
+        signature=hex_of(b.signature),
+        leaf_index=b.leaf_index,
+        leaf=leaf_out(b.leaf),
+        proof=[hex_of(p) for p in b.proof],
+        batch=BatchOut(
+            id=b.batch_id,
+            root=hex_of(b.root),
+            cid=b.cid,
+            tx_hash=b.tx_hash,
+            block_number=b.block_number,
+        ),
+        opening=opening,
+        commitments=commitments,
+    )
