@@ -298,14 +298,20 @@ def reading_out(r: Reading) -> ReadingOut:
     return ReadingOut(t=r.ts, value=r.value, batch_id=r.batch_id, leaf_index=r.leaf_index)
 
 
+_UINT64_MAX: Final = (1 << 64) - 1
+
+
 class LeafOut(BaseModel):
     """The Merkle leaf of a bundle, the `leaf` argument of `AttestationAnchor.verifyReading`."""
 
     device: str = Field(description="The signing device, EIP-55 address")
-    vehicle_id: int = Field(description="The vehicle")
-    sequence: int = Field(description="The device's bundle sequence")
-    window_start: int = Field(description="Bundle window start, unix ms")
-    window_end: int = Field(description="Bundle window end, unix ms")
+    # Bounded as the leaf encodes them (vehicle ids are int64 in the index): the model is also
+    # a request body (`POST /apps/proofs/check`), so no integer may reach SQL or the encoder
+    # unchecked.
+    vehicle_id: int = Field(ge=0, le=(1 << 63) - 1, description="The vehicle")
+    sequence: int = Field(ge=0, le=_UINT64_MAX, description="The device's bundle sequence")
+    window_start: int = Field(ge=0, le=_UINT64_MAX, description="Bundle window start, unix ms")
+    window_end: int = Field(ge=0, le=_UINT64_MAX, description="Bundle window end, unix ms")
     data_hash: str = Field(
         description="Schema 1: keccak256 of the readings' CBOR; schema 2: the root of the "
         "bundle's signal tree; 0x hex"
