@@ -254,7 +254,13 @@ def test_facts_follow_the_chains_transfers_grants_and_licensed_opt_ins(
     vehicle_rights.grant(
         car, stranger, int(Privilege.LOCATION), FAR_FUTURE, TERMS_CID, sender=owner
     )
+    # Block timestamps are whole seconds and anvil mines several blocks a second: without a
+    # gap the sale can share the opt-in's timestamp, and the half-open [opted, moved) is empty.
+    from ape import chain
+
+    chain.mine(deltatime=60)
     moved = block_ms(vehicle_id.transferFrom(owner, other_owner, car, sender=owner))
+    assert opted < moved
     sync()
     with engine.connect() as conn:
         for_buyer = load_facts(conn, car, buyer.address)

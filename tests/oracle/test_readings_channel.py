@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbor2
 import httpx
@@ -60,6 +60,17 @@ def _samples(i: int) -> dict[str, list[tuple[int, Any]]]:
     }
 
 
+class Anchored(NamedTuple):
+    """What the `anchored` fixture made: the chain, the blob store, the signed bundles, and the
+    first block of this test (the session's anvil is shared: batches anchored before it, by
+    other tests or services, are not this test's and their documents are in other stores)."""
+
+    anchorer: Anchorer
+    store: LocalCidStore
+    signed: list[Any]
+    since: int
+
+
 @pytest.fixture
 def anchored(
     settings: OracleSettings,
@@ -68,8 +79,8 @@ def anchored(
     domain: Eip712Domain,
     accounts: Any,
     oracle_signers: list[Any],
-) -> tuple[Anchorer, LocalCidStore, list[Any]]:
-    """Bundles of both schemas journaled, cut into batches and anchored; (chain, store, bundles)."""
+) -> Anchored:
+    """Bundles of both schemas journaled, cut into batches and anchored."""
     from oracle.journal import Journal
     from oracle.verify import VerifiedBundle, leaf_hash
     from protocol.bundle import SCHEMA_SIGNALS, Bundle, bundle_leaf, sign_bundle
@@ -102,15 +113,18 @@ def anchored(
         domain,
     )
     store = LocalCidStore(settings.blob_dir)
+    since = anchorer.head() + 1
     batcher = Batcher(
         engine, store, quorum, anchorer, BatcherTuning(batch_max_bundles=4, batch_interval_s=3600)
     )
     assert len(batcher.drain()) == 2
-    return anchorer, store, signed
+    return Anchored(anchorer, store, signed, since)
 
 
-def _anchored_batches(anchorer: Anchorer) -> list[AnchoredBatch]:
-    logs = anchorer.contract.events.BatchAnchored().get_logs(from_block=0)
+def _anchored_batches(anchored: Anchored) -> list[AnchoredBatch]:
+    """The batches this test anchored, by id."""
+    anchorer = anchored.anchorer
+    logs = anchorer.contract.events.BatchAnchored().get_logs(from_block=anchored.since)
     return sorted(
         (
             AnchoredBatch.from_event(
@@ -137,9 +151,9 @@ def _walk(node: Any) -> Iterator[Any]:
 
 
 def test_the_published_batch_documents_hold_no_reading_value(
-    anchored: tuple[Anchorer, LocalCidStore, list[Any]], domain: Eip712Domain
+    anchored: Anchored, domain: Eip712Domain
 ) -> None:
-    anchorer, store, signed = anchored
+    anchorer, store, signed, _ = anchored
     values = {v for s in signed for samples in s.bundle.readings.values() for _, v in samples}
     secrets = [
         cbor2.dumps([ts, v], canonical=True).hex()
@@ -147,7 +161,7 @@ def test_the_published_batch_documents_hold_no_reading_value(
         for samples in s.bundle.readings.values()
         for ts, v in samples
     ] + [salt.hex() for s in signed for salt in (s.bundle.salts or {}).values()]
-    batches = _anchored_batches(anchorer)
+    batches = _anchored_batches(anchored)
     assert [b.count for b in batches] == [4, 2]
     for batch in batches:
         raw = store.get(batch.cid)  # exactly the bytes anyone reads by the anchored CID
@@ -169,11 +183,11 @@ def test_the_published_batch_documents_hold_no_reading_value(
 
 
 def test_rewards_count_signals_from_the_public_documents_alone(
-    anchored: tuple[Anchorer, LocalCidStore, list[Any]], domain: Eip712Domain
+    anchored: Anchored, domain: Eip712Domain
 ) -> None:
-    anchorer, store, signed = anchored
+    anchorer, store, signed, _ = anchored
     seen = []
-    for batch in _anchored_batches(anchorer):
+    for batch in _anchored_batches(anchored):
         got = read_batch(store.get(batch.cid), anchorer.root_of(batch.id), domain)
         assert not isinstance(got, str), got
         seen += got
@@ -184,10 +198,10 @@ def test_rewards_count_signals_from_the_public_documents_alone(
 
 
 def test_a_public_document_with_an_altered_commitment_counts_for_nothing(
-    anchored: tuple[Anchorer, LocalCidStore, list[Any]], domain: Eip712Domain
+    anchored: Anchored, domain: Eip712Domain
 ) -> None:
-    anchorer, store, _ = anchored
-    batch = _anchored_batches(anchorer)[0]
+    anchorer, store, _, _ = anchored
+    batch = _anchored_batches(anchored)[0]
     doc = json.loads(store.get(batch.cid))
     entry = next(e for e in doc["bundles"] if e["schema"] == 2)
     entry["signals"][0][1] = "0x" + "11" * 32
@@ -198,10 +212,8 @@ def test_a_public_document_with_an_altered_commitment_counts_for_nothing(
 
 
 @pytest.fixture
-def served(
-    anchored: tuple[Anchorer, LocalCidStore, list[Any]], oracle_server: str
-) -> tuple[str, Anchorer, LocalCidStore, list[Any]]:
-    return (oracle_server, *anchored)
+def served(anchored: Anchored, oracle_server: str) -> tuple[str, Anchored]:
+    return oracle_server, anchored
 
 
 def _get(url: str, batch_id: int, header: str | None) -> httpx.Response:
@@ -216,20 +228,22 @@ def _now_ms() -> int:
 
 
 def test_an_authorised_indexer_reads_the_values_and_they_rebuild_the_anchored_root(
-    served: tuple[str, Anchorer, LocalCidStore, list[Any]], domain: Eip712Domain
+    served: tuple[str, Anchored], domain: Eip712Domain
 ) -> None:
-    url, anchorer, _, signed = served
-    response = _get(url, 1, readings_request_header(domain, INDEXER.key, 1, _now_ms()))
+    url, anchored = served
+    anchorer, _, signed, _ = anchored
+    first = _anchored_batches(anchored)[0].id
+    response = _get(url, first, readings_request_header(domain, INDEXER.key, first, _now_ms()))
     assert response.status_code == 200
-    content = parse_content(response.content, domain, 1)
+    content = parse_content(response.content, domain, first)
     assert json.loads(response.content)["format"] == CONTENT_FORMAT
-    assert content.tree.root == anchorer.root_of(1)
+    assert content.tree.root == anchorer.root_of(first)
     assert [s.bundle for s in content.signed] == [s.bundle for s in signed[:4]]
 
 
 @pytest.mark.parametrize("batch_id", [1, 99], ids=["existing", "unknown"])
 def test_anyone_else_is_refused_alike_whether_or_not_the_batch_exists(
-    served: tuple[str, Anchorer, LocalCidStore, list[Any]], domain: Eip712Domain, batch_id: int
+    served: tuple[str, Anchored], domain: Eip712Domain, batch_id: int
 ) -> None:
     url = served[0]
     assert _get(url, batch_id, None).status_code == 401
@@ -247,7 +261,7 @@ def test_anyone_else_is_refused_alike_whether_or_not_the_batch_exists(
 
 
 def test_an_authorised_indexer_gets_404_for_an_unknown_batch(
-    served: tuple[str, Anchorer, LocalCidStore, list[Any]], domain: Eip712Domain
+    served: tuple[str, Anchored], domain: Eip712Domain
 ) -> None:
     url = served[0]
     response = _get(url, 99, readings_request_header(domain, INDEXER.key, 99, _now_ms()))
@@ -268,12 +282,13 @@ def _every_device_paired(*_: Any) -> bool:
 
 
 def test_the_loader_reads_values_through_the_channel_and_checks_them_against_the_root(
-    served: tuple[str, Anchorer, LocalCidStore, list[Any]], domain: Eip712Domain, index: Engine
+    served: tuple[str, Anchored], domain: Eip712Domain, index: Engine
 ) -> None:
-    url, anchorer, store, signed = served
+    url, anchored = served
+    _, store, signed, _ = anchored
     channel = OracleReadings(url, INDEXER.key.hex(), domain)
     loader = BatchLoader(index, store, domain, _every_device_paired, channel)
-    for batch in _anchored_batches(anchorer):
+    for batch in _anchored_batches(anchored):
         assert loader.load(batch).status == "loaded"
     with index.connect() as conn:
         assert indexed_reading_count(conn) == sum(s.bundle.reading_count for s in signed)
@@ -281,11 +296,12 @@ def test_the_loader_reads_values_through_the_channel_and_checks_them_against_the
 
 
 def test_an_indexer_not_listed_cannot_load_a_public_batch(
-    served: tuple[str, Anchorer, LocalCidStore, list[Any]], domain: Eip712Domain, index: Engine
+    served: tuple[str, Anchored], domain: Eip712Domain, index: Engine
 ) -> None:
-    url, anchorer, store, _ = served
+    url, anchored = served
+    _, store, _, _ = anchored
     outsider = OracleReadings(url, STRANGER.key.hex(), domain)
-    batch = _anchored_batches(anchorer)[0]
+    batch = _anchored_batches(anchored)[0]
     with pytest.raises(BatchContentUnavailable):
         BatchLoader(index, store, domain, _every_device_paired, outsider).check(batch)
     with pytest.raises(BatchContentUnavailable):
