@@ -125,6 +125,14 @@ class Ledger:
                 )
                 self._db.commit()
 
+    def sealed_until(self, vehicle_id: int) -> int:
+        """The end (epoch ms) of the last window sealed for the vehicle, else 0."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(window_end) FROM sealed WHERE vehicle_id = ?", (vehicle_id,)
+            ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
     def rows(self) -> list[SealedBundle]:
         """Every sealed bundle, by device and sequence."""
         with self._lock:
@@ -148,6 +156,9 @@ class _LedgerSealer(Sealer):
     def seal(self, window: ClosedWindow) -> SignedBundle:
         signed = super().seal(window)
         self.ledger.record(signed)
+        # durable before the next window: a restart resumes after the last sealed window
+        # (re-sealing one would send a second, conflicting bundle for the same window)
+        self.ledger.flush()
         self.sealed_until = max(self.sealed_until, window.end)
         return signed
 
@@ -302,7 +313,10 @@ class FleetRunner:
             days.starts = {int(k): (float(a), float(b)) for k, (a, b) in saved}
             self.days[v.index] = days
             after_pairing = (v.paired_at * 1000 // self.window_ms + 2) * self.window_ms
-            from_ms = max(after_pairing, int(mine.get("sealed_until", 0)), wall_ms - MAX_BACKLOG_MS)
+            sealed_until = max(
+                int(mine.get("sealed_until", 0)), self.ledger.sealed_until(v.vehicle_id)
+            )
+            from_ms = max(after_pairing, sealed_until, wall_ms - MAX_BACKLOG_MS)
             starts.append(from_ms)
             settings = BridgeSettings(
                 mapping=v.model,

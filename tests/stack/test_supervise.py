@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from protocol.bundle import Bundle, sign_bundle
+from protocol.eip712 import dimo_domain
 from stack.exceptions import ServiceCrashLoop
 from stack.fleet import Ledger, SealedBundle
 from stack.platform import Progress
-from stack.seed import OWNERS, dev_account, load_fleet
+from stack.seed import OWNERS, dev_account, device_key, load_fleet
 from stack.services import RestartPolicy, Service
 from tests.stack.test_e2e import Stack, fleet_done, oracle_settled, served_proof, sign_in, wait_for
 from tests.stack.test_stack_run import read_until
@@ -112,6 +114,32 @@ def test_the_status_line_shows_services_down_or_restarted() -> None:
     assert line == (
         "services oracle down (restart in 2 s), indexer restarted 1x | indexer vehicles 3"
     )
+
+
+def test_a_restarted_fleet_resumes_after_the_last_window_its_ledger_sealed(
+    tmp_path: Path,
+) -> None:
+    """A fleet killed after sealing a window but before saving its state must not seal that
+    window again: a second bundle for it would carry readings the oracle already has (an
+    odometer it has seen pass) and be rejected."""
+    key = device_key(0, 0)
+    domain = dimo_domain(31337, "0x" + "11" * 20)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    assert ledger.sealed_until(7) == 0
+    for sequence, start in ((1, 10_000), (2, 20_000)):
+        bundle = Bundle(
+            device=key.address,
+            vehicle_id=7,
+            sequence=sequence,
+            window_start=start,
+            window_end=start + 10_000,
+            readings={"Vehicle.TraveledDistance": [(start + 1_000, 100.0 + sequence)]},
+        )
+        ledger.record(sign_bundle(bundle, bytes(key.key), domain))
+    ledger.flush()
+    assert ledger.sealed_until(7) == 30_000
+    assert ledger.sealed_until(8) == 0
+    ledger.close()
 
 
 @pytest.mark.slow
