@@ -88,10 +88,16 @@ export class Session {
     return receipt;
   }
 
-  /** The latest block's timestamp (the chain's clock, which may differ from the wall's). */
+  /**
+   * The chain's clock (which may differ from the wall's): the time the next transaction runs
+   * at, the pending block's. A chain may move its clock on without mining (the local one follows
+   * the fleet's simulated time), so the latest block's timestamp can lag by hours, and a permit
+   * deadline counted from it would be past when the transaction is mined.
+   */
   async now() {
-    const block = await this.public.getBlock();
-    return Number(block.timestamp);
+    const latest = await this.public.getBlock();
+    const pending = await this.public.getBlock({ blockTag: "pending" }).catch(() => latest);
+    return Number(pending.timestamp > latest.timestamp ? pending.timestamp : latest.timestamp);
   }
 }
 
