@@ -35,6 +35,26 @@ from tests.indexer.test_api_telemetry import (  # fixtures shared with the telem
 from tests.indexer.test_loader import windowed_bundles
 
 
+def owner_proof(served: World, owner: Any, car: int, ts: int) -> dict[str, Any]:
+    """Signs in as the owner with `indexer.client.login` and fetches the speed proof at `ts`."""
+    with httpx.Client(base_url=served.base_url, timeout=30) as client:
+        token = login(
+            served.base_url,
+            private_key(owner),
+            31337,
+            client=client,
+            siwe_uri=URI,
+            issued_at=datetime.fromtimestamp(served.clock.now, UTC),
+        )
+        r = client.get(
+            f"/vehicles/{car}/signals/{SPEED}/readings/{ts}/proof",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
 def test_the_owner_signs_in_fetches_a_proof_that_verifies_and_a_changed_path_is_rejected(
     world: World,  # noqa: F811
     fleet: Fleet,  # noqa: F811
@@ -51,21 +71,7 @@ def test_the_owner_signs_in_fetches_a_proof_that_verifies_and_a_changed_path_is_
     world.sync()
     world.at(head_s() * 1000)
     ts, value = samples[SPEED][7]
-    with httpx.Client(base_url=world.base_url, timeout=30) as client:
-        token = login(
-            world.base_url,
-            private_key(owner),
-            31337,
-            client=client,
-            siwe_uri=URI,
-            issued_at=datetime.fromtimestamp(world.clock.now, UTC),
-        )
-        r = client.get(
-            f"/vehicles/{car}/signals/{SPEED}/readings/{ts}/proof",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = owner_proof(world, owner, car, ts)
     anchor = platform["AttestationAnchor"].address
     checked = verify_reading_proof(body, world.rpc_url, anchor)
     assert (checked["vehicle_id"], checked["ts"], checked["value"]) == (car, ts, value)
@@ -91,21 +97,7 @@ def test_a_schema_2_proof_of_one_signal_verifies_by_its_opening_and_a_changed_sa
     world.sync()
     world.at(head_s() * 1000)
     ts, value = samples[SPEED][7]
-    with httpx.Client(base_url=world.base_url, timeout=30) as client:
-        token = login(
-            world.base_url,
-            private_key(owner),
-            31337,
-            client=client,
-            siwe_uri=URI,
-            issued_at=datetime.fromtimestamp(world.clock.now, UTC),
-        )
-        r = client.get(
-            f"/vehicles/{car}/signals/{SPEED}/readings/{ts}/proof",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = owner_proof(world, owner, car, ts)
     assert body["schema_version"] == 2
     assert body["opening"]["name"] == SPEED
     # What a caller who may read speed alone holds: the opening, not the whole bundle.
