@@ -28,6 +28,10 @@ from indexer.api.ratelimit import RateLimiter, RateLimitMiddleware
 from indexer.api.routes import (
     apps_battery,
     apps_energy,
+    apps_energy_control,
+    apps_energy_geo,
+    apps_energy_openadr,
+    apps_energy_settlements,
     apps_finance,
     apps_insurance,
     apps_proofs,
@@ -167,6 +171,10 @@ def create_app(
     app.include_router(apps_finance.router)
     app.include_router(apps_insurance.router)
     app.include_router(apps_energy.router)
+    app.include_router(apps_energy_geo.router)
+    app.include_router(apps_energy_openadr.router)
+    app.include_router(apps_energy_settlements.router)
+    app.include_router(apps_energy_control.router)
     app.include_router(dapp_routes.router)
     mount_dapp(app, DAPP_DIST)
     app.add_middleware(

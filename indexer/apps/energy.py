@@ -24,43 +24,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from apps.energy.geo import LATITUDE as LATITUDE
-from apps.energy.geo import LONGITUDE as LONGITUDE
-from apps.energy.geo import MAX_AREA_VERTICES as MAX_AREA_VERTICES
-from apps.energy.geo import PLACEMENT_VERSION as PLACEMENT_VERSION
-from apps.energy.geo import POSITION_SIGNALS as POSITION_SIGNALS
-from apps.energy.geo import GeoArea as GeoArea
-from apps.energy.geo import Placement as Placement
-from apps.energy.geo import Ring as Ring
-from apps.energy.geo import declared_placement as declared_placement
-from apps.energy.geo import latest_fix as latest_fix
-from apps.energy.geo import place_by_position as place_by_position
-from apps.energy.geo import placement_instant as placement_instant
-from apps.energy.geo import placement_record as placement_record
-from apps.energy.openadr import dumps as dumps
 from apps.energy.openadr import iso as iso
-from apps.energy.openadr import openadr_report as openadr_report
-from apps.energy.openadr import parse_duration_ms as parse_duration_ms
-from apps.energy.params import PLUGGED as PLUGGED
-from apps.energy.params import SESSION_SIGNALS as SESSION_SIGNALS
-from apps.energy.params import SETTLEMENT_SIGNALS as SETTLEMENT_SIGNALS
-from apps.energy.params import VERSION as VERSION
 from apps.energy.params import EnergyParams as EnergyParams
-from apps.energy.region import GRID_REGION_TYPE as GRID_REGION_TYPE
-from apps.energy.region import GRID_REGION_TYPEHASH as GRID_REGION_TYPEHASH
-from apps.energy.region import REGION_PATTERN as REGION_PATTERN
-from apps.energy.region import region_digest as region_digest
-from apps.energy.region import region_signer as region_signer
-from apps.energy.region import region_typed_data as region_typed_data
-from apps.energy.sessions import Session as Session
-from apps.energy.sessions import energy_kwh as energy_kwh
-from apps.energy.sessions import flexibility_summary as flexibility_summary
-from apps.energy.sessions import sessions as sessions
 from apps.energy.settlement import VehicleDelivery as VehicleDelivery
 from apps.energy.settlement import comparable_windows as comparable_windows
 from apps.energy.settlement import deliver as deliver
-from apps.energy.settlement import load_profile as load_profile
-from apps.energy.settlement import local_date as local_date
 from apps.energy.settlement import settle as settle
 from indexer.db import metadata
 
