@@ -2,8 +2,7 @@
 published geometric regions and OpenADR 3 objects, and the delivery chart.
 
 The pure functions live in `apps.energy` (`params`, `sessions`, `settlement`, `region`,
-`geo`, `openadr`); they are re-exported here for the API routes until those import them
-directly.
+`geo`, `openadr`); the few names re-exported here serve the CLI and the benchmarks.
 """
 
 from __future__ import annotations

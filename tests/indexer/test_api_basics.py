@@ -457,3 +457,20 @@ def test_the_api_conforms_to_its_openapi_document(
     excluded = [schemathesis.checks.positive_data_acceptance]
     case.call_and_validate(excluded_checks=excluded)
     case.call_and_validate(headers=signed_in_headers, excluded_checks=excluded)
+
+
+def test_the_published_methods_are_the_applications_own_rules(api: httpx.Client) -> None:
+    """`/method` publishes the rules of the pure application (`apps`), not the indexer's I/O."""
+    import apps.energy
+    import apps.insurance
+
+    energy = api.get("/apps/energy/method")
+    assert energy.status_code == 200, energy.text
+    assert energy.json()["method"] == apps.energy.__doc__
+    assert '"10 of 10" baseline' in energy.json()["method"]
+    insurance = api.get("/apps/insurance/method")
+    assert insurance.status_code == 200, insurance.text
+    assert insurance.json()["formula"].strip()
+    assert insurance.json()["formula"] in (apps.insurance.__doc__ or "") + "".join(
+        f.__doc__ or "" for f in vars(apps.insurance).values() if callable(f)
+    )

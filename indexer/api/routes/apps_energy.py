@@ -30,6 +30,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, insert, select, update
 
+import apps.energy
 from apps.energy.params import PLUGGED, SESSION_SIGNALS, VERSION, EnergyParams
 from apps.energy.region import REGION_PATTERN, region_signer, region_typed_data
 from apps.energy.sessions import Session, flexibility_summary
@@ -60,7 +61,6 @@ from indexer.api.deps import (
     get_rights_cache,
 )
 from indexer.api.problems import problem_responses
-from indexer.apps import energy
 from indexer.apps.energy import grid_regions
 from indexer.exceptions import (
     BadTelemetryQuery,
@@ -91,7 +91,7 @@ def get_method(conn: DbConn) -> MethodOut:
     """How sessions, flexibility, baselines and settlements are computed, and the flags."""
     return MethodOut(
         version=VERSION,
-        method=energy.__doc__ or "",
+        method=apps.energy.__doc__ or "",
         defaults=EnergyParams().as_dict(),
         features={
             FEATURE_GRID: feature_enabled(conn, FEATURE_GRID),
