@@ -62,6 +62,18 @@ def test_login_with_a_dev_account_saves_a_token_the_api_accepts(
     assert me.json()["address"] == DEV_2
 
 
+def test_print_token_puts_the_bare_token_alone_on_standard_output(
+    api_url: str, token_file: Path
+) -> None:
+    """`TOKEN=$(dimo indexer login --dev 2 --print-token)`, as the README's first screen does."""
+    result = runner.invoke(
+        indexer_app, ["login", "--dev", "2", "--api-url", api_url, "--print-token"]
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads(token_file.read_text())
+    assert result.stdout.strip() == saved["access_token"]
+
+
 def test_login_with_a_keystore_signs_in_as_its_account(
     api_url: str, token_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
