@@ -6,9 +6,9 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
@@ -21,7 +21,7 @@ from oracle.ingest import Ingest
 from protocol.apidocs import serve_docs
 from protocol.batch import READINGS_HEADER, readings_request_signer
 from protocol.crypto import SignatureError
-from protocol.problems import problem_type
+from protocol.problems import problem_details, problem_type
 
 log = logging.getLogger(__name__)
 
@@ -230,13 +230,7 @@ class OracleApp(FastAPI):
 
 def _readings_problem(status: int, reason: str, detail: str) -> tuple[int, dict[str, Any]]:
     titles = {401: "Unauthenticated", 403: "Not an authorised indexer", 404: "Unknown batch"}
-    return status, {
-        "type": problem_type(reason),
-        "title": titles[status],
-        "status": status,
-        "detail": detail,
-        "reason": reason,
-    }
+    return status, problem_details(reason, titles[status], status, detail, reason=reason)
 
 
 def readings_answer(
@@ -340,7 +334,10 @@ def create_app(settings: OracleSettings | None = None) -> FastAPI:
             404: {"description": "No such batch in this oracle's journal (problem details)"},
         },
     )
-    def batch_readings(batch_id: int, request: Request) -> Response:
+    def batch_readings(
+        batch_id: Annotated[int, Path(ge=0, le=(1 << 63) - 1, description="The batch id")],
+        request: Request,
+    ) -> Response:
         status, body = readings_answer(ingest, batch_id, request.headers.get(READINGS_HEADER))
         if status != 200:
             return JSONResponse(body, status_code=status, media_type="application/problem+json")

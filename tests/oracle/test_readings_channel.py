@@ -260,6 +260,15 @@ def test_anyone_else_is_refused_alike_whether_or_not_the_batch_exists(
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+@pytest.mark.parametrize("batch_id", [-1, 1 << 64], ids=["negative", "past-int64"])
+def test_a_batch_id_out_of_range_is_a_typed_error_not_a_crash(
+    served: tuple[str, Anchored], batch_id: int
+) -> None:
+    response = _get(served[0], batch_id, "1.0x00")
+    assert response.status_code == 422, response.text
+    assert "batch_id" in response.text
+
+
 def test_an_authorised_indexer_gets_404_for_an_unknown_batch(
     served: tuple[str, Anchored], domain: Eip712Domain
 ) -> None:
