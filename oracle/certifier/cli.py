@@ -1,4 +1,5 @@
-"""`dimo certify`: run the battery certifier, or have the certifiers sign a certificate."""
+"""`dimo certify`: run the battery certifier or the attestation host, or have the certifiers
+sign a certificate."""
 
 from __future__ import annotations
 
@@ -51,6 +52,28 @@ def serve_command() -> None:
     console.print(
         f"[green]certifier[/] {len(settings.keys)} oracle keys on "
         f"http://{settings.host}:{settings.port}{CERTIFY_PATH}/{KIND}",
+        highlight=False,
+    )
+    uvicorn.run(service, host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command("attestations")
+def attestations_command() -> None:
+    """Runs the attestation host (DIMO_ATTEST_* settings): POST /v2/attestation/...."""
+    import uvicorn
+
+    from oracle.certifier.attestation_api import build_attestation_app
+    from oracle.certifier.config import AttestationSettings
+
+    settings = AttestationSettings()
+    try:
+        service = build_attestation_app(settings)
+    except (DeploymentError, OracleError) as exc:
+        console.print(f"[red]error[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]attestations[/] {len(settings.keys)} oracle keys on "
+        f"http://{settings.host}:{settings.port}/v2/attestation",
         highlight=False,
     )
     uvicorn.run(service, host=settings.host, port=settings.port, log_level="warning")
