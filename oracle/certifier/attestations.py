@@ -86,8 +86,8 @@ log = logging.getLogger(__name__)
 VIN: Final = "Vehicle.VehicleIdentification.VIN"
 LATITUDE: Final = "Vehicle.CurrentLocation.Latitude"
 LONGITUDE: Final = "Vehicle.CurrentLocation.Longitude"
-#: Readings asked per page of the indexer's readings route.
-_PAGE: Final = 1000
+#: Readings asked per page of the indexer's readings route (its most).
+_PAGE: Final = 100
 #: Unix ms the chain's timestamps cannot reach; bounds a time given by a caller.
 MAX_MS: Final = 2**63 - 1
 
