@@ -39,6 +39,7 @@ from protocol.credentials import (
 )
 from protocol.deployment import Deployment
 from protocol.eip712 import dimo_domain
+from tests.apps.sim import shift_for, sign_windows, simulated
 from tests.conftest import private_key
 from tests.indexer.test_api_basics import Served
 from tests.indexer.test_api_telemetry import (  # fixtures shared with the telemetry tests
@@ -48,6 +49,8 @@ from tests.indexer.test_api_telemetry import (  # fixtures shared with the telem
 from tests.indexer.test_loader import (  # fixtures shared with the loader tests
     Anchored,
     anchor_bundles,  # noqa: F401
+    domain,  # noqa: F401
+    fleet,  # noqa: F401
     now_ms,  # noqa: F401
     store,  # noqa: F401
 )
@@ -278,7 +281,8 @@ def test_a_later_odometer_statement_supersedes_the_earlier_one(
     first = _post(host, path, token, {"timestamp": iso_ms(car.start + 15_000)}).json()
     world.at(int(world.clock.now * 1000) + 1_000)
     later = _post(host, path, token, {"timestamp": iso_ms(car.end)}).json()
-    assert first["supersedingTx"] and later["supersedingTx"]
+    assert first["supersedingTx"]
+    assert later["supersedingTx"]
     now = int(world.clock.now * 1000)
     _verify_both(platform, later["credential"], now)
     with pytest.raises(CredentialInvalid) as failed:
@@ -309,6 +313,39 @@ def test_a_revoked_credential_fails_on_chain_and_offline(
         contract.verifyCredential(struct_of(document).as_tuple(), proof_signatures(document))
 
 
+@SQLITE_ONLY
+def test_the_health_credential_states_the_battery_health_the_readings_give(
+    world: World,
+    host: Host,
+    owner: Any,
+    platform: Any,
+    anchor_bundles: Callable[..., Anchored],
+    domain: Any,
+    fleet: tuple[list[tuple[int, Any]], int],
+) -> None:
+    (vehicle, key), _ = fleet[0]
+    windows, _ = simulated(3, 92.0, 3)
+    shift = shift_for(fleet[1])
+    anchor_bundles(sign_windows(windows, key, vehicle, domain, shift))
+    world.sync()
+    start, end = windows[0].start + shift, windows[-1].end + shift
+    world.at(end + 60_000)
+    r = _post(
+        host,
+        f"/v2/attestation/vehicle-health/{vehicle}",
+        _token(world, owner),
+        {"startTime": iso_ms(start), "endTime": iso_ms(end)},
+    )
+    assert r.status_code == 200, r.text
+    document = r.json()["credential"]
+    health = document["credentialSubject"]["batteryStateOfHealth"]
+    # The simulated pack's true health (92 %) lies inside the stated interval.
+    assert health["lower95Percent"] <= 92.0 <= health["upper95Percent"]
+    assert health["method"] == "battery-soh/1"
+    assert document["credentialSubject"]["faultCodes"]["available"] is False
+    _verify_both(platform, document, int(world.clock.now * 1000))
+
+
 def _blobs(host: Host) -> list[Path]:
     return sorted(p for p in host.blobs.rglob("*") if p.is_file()) if host.blobs.exists() else []
 
@@ -334,7 +371,8 @@ def test_bad_requests_get_problems_and_issue_nothing(
     at = iso_ms(car.end)
     salt = {"salt": "0x" + SALT.hex()}
     cases = [
-        ("unknown vehicle", f"/v2/attestation/vin/{2**31 - 2}", token, salt, 404, "unknown-vehicle"),
+        ("unknown vehicle", f"/v2/attestation/vin/{2**31 - 2}", token, salt, 404,
+         "unknown-vehicle"),
         ("no VIN reading", f"/v2/attestation/vin/{no_vin.vehicle}", token, salt, 404,
          "no-verified-reading"),
         ("salt mismatch", f"/v2/attestation/vin/{car.vehicle}", token,
