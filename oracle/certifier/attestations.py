@@ -714,7 +714,9 @@ class CredentialIssuer:
                 )
                 signed = self._relayer.sign_transaction(tx)
                 tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-                receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+                receipt = w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=60, poll_latency=0.01
+                )
             except (ContractCustomError, ContractLogicError) as exc:
                 _, why = self.chain.decode(exc)
                 raise StatementRefused("attestation", f"{function} reverted: {why}") from None
