@@ -606,6 +606,7 @@ class CredentialIssuer:
         self.clock = clock
         self._relayer = Account.from_key(relayer_key)
         self._send_lock = threading.Lock()
+        self._last_issued: dict[tuple[int, int], int] = {}
         deployment = chain.deployment
         self.issuer = (
             f"did:ethr:{deployment.chain_id}:{deployment.contract('AttestationAnchor').address}"
@@ -660,17 +661,18 @@ class CredentialIssuer:
         signers = [s for s in self.signers if s.address in members]
         if len(signers) < threshold:
             raise AttestationQuorumNotReached(len(signers), threshold)
-        issued_at = int(self.clock() * 1000)
+        issued_at = self._issue_time(statement)
         unsigned = self.document(statement, issued_at)
         credential = struct_of(sign_document(unsigned, issued_at, self.domain, []))
         digest = credential.digest(self.domain)
         signed = [(s.address, s.sign_checked(digest)) for s in signers]
         document = sign_document(unsigned, issued_at, self.domain, signed)
         signatures = b"".join(sig for _, sig in signed)
-        cid = self.store.put(canonical_json(document))
         tx = None
         if statement.kind in self.SUPERSEDING:
+            # Relayed first: a statement the chain refuses is neither stored nor answered.
             tx = self._send("supersede", credential.as_tuple(), signatures)
+        cid = self.store.put(canonical_json(document))
         log.info(
             "issued %s credential %s for vehicle %d",
             statement.kind.name,
@@ -678,6 +680,15 @@ class CredentialIssuer:
             credential.vehicle_id,
         )
         return IssuedCredential(document, cid, credential, signatures, tx)
+
+    def _issue_time(self, statement: Statement) -> int:
+        """Now in ms, but later than this issuer's last credential of the same vehicle and
+        kind: a later statement must supersede, and `supersede` wants a strictly later time."""
+        key = (statement.vehicle_id, int(statement.kind))
+        with self._send_lock:
+            at = max(int(self.clock() * 1000), self._last_issued.get(key, -1) + 1)
+            self._last_issued[key] = at
+        return at
 
     def revoke(self, document: Mapping[str, Any]) -> str:
         """Has the local keys sign the revocation of a credential and relays it.

@@ -89,6 +89,7 @@ def _car(
     now_ms: Callable[[], int],
     *,
     with_vin: bool = True,
+    odometer_km: tuple[float, float, float] = (1000.0, 1000.2, 1000.4),
 ) -> Car:
     n = next(_NUMBERS)
     vehicle, key = paired_vehicle(n)
@@ -97,7 +98,7 @@ def _car(
     bundles = []
     for i in range(3):
         start = t0 + 10_000 * i
-        data = readings(start, odometer_km=1000.0 + 0.2 * i)
+        data = readings(start, odometer_km=odometer_km[i])
         data[LATITUDE] = [(start + 5_000, 52.52 + 0.001 * i)]
         data[LONGITUDE] = [(start + 5_000, 13.40 + 0.001 * i)]
         if with_vin and i == 0:
@@ -344,6 +345,38 @@ def test_the_health_credential_states_the_battery_health_the_readings_give(
     assert health["method"] == "battery-soh/1"
     assert document["credentialSubject"]["faultCodes"]["available"] is False
     _verify_both(platform, document, int(world.clock.now * 1000))
+
+
+@SQLITE_ONLY
+def test_an_odometer_history_that_goes_back_gets_no_statement(
+    world: World,
+    host: Host,
+    owner: Any,
+    platform: Any,
+    paired_vehicle: Callable[[int], tuple[int, Any]],
+    make_signed: Callable[..., Any],
+    anchor_bundles: Callable[..., Anchored],
+    now_ms: Callable[[], int],
+) -> None:
+    rolled = _car(
+        world,
+        paired_vehicle,
+        make_signed,
+        anchor_bundles,
+        now_ms,
+        odometer_km=(1000.0, 1000.2, 900.0),
+    )
+    r = _post(
+        host,
+        f"/v2/attestation/odometer-statement/{rolled.vehicle}",
+        _token(world, owner),
+        {"timestamp": iso_ms(rolled.end)},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] == PROBLEMS + "statement-refused"
+    assert "decrease" in r.json()["refusal"]
+    assert _blobs(host) == []
+    assert int(platform["VehicleCredentials"].latestIssuedAt(rolled.vehicle, 2)) == 0
 
 
 def _blobs(host: Host) -> list[Path]:
