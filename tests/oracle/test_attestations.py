@@ -112,14 +112,22 @@ def _car(
 
 
 @pytest.fixture
-def car(
+def make_car(
     world: World,
     paired_vehicle: Callable[[int], tuple[int, Any]],
     make_signed: Callable[..., Any],
     anchor_bundles: Callable[..., Anchored],
     now_ms: Callable[[], int],
-) -> Car:
-    return _car(world, paired_vehicle, make_signed, anchor_bundles, now_ms)
+) -> Callable[..., Car]:
+    """Makes a paired vehicle with anchored readings (options as `_car`'s)."""
+    return lambda **options: _car(
+        world, paired_vehicle, make_signed, anchor_bundles, now_ms, **options
+    )
+
+
+@pytest.fixture
+def car(make_car: Callable[..., Car]) -> Car:
+    return make_car()
 
 
 @pytest.fixture
@@ -353,19 +361,9 @@ def test_an_odometer_history_that_goes_back_gets_no_statement(
     host: Host,
     owner: Any,
     platform: Any,
-    paired_vehicle: Callable[[int], tuple[int, Any]],
-    make_signed: Callable[..., Any],
-    anchor_bundles: Callable[..., Anchored],
-    now_ms: Callable[[], int],
+    make_car: Callable[..., Car],
 ) -> None:
-    rolled = _car(
-        world,
-        paired_vehicle,
-        make_signed,
-        anchor_bundles,
-        now_ms,
-        odometer_km=(1000.0, 1000.2, 900.0),
-    )
+    rolled = make_car(odometer_km=(1000.0, 1000.2, 900.0))
     r = _post(
         host,
         f"/v2/attestation/odometer-statement/{rolled.vehicle}",
@@ -391,12 +389,9 @@ def test_bad_requests_get_problems_and_issue_nothing(
     owner: Any,
     stranger: Any,
     platform: Any,
-    paired_vehicle: Callable[[int], tuple[int, Any]],
-    make_signed: Callable[..., Any],
-    anchor_bundles: Callable[..., Anchored],
-    now_ms: Callable[[], int],
+    make_car: Callable[..., Car],
 ) -> None:
-    no_vin = _car(world, paired_vehicle, make_signed, anchor_bundles, now_ms, with_vin=False)
+    no_vin = make_car(with_vin=False)
     token = _token(world, owner)
     other = _token(world, stranger)
     contract = platform["VehicleCredentials"]
