@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
@@ -37,7 +36,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from oracle.certifier.attestations import Caller, CredentialIssuer, Statement, StatementBuilder
+from oracle.certifier.attestations import (
+    Caller,
+    CredentialIssuer,
+    StatementBuilder,
+    StatementRequest,
+    state,
+)
 from oracle.certifier.battery import BatteryChecker
 from oracle.certifier.chain import CertifierChain
 from oracle.certifier.config import AttestationSettings
@@ -51,7 +56,7 @@ from oracle.exceptions import OracleConfigError
 from oracle.quorum import problem_json
 from protocol.blobstore import BlobStore, BlobStoreError, LocalCidStore
 from protocol.cid import InvalidCid
-from protocol.credentials import ms_of_iso
+from protocol.credentials import CredentialKind, ms_of_iso
 from protocol.deployment import Deployment
 
 __all__ = [
@@ -60,6 +65,7 @@ __all__ = [
     "build_attestation_app",
     "caller",
     "create_attestation_app",
+    "statement_builder",
 ]
 
 log = logging.getLogger(__name__)
@@ -224,9 +230,13 @@ def create_attestation_app(
         log.warning("attestation could not be checked: %s", exc.reason)
         return problem_json(503, "checker-unavailable", str(exc))
 
-    async def issued(make: Callable[[], Statement], message: str, **extra: Any) -> dict[str, Any]:
+    async def issued(
+        who: Caller, asked: StatementRequest, message: str, **extra: Any
+    ) -> dict[str, Any]:
         def work() -> dict[str, Any]:
-            done = issuer.issue(make())
+            done = issuer.issue(state(builder, who, asked), asked, who)
+            if asked.kind is CredentialKind.VIN:
+                salts.put(asked.vehicle_id, asked.salt)
             return {
                 "message": message,
                 **extra,
@@ -259,13 +269,9 @@ def create_attestation_app(
                 )
             salt = kept
 
-        def make() -> Statement:
-            statement = builder.vin(who, token_id, salt)
-            salts.put(token_id, salt)
-            return statement
-
         return await issued(
-            make,
+            who,
+            StatementRequest(CredentialKind.VIN, token_id, salt=salt),
             VIN_MESSAGE,
             vcUrl=telemetry_url.rstrip("/") + "/query",
             vcQuery=_VIN_QUERY % token_id,
@@ -275,9 +281,10 @@ def create_attestation_app(
     async def odometer(tokenId: TokenId, request: Request, who: CallerDep) -> Any:  # noqa: N803
         token_id = tokenId
         body = await _body(request, OdometerBody)
-        at = None if body.timestamp is None else _ms("timestamp", body.timestamp)
+        at = builder.now_ms() if body.timestamp is None else _ms("timestamp", body.timestamp)
         return await issued(
-            lambda: builder.odometer(who, token_id, at),
+            who,
+            StatementRequest(CredentialKind.ODOMETER, token_id, at_ms=at),
             "Odometer statement VC generated successfully.",
         )
 
@@ -291,7 +298,8 @@ def create_attestation_app(
                 f"endTime {body.endTime} is not after startTime {body.startTime}"
             )
         return await issued(
-            lambda: builder.health(who, token_id, start, end),
+            who,
+            StatementRequest(CredentialKind.HEALTH, token_id, start_ms=start, end_ms=end),
             "Vehicle health VC generated successfully.",
         )
 
@@ -300,9 +308,11 @@ def create_attestation_app(
         token_id = tokenId
         body = await _body(request, PositionBody)
         at = _ms("timestamp", body.timestamp)
+        # The location privilege is checked here, before anything is read or signed.
         await run_in_threadpool(builder.require_location, who, token_id, at)
         return await issued(
-            lambda: builder.position(who, token_id, at),
+            who,
+            StatementRequest(CredentialKind.POSITION, token_id, at_ms=at),
             "Vehicle position VC generated successfully.",
         )
 
@@ -316,6 +326,18 @@ def create_attestation_app(
     return app
 
 
+def statement_builder(settings: AttestationSettings, deployment: Deployment) -> StatementBuilder:
+    """The statement builder the settings describe (the host's and each certifier's)."""
+    return StatementBuilder(
+        settings.api_url,
+        CertifierChain(settings.rpc_url, deployment),
+        BatteryChecker(settings.api_url, settings.rpc_url, deployment),
+        vin_valid_ms=settings.vin_valid_days * 86_400_000,
+        odometer_window_ms=settings.odometer_window_days * 86_400_000,
+        position_max_age_ms=settings.position_max_age_s * 1000,
+    )
+
+
 def build_attestation_app(settings: AttestationSettings) -> FastAPI:
     """The attestation host as the settings describe it (`dimo certify attestations`).
 
@@ -327,18 +349,12 @@ def build_attestation_app(settings: AttestationSettings) -> FastAPI:
     if not keys:
         raise OracleConfigError("DIMO_ATTEST_KEYS", "the attestation service needs oracle keys")
     deployment = Deployment.load(settings.deployment)
-    chain = CertifierChain(settings.rpc_url, deployment)
-    builder = StatementBuilder(
-        settings.api_url,
-        chain,
-        BatteryChecker(settings.api_url, settings.rpc_url, deployment),
-        vin_valid_ms=settings.vin_valid_days * 86_400_000,
-        odometer_window_ms=settings.odometer_window_days * 86_400_000,
-        position_max_age_ms=settings.position_max_age_s * 1000,
-    )
+    builder = statement_builder(settings, deployment)
     store = LocalCidStore(settings.blob_dir)
     relayer = settings.relayer_key.get_secret_value() if settings.relayer_key else keys[0]
-    issuer = CredentialIssuer(chain, keys, store, relayer_key=relayer)
+    issuer = CredentialIssuer(
+        builder.chain, keys, store, relayer_key=relayer, certifier_urls=settings.certifier_urls
+    )
     salts = SaltBook(settings.blob_dir.parent / "attestation-salts.json")
     return create_attestation_app(
         builder, issuer, store, salts, telemetry_url=settings.telemetry_url

@@ -42,9 +42,10 @@ from apps import finance
 from apps.audit import AppInputs, fetch_and_verify_inputs
 from apps.exceptions import ChainUnavailableError as AuditChainUnavailable
 from apps.exceptions import InputProofInvalid
-from oracle.certifier.battery import BatteryChecker
+from oracle.certifier.battery import BatteryChecker, collect_signatures
 from oracle.certifier.chain import CertifierChain
 from oracle.certifier.exceptions import (
+    AttestationError,
     AttestationNoReading,
     AttestationPrivilegeMissing,
     AttestationQuorumNotReached,
@@ -53,7 +54,7 @@ from oracle.certifier.exceptions import (
     AttestationUnauthenticated,
     AttestationUnknownVehicle,
 )
-from oracle.certify import CheckerUnavailable, StatementRefused
+from oracle.certify import CheckerUnavailable, StatementMalformed, StatementRefused
 from oracle.quorum import OracleSigner
 from protocol.blobstore import BlobStore
 from protocol.credentials import (
@@ -70,15 +71,21 @@ from protocol.crypto import keccak256
 from protocol.readings import ODOMETER
 
 __all__ = [
+    "CREDENTIAL_KIND",
     "LATITUDE",
     "LONGITUDE",
     "ODOMETER",
+    "SUPERSEDING",
     "VIN",
     "Caller",
+    "CredentialChecker",
+    "CredentialDocuments",
     "CredentialIssuer",
     "IssuedCredential",
     "Statement",
     "StatementBuilder",
+    "StatementRequest",
+    "state",
 ]
 
 log = logging.getLogger(__name__)
@@ -554,6 +561,57 @@ def _text(r: httpx.Response) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+#: Kinds whose every new credential supersedes the earlier ones on-chain.
+SUPERSEDING: Final = frozenset({CredentialKind.ODOMETER})
+#: The statement kind of credentials at the certifiers (`POST /v1/certify/credential`).
+CREDENTIAL_KIND: Final = "credential"
+
+
+class CredentialDocuments:
+    """Writes a statement as its W3C credential; what the issuer and every certifier write
+    alike, from the deployment alone."""
+
+    def __init__(self, chain: CertifierChain) -> None:
+        deployment = chain.deployment
+        self.chain_id = deployment.chain_id
+        self.domain = chain.domain_of("VehicleCredentials")
+        self.issuer = (
+            f"did:ethr:{deployment.chain_id}:{deployment.contract('AttestationAnchor').address}"
+        )
+        self.vehicle_contract = deployment.contract("VehicleId").address
+        self.status_id = f"eip155:{deployment.chain_id}:{self.domain.verifying_contract}"
+
+    def document(self, statement: Statement, issued_at: int) -> dict[str, Any]:
+        """The unsigned W3C credential of a statement issued at `issued_at`."""
+        chain_id = self.chain_id
+        kind = statement.kind
+        doc: dict[str, Any] = {
+            "@context": [VC_CONTEXT],
+            "id": (
+                f"urn:dimo:credential:{chain_id}:{kind.name.lower()}:"
+                f"{statement.vehicle_id}:{issued_at}"
+            ),
+            "type": ["VerifiableCredential", kind.vc_type],
+            "issuer": self.issuer,
+            "validFrom": iso_ms(issued_at),
+            "credentialSubject": {
+                "id": vehicle_did(chain_id, self.vehicle_contract, statement.vehicle_id),
+                "vehicleTokenId": statement.vehicle_id,
+                **statement.claims,
+            },
+            "credentialStatus": {
+                "id": f"{self.status_id}#verifyCredential",
+                "type": "DimoOnChainCredentialStatus",
+                "supersededByLater": kind in SUPERSEDING,
+            },
+        }
+        if statement.valid_for_ms:
+            doc["validUntil"] = iso_ms(issued_at + statement.valid_for_ms)
+        if statement.evidence:
+            doc["evidence"] = statement.evidence
+        return doc
+
+
 @dataclass(frozen=True)
 class IssuedCredential:
     """A signed credential and where it is.
@@ -576,9 +634,6 @@ class IssuedCredential:
 class CredentialIssuer:
     """Signs statements into credentials with the local oracle keys, stores and relays them."""
 
-    #: Kinds whose every new credential supersedes the earlier ones on-chain.
-    SUPERSEDING: Final = frozenset({CredentialKind.ODOMETER})
-
     def __init__(
         self,
         chain: CertifierChain,
@@ -586,15 +641,20 @@ class CredentialIssuer:
         store: BlobStore,
         *,
         relayer_key: str,
+        certifier_urls: Sequence[str] = (),
+        timeout_s: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Holds the keys.
 
         Args:
             chain: The chain and deployment.
-            keys: The oracle keys (hex) that sign.
+            keys: The oracle keys (hex) that sign here.
             store: Where credentials are stored by CID.
             relayer_key: The funded key that sends `supersede` and `revoke` transactions.
+            certifier_urls: Certifiers (`dimo certify serve`) asked for the signatures the
+                local keys lack; each recomputes the statement before its keys sign.
+            timeout_s: HTTP timeout towards the certifiers.
             clock: Seconds since the epoch.
         """
         self.chain = chain
@@ -607,12 +667,9 @@ class CredentialIssuer:
         self._relayer = Account.from_key(relayer_key)
         self._send_lock = threading.Lock()
         self._last_issued: dict[tuple[int, int], int] = {}
-        deployment = chain.deployment
-        self.issuer = (
-            f"did:ethr:{deployment.chain_id}:{deployment.contract('AttestationAnchor').address}"
-        )
-        self.vehicle_contract = deployment.contract("VehicleId").address
-        self.status_id = f"eip155:{deployment.chain_id}:{self.domain.verifying_contract}"
+        self.documents = CredentialDocuments(chain)
+        self.certifier_urls = list(certifier_urls)
+        self._http = httpx.Client(timeout=timeout_s)
 
     def quorum(self) -> tuple[set[str], int]:
         """The current oracle set and threshold, from the chain."""
@@ -620,56 +677,53 @@ class CredentialIssuer:
         signers, threshold, _ = self.chain.call("oracles", fn.call, _chain_down)
         return {str(s) for s in signers}, int(threshold)
 
-    def document(self, statement: Statement, issued_at: int) -> dict[str, Any]:
-        """The unsigned W3C credential of a statement issued at `issued_at`."""
-        chain_id = self.chain.deployment.chain_id
-        kind = statement.kind
-        doc: dict[str, Any] = {
-            "@context": [VC_CONTEXT],
-            "id": (
-                f"urn:dimo:credential:{chain_id}:{kind.name.lower()}:"
-                f"{statement.vehicle_id}:{issued_at}"
-            ),
-            "type": ["VerifiableCredential", kind.vc_type],
-            "issuer": self.issuer,
-            "validFrom": iso_ms(issued_at),
-            "credentialSubject": {
-                "id": vehicle_did(chain_id, self.vehicle_contract, statement.vehicle_id),
-                "vehicleTokenId": statement.vehicle_id,
-                **statement.claims,
-            },
-            "credentialStatus": {
-                "id": f"{self.status_id}#verifyCredential",
-                "type": "DimoOnChainCredentialStatus",
-                "supersededByLater": kind in self.SUPERSEDING,
-            },
-        }
-        if statement.valid_for_ms:
-            doc["validUntil"] = iso_ms(issued_at + statement.valid_for_ms)
-        if statement.evidence:
-            doc["evidence"] = statement.evidence
-        return doc
-
-    def issue(self, statement: Statement) -> IssuedCredential:
+    def issue(
+        self,
+        statement: Statement,
+        request: StatementRequest | None = None,
+        caller: Caller | None = None,
+    ) -> IssuedCredential:
         """Signs, stores and (for odometer statements) relays a statement's credential.
 
+        The local keys sign first; when they are fewer than the threshold, the certifiers are
+        asked with `request` and the caller's token, and each recomputes the statement.
+
         Raises:
-            AttestationQuorumNotReached: the local keys are fewer than the threshold.
+            AttestationQuorumNotReached: fewer signatures than the threshold.
             CheckerUnavailable: the chain did not answer.
         """
         members, threshold = self.quorum()
         signers = [s for s in self.signers if s.address in members]
-        if len(signers) < threshold:
-            raise AttestationQuorumNotReached(len(signers), threshold)
         issued_at = self._issue_time(statement)
-        unsigned = self.document(statement, issued_at)
+        unsigned = self.documents.document(statement, issued_at)
         credential = struct_of(sign_document(unsigned, issued_at, self.domain, []))
         digest = credential.digest(self.domain)
-        signed = [(s.address, s.sign_checked(digest)) for s in signers]
-        document = sign_document(unsigned, issued_at, self.domain, signed)
-        signatures = b"".join(sig for _, sig in signed)
+        signed = {s.address: s.sign_checked(digest) for s in signers}
+        if len(signed) < threshold and self.certifier_urls and request and caller:
+            ask = {
+                "statement": request.as_json(),
+                "issuedAt": issued_at,
+                "document": unsigned,
+                "token": caller.token,
+            }
+            _, _, problems = collect_signatures(
+                self.certifier_urls,
+                ask,
+                digest,
+                sorted(members),
+                client=self._http,
+                kind=CREDENTIAL_KIND,
+                into=signed,
+            )
+            for problem in problems:
+                log.warning("a certifier did not sign a credential: %s", problem)
+        if len(signed) < threshold:
+            raise AttestationQuorumNotReached(len(signed), threshold)
+        pairs = sorted(signed.items(), key=lambda pair: int(pair[0], 16))
+        document = sign_document(unsigned, issued_at, self.domain, pairs)
+        signatures = b"".join(sig for _, sig in pairs)
         tx = None
-        if statement.kind in self.SUPERSEDING:
+        if statement.kind in SUPERSEDING:
             # Relayed first: a statement the chain refuses is neither stored nor answered.
             tx = self._send("supersede", credential.as_tuple(), signatures)
         cid = self.store.put(canonical_json(document))
@@ -734,6 +788,137 @@ class CredentialIssuer:
         if int(receipt["status"]) != 1:
             raise _chain_down(f"{function} transaction {tx_hash.hex()} failed")
         return "0x" + bytes(tx_hash).hex().removeprefix("0x")
+
+
+# --------------------------------------------------------------------------------------------
+# Requests, and the certifiers' check
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatementRequest:
+    """What a route asks to be stated, every default resolved, so that each certifier
+    recomputes the same statement.
+
+    Attributes:
+        kind: The credential kind.
+        vehicle_id: The vehicle.
+        salt: VIN: the commitment's salt.
+        at_ms: Odometer and position: the statement's time, unix ms.
+        start_ms: Health: the window's start, unix ms.
+        end_ms: Health: the window's end, unix ms.
+    """
+
+    kind: CredentialKind
+    vehicle_id: int
+    salt: bytes = b""
+    at_ms: int = 0
+    start_ms: int = 0
+    end_ms: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """The request as JSON (the certifiers' `statement` field)."""
+        return {
+            "kind": int(self.kind),
+            "vehicleId": self.vehicle_id,
+            "salt": "0x" + self.salt.hex(),
+            "at": self.at_ms,
+            "start": self.start_ms,
+            "end": self.end_ms,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> StatementRequest:
+        """Parses `as_json`'s form.
+
+        Raises:
+            StatementMalformed: a field is missing or malformed.
+        """
+        try:
+            return cls(
+                CredentialKind(int(raw["kind"])),
+                int(raw["vehicleId"]),
+                bytes.fromhex(str(raw["salt"]).removeprefix("0x")),
+                int(raw["at"]),
+                int(raw["start"]),
+                int(raw["end"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StatementMalformed(CREDENTIAL_KIND, f"malformed statement: {exc!r}") from None
+
+
+def state(builder: StatementBuilder, caller: Caller, request: StatementRequest) -> Statement:
+    """The statement a request asks for, from verified data (rights checked first).
+
+    Raises:
+        AttestationError: see each `StatementBuilder` method.
+        StatementRefused, CheckerUnavailable: likewise.
+    """
+    vehicle = request.vehicle_id
+    if request.kind is CredentialKind.VIN:
+        return builder.vin(caller, vehicle, request.salt)
+    if request.kind is CredentialKind.ODOMETER:
+        return builder.odometer(caller, vehicle, request.at_ms)
+    if request.kind is CredentialKind.HEALTH:
+        return builder.health(caller, vehicle, request.start_ms, request.end_ms)
+    builder.require_location(caller, vehicle, request.at_ms)
+    return builder.position(caller, vehicle, request.at_ms)
+
+
+class CredentialChecker:
+    """Recomputes a credential before a certifier's keys sign it (a
+    `oracle.certify.StatementChecker` for kind `credential`).
+
+    A request is `{statement, issuedAt, document, token}`: the `StatementRequest`, the issue
+    time, the unsigned document the host wrote, and the caller's token at this certifier's
+    indexer. The certifier states the request again from its own verified reading of the
+    data, writes the document, and signs only if it is the very one asked, issued within
+    `max_skew_ms` of its clock.
+    """
+
+    def __init__(
+        self,
+        builder: StatementBuilder,
+        *,
+        max_skew_ms: int = 300_000,
+    ) -> None:
+        self.builder = builder
+        self.documents = CredentialDocuments(builder.chain)
+        self.max_skew_ms = max_skew_ms
+
+    def __call__(self, request: Mapping[str, Any], /) -> bytes:
+        """The credential's EIP-712 digest, once recomputed.
+
+        Raises:
+            StatementMalformed, StatementRefused, CheckerUnavailable.
+        """
+        try:
+            asked = dict(request["document"])
+            issued_at = int(request["issuedAt"])
+            token = str(request["token"])
+            wanted = StatementRequest.from_json(request["statement"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StatementMalformed(
+                CREDENTIAL_KIND, f"expected {{statement, issuedAt, document, token}}: {exc!r}"
+            ) from None
+        skew = abs(issued_at - self.builder.now_ms())
+        if skew > self.max_skew_ms:
+            raise StatementRefused(
+                CREDENTIAL_KIND, f"issued {skew} ms away from this certifier's clock"
+            )
+        try:
+            statement = state(self.builder, Caller(token), wanted)
+        except AttestationError as exc:
+            raise StatementRefused(CREDENTIAL_KIND, str(exc)) from None
+        mine = self.documents.document(statement, issued_at)
+        if canonical_json(mine) != canonical_json(asked):
+            differ = sorted(k for k in set(mine) | set(asked) if mine.get(k) != asked.get(k))
+            raise StatementRefused(
+                CREDENTIAL_KIND,
+                f"the verified data give another credential (fields {', '.join(differ)})",
+            )
+        domain = self.documents.domain
+        return struct_of(sign_document(mine, issued_at, domain, [])).digest(domain)
 
 
 def _chain_down(reason: str) -> CheckerUnavailable:

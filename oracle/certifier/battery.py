@@ -34,6 +34,7 @@ from oracle.certifier.exceptions import CertificationFailed
 from oracle.certify import (
     CERTIFY_PATH,
     CheckerUnavailable,
+    StatementChecker,
     StatementMalformed,
     StatementRefused,
     add_certify_routes,
@@ -326,12 +327,18 @@ def problem_text(r: httpx.Response) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def create_certifier_app(keys: Sequence[str], checker: BatteryChecker) -> FastAPI:
-    """The certifier: `GET /healthz`, `GET /v1/certify`, `POST /v1/certify/battery`.
+def create_certifier_app(
+    keys: Sequence[str],
+    checker: BatteryChecker,
+    others: Mapping[str, StatementChecker] | None = None,
+) -> FastAPI:
+    """The certifier: `GET /healthz`, `GET /v1/certify`, `POST /v1/certify/battery` (and
+    `POST /v1/certify/{kind}` for each other checker, e.g. `credential`).
 
     Args:
         keys: The oracle keys that sign (hex), one signer each.
         checker: The battery checker every certificate passes first.
+        others: More statement kinds and their checkers.
 
     Raises:
         OracleConfigError: no key.
@@ -349,7 +356,7 @@ def create_certifier_app(keys: Sequence[str], checker: BatteryChecker) -> FastAP
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "signers": [s.address for s in signers]}
 
-    add_certify_routes(app, signers, {KIND: checker})
+    add_certify_routes(app, signers, {KIND: checker, **(others or {})})
     return app
 
 
@@ -398,25 +405,32 @@ def collect_signatures(
     oracles: Sequence[str],
     *,
     client: httpx.Client,
+    kind: str = KIND,
+    into: dict[str, bytes] | None = None,
 ) -> tuple[bytes, tuple[str, ...], list[str]]:
     """Asks each certifier to sign; keeps valid signatures of current oracles.
 
     Args:
         certifier_urls: Base URLs of certifiers.
-        request: The certification request (`{vehicleId, start, end, certificate, token?}`).
-        digest: The certificate's digest under the BatteryCertificates domain.
+        request: The certification request (`{vehicleId, start, end, certificate, token?}`
+            for battery certificates).
+        digest: The statement's EIP-712 digest (BatteryCertificates domain for certificates).
         oracles: The current oracle set.
         client: The HTTP client.
+        kind: The statement kind (`POST /v1/certify/{kind}`).
+        into: Signatures already held, by signer; the new ones are added to it.
 
     Returns:
         The signatures concatenated in ascending signer order, their signers, and what went
         wrong with the certifiers or signatures left out.
     """
     members = {checksum_address(a) for a in oracles}
-    got: dict[int, tuple[str, bytes]] = {}
+    got: dict[int, tuple[str, bytes]] = {
+        int(who, 16): (checksum_address(who), sig) for who, sig in (into or {}).items()
+    }
     problems: list[str] = []
     for url in certifier_urls:
-        where = url.rstrip("/") + f"{CERTIFY_PATH}/{KIND}"
+        where = url.rstrip("/") + f"{CERTIFY_PATH}/{kind}"
         try:
             r = client.post(where, json=dict(request))
         except httpx.HTTPError as exc:
@@ -444,6 +458,8 @@ def collect_signatures(
             else:
                 got[int(who, 16)] = (who, sig)
     ordered = [got[k] for k in sorted(got)]
+    if into is not None:
+        into.update(dict(ordered))
     return b"".join(s for _, s in ordered), tuple(w for w, _ in ordered), problems
 
 

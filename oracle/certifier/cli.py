@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from oracle.certifier.attestation_api import statement_builder
+from oracle.certifier.attestations import CREDENTIAL_KIND, CredentialChecker
 from oracle.certifier.battery import (
     KIND,
     BatteryChecker,
@@ -19,7 +21,7 @@ from oracle.certifier.battery import (
     create_certifier_app,
     problem_text,
 )
-from oracle.certifier.config import CertifierSettings
+from oracle.certifier.config import AttestationSettings, CertifierSettings
 from oracle.certifier.exceptions import CertificationFailed
 from oracle.certify import CERTIFY_PATH, StatementMalformed
 from oracle.exceptions import OracleError
@@ -33,7 +35,8 @@ console = Console()
 
 @app.command("serve")
 def serve_command() -> None:
-    """Runs the certifier (DIMO_CERTIFY_* settings): POST /v1/certify/battery."""
+    """Runs the certifier (DIMO_CERTIFY_* settings): POST /v1/certify/battery and
+    /v1/certify/credential (credential limits from the DIMO_ATTEST_* settings)."""
     import uvicorn
 
     settings = CertifierSettings()
@@ -45,7 +48,13 @@ def serve_command() -> None:
             deployment,
             api_token=settings.api_token.get_secret_value() if settings.api_token else None,
         )
-        service = create_certifier_app([k.get_secret_value() for k in settings.keys], checker)
+        limits = AttestationSettings(api_url=settings.api_url, rpc_url=settings.rpc_url)
+        credentials = CredentialChecker(statement_builder(limits, deployment))
+        service = create_certifier_app(
+            [k.get_secret_value() for k in settings.keys],
+            checker,
+            {CREDENTIAL_KIND: credentials},
+        )
     except (DeploymentError, OracleError) as exc:
         console.print(f"[red]error[/] {exc}")
         raise typer.Exit(2) from None
@@ -63,7 +72,6 @@ def attestations_command() -> None:
     import uvicorn
 
     from oracle.certifier.attestation_api import build_attestation_app
-    from oracle.certifier.config import AttestationSettings
 
     settings = AttestationSettings()
     try:

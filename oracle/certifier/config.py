@@ -50,6 +50,8 @@ class AttestationSettings(BaseSettings):
     deployment: Path = Path("data/deployments/31337.json")
     # The oracle keys that sign (JSON list; secrets, environment only); at least the quorum.
     keys: list[SecretStr] = Field(default_factory=list)
+    # Certifiers (`dimo certify serve`) asked for the signatures the local keys lack (JSON list).
+    certifier_urls: list[str] = Field(default_factory=list)
     # The funded key that relays supersessions and revocations (secret); default: first key.
     relayer_key: SecretStr | None = None
     # Directory of the local content-addressed store credentials are kept in.

@@ -8,6 +8,7 @@ with the oracle quorum's keys on 127.0.0.1, each credential checked by
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -24,13 +25,16 @@ from oracle.certifier.attestations import (
     LATITUDE,
     LONGITUDE,
     VIN,
+    CredentialChecker,
     CredentialIssuer,
     StatementBuilder,
+    StatementRequest,
 )
-from oracle.certifier.battery import BatteryChecker
+from oracle.certifier.battery import BatteryChecker, create_certifier_app
 from oracle.certifier.chain import CertifierChain
 from protocol.credentials import (
     CredentialInvalid,
+    CredentialKind,
     CredentialStatus,
     iso_ms,
     proof_signatures,
@@ -130,38 +134,59 @@ def car(make_car: Callable[..., Car]) -> Car:
     return make_car()
 
 
+def _builder(world: World, rpc_url: str, deployment: Deployment) -> StatementBuilder:
+    return StatementBuilder(
+        world.base_url,
+        CertifierChain(rpc_url, deployment),
+        BatteryChecker(world.base_url, rpc_url, deployment),
+        vin_valid_ms=30 * 86_400_000,
+        odometer_window_ms=30 * 86_400_000,
+        position_max_age_ms=300_000,
+        clock=lambda: world.clock.now,
+    )
+
+
 @pytest.fixture
-def host(
+def make_host(
     world: World,
     rpc_url: str,
     deployment: Deployment,
     oracle_signers: list[Any],
     tmp_path: Path,
-) -> Iterator[Host]:
-    """The attestation host with the three oracle keys, on the world's index and clock."""
+) -> Iterator[Callable[..., Host]]:
+    """Starts attestation hosts on the world's index and clock (all three oracle keys by
+    default)."""
     from protocol.blobstore import LocalCidStore
 
-    chain = CertifierChain(rpc_url, deployment)
-    clock = lambda: world.clock.now  # noqa: E731
-    builder = StatementBuilder(
-        world.base_url,
-        chain,
-        BatteryChecker(world.base_url, rpc_url, deployment),
-        vin_valid_ms=30 * 86_400_000,
-        odometer_window_ms=30 * 86_400_000,
-        position_max_age_ms=300_000,
-        clock=clock,
-    )
-    blobs = tmp_path / "attest-blobs"
-    store = LocalCidStore(blobs)
-    keys = [private_key(s) for s in oracle_signers]
-    issuer = CredentialIssuer(chain, keys, store, relayer_key=keys[0], clock=clock)
-    app = create_attestation_app(
-        builder, issuer, store, SaltBook(tmp_path / "salts.json"), telemetry_url="http://t"
-    )
-    with Served(app) as served:
-        yield Host(served.url, blobs, issuer)
-    builder.close()
+    hosts = itertools.count()
+    with contextlib.ExitStack() as stack:
+
+        def _make(keys: list[str] | None = None, certifiers: tuple[str, ...] = ()) -> Host:
+            keys = keys if keys is not None else [private_key(s) for s in oracle_signers]
+            builder = _builder(world, rpc_url, deployment)
+            stack.callback(builder.close)
+            blobs = tmp_path / f"attest-blobs-{next(hosts)}"
+            store = LocalCidStore(blobs)
+            issuer = CredentialIssuer(
+                builder.chain,
+                keys,
+                store,
+                relayer_key=private_key(oracle_signers[0]),
+                certifier_urls=certifiers,
+                clock=lambda: world.clock.now,
+            )
+            app = create_attestation_app(
+                builder, issuer, store, SaltBook(blobs / "salts.json"), telemetry_url="http://t"
+            )
+            served = stack.enter_context(Served(app))
+            return Host(served.url, blobs, issuer)
+
+        yield _make
+
+
+@pytest.fixture
+def host(make_host: Callable[..., Host]) -> Host:
+    return make_host()
 
 
 def _token(world: World, account: Any) -> str:
@@ -378,7 +403,10 @@ def test_an_odometer_history_that_goes_back_gets_no_statement(
 
 
 def _blobs(host: Host) -> list[Path]:
-    return sorted(p for p in host.blobs.rglob("*") if p.is_file()) if host.blobs.exists() else []
+    """The credentials stored (the salt book aside)."""
+    if not host.blobs.exists():
+        return []
+    return sorted(p for p in host.blobs.rglob("*") if p.is_file() and p.suffix != ".json")
 
 
 @SQLITE_ONLY
@@ -426,3 +454,50 @@ def test_bad_requests_get_problems_and_issue_nothing(
         assert r.headers["content-type"].startswith("application/problem+json"), name
         assert r.json()["type"] == PROBLEMS + slug, (name, r.json())
     assert (_blobs(host), int(contract.latestIssuedAt(car.vehicle, 2))) == before
+
+
+@SQLITE_ONLY
+def test_certifiers_recompute_the_statement_and_give_the_signatures_the_host_lacks(
+    world: World,
+    car: Car,
+    make_host: Callable[..., Host],
+    owner: Any,
+    platform: Any,
+    rpc_url: str,
+    deployment: Deployment,
+    oracle_signers: list[Any],
+) -> None:
+    keys = [private_key(s) for s in oracle_signers]
+    checker = CredentialChecker(_builder(world, rpc_url, deployment))
+    app = create_certifier_app(
+        keys[1:], BatteryChecker(world.base_url, rpc_url, deployment), {"credential": checker}
+    )
+    with Served(app) as certifier:
+        alone = make_host(keys[:1])
+        helped = make_host(keys[:1], (certifier.url,))
+        token = _token(world, owner)
+        path = f"/v2/attestation/odometer-statement/{car.vehicle}"
+        body = {"timestamp": iso_ms(car.end)}
+        r = _post(alone, path, token, body)
+        assert r.status_code == 503, r.text
+        assert r.json()["type"] == PROBLEMS + "quorum-not-reached"
+        r = _post(helped, path, token, body)
+        assert r.status_code == 200, r.text
+        document = r.json()["credential"]
+        signers = _verify_both(platform, document, int(world.clock.now * 1000))
+        assert signers == [s.address for s in oracle_signers]
+        # A certifier signs only the credential the verified data give.
+        unsigned = {k: v for k, v in document.items() if k != "proof"}
+        forged = json.loads(json.dumps(unsigned))
+        forged["credentialSubject"]["odometer"]["value"] = 500.0
+        ask = {
+            "statement": StatementRequest(
+                CredentialKind.ODOMETER, car.vehicle, at_ms=car.end
+            ).as_json(),
+            "issuedAt": struct_of(document).issued_at,
+            "document": forged,
+            "token": token,
+        }
+        refused = httpx.post(f"{certifier.url}/v1/certify/credential", json=ask, timeout=120)
+        assert refused.status_code == 422, refused.text
+        assert "credentialSubject" in refused.json()["refusal"]
