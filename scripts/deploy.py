@@ -20,7 +20,7 @@ an executed proposal exercises it:
 - DimoToken: DEFAULT_ADMIN_ROLE -> timelock; MINTER_ROLE -> Rewards.
 - VehicleId: DEFAULT_ADMIN_ROLE -> timelock (its powers, setting the device registry and
   the data market told of pairings and transfers, are used here, once each).
-- DeviceId, VehicleRights, BatteryCertificates: no roles.
+- DeviceId, VehicleRights, BatteryCertificates, VehicleCredentials: no roles.
 - AttestationAnchor (an OracleRegistry too): DEFAULT_ADMIN_ROLE -> timelock, which replaces
   the oracle set.
 - Parameters: DEFAULT_ADMIN_ROLE -> timelock (sets flags and numbers).
@@ -175,6 +175,7 @@ def deploy(
     )
     token.grantRole(token.MINTER_ROLE(), rewards, sender=deployer)
     record("BatteryCertificates", project.BatteryCertificates.deploy(anchor, sender=deployer))
+    record("VehicleCredentials", project.VehicleCredentials.deploy(anchor, sender=deployer))
     parameters.setUint(
         parameters.REWARDS_CHALLENGE_DELAY(), settings.rewards_challenge_delay, sender=deployer
     )
@@ -197,6 +198,7 @@ def deploy(
         "DeviceId": {},
         "VehicleRights": {},
         "BatteryCertificates": {},
+        "VehicleCredentials": {},
     }
     for name, (contract, role_names) in admin_roles.items():
         roles[name] = {}

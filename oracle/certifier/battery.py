@@ -17,24 +17,24 @@ with `BatteryCertificates.verifyCertificate`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import httpx
-import requests
 from fastapi import FastAPI
-from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+from web3.exceptions import ContractCustomError, ContractLogicError
 
 from apps import battery
 from apps.audit import AppInputs, fetch_and_verify_inputs
 from apps.exceptions import CertificateInvalid, InputProofInvalid
 from apps.exceptions import ChainUnavailableError as AuditChainUnavailable
+from oracle.certifier.chain import CertifierChain
 from oracle.certifier.exceptions import CertificationFailed
 from oracle.certify import (
     CERTIFY_PATH,
     CheckerUnavailable,
+    StatementChecker,
     StatementMalformed,
     StatementRefused,
     add_certify_routes,
@@ -43,8 +43,7 @@ from oracle.exceptions import OracleConfigError
 from oracle.quorum import OracleSigner
 from protocol.crypto import SignatureError, checksum_address, recover_address
 from protocol.deployment import Deployment
-from protocol.eip712 import Eip712Domain, dimo_domain
-from protocol.reverts import CustomErrors
+from protocol.eip712 import dimo_domain
 
 __all__ = [
     "KIND",
@@ -59,54 +58,11 @@ __all__ = [
 
 #: The statement kind of battery health certificates (`POST /v1/certify/battery`).
 KIND: Final = "battery"
-_RPC_ERRORS = (Web3Exception, OSError, requests.RequestException)
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------
 # The chain: facts, domains, the verdict of BatteryCertificates
 # --------------------------------------------------------------------------------------------
-
-
-class _Chain:
-    """web3 views of the deployment's contracts, RPC failures as one callback's error."""
-
-    def __init__(self, rpc_url: str, deployment: Deployment) -> None:
-        self.rpc_url = rpc_url
-        self.deployment = deployment
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
-        self._contracts: dict[str, Any] = {}
-        self._errors = CustomErrors(r.abi for r in deployment.contracts.values())
-
-    def contract(self, name: str) -> Any:
-        if name not in self._contracts:
-            record = self.deployment.contract(name)
-            self._contracts[name] = self.w3.eth.contract(
-                address=Web3.to_checksum_address(record.address), abi=record.abi
-            )
-        return self._contracts[name]
-
-    def call(self, what: str, fn: Callable[[], T], unavailable: Callable[[str], Exception]) -> T:
-        """Runs a view; an RPC failure becomes `unavailable(reason)`, a revert is re-raised."""
-        try:
-            return fn()
-        except (ContractCustomError, ContractLogicError):
-            raise
-        except _RPC_ERRORS as exc:
-            raise unavailable(f"{what} at {self.rpc_url}: {exc}") from None
-
-    def decode(self, exc: ContractCustomError | ContractLogicError) -> tuple[str | None, str]:
-        """A revert's custom error by name, and a readable line with its arguments."""
-        found = self._errors.decode(exc.data)
-        if found is None:
-            return None, str(exc)
-        return found.name, str(found)
-
-    def certificates_domain(self) -> Eip712Domain:
-        """The EIP-712 domain of BatteryCertificates (what the oracles sign under)."""
-        return dimo_domain(
-            self.deployment.chain_id, self.deployment.contract("BatteryCertificates").address
-        )
 
 
 def _covers(spans: Sequence[Sequence[int]], start: int, end: int) -> bool:
@@ -167,7 +123,7 @@ class BatteryChecker:
         self.deployment = deployment
         self.api_token = api_token
         self.timeout_s = timeout_s
-        self.chain = _Chain(rpc_url, deployment)
+        self.chain = CertifierChain(rpc_url, deployment)
         self.domain = self.chain.certificates_domain()
         self.anchor_address = deployment.contract("AttestationAnchor").address
 
@@ -192,6 +148,24 @@ class BatteryChecker:
         ]
         if wrong:
             raise StatementRefused(KIND, "; ".join(wrong))
+        mine = self.recompute(vehicle_id, start, end, token)
+        if mine != asked:
+            given, recomputed = asked.as_dict(), mine.as_dict()
+            diff = [
+                f"{k} {given[k]} (the verified readings give {recomputed[k]})"
+                for k in recomputed
+                if given[k] != recomputed[k]
+            ]
+            raise StatementRefused(KIND, "; ".join(diff))
+        return mine.digest(self.domain)
+
+    def recompute(self, vehicle_id: int, start: int, end: int, token: str) -> battery.Certificate:
+        """The certificate the verified readings of `[start, end)` give, read with `token`.
+
+        Raises:
+            StatementRefused: the caller's rights or the readings give no certificate.
+            CheckerUnavailable: the chain or the indexer did not answer.
+        """
         self._check_chain_id()
         facts = self._vehicle_facts(vehicle_id)
         nominal = battery.nominal_kwh_of(facts.make, facts.model)
@@ -231,15 +205,7 @@ class BatteryChecker:
             raise StatementRefused(
                 KIND, f"the verified readings of the window give no certificate: {exc.reason}"
             ) from None
-        if mine != asked:
-            given, recomputed = asked.as_dict(), mine.as_dict()
-            diff = [
-                f"{k} {given[k]} (the verified readings give {recomputed[k]})"
-                for k in recomputed
-                if given[k] != recomputed[k]
-            ]
-            raise StatementRefused(KIND, "; ".join(diff))
-        return mine.digest(self.domain)
+        return mine
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -361,12 +327,18 @@ def problem_text(r: httpx.Response) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def create_certifier_app(keys: Sequence[str], checker: BatteryChecker) -> FastAPI:
-    """The certifier: `GET /healthz`, `GET /v1/certify`, `POST /v1/certify/battery`.
+def create_certifier_app(
+    keys: Sequence[str],
+    checker: BatteryChecker,
+    others: Mapping[str, StatementChecker] | None = None,
+) -> FastAPI:
+    """The certifier: `GET /healthz`, `GET /v1/certify`, `POST /v1/certify/battery` (and
+    `POST /v1/certify/{kind}` for each other checker, e.g. `credential`).
 
     Args:
         keys: The oracle keys that sign (hex), one signer each.
         checker: The battery checker every certificate passes first.
+        others: More statement kinds and their checkers.
 
     Raises:
         OracleConfigError: no key.
@@ -384,7 +356,7 @@ def create_certifier_app(keys: Sequence[str], checker: BatteryChecker) -> FastAP
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "signers": [s.address for s in signers]}
 
-    add_certify_routes(app, signers, {KIND: checker})
+    add_certify_routes(app, signers, {KIND: checker, **(others or {})})
     return app
 
 
@@ -433,25 +405,32 @@ def collect_signatures(
     oracles: Sequence[str],
     *,
     client: httpx.Client,
+    kind: str = KIND,
+    into: dict[str, bytes] | None = None,
 ) -> tuple[bytes, tuple[str, ...], list[str]]:
     """Asks each certifier to sign; keeps valid signatures of current oracles.
 
     Args:
         certifier_urls: Base URLs of certifiers.
-        request: The certification request (`{vehicleId, start, end, certificate, token?}`).
-        digest: The certificate's digest under the BatteryCertificates domain.
+        request: The certification request (`{vehicleId, start, end, certificate, token?}`
+            for battery certificates).
+        digest: The statement's EIP-712 digest (BatteryCertificates domain for certificates).
         oracles: The current oracle set.
         client: The HTTP client.
+        kind: The statement kind (`POST /v1/certify/{kind}`).
+        into: Signatures already held, by signer; the new ones are added to it.
 
     Returns:
         The signatures concatenated in ascending signer order, their signers, and what went
         wrong with the certifiers or signatures left out.
     """
     members = {checksum_address(a) for a in oracles}
-    got: dict[int, tuple[str, bytes]] = {}
+    got: dict[int, tuple[str, bytes]] = {
+        int(who, 16): (checksum_address(who), sig) for who, sig in (into or {}).items()
+    }
     problems: list[str] = []
     for url in certifier_urls:
-        where = url.rstrip("/") + f"{CERTIFY_PATH}/{KIND}"
+        where = url.rstrip("/") + f"{CERTIFY_PATH}/{kind}"
         try:
             r = client.post(where, json=dict(request))
         except httpx.HTTPError as exc:
@@ -479,6 +458,8 @@ def collect_signatures(
             else:
                 got[int(who, 16)] = (who, sig)
     ordered = [got[k] for k in sorted(got)]
+    if into is not None:
+        into.update(dict(ordered))
     return b"".join(s for _, s in ordered), tuple(w for w, _ in ordered), problems
 
 
@@ -490,7 +471,7 @@ def verify_on_chain(
     Raises:
         CertificationFailed: it reverted (`error` names the custom error) or the RPC failed.
     """
-    chain = _Chain(rpc_url, deployment)
+    chain = CertifierChain(rpc_url, deployment)
     fn = chain.contract("BatteryCertificates").functions.verifyCertificate(
         certificate.as_tuple(), signatures
     )
@@ -528,7 +509,7 @@ def certify_battery(
         certificate = battery.Certificate.from_dict(request["certificate"])
     except (CertificateInvalid, KeyError, TypeError, ValueError) as exc:
         raise StatementMalformed(KIND, f"the certificate does not parse: {exc}") from None
-    chain = _Chain(rpc_url, deployment)
+    chain = CertifierChain(rpc_url, deployment)
     digest = certificate.digest(chain.certificates_domain())
     oracles_fn = chain.contract("AttestationAnchor").functions.oracles()
     members, threshold, _ = chain.call("oracles", oracles_fn.call, CertificationFailed)

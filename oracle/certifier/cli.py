@@ -1,4 +1,5 @@
-"""`dimo certify`: run the battery certifier, or have the certifiers sign a certificate."""
+"""`dimo certify`: run the battery certifier or the attestation host, or have the certifiers
+sign a certificate."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from oracle.certifier.attestation_api import statement_builder
+from oracle.certifier.attestations import CREDENTIAL_KIND, CredentialChecker
 from oracle.certifier.battery import (
     KIND,
     BatteryChecker,
@@ -18,7 +21,7 @@ from oracle.certifier.battery import (
     create_certifier_app,
     problem_text,
 )
-from oracle.certifier.config import CertifierSettings
+from oracle.certifier.config import AttestationSettings, CertifierSettings
 from oracle.certifier.exceptions import CertificationFailed
 from oracle.certify import CERTIFY_PATH, StatementMalformed
 from oracle.exceptions import OracleError
@@ -32,7 +35,8 @@ console = Console()
 
 @app.command("serve")
 def serve_command() -> None:
-    """Runs the certifier (DIMO_CERTIFY_* settings): POST /v1/certify/battery."""
+    """Runs the certifier (DIMO_CERTIFY_* settings): POST /v1/certify/battery and
+    /v1/certify/credential (credential limits from the DIMO_ATTEST_* settings)."""
     import uvicorn
 
     settings = CertifierSettings()
@@ -44,13 +48,40 @@ def serve_command() -> None:
             deployment,
             api_token=settings.api_token.get_secret_value() if settings.api_token else None,
         )
-        service = create_certifier_app([k.get_secret_value() for k in settings.keys], checker)
+        limits = AttestationSettings(api_url=settings.api_url, rpc_url=settings.rpc_url)
+        credentials = CredentialChecker(statement_builder(limits, deployment))
+        service = create_certifier_app(
+            [k.get_secret_value() for k in settings.keys],
+            checker,
+            {CREDENTIAL_KIND: credentials},
+        )
     except (DeploymentError, OracleError) as exc:
         console.print(f"[red]error[/] {exc}")
         raise typer.Exit(2) from None
     console.print(
         f"[green]certifier[/] {len(settings.keys)} oracle keys on "
         f"http://{settings.host}:{settings.port}{CERTIFY_PATH}/{KIND}",
+        highlight=False,
+    )
+    uvicorn.run(service, host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command("attestations")
+def attestations_command() -> None:
+    """Runs the attestation host (DIMO_ATTEST_* settings): POST /v2/attestation/...."""
+    import uvicorn
+
+    from oracle.certifier.attestation_api import build_attestation_app
+
+    settings = AttestationSettings()
+    try:
+        service = build_attestation_app(settings)
+    except (DeploymentError, OracleError) as exc:
+        console.print(f"[red]error[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]attestations[/] {len(settings.keys)} oracle keys on "
+        f"http://{settings.host}:{settings.port}/v2/attestation",
         highlight=False,
     )
     uvicorn.run(service, host=settings.host, port=settings.port, log_level="warning")
