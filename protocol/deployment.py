@@ -25,6 +25,7 @@ CONTRACTS = (
     "DataMarket",
     "Rewards",
     "BatteryCertificates",
+    "DeveloperLicence",
 )
 
 
