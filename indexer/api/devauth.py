@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import httpx
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from sqlalchemy import BigInteger, Column, Connection, String, Table, Text, delete, select, update
 
 from indexer import schema as s

@@ -331,62 +331,25 @@ def test_python_sdk_is_refused_after_the_grant_expired_and_after_a_sale(
 # The npm SDK (ESM, run by node)
 # --------------------------------------------------------------------------------------------
 
-NPM_SCRIPT = """
-import {{ DIMO, DimoEnvironment, DimoConstants }} from {sdk};
-const url = {url};
-DimoEnvironment.Production.Auth = url;
-DimoEnvironment.Production.TokenExchange = url;
-DimoEnvironment.Production.Identity = url + "/query";
-const dimo = new DIMO("Production");
-const out = {{}};
-async function step(name, fn) {{
-  try {{ out[name] = {{ ok: await fn() }}; }}
-  catch (e) {{ out[name] = {{ error: {{ statusCode: e.statusCode, message: e.message.split("\\n")[0],
-                                       body: e.body }} }}; }}
-}}
-const creds = {{ client_id: {client_id}, domain: {domain}, private_key: {key} }};
-let developerJwt;
-await step("login", async () => {{ developerJwt = await dimo.auth.getDeveloperJwt(creds);
-  return developerJwt; }});
-await step("count", () => dimo.identity.countDimoVehicles());
-await step("owned", () => dimo.identity.listVehicleDefinitionsPerAddress(
-  {{ address: {owner}, limit: 10 }}));
-await step("privileged", () => dimo.identity.query({{ query:
-  `{{ vehicles(first: 10, filterBy: {{privileged: "{client_id_raw}"}}) {{ totalCount nodes {{ tokenId }} }} }}` }}));
-await step("sacds", () => dimo.identity.listSacdPerVehicleTokenId({{ tokenId: {held} }}));
-await step("vehicle", () => dimo.identity.query({{ query:
-  `{{ vehicle(tokenId: {held}) {{ owner definition {{ make model year }}
-     aftermarketDevice {{ tokenId address manufacturer {{ name }} }} }} }}` }}));
-await step("exchange", () => dimo.tokenexchange.exchange({{ ...developerJwt, privileges: [4],
-  tokenId: {held} }}));
-await step("getVehicleJwt", () => dimo.tokenexchange.getVehicleJwt({{ ...developerJwt,
-  tokenId: {held} }}));
-await step("notHeld", () => dimo.tokenexchange.exchange({{ ...developerJwt, privileges: [1],
-  tokenId: {battery_only} }}));
-await step("sold", () => dimo.tokenexchange.exchange({{ ...developerJwt, privileges: [1],
-  tokenId: {sold} }}));
-console.log(JSON.stringify(out));
-"""
+NPM_SCRIPT = Path(__file__).with_name("dimo_sdk.mjs")
 
 
-def run_npm_sdk(platform: Platform, scene: Scene, tmp_path: Path) -> dict[str, Any]:
-    script = tmp_path / "sdk.mjs"
-    script.write_text(
-        NPM_SCRIPT.format(
-            sdk=json.dumps(SDK_ESM.as_uri()),
-            url=json.dumps(platform.url),
-            client_id=json.dumps(scene.client_id),
-            client_id_raw=scene.client_id,
-            domain=json.dumps(REDIRECT),
-            key=json.dumps(scene.signer_key.removeprefix("0x")),
-            owner=json.dumps(scene.owner),
-            held=scene.held,
-            battery_only=scene.battery_only,
-            sold=scene.sold,
-        )
-    )
+def run_npm_sdk(platform: Platform, scene: Scene) -> dict[str, Any]:
+    """Runs tests/indexer/dimo_sdk.mjs with node; its steps' results by name."""
+    config = {
+        "sdk": SDK_ESM.as_uri(),
+        "url": platform.url,
+        "client_id": scene.client_id,
+        "domain": REDIRECT,
+        "key": scene.signer_key.removeprefix("0x"),  # the SDK prefixes 0x itself
+        "owner": scene.owner,
+        "held": scene.held,
+        "battery_only": scene.battery_only,
+        "sold": scene.sold,
+        "expiring": scene.expiring,
+    }
     done = subprocess.run(
-        ["node", str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        ["node", str(NPM_SCRIPT), json.dumps(config)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -394,8 +357,8 @@ def run_npm_sdk(platform: Platform, scene: Scene, tmp_path: Path) -> dict[str, A
 
 
 @pytest.fixture
-def npm(platform_now: Platform, scene: Scene, tmp_path: Path) -> dict[str, Any]:
-    return run_npm_sdk(platform_now, scene, tmp_path)
+def npm(platform_now: Platform, scene: Scene) -> dict[str, Any]:
+    return run_npm_sdk(platform_now, scene)
 
 
 def test_npm_sdk_gets_a_developer_jwt_with_a_signer_that_is_not_the_client_id(
@@ -445,28 +408,13 @@ def test_npm_sdk_is_refused_a_privilege_it_does_not_hold_and_after_a_sale(
 
 
 def test_npm_sdk_is_refused_after_the_grant_expired(
-    platform_now: Platform, scene: Scene, tmp_path: Path
+    npm: dict[str, Any], platform_now: Platform, scene: Scene
 ) -> None:
-    script = tmp_path / "expired.mjs"
-    script.write_text(
-        NPM_SCRIPT.replace("tokenId: {sold}", "tokenId: {expiring}").format(
-            sdk=json.dumps(SDK_ESM.as_uri()),
-            url=json.dumps(platform_now.url),
-            client_id=json.dumps(scene.client_id),
-            client_id_raw=scene.client_id,
-            domain=json.dumps(REDIRECT),
-            key=json.dumps(scene.signer_key.removeprefix("0x")),
-            owner=json.dumps(scene.owner),
-            held=scene.held,
-            battery_only=scene.battery_only,
-            expiring=scene.expiring,
-        )
-    )
+    assert "ok" in npm["expiring"]
     platform_now.clock.now = scene.expiry + 1
-    done = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["sold"]["error"]["statusCode"] == 403
+    later = run_npm_sdk(platform_now, scene)
+    assert later["expiring"]["error"]["statusCode"] == 403
+    assert "does not hold privileges [4]" in later["expiring"]["error"]["message"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ deeper than `graphql_max_depth` are refused before they run, and `first`/`last` 
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,36 +21,21 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 from strawberry.extensions import QueryDepthLimiter
 from strawberry.fastapi import BaseContext, GraphQLRouter
+from strawberry.schema.config import StrawberryConfig
 
 from indexer import identity_queries as q
 from indexer.api.deps import db_limiter, get_engine
 from indexer.config import IndexerSettings
 from protocol.privileges import DIMO_PRIVILEGES, dimo_ids_of, dimo_permissions_hex
 
-Address = strawberry.scalar(
-    NewType("Address", str),
-    description="A 0x-prefixed 20-byte address (EIP-55 on output)",
-    serialize=str,
-    parse_value=lambda v: _parse_address(v),
-)
-Time = strawberry.scalar(
-    NewType("Time", str),
-    description="An RFC 3339 UTC time",
-    serialize=str,
-    parse_value=str,
-)
-BigInt = strawberry.scalar(
-    NewType("BigInt", str),
-    description="An unsigned integer too large for Int, as a decimal string",
-    serialize=str,
-    parse_value=str,
-)
-BigDecimal = strawberry.scalar(
-    NewType("BigDecimal", str),
-    description="A decimal number, as a string",
-    serialize=str,
-    parse_value=str,
-)
+#: A 0x-prefixed 20-byte address (EIP-55 on output), DIMO's `Address` scalar.
+Address = NewType("Address", str)
+#: An RFC 3339 UTC time, DIMO's `Time` scalar.
+Time = NewType("Time", str)
+#: An unsigned integer too large for Int, as a decimal string.
+BigInt = NewType("BigInt", str)
+#: A decimal number as a string, DIMO's `BigDecimal` scalar.
+BigDecimal = NewType("BigDecimal", str)
 
 
 def _parse_address(value: Any) -> str:
@@ -280,7 +264,8 @@ class EarningsConnection:
 
 
 def _slice(items: list[Any], first: int | None, after: str | None) -> tuple[list[Any], int, bool]:
-    start = (_uncursor(after) + 1) if after is not None else 0
+    position = _uncursor(after)
+    start = 0 if position is None else position + 1
     size = len(items) if first is None else first
     return items[start : start + size], start, start + size < len(items)
 
@@ -565,8 +550,22 @@ async def identity_context(
 
 def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext, None]:
     """The Identity API's router: POST (and GraphiQL on GET) at `/query`."""
+    scalars: dict[object, Any] = {
+        Address: strawberry.scalar(
+            name="Address",
+            description="A 0x-prefixed 20-byte address (EIP-55 on output)",
+            serialize=str,
+            parse_value=_parse_address,
+        ),
+        Time: strawberry.scalar(name="Time", description="An RFC 3339 UTC time"),
+        BigInt: strawberry.scalar(
+            name="BigInt", description="An unsigned integer too large for Int, in decimal"
+        ),
+        BigDecimal: strawberry.scalar(name="BigDecimal", description="A decimal number"),
+    }
     schema = strawberry.Schema(
         query=Query,
+        config=StrawberryConfig(scalar_map=scalars),
         extensions=[lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth)],
     )
     return GraphQLRouter(
@@ -575,4 +574,3 @@ def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext,
 
 
 __all__ = ["identity_router"]
-_ = time
