@@ -135,14 +135,15 @@ class Platform:
     engine: Any
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def served(
+    request: pytest.FixtureRequest,
     scene: Scene,
     rpc_url: str,
     deployment_record: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Platform]:
-    url, drop = fresh_db("sqlite", tmp_path_factory.mktemp("dimo-sdks"))
+    url, drop = fresh_db(str(request.param), tmp_path_factory.mktemp("dimo-sdks"))
     syncer = syncer_for(url, rpc_url, deployment_record)
     try:
         syncer.backfill()

@@ -19,7 +19,7 @@ import anyio
 import strawberry
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
-from strawberry.extensions import QueryDepthLimiter
+from strawberry.extensions import ParserCache, QueryDepthLimiter, ValidationCache
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.schema.config import StrawberryConfig
 
@@ -566,10 +566,20 @@ def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext,
     schema = strawberry.Schema(
         query=Query,
         config=StrawberryConfig(scalar_map=scalars),
-        extensions=[lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth)],
+        # The SDKs send a few fixed query texts with variables: parse and validate each once.
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+        ],
     )
+    # Out of the OpenAPI document: GraphQL describes itself (introspection, GraphiQL on GET).
     return GraphQLRouter(
-        schema, path="/query", context_getter=identity_context, tags=["dimo-identity"]
+        schema,
+        path="/query",
+        context_getter=identity_context,
+        tags=["dimo-identity"],
+        include_in_schema=False,
     )
 
 

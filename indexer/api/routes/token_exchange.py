@@ -87,7 +87,9 @@ class ExchangeIn(BaseModel):
     nftContractAddress: str = Field(  # noqa: N815 (DIMO's field name)
         pattern=r"^0x[0-9a-fA-F]{40}$", description="The vehicle NFT contract"
     )
-    privileges: list[int] = Field(min_length=1, max_length=32, description="DIMO privilege ids")
+    privileges: list[Annotated[int, Field(ge=0, le=255)]] = Field(
+        min_length=1, max_length=32, description="DIMO privilege ids (1 to 8 mean something)"
+    )
     tokenId: int = Field(ge=0, le=INT64_MAX, description="The vehicle's token id")  # noqa: N815
 
 
