@@ -13,6 +13,10 @@
   the server; the client signs with coincurve). The signer is the client id itself, so no
   ERC-1271 call to a node is made (a registered signer adds one `eth_call`).
 
+Also `identity_graphql_server_cpu_ms_per_query`: the server's CPU time per query over 200
+queries sent one after another (read from /proc), which does not depend on what else the
+machine runs: 2,000 ms over it is the rate two free cores could serve.
+
 The vehicles, models and licence rows are written straight into the index tables (the
 figure is about serving, not syncing; `benchmarks/indexer.py` measures syncing). The last
 line printed is one JSON object. `make bench-indexer` runs it after its own figures.
@@ -132,9 +136,44 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += tree_cpu_s(int(child))
+    return total
+
+
+def server_cpu_ms_per_query(port: int, pid: int, n: int = 200) -> tuple[float, float]:
+    """(server CPU ms per Identity query, median latency ms) over `n` queries sent one after
+    another: what a query costs whatever else the machine runs."""
+    requests = graphql_requests(port, n)
+    bodies = [r.raw.split(b"\r\n\r\n", 1)[1] for r in requests]
+    latencies = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        headers = {"Content-Type": "application/json"}
+        for body in bodies[:20]:
+            client.post("/query", content=body, headers=headers)
+        before = tree_cpu_s(pid)
+        for body, request in zip(bodies, requests, strict=True):
+            start = time.perf_counter()
+            answer = client.post("/query", content=body, headers=headers)
+            latencies.append((time.perf_counter() - start) * 1000)
+            problem = check_answer(answer.status_code, answer.content, request.tag)
+            if problem is not None:
+                raise RuntimeError(f"wrong Identity answer: {problem}")
+        used = tree_cpu_s(pid) - before
+    return used * 1000 / n, statistics.median(latencies)
+
+
 @contextlib.contextmanager
-def serve(url: str, workers: int) -> Iterator[int]:
-    """The indexer API with `workers` uvicorn processes; yields its port."""
+def serve(url: str, workers: int) -> Iterator[tuple[int, int]]:
+    """The indexer API with `workers` uvicorn processes; yields its port and pid."""
     port = _free_port()
     env = {
         **os.environ,
@@ -177,7 +216,7 @@ def serve(url: str, workers: int) -> Iterator[int]:
                 raise RuntimeError("the API server did not answer /healthz within 60 s")
             time.sleep(0.2)
         time.sleep(1.0 if workers > 1 else 0.0)  # the other workers start too
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         try:
@@ -262,7 +301,9 @@ def main() -> dict[str, Any]:
     client_key = PrivateKey(keccak256(b"bench-developer-licence"))
     with fresh_database() as url:
         client_id = populate(url, client_key)
-        with serve(url, 2) as port:
+        with serve(url, 2) as (port, pid):
+            cpu_load = os.getloadavg()[0]
+            cpu_ms, sequential_ms = server_cpu_ms_per_query(port, pid)
             n = int(RATE * SECONDS)
             runs = []
             for _ in range(RUNS):
@@ -277,7 +318,7 @@ def main() -> dict[str, Any]:
             light = run_open_loop(
                 "127.0.0.1", port, graphql_requests(port, int(50 * SECONDS)), 50, check_answer
             )
-        with serve(url, 1) as port:
+        with serve(url, 1) as (port, _):
             login_load = os.getloadavg()[0]
             logins = logins_per_s(port, client_key, client_id)
     figures = {
@@ -291,6 +332,9 @@ def main() -> dict[str, Any]:
         "identity_graphql_p99_ms_at_50_rps": round(light.percentile(99), 1),
         "identity_graphql_p50_ms_at_50_rps": round(light.percentile(50), 1),
         "identity_graphql_loadavg_before_50_rps": round(light_load, 2),
+        "identity_graphql_server_cpu_ms_per_query": round(cpu_ms, 2),
+        "identity_graphql_sequential_p50_ms": round(sequential_ms, 1),
+        "identity_graphql_loadavg_before_sequential": round(cpu_load, 2),
         "identity_vehicles": VEHICLES,
         "login_per_s": round(logins, 1),
         "login_loadavg_before": round(login_load, 2),

@@ -43,6 +43,8 @@ await step("vehicle", () => dimo.identity.query({
 }));
 await step("exchange", () =>
   dimo.tokenexchange.exchange({ ...developerJwt, privileges: [4], tokenId: cfg.held }));
+await step("exchangeReadme", () =>
+  dimo.tokenexchange.exchange({ ...developerJwt, privileges: [1, 5], tokenId: cfg.held }));
 await step("getVehicleJwt", () =>
   dimo.tokenexchange.getVehicleJwt({ ...developerJwt, tokenId: cfg.held }));
 await step("notHeld", () =>

@@ -235,6 +235,9 @@ def test_python_sdk_lists_privileged_and_owned_vehicles(py_sdk: Any, scene: Scen
     ids = {n["tokenId"] for n in granted["data"]["vehicles"]["nodes"]}
     assert {scene.held, scene.expiring, scene.battery_only} <= ids
     assert scene.sold not in ids  # sold: the grant died with the transfer
+    listed = py_sdk.identity.list_vehicle_definitions_per_address(address=scene.owner, limit=50)
+    devices = [n["aftermarketDevice"] for n in listed["data"]["vehicles"]["nodes"]]
+    assert {"tokenId": str(int(scene.device, 16)), "address": scene.device} in devices
     owned = py_sdk.identity.mmy_by_owner(address=scene.owner, limit=50)
     assert all(n["definition"]["make"] for n in owned["data"]["vehicles"]["nodes"])
     count = py_sdk.identity.count_dimo_vehicles()
@@ -393,7 +396,7 @@ def test_npm_sdk_reads_a_vehicle_with_device_definition_and_sacds(
 
 
 def test_npm_sdk_exchanges_for_privileges_it_holds(npm: dict[str, Any], scene: Scene) -> None:
-    for step in ("exchange", "getVehicleJwt"):
+    for step in ("exchange", "exchangeReadme", "getVehicleJwt"):
         header = npm[step]["ok"]["headers"]["Authorization"]
         claims = decode_jwt(header.removeprefix("Bearer "), SECRET.encode())
         assert claims["tokenId"] == scene.held
@@ -597,3 +600,27 @@ def test_a_wallet_login_token_is_no_developer_token(platform_now: Platform, scen
     )
     assert r.status_code == 401
     assert r.json()["type"].endswith("/developer-token-rejected")
+
+
+def test_the_indexer_holds_the_licence_its_signer_and_redirect_uri(
+    platform_now: Platform, scene: Scene, developer: Any
+) -> None:
+    from indexer import schema as s
+
+    with platform_now.engine.connect() as conn:
+        licence = conn.execute(
+            select(s.developer_licences).where(
+                s.developer_licences.c.client_id == scene.client_id.lower()
+            )
+        ).one()
+        signers = conn.execute(
+            select(s.licence_signers.c.signer).where(s.licence_signers.c.licence_id == licence.id)
+        ).scalars()
+        uris = conn.execute(
+            select(s.licence_redirect_uris.c.uri).where(
+                s.licence_redirect_uris.c.licence_id == licence.id
+            )
+        ).scalars()
+        assert licence.owner == developer.address.lower()
+        assert list(signers) == [Account.from_key(scene.signer_key).address.lower()]
+        assert list(uris) == [REDIRECT]
