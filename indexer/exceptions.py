@@ -887,3 +887,17 @@ class PrivilegesNotHeld(DeveloperApiProblem, PermissionError):
             vehicle_id=vehicle_id,
             missing_privileges=missing,
         )
+
+
+class SignerCheckUnavailable(DeveloperApiProblem, ConnectionError):
+    """The chain node that answers the licence's ERC-1271 check did not answer (503)."""
+
+    slug = "signer-check-unavailable"
+    status = 503
+    title = "Signer check unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the chain node did not answer the licence's ERC-1271 isValidSignature ({reason}); "
+            "try again, or sign with the client id's own key; the challenge stays usable"
+        )

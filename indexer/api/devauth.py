@@ -16,7 +16,6 @@ from indexer.api.auth import iso_utc, personal_sign_digest, recover_signer
 from indexer.config import IndexerSettings
 from indexer.db import metadata
 from indexer.exceptions import (
-    ChainUnavailableError,
     ChallengeExpired,
     ChallengeMismatch,
     ChallengeReused,
@@ -24,6 +23,7 @@ from indexer.exceptions import (
     ChallengeUnknown,
     ClientIdUnknown,
     RedirectUriUnknown,
+    SignerCheckUnavailable,
 )
 from protocol.crypto import SignatureError, checksum_address, keccak256
 
@@ -135,7 +135,7 @@ def erc1271_valid(rpc_url: str, account: str, digest: bytes, signature: bytes) -
     value (an account without code, or one that reverts, answers no).
 
     Raises:
-        ChainUnavailableError: the node does not answer.
+        SignerCheckUnavailable: the node does not answer.
     """
     data = _IS_VALID_SIGNATURE + abi_encode(["bytes32", "bytes"], [digest, signature])
     payload = {
@@ -147,7 +147,7 @@ def erc1271_valid(rpc_url: str, account: str, digest: bytes, signature: bytes) -
     try:
         answer = httpx.post(rpc_url, json=payload, timeout=10.0).json()
     except (httpx.HTTPError, ValueError) as exc:
-        raise ChainUnavailableError(rpc_url, str(exc)) from exc
+        raise SignerCheckUnavailable(type(exc).__name__) from exc
     result = answer.get("result")
     if not isinstance(result, str) or len(result) < 10:
         return False

@@ -624,3 +624,24 @@ def test_the_indexer_holds_the_licence_its_signer_and_redirect_uri(
         assert licence.owner == developer.address.lower()
         assert list(signers) == [Account.from_key(scene.signer_key).address.lower()]
         assert list(uris) == [REDIRECT]
+
+
+def test_an_unreachable_chain_node_is_a_503_and_the_challenge_stays_usable(
+    served: Platform, scene: Scene, deployment_record: Path
+) -> None:
+    settings = IndexerSettings(
+        siwe_domain="127.0.0.1:8700",
+        siwe_uri="http://127.0.0.1:8700",
+        jwt_secret=SECRET,
+        rate_limit_per_minute=0,
+        rpc_url="http://127.0.0.1:9",  # nothing listens on the discard port
+        deployment=deployment_record,
+    )
+    served.clock.now = scene.head_time
+    with Served(create_app(settings, served.engine, clock=served.clock)) as offline:
+        issued = _challenge(offline.url, scene).json()
+        signature = _sign(issued["challenge"], scene.signer_key)
+        r = _submit(offline.url, scene, issued["state"], signature)
+        assert r.status_code == 503
+        assert r.json()["type"].endswith("/signer-check-unavailable")
+    assert _submit(served.url, scene, issued["state"], signature).status_code == 200
