@@ -36,6 +36,7 @@ $(PY_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
 	$(PY) -m pip install --quiet -e . --group dev
+	$(PY) -m pip install --quiet --no-deps --group sdk
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json

@@ -502,6 +502,31 @@ def _governance_figures(b: Bench, params: Any, governor: Any, token: Any) -> dic
     return out
 
 
+def developer_licence_figures(b: Bench) -> dict[str, int]:
+    """Minting a developer licence (its client id account, and the fee in DIMO that
+    governance set) and adding a signer to it."""
+    licences, params, token = b.c["DeveloperLicence"], b.c["Parameters"], b.c["DimoToken"]
+    fee = 100 * 10**18
+    params.setUint(params.DEVELOPER_LICENCE_FEE(), fee, sender=b.admin)
+    dev = b.fresh()
+    token.mint(dev, 10 * fee, sender=b.admin)
+    token.approve(licences, 10 * fee, sender=dev)
+
+    def mint() -> Any:
+        return licences.mint(sender=dev)
+
+    minted = licences.mint(sender=dev)
+    licence_id = int(minted.events.filter(licences.LicenceMinted)[0].licenceId)
+
+    def add_signer() -> Any:
+        return licences.addSigner(licence_id, Account.create().address, sender=dev)
+
+    return {
+        "developer_licence_mint": measured(mint),
+        "developer_licence_add_signer": measured(add_signer),
+    }
+
+
 def main() -> None:
     """Deploys on a fresh anvil and prints the figures."""
     from ape import networks
@@ -510,6 +535,7 @@ def main() -> None:
         bench = Bench()
         figures = identity_figures(bench)
         figures.update(rights_figures(bench))
+        figures.update(developer_licence_figures(bench))
     print("optimizer: solc 0.8.28 via-IR, optimizer on, runs 1,000,000, evm cancun")
     print(json.dumps(figures))
 

@@ -167,6 +167,8 @@ def main() -> None:
     if os.environ.get("DIMO_BENCH_INDEXER_BACKFILL_ONLY") != "1":
         for script in ("indexer_readings.py", "indexer_api.py"):
             figures.update(_run(Path(__file__).with_name(script)))
+        # DIMO's developer surface (issue 20): Identity GraphQL latency and logins a second.
+        figures.update(_run(Path(__file__).with_name("identity.py")))
     print(json.dumps(figures))
 
 

@@ -23,6 +23,8 @@ contract Parameters is AccessControl, IParameters {
     bytes32 public constant REWARDS_CHALLENGE_DELAY = ParameterKeys.REWARDS_CHALLENGE_DELAY;
     /// @notice Number: the oracle threshold services expect.
     bytes32 public constant ORACLE_THRESHOLD = ParameterKeys.ORACLE_THRESHOLD;
+    /// @notice Key of the developer licence fee, in DIMO wei.
+    bytes32 public constant DEVELOPER_LICENCE_FEE = ParameterKeys.DEVELOPER_LICENCE_FEE;
 
     /* STORAGE */
 

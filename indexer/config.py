@@ -68,6 +68,27 @@ class IndexerSettings(BaseSettings):
     jwt_ttl_s: int = Field(default=900, ge=1)
     # Seconds after the sign-in past which POST /auth/refresh refuses (sign in again).
     session_max_s: int = Field(default=86_400, ge=1)
+    # ---- DIMO's developer surface (auth, token exchange, Identity GraphQL) ----
+    # Seconds a developer JWT from POST /auth/web3/submit_challenge is valid (DIMO: 14 days).
+    developer_jwt_ttl_s: int = Field(default=14 * 86_400, ge=60, le=90 * 86_400)
+    # Seconds a vehicle JWT from POST /v1/tokens/exchange is valid (DIMO: 10 minutes).
+    vehicle_jwt_ttl_s: int = Field(default=600, ge=10, le=3_600)
+    # Seconds a challenge from POST /auth/web3/generate_challenge may be submitted (once).
+    challenge_ttl_s: int = Field(default=300, ge=10, le=3_600)
+    # NFT contract addresses token exchange accepts for our VehicleId besides its own: DIMO's
+    # Production and Dev vehicle NFTs, which the SDKs send unless told otherwise.
+    vehicle_nft_aliases: list[str] = Field(
+        default=[
+            "0xbA5738a18d83D41847dfFbDC6101d37C69c9B0cF",
+            "0x45fbCD3ef7361d156e8b16F5538AE36DEdf61Da8",
+        ],
+        max_length=16,
+    )
+    # Deepest selection the Identity GraphQL API answers (deeper queries get an error); the
+    # deepest query of DIMO's SDKs (rewards history by owner) is 7.
+    graphql_max_depth: int = Field(default=7, ge=2, le=32)
+    # Largest `first`/`last` of an Identity GraphQL connection (DIMO: 100).
+    graphql_max_page: int = Field(default=100, ge=1, le=1_000)
     # Seconds the API reuses its read of the sync checkpoint when checking rights (rights then
     # trail the index by at most this; 0 reads it on every request). Under load, a value below
     # the sync's poll interval (e.g. 0.5) saves a query per request at no visible cost.

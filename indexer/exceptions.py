@@ -713,3 +713,191 @@ class GridResourceNotFound(ResourceNotFound):
     slug = "openadr-object-not-found"
     title = "Unknown OpenADR object"
     resource = "OpenADR object"
+
+
+# --------------------------------------------------------------------------------------------
+# DIMO's developer surface: challenge login, token exchange
+# --------------------------------------------------------------------------------------------
+
+
+class DeveloperApiProblem(ApiProblem):
+    """A problem of DIMO's developer surface. Besides RFC 9457's members it carries DIMO's
+    own error shape, `code` (the status) and `message` (the detail), which DIMO's SDKs show."""
+
+    def __init__(self, detail: str, **context: object) -> None:
+        super().__init__(detail, code=self.status, message=detail, **context)
+
+
+class DeveloperRequestMalformed(DeveloperApiProblem, ValueError):
+    """A login or exchange request missing a field or with a malformed one (400)."""
+
+    slug = "developer-request-malformed"
+    status = 400
+    title = "Malformed request"
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {reason}", field=field)
+
+
+class ClientIdUnknown(DeveloperApiProblem, LookupError):
+    """The `client_id` is no developer licence's client id (400)."""
+
+    slug = "client-id-unknown"
+    status = 400
+    title = "Unknown client id"
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        super().__init__(
+            f"{client_id} is not the client id of a developer licence; mint one with "
+            "DeveloperLicence.mint and use the clientId of its LicenceMinted event",
+            client_id=client_id,
+        )
+
+
+class RedirectUriUnknown(DeveloperApiProblem, PermissionError):
+    """The login's `domain` is not an enabled redirect URI of the licence (400)."""
+
+    slug = "redirect-uri-unknown"
+    status = 400
+    title = "Redirect URI not registered"
+
+    def __init__(self, client_id: str, domain: str) -> None:
+        super().__init__(
+            f"{domain!r} is not a redirect URI of licence {client_id}; its owner enables it "
+            "with DeveloperLicence.setRedirectUri",
+            client_id=client_id,
+            domain=domain,
+        )
+
+
+class ChallengeRejected(DeveloperApiProblem, PermissionError):
+    """A submitted challenge this API does not accept (401)."""
+
+    slug = "challenge-rejected"
+    status = 401
+    title = "Challenge rejected"
+
+
+class ChallengeUnknown(ChallengeRejected, LookupError):
+    """No challenge has this `state`."""
+
+    slug = "challenge-unknown"
+    title = "Unknown challenge state"
+
+    def __init__(self) -> None:
+        super().__init__("no challenge has this state; get one from /auth/web3/generate_challenge")
+
+
+class ChallengeReused(ChallengeRejected):
+    """The challenge was already submitted successfully."""
+
+    slug = "challenge-reused"
+    title = "Challenge already used"
+
+    def __init__(self) -> None:
+        super().__init__("this challenge state was already used; generate a new challenge")
+
+
+class ChallengeExpired(ChallengeRejected):
+    """The challenge is older than its validity."""
+
+    slug = "challenge-expired"
+    title = "Challenge expired"
+
+    def __init__(self, ttl_s: int) -> None:
+        super().__init__(
+            f"the challenge is valid {ttl_s} s and that has passed; generate a new challenge"
+        )
+
+
+class ChallengeMismatch(ChallengeRejected):
+    """The submit names another client id or domain than its challenge."""
+
+    slug = "challenge-mismatch"
+    title = "Challenge for another client or domain"
+
+    def __init__(self, field: str, expected: str, got: str) -> None:
+        super().__init__(
+            f"the challenge was generated for {field} {expected!r}, not {got!r}; submit with "
+            "the values the challenge was generated with",
+            field=field,
+        )
+
+
+class ChallengeSignerRejected(ChallengeRejected):
+    """The signature is not by the client id nor by a signer of its licence."""
+
+    slug = "challenge-signer-rejected"
+    title = "Signer not allowed for this licence"
+
+    def __init__(self, client_id: str, signer: str) -> None:
+        super().__init__(
+            f"the challenge was signed by {signer}, which is neither {client_id} nor a signer "
+            "of its licence (ERC-1271 isValidSignature refused it); sign with a key the "
+            "licence's owner added with DeveloperLicence.addSigner",
+            client_id=client_id,
+            signer=signer,
+        )
+
+
+class DeveloperTokenRejected(DeveloperApiProblem, PermissionError):
+    """No usable developer JWT on a route that needs one (401)."""
+
+    slug = "developer-token-rejected"
+    status = 401
+    title = "Developer token required"
+
+
+class NftContractUnknown(DeveloperApiProblem, LookupError):
+    """Token exchange for a contract that is not the platform's vehicle NFT (400)."""
+
+    slug = "nft-contract-unknown"
+    status = 400
+    title = "Unknown NFT contract"
+
+    def __init__(self, address: str, known: Sequence[str]) -> None:
+        super().__init__(
+            f"{address} is not the vehicle NFT of this platform; use one of {', '.join(known)}",
+            nft_contract_address=address,
+        )
+
+
+class DimoPrivilegeUnknown(DeveloperApiProblem, ValueError):
+    """Token exchange for a privilege id with no scope here (400)."""
+
+    slug = "privilege-id-unknown"
+    status = 400
+    title = "Unknown privilege id"
+
+
+class PrivilegesNotHeld(DeveloperApiProblem, PermissionError):
+    """The licence does not hold, now, every privilege the exchange asks for (403)."""
+
+    slug = "privileges-not-held"
+    status = 403
+    title = "Privileges not held"
+
+    def __init__(self, client_id: str, vehicle_id: int, missing: list[int]) -> None:
+        super().__init__(
+            f"developer licence {client_id} does not hold privileges {missing} on vehicle "
+            f"{vehicle_id} now (never granted, expired, revoked, or the vehicle changed "
+            "hands); ask the vehicle's owner for a grant to the client id",
+            vehicle_id=vehicle_id,
+            missing_privileges=missing,
+        )
+
+
+class SignerCheckUnavailable(DeveloperApiProblem, ConnectionError):
+    """The chain node that answers the licence's ERC-1271 check did not answer (503)."""
+
+    slug = "signer-check-unavailable"
+    status = 503
+    title = "Signer check unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the chain node did not answer the licence's ERC-1271 isValidSignature ({reason}); "
+            "try again, or sign with the client id's own key; the challenge stays usable"
+        )

@@ -324,6 +324,11 @@ _KEYS: Final[dict[tuple[str, str], KeyFn]] = {
     ("Rewards", "EpochFunded"): _one("repoch:{}", "epoch"),
     ("Rewards", "LevelCached"): _one("repoch:{}", "epoch"),
     ("Rewards", "Claimed"): _one("rclaim:{}:{}", "epoch", "vehicleId"),
+    ("DeveloperLicence", "Transfer"): _one("devlicence:{}", "tokenId"),
+    ("DeveloperLicence", "LicenceMinted"): _one("devlicence:{}", "licenceId"),
+    ("DeveloperLicence", "SignerAdded"): _one("devlicence:{}", "licenceId"),
+    ("DeveloperLicence", "SignerRemoved"): _one("devlicence:{}", "licenceId"),
+    ("DeveloperLicence", "RedirectUriSet"): _one("devlicence:{}", "licenceId"),
 }
 
 
@@ -827,6 +832,49 @@ def on_token_transfer(f: Fold, e: Event) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@handles("DeveloperLicence", "Transfer")
+def on_developer_licence_transfer(f: Fold, e: Event) -> None:
+    """A licence changed hands (its mint too, which comes before LicenceMinted)."""
+    row = f.row if f.row is not None else {}
+    row["owner"] = e.args["to"]
+    f.row = row
+
+
+@handles("DeveloperLicence", "LicenceMinted")
+def on_licence_minted(f: Fold, e: Event) -> None:
+    """A developer licence was minted with its client id."""
+    a = e.args
+    prior = f.row or {}
+    f.row = {
+        "id": a["licenceId"],
+        "client_id": a["clientId"],
+        "owner": prior.get("owner", a["owner"]),
+        "fee": a["fee"],
+        "minted_at": e.block_timestamp,
+        **_pos(e),
+    }
+
+
+@handles("DeveloperLicence", "SignerAdded", "SignerRemoved")
+def on_licence_signer(f: Fold, e: Event) -> None:
+    """A signer was added to or removed from a licence."""
+    a = e.args
+    rows = [r for r in f.out[s.licence_signers] if r["signer"] != a["signer"]]
+    if e.name == "SignerAdded":
+        rows.append({"licence_id": a["licenceId"], "signer": a["signer"], **_pos(e)})
+    f.out[s.licence_signers] = rows
+
+
+@handles("DeveloperLicence", "RedirectUriSet")
+def on_redirect_uri_set(f: Fold, e: Event) -> None:
+    """A redirect URI of a licence was enabled or disabled."""
+    a = e.args
+    rows = [r for r in f.out[s.licence_redirect_uris] if r["uri"] != a["uri"]]
+    if a["enabled"]:
+        rows.append({"licence_id": a["licenceId"], "uri": a["uri"], **_pos(e)})
+    f.out[s.licence_redirect_uris] = rows
+
+
 @dataclass(frozen=True)
 class Kind:
     """What rows a kind of key owns: its main table and the interval/child tables."""
@@ -889,6 +937,16 @@ KINDS: Final[dict[str, Kind]] = {
     ),
     "token": Kind(s.token_transfers, ((s.token_transfers, ("tx_hash", "log_index")),), _event_key),
     "repoch": Kind(s.reward_epochs, ((s.reward_epochs, ("epoch",)),), lambda i: (int(i),)),
+    "devlicence": Kind(
+        s.developer_licences,
+        (
+            (s.developer_licences, ("id",)),
+            (s.licence_signers, ("licence_id",)),
+            (s.licence_redirect_uris, ("licence_id",)),
+        ),
+        lambda i: (int(i),),
+        "client_id",
+    ),
     "rclaim": Kind(
         s.reward_claims,
         ((s.reward_claims, ("epoch", "vehicle_id")),),
@@ -941,7 +999,7 @@ def _creates(key: str, e: Event) -> bool:
     """Whether `e`, the first event of `key` in chain order, is the entity's creation."""
     if key.startswith(_PER_EVENT_KINDS):
         return True
-    if e.name == "Transfer" and e.contract in ("VehicleId", "DeviceId"):
+    if e.name == "Transfer" and e.contract in ("VehicleId", "DeviceId", "DeveloperLicence"):
         return bool(e.args["from"] == ZERO)  # the ERC-721 mint
     return (e.contract, e.name) in _CREATIONS
 

@@ -451,6 +451,45 @@ settlement_credits = Table(
 #: Projection tables of settlements paid through the DataMarket (migration 0007).
 SETTLEMENT_PROJECTIONS = (settlement_payments, settlement_credits)
 
+# --------------------------------------------------------------------------------------------
+# Developer licences (DeveloperLicence): client ids, signers, redirect URIs
+# --------------------------------------------------------------------------------------------
+
+developer_licences = Table(
+    "developer_licences",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False, comment="licence token id"),
+    Column("client_id", String(42), nullable=False, comment="the licence's ERC-1271 account"),
+    Column("owner", String(42), nullable=False, comment="current owner of the licence"),
+    Column("fee", Uint256, nullable=False, comment="DIMO wei paid at the mint"),
+    Column("minted_at", BigInteger, nullable=False, comment="mint time, unix seconds"),
+    *_pos(),
+    Index(None, "client_id", unique=True),
+    Index(None, "owner"),
+)
+
+licence_signers = Table(
+    "licence_signers",
+    metadata,
+    Column("licence_id", BigInteger, nullable=False, comment="developer_licences.id"),
+    Column("signer", String(42), nullable=False, comment="a key that may sign its logins"),
+    *_pos(),
+    PrimaryKeyConstraint("licence_id", "signer"),
+)
+
+licence_redirect_uris = Table(
+    "licence_redirect_uris",
+    metadata,
+    Column("licence_id", BigInteger, nullable=False, comment="developer_licences.id"),
+    Column("uri", Text, nullable=False, comment="an enabled redirect URI (login domain)"),
+    *_pos(),
+    PrimaryKeyConstraint("tx_hash", "log_index"),
+    Index(None, "licence_id"),
+)
+
+#: Projection tables of developer licences (migration 0011).
+DEVELOPER_PROJECTIONS = (developer_licences, licence_signers, licence_redirect_uris)
+
 _FIRST_PROJECTIONS = (
     manufacturers,
     models,
@@ -471,7 +510,12 @@ _FIRST_PROJECTIONS = (
 )
 
 #: Projection tables, in the order a full dump lists them (tests compare dumps).
-PROJECTIONS = (*_FIRST_PROJECTIONS, *REWARD_PROJECTIONS, *SETTLEMENT_PROJECTIONS)
+PROJECTIONS = (
+    *_FIRST_PROJECTIONS,
+    *REWARD_PROJECTIONS,
+    *SETTLEMENT_PROJECTIONS,
+    *DEVELOPER_PROJECTIONS,
+)
 
 #: The tables the first migration creates.
 CHAIN_TABLES = (events, blocks, sync_state, *_FIRST_PROJECTIONS)

@@ -26,6 +26,7 @@ CONTRACTS = (
     "Rewards",
     "BatteryCertificates",
     "VehicleCredentials",
+    "DeveloperLicence",
 )
 
 

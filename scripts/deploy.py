@@ -20,7 +20,9 @@ an executed proposal exercises it:
 - DimoToken: DEFAULT_ADMIN_ROLE -> timelock; MINTER_ROLE -> Rewards.
 - VehicleId: DEFAULT_ADMIN_ROLE -> timelock (its powers, setting the device registry and
   the data market told of pairings and transfers, are used here, once each).
-- DeviceId, VehicleRights, BatteryCertificates, VehicleCredentials: no roles.
+- DeviceId, VehicleRights, BatteryCertificates, VehicleCredentials, DeveloperLicence: no
+  roles (licence fees, `DEVELOPER_LICENCE_FEE` in Parameters, 0 until governance sets it,
+  go to the treasury).
 - AttestationAnchor (an OracleRegistry too): DEFAULT_ADMIN_ROLE -> timelock, which replaces
   the oracle set.
 - Parameters: DEFAULT_ADMIN_ROLE -> timelock (sets flags and numbers).
@@ -176,6 +178,13 @@ def deploy(
     token.grantRole(token.MINTER_ROLE(), rewards, sender=deployer)
     record("BatteryCertificates", project.BatteryCertificates.deploy(anchor, sender=deployer))
     record("VehicleCredentials", project.VehicleCredentials.deploy(anchor, sender=deployer))
+    # Licence fees go where protocol fees go; governance sets the fee (0 until it does).
+    record(
+        "DeveloperLicence",
+        project.DeveloperLicence.deploy(
+            token, parameters, treasury or timelock.address, sender=deployer
+        ),
+    )
     parameters.setUint(
         parameters.REWARDS_CHALLENGE_DELAY(), settings.rewards_challenge_delay, sender=deployer
     )
@@ -199,6 +208,7 @@ def deploy(
         "VehicleRights": {},
         "BatteryCertificates": {},
         "VehicleCredentials": {},
+        "DeveloperLicence": {},
     }
     for name, (contract, role_names) in admin_roles.items():
         roles[name] = {}

@@ -89,7 +89,9 @@ def _dev_accounts(n: int = 5) -> list[tuple[str, str]]:
     return out
 
 
-def _print_ready(platform: Platform, chain_url: str) -> None:
+def _print_ready(platform: Platform, chain_url: str, vehicle_nft: str) -> None:
+    from stack.sdk_setup import sdk_setup_lines
+
     s = platform.settings
     console.print("[bold]ready[/]")
     console.print(f"  chain RPC     {chain_url}", highlight=False)
@@ -99,6 +101,9 @@ def _print_ready(platform: Platform, chain_url: str) -> None:
         console.print(
             f"  certifier     {platform.certifier_url}  (POST /v1/certify/battery)", highlight=False
         )
+    console.print("[bold]DIMO's SDKs[/] (Auth, TokenExchange and Identity are the indexer API):")
+    for line in sdk_setup_lines(s.indexer_url, vehicle_nft):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
     console.print("Ctrl-C stops every service and keeps the state for the next run")
 
 
@@ -168,7 +173,7 @@ def stack_run(
 
         with console.status("starting services"):
             platform.start_services(started)
-        _print_ready(platform, chain_url)
+        _print_ready(platform, chain_url, record.contract("VehicleId").address)
         last = 0.0
         while not stop.wait(0.5):
             for event in platform.supervise():

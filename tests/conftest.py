@@ -354,3 +354,17 @@ def treasury(accounts: Any, admin: Any, data_market: Any) -> Any:
     acct = _funded_account(accounts, admin)
     data_market.setTreasury(acct, sender=admin)
     return acct
+
+
+# Developer licences (issue 20).
+
+
+@pytest.fixture(scope="session")
+def developer_licence(platform: Any) -> Any:
+    return platform["DeveloperLicence"]
+
+
+@pytest.fixture(scope="session")
+def developer(accounts: Any, admin: Any) -> Any:
+    """An app team's account, which mints and administers developer licences."""
+    return _funded_account(accounts, admin)

@@ -21,6 +21,8 @@ library ParameterKeys {
     /// @notice Number: the oracle quorum threshold services expect (read by services; the
     /// anchor's own threshold is set on AttestationAnchor).
     bytes32 internal constant ORACLE_THRESHOLD = keccak256("ORACLE_THRESHOLD");
+    /// @notice Number: the fee of a developer licence (`DeveloperLicence.mint`), in DIMO wei.
+    bytes32 internal constant DEVELOPER_LICENCE_FEE = keccak256("DEVELOPER_LICENCE_FEE");
     /// @notice The highest protocol fee: 20%.
     uint256 internal constant MAX_PROTOCOL_FEE_BPS = 2000;
     /// @notice The shortest rewards challenge delay: one minute (some blocks on any chain, the

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import re
 import secrets
 import string
@@ -33,6 +29,8 @@ from indexer.exceptions import (
     TokenExpired,
 )
 from protocol.crypto import SignatureError, checksum_address, keccak256, recover_address
+from protocol.jwt import JwtError, encode_jwt
+from protocol.jwt import decode_jwt as _decode_jwt
 
 #: Seconds an `Issued At` may lie ahead of the server's clock (wallet clocks drift).
 CLOCK_SKEW_S: Final = 60
@@ -355,33 +353,6 @@ def verify_login(
 # JWT (RFC 7519) with HS256 only
 # --------------------------------------------------------------------------------------------
 
-_B64_SEGMENT_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
-_JWT_HEADER: Final = {"alg": "HS256", "typ": "JWT"}
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64decode(segment: str) -> bytes:
-    if _B64_SEGMENT_RE.fullmatch(segment) is None:
-        raise InvalidToken("a token segment is not base64url")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except ValueError as exc:
-        raise InvalidToken("a token segment is not base64url") from exc
-
-
-def encode_jwt(claims: dict[str, Any], key: bytes) -> str:
-    """A compact HS256 JWS of `claims` under `key`."""
-    signing_input = (
-        _b64encode(json.dumps(_JWT_HEADER, separators=(",", ":")).encode())
-        + "."
-        + _b64encode(json.dumps(claims, separators=(",", ":")).encode())
-    )
-    mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
-    return signing_input + "." + _b64encode(mac)
-
 
 def decode_jwt(token: str, key: bytes) -> dict[str, Any]:
     """The claims of an HS256 JWT whose MAC checks under `key` (no time checks).
@@ -389,25 +360,10 @@ def decode_jwt(token: str, key: bytes) -> dict[str, Any]:
     Raises:
         InvalidToken: not three base64url segments, another algorithm, or a wrong MAC.
     """
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise InvalidToken("the token is not a compact JWS (three dot-separated parts)")
     try:
-        header = json.loads(_b64decode(parts[0]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidToken("the token header is not JSON") from exc
-    if not isinstance(header, dict) or header.get("alg") != "HS256" or "crit" in header:
-        raise InvalidToken("the token is not signed with HS256")
-    mac = hmac.new(key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, _b64decode(parts[2])):
-        raise InvalidToken("the token's signature does not check")
-    try:
-        claims = json.loads(_b64decode(parts[1]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidToken("the token payload is not JSON") from exc
-    if not isinstance(claims, dict):
-        raise InvalidToken("the token payload is not a JSON object")
-    return claims
+        return _decode_jwt(token, key)
+    except JwtError as exc:
+        raise InvalidToken(exc.reason) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +411,8 @@ def verify_token(token: str, key: bytes, issuer: str, now: float) -> TokenClaims
         TokenExpired: its `exp` has passed.
     """
     claims = decode_jwt(token, key)
+    if "token_use" in claims:  # a developer or vehicle token is no wallet login
+        raise InvalidToken(f"a {claims['token_use']} token is not a wallet sign-in token")
     if claims.get("iss") != issuer:
         raise InvalidToken("the token was issued for another API")
     sub, iat, exp, auth_time = (claims.get(k) for k in ("sub", "iat", "exp", "auth_time"))

@@ -18,6 +18,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from indexer.api.auth import token_subject
 from indexer.api.deps import get_engine
+from indexer.api.graphql.identity import identity_router
 from indexer.api.problems import (
     install_problem_handlers,
     problem_openapi,
@@ -35,8 +36,10 @@ from indexer.api.routes import (
     apps_finance,
     apps_insurance,
     apps_proofs,
+    dimo_auth,
     telemetry_proofs,
     telemetry_sessions,
+    token_exchange,
 )
 from indexer.api.routes import auth as auth_routes
 from indexer.api.routes import dapp as dapp_routes
@@ -176,6 +179,10 @@ def create_app(
     app.include_router(apps_energy_settlements.router)
     app.include_router(apps_energy_control.router)
     app.include_router(dapp_routes.router)
+    # DIMO's developer surface at the root, as DIMO's SDKs join paths (docs/indexer.md).
+    app.include_router(dimo_auth.router)
+    app.include_router(token_exchange.router)
+    app.include_router(identity_router(settings))
     mount_dapp(app, DAPP_DIST)
     app.add_middleware(
         RateLimitMiddleware,

@@ -83,6 +83,9 @@ def test_run_deploys_serves_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
             assert isinstance(code, str)
             assert len(code) > 100
         assert "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266" in out
+        api = urls["indexer API"]
+        assert f'Auth="{api}", TokenExchange="{api}", Identity="{api}/query"' in out
+        assert f'NFT_address"] = "{record.contract("VehicleId").address}"' in out
         proc.send_signal(signal.SIGINT)
         out = read_until(proc, "stopped anvil", timeout=60)
         assert proc.wait(timeout=30) == 0

@@ -1,0 +1,1 @@
+"""GraphQL APIs of DIMO's developer surface (Strawberry), one module per API."""
