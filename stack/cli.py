@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from typer import _click as click  # the click Typer vendors and its groups derive from
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from stack.exceptions import StackError
 
@@ -35,6 +35,14 @@ SERVICES: dict[str, tuple[str, str, str]] = {
     "apps": ("indexer.apps.cli", "app", "Battery, finance, insurance, energy apps."),
     "certify": ("oracle.certifier.cli", "app", "Battery certificates signed by the oracles."),
 }
+# Top-level commands that are one service's command: name -> (module, attribute, help).
+SHORTCUTS: dict[str, tuple[str, str, str]] = {
+    "login": (
+        "indexer.cli",
+        "login",
+        "Sign in with Ethereum (keystore or dev account); other commands use the token.",
+    ),
+}
 
 
 class LazyGroup(TyperGroup):
@@ -47,9 +55,21 @@ class LazyGroup(TyperGroup):
         self._listing = False
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*super().list_commands(ctx), *(n for n in SERVICES if n not in self.commands)]
+        lazy = [*SHORTCUTS, *SERVICES]
+        return [*super().list_commands(ctx), *(n for n in lazy if n not in self.commands)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SHORTCUTS and cmd_name not in self.commands:
+            module, attr, help_text = SHORTCUTS[cmd_name]
+            if self._listing:
+                return TyperCommand(name=cmd_name, help=help_text)
+            function = getattr(importlib.import_module(module), attr)
+            single = typer.Typer()
+            single.command(name=cmd_name, help=help_text)(function)
+            command = typer.main.get_command(single)
+            command.name = cmd_name
+            self.commands[cmd_name] = command
+            return command
         if cmd_name in self.commands or cmd_name not in SERVICES:
             return super().get_command(ctx, cmd_name)
         module, attr, help_text = SERVICES[cmd_name]
