@@ -48,11 +48,11 @@ def serve_command(
     if deployment is not None:
         settings = settings.model_copy(update={"deployment": deployment})
     try:
-        deployment = Deployment.load(settings.deployment)
+        record = Deployment.load(settings.deployment)
         checker = BatteryChecker(
             settings.api_url,
             settings.rpc_url,
-            deployment,
+            record,
             api_token=settings.api_token.get_secret_value() if settings.api_token else None,
         )
         service = create_certifier_app([k.get_secret_value() for k in settings.keys], checker)
