@@ -42,7 +42,6 @@ from indexer.api.routes import auth as auth_routes
 from indexer.api.routes import dapp as dapp_routes
 from indexer.api.routes import governance as governance_routes
 from indexer.api.routes import identity as identity_routes
-from indexer.api.routes import overview as overview_routes
 from indexer.api.routes import rewards as rewards_routes
 from indexer.api.routes import telemetry as telemetry_routes
 from indexer.config import IndexerSettings
@@ -162,7 +161,6 @@ def create_app(
     app.include_router(health_router)
     app.include_router(auth_routes.router)
     app.include_router(identity_routes.router)
-    app.include_router(overview_routes.router)
     app.include_router(governance_routes.router)
     app.include_router(telemetry_routes.router)
     app.include_router(telemetry_sessions.router)
