@@ -122,10 +122,54 @@ def _print_ready(platform: Platform, chain_url: str) -> None:
     console.print("Ctrl-C stops every service and keeps the state for the next run")
 
 
+class _DemoFinisher:
+    """Finishes the demo in a thread once the fleet has caught up (and the oracle has had two
+    batch intervals to anchor the last of the history): the proposal, epoch 0's rewards."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.caught_up_at: float | None = None
+        self.thread: threading.Thread | None = None
+        self.lines: list[str] = []
+        self.reported = False
+
+    def _run(self) -> None:
+        try:
+            self.lines = self.platform.finish_demo()
+        except StackError as err:
+            self.lines = [f"[red]failed[/] {err}"]
+
+    def poll(self) -> list[str]:
+        """Lines to print (once, when the demo is finished)."""
+        if self.reported:
+            return []
+        if self.thread is None:
+            if self.caught_up_at is None:
+                if self.platform.history_driven():
+                    self.caught_up_at = time.monotonic()
+                return []
+            if time.monotonic() - self.caught_up_at < 2 * self.platform.settings.batch_interval_s:
+                return []
+            self.thread = threading.Thread(target=self._run, name="demo", daemon=True)
+            self.thread.start()
+            return ["history driven: opening the proposal and posting epoch 0's rewards"]
+        if self.thread.is_alive():
+            return []
+        self.reported = True
+        return self.lines or ["nothing left to seed"]
+
+
 @stack_app.command("run")
 def stack_run(
     once: bool = typer.Option(False, help="Stop after deploying instead of serving."),
     progress_every: float = typer.Option(5.0, help="Seconds between progress lines."),
+    demo: bool = typer.Option(
+        True,
+        envvar="DIMO_STACK_DEMO",
+        help="Seed the demo on the local chain: a curator's two products, DIMO for the buyer "
+        "(account 5) and the holder (6), an open proposal and epoch 0's rewards once the "
+        "history is driven.",
+    ),
 ) -> None:
     """Starts the whole platform: anvil, the contracts, the oracle quorum and oracle, the
     indexer and its API, and the simulated fleet's bridges. Serves until Ctrl-C."""
@@ -145,7 +189,7 @@ def stack_run(
         where = "live network" if settings.rpc_url else f"anvil (state in {settings.data_dir})"
         console.print(f"[green]chain[/] {where} at {chain_url}", highlight=False)
         with console.status("deploying contracts"):
-            record, resumed = platform.deploy()
+            record, resumed = platform.deploy(demo=demo)
         if resumed:
             console.print(f"[green]contracts[/] resumed from {settings.deployment_path}")
         else:
@@ -160,11 +204,13 @@ def stack_run(
         if not settings.rpc_url:
             console.print("[bold]dev accounts[/] (anvil's public test keys; never use elsewhere):")
             roles = {
-                0: "admin",
+                0: "admin" + (", curator" if demo else ""),
                 1: "device maker",
                 2: "owner",
                 3: "owner",
                 4: "owner",
+                5: "data buyer" if demo else "",
+                6: "token holder (voter)" if demo else "",
                 7: "oracle",
                 8: "oracle",
                 9: "oracle",
@@ -183,6 +229,11 @@ def stack_run(
                 f"{settings.time_factor:g}x time until the present"
             )
 
+        if demo:
+            with console.status("seeding the demo (products, DIMO)"):
+                for line in platform.seed_demo():
+                    console.print(f"[green]demo[/] {line}", highlight=False, soft_wrap=True)
+
         def started(service: Service) -> None:
             console.print(f"[green]{service.name}[/] started (pid {service.pid})")
 
@@ -190,7 +241,11 @@ def stack_run(
             platform.start_services(started)
         _print_ready(platform, chain_url)
         last = 0.0
+        finisher = _DemoFinisher(platform) if demo and fleet else None
         while not stop.wait(0.5):
+            if finisher is not None:
+                for line in finisher.poll():
+                    console.print(f"[green]demo[/] {line}", highlight=False, soft_wrap=True)
             for event in platform.supervise():
                 console.print(f"[yellow]supervisor[/] {event}", highlight=False, soft_wrap=True)
             if time.monotonic() - last >= progress_every:
