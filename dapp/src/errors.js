@@ -111,7 +111,8 @@ export function sentence(catalog, errorName, args = []) {
   const say = SENTENCES[errorName];
   if (say) return say(named);
   const contract = catalog.owner[errorName];
-  const detail = (item?.inputs ?? []).map((input, i) => `${input.name} ${shown(input.name, args[i])}`);
+  const detail = (item?.inputs ?? [])
+    .map((input, i) => `${input.name} ${shown(input.name, args[i])}`);
   const what = words(errorName, contract);
   const text = `${contract ?? "The contract"} refused: ${what}`;
   return detail.length ? `${text} (${detail.join(", ")}).` : `${text}.`;
@@ -139,7 +140,8 @@ function revertData(err) {
 export function decodeRevert(catalog, err) {
   if (err instanceof BaseError) {
     const decoded = err.walk((e) => e?.data?.errorName);
-    if (decoded?.data?.errorName) return sentence(catalog, decoded.data.errorName, decoded.data.args);
+    const { errorName, args } = decoded?.data ?? {};
+    if (errorName) return sentence(catalog, errorName, args);
   }
   const data = revertData(err);
   if (!data) return null;

@@ -32,6 +32,11 @@ export async function refresh() {
   if (!state.session || !state.signedIn) {
     fresh.append(
       h("p", { class: "hint" }, "Connect a wallet and sign in with Ethereum to see your data."),
+      state.config?.dev_wallet
+        ? h("p", { class: "hint" }, "On the local chain of `make run`, pick an account by its " +
+          "role under “Dev wallet (anvil)” and click Use: #2 owns vehicles, #5 buys data, " +
+          "#6 holds DIMO and votes. The README's “Try it” walks through each.")
+        : "",
     );
     root.replaceChildren(fresh);
     fresh.removeAttribute("data-loading");

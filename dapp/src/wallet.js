@@ -83,11 +83,14 @@ export class Session {
    * its custom error before anything is signed); resolves to the mined receipt.
    */
   async write(name, fn, args = []) {
+    // Simulated where it will run: the pending block, whose time may be well past the latest
+    // block's on a chain that mines only on demand (a claim window that opened since).
     const { request } = await this.public.simulateContract({
       ...this.contract(name),
       functionName: fn,
       args,
       account: this.address,
+      blockTag: "pending",
     });
     progress("Waiting for your wallet to sign…");
     const hash = await this.wallet.writeContract(request);
@@ -95,7 +98,8 @@ export class Session {
     const receipt = await this.public.waitForTransactionReceipt({ hash });
     if (receipt.status !== "success") {
       // Replay it where it ran: the revert's data says why.
-      await this.public.simulateContract({ ...request, blockNumber: receipt.blockNumber - 1n });
+      const { blockTag: _, ...replay } = request;
+      await this.public.simulateContract({ ...replay, blockNumber: receipt.blockNumber - 1n });
       throw new Error(`the transaction ${hash} failed in block ${receipt.blockNumber}`);
     }
     return receipt;

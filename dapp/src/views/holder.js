@@ -160,7 +160,8 @@ async function voteBySig(p, support, ctx) {
 
 function proposeSection(ctx) {
   const { session } = ctx;
-  const flag = h("select", { name: "flag", "aria-label": "feature flag" }, FLAGS.map((f) => h("option", { value: f }, f)));
+  const flag = h("select", { name: "flag", "aria-label": "feature flag" },
+    FLAGS.map((f) => h("option", { value: f }, f)));
   const value = h("select", { name: "flag-value", "aria-label": "new value" },
     h("option", { value: "true" }, "on"), h("option", { value: "false" }, "off"));
   const propose = async () => {

@@ -3,6 +3,7 @@
 // charts.
 import { getAddress, isAddress } from "viem";
 import { all, get, imageUrl } from "../api.js";
+import { energyChart } from "../charts.js";
 import { declaredRegion, declareRegion } from "../region.js";
 import { meaning, label, valueOf } from "../signals.js";
 import { button, dimo, fmt, h, PRIVILEGES, run, section, short, table, when } from "../ui.js";
@@ -446,16 +447,32 @@ function regionBody(vehicle, region, ctx) {
   return part;
 }
 
+/** Why a value computed from sessions (battery SoH) is missing: what the sessions said. */
+function sessionsReason(result) {
+  const sessions = Array.isArray(result.sessions) ? result.sessions : null;
+  if (!sessions) return null;
+  if (!sessions.length) return "no charging session in this window";
+  const counts = {};
+  for (const x of sessions) {
+    if (x.reason && x.reason !== "ok") counts[x.reason] = (counts[x.reason] ?? 0) + 1;
+  }
+  const said = Object.entries(counts).map(([r, n]) => `${r.replaceAll("-", " ")} (${n})`);
+  return said.length ? `no session qualified: ${said.join(", ")}` : null;
+}
+
 /** An app's answer in a few plain lines: its result's scalar fields, and why one is missing. */
 function summaryOf(body) {
   const result = body?.result ?? body;
   if (!result || typeof result !== "object") return [h("p", {}, String(result))];
   const rows = [];
-  for (const [key, value] of Object.entries(result)) {
+  const entries = Object.entries(result).map(([key, value]) =>
+    // An object with a headline number (SoH with its interval) shows that number.
+    [key, value && typeof value === "object" && "percent" in value ? value.percent : value]);
+  for (const [key, value] of entries) {
     if (value !== null && typeof value === "object") continue;
     const reason = value === null
       ? (result[`${key}_reason`] ?? body?.reasons?.[key] ?? body?.reason
-        ?? "not computable from the readings in this window")
+        ?? sessionsReason(result) ?? "not computable from the readings in this window")
       : null;
     if (key.endsWith("_reason")) continue;
     rows.push([key.replaceAll("_", " "), value === null ? h("span", { class: "empty" },
@@ -485,14 +502,20 @@ function appsPart(vehicle, latest) {
       }), `${name} loaded`);
       if (!answer) return;
       const span = `${when(window.start / 1000)} to ${when(window.end / 1000)}`;
+      const sessions = answer.body?.result?.sessions;
+      if (!chart && Array.isArray(sessions) && sessions.length) {
+        answer.chart = await energyChart(sessions, out.clientWidth || 640).catch((e) => e);
+      }
       out.replaceChildren(
         h("h5", {}, `${name} of vehicle #${id}, ${span}`),
         ...summaryOf(answer.body),
         answer.chart instanceof Error
           ? h("p", { class: "empty" }, `No chart: ${answer.chart.message}`)
-          : answer.chart
-            ? h("img", { src: answer.chart, alt: `${name} chart`, class: "chart" })
-            : h("p", { class: "hint" }, "This application has no chart; its sessions are listed below."),
+          : answer.chart instanceof Node
+            ? answer.chart
+            : answer.chart
+              ? h("img", { src: answer.chart, alt: `${name} chart`, class: "chart" })
+              : h("p", { class: "empty" }, "No chart: no charging session in this window."),
         h("details", { class: "raw" }, h("summary", {}, "Full answer (JSON)"),
           h("pre", { class: "json" }, JSON.stringify(answer.body, null, 1))),
       );
