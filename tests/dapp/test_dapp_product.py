@@ -105,6 +105,36 @@ def test_the_owner_view_of_eight_vehicles_takes_at_most_ten_requests(
     assert not dapp.errors
 
 
+def test_each_application_answers_in_plain_lines_with_its_chart_or_why_there_is_none(
+    stack: LocalPlatform, open_dapp: Any
+) -> None:
+    vehicle = stack.fleet[0].vehicle_id
+    dapp = open_dapp(owner_index(stack), "owner")
+    page = dapp.page
+    card = page.locator(f"#vehicle-{vehicle}")
+    card.locator("summary").click()
+    out = card.locator(".app-output")
+    for app in ("battery", "finance", "insurance", "energy"):
+        dapp.act(card.locator(f"button[data-app='{app}']"), f"{app.capitalize()} loaded")
+        # A few plain lines first, the JSON one click away (closed), never a cut-off dump.
+        expect(out.locator("h5")).to_contain_text(f"{app.capitalize()} of vehicle #{vehicle}")
+        expect(out.locator("details.raw")).not_to_have_attribute("open", "")
+        assert not out.locator("details.raw pre.json").is_visible()
+        chart = out.locator("img.chart, .energy-chart")
+        reason = out.locator("p.empty", has_text="No chart:")
+        expect(chart.or_(reason)).to_be_visible(timeout=TIMEOUT_MS)
+        if app != "energy":
+            # The PNG charts (insurance asks for the one day its route allows) are drawn.
+            expect(out.locator("img.chart")).to_be_visible()
+            page.wait_for_function(
+                "img => img.complete && img.naturalWidth > 0",
+                arg=out.locator("img.chart").element_handle(),
+                timeout=TIMEOUT_MS,
+            )
+        dapp.shot(f"owner-app-{app}")
+    assert not dapp.errors
+
+
 @pytest.mark.parametrize("view", VIEWS)
 def test_no_view_overflows_horizontally_at_390_px(
     stack: LocalPlatform, browser: Browser, view: str, screenshots: Any
