@@ -495,13 +495,15 @@ function appsPart(vehicle, latest) {
   return h("div", { class: "apps" },
     h("h4", {}, "Applications"),
     h("p", {}, APPS.map(([name, json, chart, days]) => button(name, async () => {
-      const window = { start: last - days * DAY * 1000, end: last + 1 };
+      // [start, end) ends just after the latest reading and spans exactly `days`.
+      const window = { start: last + 1 - days * DAY * 1000, end: last + 1 };
       const answer = await run(`Loading ${name.toLowerCase()}`, async () => ({
         body: await get(json(id), window),
         chart: chart ? await imageUrl(chart(id), window).catch((e) => e) : null,
       }), `${name} loaded`);
       if (!answer) return;
-      const span = `${when(window.start / 1000)} to ${when(window.end / 1000)}`;
+      const span = `${when(Math.floor(window.start / 1000))} to ` +
+        `${when(Math.ceil(window.end / 1000))}`;
       const sessions = answer.body?.result?.sessions;
       if (!chart && Array.isArray(sessions) && sessions.length) {
         answer.chart = await energyChart(sessions, out.clientWidth || 640).catch((e) => e);
