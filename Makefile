@@ -19,7 +19,11 @@ SHIM_STAMP := $(SOLCX_BINARY_PATH)/.registered
 DAPP_SOURCES := $(shell find dapp -path dapp/dist -prune -o -type f -print)
 DAPP_STAMP := dapp/dist/.built
 
-.PHONY: help install dapp compile test fuzz run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-attestations bench-stack lint clean
+# Debian's chromium drives the browser tests and `make bench-dapp` (Playwright and Lighthouse
+# use it; nothing downloads a browser). Installed with apt-get when missing and we are root.
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: help install chromium dapp compile test fuzz run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-attestations bench-stack bench-dapp lint clean
 
 help:
 	@echo "make run     run the platform (anvil, deploy, oracle quorum, indexer, simulated fleet)"
@@ -27,10 +31,22 @@ help:
 	@echo "make test    install, compile and run the test suite (forge invariants included)"
 	@echo "make fuzz    the forge invariant suites, deeper (256 runs of 128 calls each)"
 	@echo "make bench   run every benchmark;  make bench-gas  contract gas figures"
+	@echo "make bench-dapp  Lighthouse, axe and the owner view's requests and time"
 	@echo "make lint    ruff and mypy (strict) on our packages"
 	@echo "make dapp    build the dApp (dapp/dist, served by the indexer at /)"
 
-install: $(PY_STAMP) $(NPM_STAMP) $(SHIM_STAMP) $(DAPP_STAMP)
+install: $(PY_STAMP) $(NPM_STAMP) $(SHIM_STAMP) $(DAPP_STAMP) chromium
+
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y --no-install-recommends chromium \
+	      || { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
+	  else \
+	    echo "warning: $(CHROMIUM) is missing; the browser tests and bench-dapp need it" \
+	      "(as root: apt-get install -y chromium)"; \
+	  fi; }
 
 $(PY_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -64,8 +80,9 @@ test: install compile
 fuzz: install
 	FOUNDRY_PROFILE=deep forge test
 
+# `make run DEMO=0` runs without the demo seed (products, DIMO, proposal, first rewards).
 run: install compile
-	dimo stack run
+	dimo stack run $(if $(filter 0 false no,$(DEMO)),--no-demo,)
 
 e2e: install compile
 	$(PY) -m pytest -q tests/stack/test_e2e.py
@@ -96,6 +113,9 @@ bench-bridge: install
 
 bench-stack: install compile
 	$(PY) benchmarks/stack.py
+
+bench-dapp: install compile
+	$(PY) benchmarks/dapp.py
 
 lint: install
 	ruff check .

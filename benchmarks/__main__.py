@@ -15,7 +15,7 @@ from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 #: In the order the platform's data flows; scripts not written yet are skipped.
-ORDER = ("gas", "bridge", "oracle", "indexer", "rewards", "apps", "attestations", "stack")
+ORDER = ("gas", "bridge", "oracle", "indexer", "rewards", "apps", "attestations", "stack", "dapp")
 
 
 def run(name: str) -> dict[str, object]:

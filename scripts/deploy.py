@@ -101,6 +101,7 @@ def deploy(
     governance: GovernanceSettings | None = None,
     treasury: str | None = None,
     guardian: str | None = None,
+    rewards_genesis: int | None = None,
 ) -> Deployment:
     """Deploys every contract from `deployer` and returns the record (not yet saved).
 
@@ -113,6 +114,9 @@ def deploy(
         treasury: Where DataMarket fees accrue; by default the timelock.
         guardian: Who may veto rewards roots besides the timelock; by default nobody (the
             deployer too on a local chain).
+        rewards_genesis: First second of rewards epoch 0; by default the deploy block's time
+            (the local demo puts it a week before its start, so that epoch 0 ends as the
+            simulated history catches up with the present).
     """
     local = chain.chain_id == LOCAL_CHAIN_ID
     settings = governance or (LOCAL_GOVERNANCE if local else LIVE_GOVERNANCE)
@@ -168,7 +172,7 @@ def deploy(
         ),
     )
     vehicles.setDataMarket(market, sender=deployer)
-    genesis = chain.blocks.head.timestamp
+    genesis = chain.blocks.head.timestamp if rewards_genesis is None else rewards_genesis
     rewards = record(
         "Rewards",
         project.Rewards.deploy(
@@ -282,6 +286,9 @@ def main() -> None:
         *_oracle_set(),
         treasury=os.environ.get("DIMO_TREASURY"),
         guardian=os.environ.get("DIMO_REWARDS_GUARDIAN"),
+        rewards_genesis=int(os.environ["DIMO_REWARDS_GENESIS"])
+        if os.environ.get("DIMO_REWARDS_GENESIS")
+        else None,
     )
     default = Path("data") / "deployments" / f"{deployment.chain_id}.json"
     path = Path(os.environ.get("DIMO_DEPLOYMENT", default))

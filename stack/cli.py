@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from typer import _click as click  # the click Typer vendors and its groups derive from
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from stack.exceptions import StackError
 
@@ -35,6 +35,14 @@ SERVICES: dict[str, tuple[str, str, str]] = {
     "apps": ("indexer.apps.cli", "app", "Battery, finance, insurance, energy apps."),
     "certify": ("oracle.certifier.cli", "app", "Battery certificates signed by the oracles."),
 }
+# Top-level commands that are one service's command: name -> (module, attribute, help).
+SHORTCUTS: dict[str, tuple[str, str, str]] = {
+    "login": (
+        "indexer.cli",
+        "login",
+        "Sign in with Ethereum (keystore or dev account); other commands use the token.",
+    ),
+}
 
 
 class LazyGroup(TyperGroup):
@@ -47,9 +55,21 @@ class LazyGroup(TyperGroup):
         self._listing = False
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*super().list_commands(ctx), *(n for n in SERVICES if n not in self.commands)]
+        lazy = [*SHORTCUTS, *SERVICES]
+        return [*super().list_commands(ctx), *(n for n in lazy if n not in self.commands)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SHORTCUTS and cmd_name not in self.commands:
+            module, attr, help_text = SHORTCUTS[cmd_name]
+            if self._listing:
+                return TyperCommand(name=cmd_name, help=help_text)
+            function = getattr(importlib.import_module(module), attr)
+            single = typer.Typer()
+            single.command(name=cmd_name, help=help_text)(function)
+            command = typer.main.get_command(single)
+            command.name = cmd_name
+            self.commands[cmd_name] = command
+            return command
         if cmd_name in self.commands or cmd_name not in SERVICES:
             return super().get_command(ctx, cmd_name)
         module, attr, help_text = SERVICES[cmd_name]
@@ -107,10 +127,54 @@ def _print_ready(platform: Platform, chain_url: str, vehicle_nft: str) -> None:
     console.print("Ctrl-C stops every service and keeps the state for the next run")
 
 
+class _DemoFinisher:
+    """Finishes the demo in a thread once the fleet has caught up (and the oracle has had two
+    batch intervals to anchor the last of the history): the proposal, epoch 0's rewards."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.caught_up_at: float | None = None
+        self.thread: threading.Thread | None = None
+        self.lines: list[str] = []
+        self.reported = False
+
+    def _run(self) -> None:
+        try:
+            self.lines = self.platform.finish_demo()
+        except StackError as err:
+            self.lines = [f"[red]failed[/] {err}"]
+
+    def poll(self) -> list[str]:
+        """Lines to print (once, when the demo is finished)."""
+        if self.reported:
+            return []
+        if self.thread is None:
+            if self.caught_up_at is None:
+                if self.platform.history_driven():
+                    self.caught_up_at = time.monotonic()
+                return []
+            if time.monotonic() - self.caught_up_at < 2 * self.platform.settings.batch_interval_s:
+                return []
+            self.thread = threading.Thread(target=self._run, name="demo", daemon=True)
+            self.thread.start()
+            return ["history driven: opening the proposal and posting epoch 0's rewards"]
+        if self.thread.is_alive():
+            return []
+        self.reported = True
+        return self.lines or ["nothing left to seed"]
+
+
 @stack_app.command("run")
 def stack_run(
     once: bool = typer.Option(False, help="Stop after deploying instead of serving."),
     progress_every: float = typer.Option(5.0, help="Seconds between progress lines."),
+    demo: bool = typer.Option(
+        True,
+        envvar="DIMO_STACK_DEMO",
+        help="Seed the demo on the local chain: a curator's two products, DIMO for the buyer "
+        "(account 5) and the holder (6), an open proposal and epoch 0's rewards once the "
+        "history is driven.",
+    ),
 ) -> None:
     """Starts the whole platform: anvil, the contracts, the oracle quorum and oracle, the
     indexer and its API, and the simulated fleet's bridges. Serves until Ctrl-C."""
@@ -130,7 +194,7 @@ def stack_run(
         where = "live network" if settings.rpc_url else f"anvil (state in {settings.data_dir})"
         console.print(f"[green]chain[/] {where} at {chain_url}", highlight=False)
         with console.status("deploying contracts"):
-            record, resumed = platform.deploy()
+            record, resumed = platform.deploy(demo=demo)
         if resumed:
             console.print(f"[green]contracts[/] resumed from {settings.deployment_path}")
         else:
@@ -145,11 +209,13 @@ def stack_run(
         if not settings.rpc_url:
             console.print("[bold]dev accounts[/] (anvil's public test keys; never use elsewhere):")
             roles = {
-                0: "admin",
+                0: "admin" + (", curator" if demo else ""),
                 1: "device maker",
                 2: "owner",
                 3: "owner",
                 4: "owner",
+                5: "data buyer" if demo else "",
+                6: "token holder (voter)" if demo else "",
                 7: "oracle",
                 8: "oracle",
                 9: "oracle",
@@ -168,6 +234,11 @@ def stack_run(
                 f"{settings.time_factor:g}x time until the present"
             )
 
+        if demo:
+            with console.status("seeding the demo (products, DIMO)"):
+                for line in platform.seed_demo():
+                    console.print(f"[green]demo[/] {line}", highlight=False, soft_wrap=True)
+
         def started(service: Service) -> None:
             console.print(f"[green]{service.name}[/] started (pid {service.pid})")
 
@@ -175,7 +246,11 @@ def stack_run(
             platform.start_services(started)
         _print_ready(platform, chain_url, record.contract("VehicleId").address)
         last = 0.0
+        finisher = _DemoFinisher(platform) if demo and fleet else None
         while not stop.wait(0.5):
+            if finisher is not None:
+                for line in finisher.poll():
+                    console.print(f"[green]demo[/] {line}", highlight=False, soft_wrap=True)
             for event in platform.supervise():
                 console.print(f"[yellow]supervisor[/] {event}", highlight=False, soft_wrap=True)
             if time.monotonic() - last >= progress_every:

@@ -24,10 +24,20 @@ def existing_deployment(path: Path, rpc_url: str) -> Deployment | None:
     return record
 
 
-def deploy(root: Path, rpc_url: str, network: str, record_path: Path) -> Deployment:
-    """Runs `ape run deploy` against the node at `rpc_url` and loads the record it wrote."""
+def deploy(
+    root: Path,
+    rpc_url: str,
+    network: str,
+    record_path: Path,
+    rewards_genesis: int | None = None,
+) -> Deployment:
+    """Runs `ape run deploy` against the node at `rpc_url` and loads the record it wrote;
+    `rewards_genesis` (unix s) sets the first second of rewards epoch 0 (default: the deploy's
+    time)."""
     env = dict(os.environ)
     env.update({"APE_FOUNDRY_HOST": rpc_url, "DIMO_DEPLOYMENT": str(record_path.resolve())})
+    if rewards_genesis is not None:
+        env["DIMO_REWARDS_GENESIS"] = str(rewards_genesis)
     ape = Path(sys.executable).with_name("ape")
     proc = subprocess.run(
         [str(ape), "run", "deploy", "--network", network],

@@ -78,6 +78,18 @@ class FleetSetupError(StackError, RuntimeError):
         self.detail = detail
 
 
+class DemoSeedError(StackError, RuntimeError):
+    """A step of the demo seed (products, DIMO, proposal, first rewards) failed."""
+
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(
+            f"seeding the demo failed at {step}: {detail}. Run without it (`make run DEMO=0`, "
+            "`dimo stack run --no-demo`), or start over with a fresh data folder."
+        )
+        self.step = step
+        self.detail = detail
+
+
 class FleetConfigError(StackError, ValueError):
     """A fleet setting cannot be used."""
 

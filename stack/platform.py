@@ -19,10 +19,11 @@ from protocol.crypto import private_key_to_address
 from protocol.deployment import Deployment
 from stack.chain import Anvil, anvil_binary
 from stack.config import StackSettings
+from stack.demo import open_proposal, post_first_rewards, seed_market
 from stack.deploy import deploy, existing_deployment
 from stack.exceptions import StackError
 from stack.fleet import fleet_dir
-from stack.seed import FleetVehicle, dev_account, register_fleet
+from stack.seed import ADMIN, FleetVehicle, dev_account, register_fleet
 from stack.services import RestartPolicy, Service, dimo_command
 
 __all__ = ["ORACLE_SIGNER_ACCOUNTS", "Platform", "Progress"]
@@ -31,6 +32,8 @@ __all__ = ["ORACLE_SIGNER_ACCOUNTS", "Platform", "Progress"]
 ORACLE_SIGNER_ACCOUNTS = (7, 8, 9)
 #: anvil dev account that relays the local oracle's anchors.
 ORACLE_SUBMITTER_ACCOUNT = 7
+#: Length of a rewards epoch (Rewards.EPOCH_SECONDS).
+EPOCH_S = 7 * 86_400
 
 
 def _key(index: int) -> str:
@@ -116,14 +119,22 @@ class Platform:
         self.anvil.start()
         return self.anvil.url
 
-    def deploy(self) -> tuple[Deployment, bool]:
-        """Resumes the deployment on the chain, or deploys; returns it and whether it resumed."""
+    def deploy(self, demo: bool = False) -> tuple[Deployment, bool]:
+        """Resumes the deployment on the chain, or deploys; returns it and whether it resumed.
+
+        With `demo` on a fresh local chain with a history to drive, rewards epoch 0 ends at
+        this moment (it starts a week before), so that the history falls inside it and the
+        demo can post its rewards once the fleet has caught up.
+        """
         s = self.settings
         record = existing_deployment(s.deployment_path, s.chain_url)
         if record is not None:
             self.deployment = record
             return record, True
-        self.deployment = deploy(self.root, s.chain_url, s.network, s.deployment_path)
+        genesis = None
+        if demo and not s.rpc_url and s.fleet_vehicles and s.history_days:
+            genesis = int(time.time()) - EPOCH_S
+        self.deployment = deploy(self.root, s.chain_url, s.network, s.deployment_path, genesis)
         return self.deployment, False
 
     def register_fleet(self) -> list[FleetVehicle]:
@@ -140,6 +151,42 @@ class Platform:
             seed=s.fleet_seed,
         )
         return self.fleet
+
+    # -- demo ------------------------------------------------------------------------------
+
+    def seed_demo(self) -> list[str]:
+        """Lists the demo's products (with opt-ins) and funds its buyer and holder, before the
+        fleet drives; what it did, one line a step (nothing on a live network or a resume)."""
+        s = self.settings
+        if s.rpc_url or self.deployment is None or not self.fleet:
+            return []
+        return seed_market(s.chain_url, self.deployment, self.fleet)
+
+    def history_driven(self) -> bool:
+        """Whether the simulated fleet has caught up with the present."""
+        try:
+            progress = json.loads((fleet_dir(self.data) / "progress.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(progress.get("caught_up"))
+
+    def finish_demo(self) -> list[str]:
+        """Once the history is driven: the holder's proposal and epoch 0's rewards, each
+        unless done before; what it did, one line a step."""
+        s = self.settings
+        if s.rpc_url or self.deployment is None:
+            return []
+        done = []
+        proposal = open_proposal(s.chain_url, self.deployment)
+        if proposal is not None:
+            done.append(f"proposal open for votes in a minute: {proposal}")
+        keys, _ = self._oracle_keys()
+        posted = post_first_rewards(
+            self.data, s.chain_url, s.deployment_path.resolve(), keys[:2], _key(ADMIN)
+        )
+        if posted is not None:
+            done.append(f"epoch 0 rewards: {posted}")
+        return done
 
     # -- services --------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ export async function signIn(session) {
   });
   const signature = await session.wallet.signMessage({ message });
   const token = await post("/auth/login", { message, signature });
-  setToken(token.access_token);
+  setToken(token.access_token, token.expires_in);
   return token;
 }
 

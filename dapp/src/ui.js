@@ -1,5 +1,14 @@
 // Small DOM helpers: elements, tables, status line, and a runner for wallet actions.
-import { BaseError, ContractFunctionRevertedError, formatUnits } from "viem";
+import { BaseError, formatUnits } from "viem";
+import { decodeRevert, errorCatalog } from "./errors.js";
+
+/** The deployment's custom errors (set once the configuration is loaded). */
+let catalog = { abi: [], owner: {} };
+
+/** Decode later reverts against the custom errors of every contract of `config`. */
+export function useErrorsOf(config) {
+  catalog = errorCatalog(config);
+}
 
 /** An element `tag` with attributes `attrs` (on* become listeners) and `children`. */
 export function h(tag, attrs = {}, ...children) {
@@ -20,12 +29,13 @@ export function h(tag, attrs = {}, ...children) {
 /** A table with `head` columns and `rows` (arrays of cells), or `empty` when there are none. */
 export function table(head, rows, empty = "none", attrs = {}) {
   if (!rows.length) return h("p", { class: "empty" }, empty);
-  return h(
+  // Wide tables scroll inside their own box, never the page (phones are 390 px wide).
+  return h("div", { class: "table-wrap" }, h(
     "table",
     attrs,
-    h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, head.map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c))))),
-  );
+  ));
 }
 
 /** A section with a heading. */
@@ -63,16 +73,14 @@ export function status(text, kind = "info") {
   el.dataset.kind = kind;
 }
 
-/** What went wrong, in words: a contract's custom error by name, an API problem's detail. */
+/** What went wrong, in words: a contract's error as a sentence, a wallet's or the API's. */
 export function explain(err) {
-  if (err instanceof BaseError) {
-    const revert = err.walk((e) => e instanceof ContractFunctionRevertedError);
-    if (revert?.data?.errorName) {
-      const args = (revert.data.args ?? []).map(String).join(", ");
-      return `${revert.data.errorName}(${args})`;
-    }
-    return err.shortMessage || err.message;
+  const revert = decodeRevert(catalog, err);
+  if (revert) return revert;
+  if (err?.code === 4001 || /user rejected/i.test(err?.message ?? "")) {
+    return "You declined it in the wallet.";
   }
+  if (err instanceof BaseError) return err.shortMessage || err.message;
   return err?.message ?? String(err);
 }
 

@@ -10,6 +10,13 @@ import {
   http,
 } from "viem";
 import { devWalletProvider } from "./devwallet.js";
+import { status } from "./ui.js";
+
+/** Tells the user where a transaction is (pending states), keeping the status line's kind. */
+function progress(text, hash) {
+  status(text, "pending");
+  if (hash) document.getElementById("status").dataset.tx = hash;
+}
 
 /** anvil's dev accounts (for the dev wallet's picker). */
 export async function devAccounts(rpcUrl) {
@@ -76,15 +83,25 @@ export class Session {
    * its custom error before anything is signed); resolves to the mined receipt.
    */
   async write(name, fn, args = []) {
+    // Simulated where it will run: the pending block, whose time may be well past the latest
+    // block's on a chain that mines only on demand (a claim window that opened since).
     const { request } = await this.public.simulateContract({
       ...this.contract(name),
       functionName: fn,
       args,
       account: this.address,
+      blockTag: "pending",
     });
+    progress("Waiting for your wallet to sign…");
     const hash = await this.wallet.writeContract(request);
+    progress(`Sent (${hash.slice(0, 10)}…), waiting for a block…`, hash);
     const receipt = await this.public.waitForTransactionReceipt({ hash });
-    if (receipt.status !== "success") throw new Error(`${name}.${fn} reverted in ${hash}`);
+    if (receipt.status !== "success") {
+      // Replay it where it ran: the revert's data says why.
+      const { blockTag: _, ...replay } = request;
+      await this.public.simulateContract({ ...replay, blockNumber: receipt.blockNumber - 1n });
+      throw new Error(`the transaction ${hash} failed in block ${receipt.blockNumber}`);
+    }
     return receipt;
   }
 
@@ -95,9 +112,10 @@ export class Session {
    * deadline counted from it would be past when the transaction is mined.
    */
   async now() {
-    const latest = await this.public.getBlock();
-    const pending = await this.public.getBlock({ blockTag: "pending" }).catch(() => latest);
-    return Number(pending.timestamp > latest.timestamp ? pending.timestamp : latest.timestamp);
+    // anvil's pending block is never older than its latest (one request, not two).
+    const pending = await this.public.getBlock({ blockTag: "pending" })
+      .catch(() => this.public.getBlock());
+    return Number(pending.timestamp);
   }
 }
 

@@ -25,6 +25,7 @@ from oracle.certifier.config import AttestationSettings, CertifierSettings
 from oracle.certifier.exceptions import CertificationFailed
 from oracle.certify import CERTIFY_PATH, StatementMalformed
 from oracle.exceptions import OracleError
+from protocol.clisession import load_token
 from protocol.deployment import Deployment, DeploymentError
 
 app = typer.Typer(
@@ -34,22 +35,32 @@ console = Console()
 
 
 @app.command("serve")
-def serve_command() -> None:
+def serve_command(
+    deployment: Annotated[
+        Path | None,
+        typer.Option(
+            help="Deployment record to read (default DIMO_CERTIFY_DEPLOYMENT, else "
+            "data/deployments/31337.json under the current folder)."
+        ),
+    ] = None,
+) -> None:
     """Runs the certifier (DIMO_CERTIFY_* settings): POST /v1/certify/battery and
     /v1/certify/credential (credential limits from the DIMO_ATTEST_* settings)."""
     import uvicorn
 
     settings = CertifierSettings()
+    if deployment is not None:
+        settings = settings.model_copy(update={"deployment": deployment})
     try:
-        deployment = Deployment.load(settings.deployment)
+        record = Deployment.load(settings.deployment)
         checker = BatteryChecker(
             settings.api_url,
             settings.rpc_url,
-            deployment,
+            record,
             api_token=settings.api_token.get_secret_value() if settings.api_token else None,
         )
         limits = AttestationSettings(api_url=settings.api_url, rpc_url=settings.rpc_url)
-        credentials = CredentialChecker(statement_builder(limits, deployment))
+        credentials = CredentialChecker(statement_builder(limits, record))
         service = create_certifier_app(
             [k.get_secret_value() for k in settings.keys],
             checker,
@@ -120,7 +131,8 @@ def battery_command(
         str,
         typer.Option(
             envvar="DIMO_API_TOKEN",
-            help="Bearer token from SIWE sign-in; the certifiers read the proofs with it.",
+            help="Bearer token from SIWE sign-in; the certifiers read the proofs with it "
+            "(default: the token `dimo login` saved for --api-url).",
         ),
     ] = "",
     rpc_url: Annotated[
@@ -139,6 +151,7 @@ def battery_command(
     the oracle keys, checks the signatures with `verifyCertificate` and writes the result.
     """
     urls = certifier or [f"http://127.0.0.1:{CertifierSettings().port}"]
+    token = token or load_token(api_url) or ""
     try:
         record = Deployment.load(deployment)
     except DeploymentError as exc:

@@ -206,7 +206,16 @@ def _list_product_and_opt_in(chain: Chain, vehicle: FleetVehicle) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, dapp_dist: Path) -> Iterator[LocalPlatform]:
+def service_env() -> dict[str, str]:
+    """Environment the module's services get on top of the stack's (a module may override it,
+    e.g. with a short token lifetime)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, dapp_dist: Path, service_env: dict[str, str]
+) -> Iterator[LocalPlatform]:
     """The platform of `make run` on free ports, with three vehicles driving two days at 8000x.
 
     Before the fleet drives, a product is listed and vehicle 1 opted in to it, so that a
@@ -233,6 +242,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, dapp_dist: Path) -> Iterator
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(f"DIMO_STACK_{name}", value)
+        for name, value in service_env.items():
+            patch.setenv(name, value)
         yield from _run_platform(StackSettings(), data)
 
 

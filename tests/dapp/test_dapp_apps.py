@@ -46,6 +46,7 @@ def test_an_owner_sees_the_finance_chart_and_declares_the_vehicles_grid_region(
     dapp = open_dapp(index, "owner")
     page = dapp.page
     card = page.locator(f"#vehicle-{vehicle.vehicle_id}")
+    card.locator("summary").click()  # cards are collapsed to a summary line
     expect(card).to_contain_text(vehicle.device, timeout=TIMEOUT_MS)
     expect(card.locator(".grid-region")).to_contain_text("No grid region declared")
 

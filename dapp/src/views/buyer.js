@@ -2,7 +2,8 @@
 // approve), see licences, and query the vehicles a licence covers.
 import { parseSignature } from "viem";
 import { all, ApiError, get } from "../api.js";
-import { button, dimo, fmt, h, run, section, short, table, when } from "../ui.js";
+import { label, valueOf } from "../signals.js";
+import { button, dimo, h, run, section, short, table, when } from "../ui.js";
 
 const DAY = 86_400;
 
@@ -23,7 +24,7 @@ export async function renderBuyer(root, ctx) {
         ["product", "curator", "scopes", "price / period", "vehicles opted in", "periods", ""],
         products.map((p) => {
           periods[p.id] = h("input", { type: "number", min: 1, value: 1, size: 3,
-            name: `periods-${p.id}` });
+            name: `periods-${p.id}`, "aria-label": `periods of product #${p.id}` });
           return [
             `#${p.id}`,
             h("code", { title: p.curator }, short(p.curator)),
@@ -37,6 +38,8 @@ export async function renderBuyer(root, ctx) {
         }),
         "No products listed.",
       )),
+    h("p", { class: "hint" }, "A licence lets you read the vehicles opted in to its product, " +
+      "each from the time it opted in (never earlier), for as long as the licence runs."),
     section("My licences", { id: "licences" },
       table(
         ["product", "expires (UTC)", "state", "periods", "paid"],
@@ -97,7 +100,7 @@ const queried = { vehicle: "", shown: [] };
 
 function querySection() {
   const vehicle = h("input", { name: "query-vehicle", type: "number", min: 1, size: 6,
-    placeholder: "vehicle id", value: queried.vehicle,
+    placeholder: "vehicle id", value: queried.vehicle, "aria-label": "vehicle id to query",
     onInput: (e) => { queried.vehicle = e.target.value; } });
   const out = h("div", { id: "query-result" }, ...queried.shown);
   const show = (...nodes) => {
@@ -113,8 +116,12 @@ function querySection() {
         h("p", { class: "ok", "data-outcome": "data" },
           `Vehicle #${id}: ${latest.values.length} signals readable`),
         table(["signal", "value", "time (UTC)"],
-          latest.values.map((v) => [v.signal, fmt(v.value), when(v.t / 1000)]),
-          "No readings in the covered time."),
+          latest.values.map((v) => [
+            h("span", { title: v.signal }, label(v.signal)), valueOf(v.signal, v.value),
+            when(v.t / 1000)]),
+          "No readings in the time you are covered: a licence covers a vehicle's readings " +
+          "from the time it opted in to the product (and while your licence runs), so a " +
+          "vehicle that opted in after its last reading shows none until it sends more."),
         latest.withheld.length
           ? h("p", { class: "hint" }, "Withheld: ",
             latest.withheld.map((w) => `${w.signal} (needs ${w.missing_scope})`).join(", "))

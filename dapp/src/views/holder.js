@@ -23,15 +23,21 @@ export async function renderHolder(root, ctx) {
     Promise.all(FLAGS.map((f) => session.read("Parameters", "flag", [keccak256(toHex(f))]))),
     all("/proposals"),
   ]);
-  const onChain = await Promise.all(proposals.map(async (p) => {
-    const id = BigInt(p.id);
-    const [state, voted] = await Promise.all([
-      session.read("DimoGovernor", "state", [id]),
-      session.read("DimoGovernor", "hasVoted", [id, me]),
-    ]);
-    return { state: STATES[Number(state)], voted };
-  }));
-  const delegatee = h("input", { name: "delegatee", size: 44, value: me });
+  const [onChain, chainNow] = await Promise.all([
+    Promise.all(proposals.map(async (p) => {
+      const id = BigInt(p.id);
+      const [state, voted, eta] = await Promise.all([
+        session.read("DimoGovernor", "state", [id]),
+        session.read("DimoGovernor", "hasVoted", [id, me]),
+        session.read("DimoGovernor", "proposalEta", [id]),
+      ]);
+      return { state: STATES[Number(state)], voted, eta: Number(eta) };
+    })),
+    session.now(),
+  ]);
+  for (const c of onChain) c.now = chainNow;
+  const delegatee = h("input", { name: "delegatee", size: 44, value: me,
+    "aria-label": "delegate votes to (address)" });
   root.append(
     section("My votes", { id: "votes" },
       h("p", {}, `Balance ${dimo(balance)}, votes ${dimo(votes)}, delegated to `,
@@ -95,8 +101,30 @@ function actions(p, chain, ctx) {
     out.append("voted");
   }
   if (chain.state === "Succeeded") out.append(step("Queue", "queue"));
-  if (chain.state === "Queued") out.append(step("Execute", "execute"));
+  if (chain.state === "Queued") {
+    const execute = step("Execute", "execute");
+    const left = chain.eta - chain.now;
+    if (left > 0) {
+      // The timelock refuses before its delay has passed (TimelockUnexpectedOperationState).
+      execute.disabled = true;
+      execute.title = `The timelock allows it at ${when(chain.eta)}`;
+      out.append(execute, h("span", { class: "hint", "data-eta": chain.eta },
+        ` executable in ${duration(left)} (${when(chain.eta)})`));
+    } else {
+      out.append(execute);
+    }
+  }
   return out;
+}
+
+/** Seconds as "2 d 3 h", "5 h 10 min" or "40 s". */
+function duration(seconds) {
+  const d = Math.floor(seconds / 86_400);
+  const hrs = Math.floor((seconds % 86_400) / 3600);
+  const min = Math.floor((seconds % 3600) / 60);
+  if (d) return `${d} d ${hrs} h`;
+  if (hrs) return `${hrs} h ${min} min`;
+  return min ? `${min} min` : `${seconds} s`;
 }
 
 /**
@@ -132,8 +160,9 @@ async function voteBySig(p, support, ctx) {
 
 function proposeSection(ctx) {
   const { session } = ctx;
-  const flag = h("select", { name: "flag" }, FLAGS.map((f) => h("option", { value: f }, f)));
-  const value = h("select", { name: "flag-value" },
+  const flag = h("select", { name: "flag", "aria-label": "feature flag" },
+    FLAGS.map((f) => h("option", { value: f }, f)));
+  const value = h("select", { name: "flag-value", "aria-label": "new value" },
     h("option", { value: "true" }, "on"), h("option", { value: "false" }, "off"));
   const propose = async () => {
     await run("Proposing", () => {

@@ -2,17 +2,23 @@
 // rewards and licence revenue, the vehicle's grid region, and the four applications with their
 // charts.
 import { getAddress, isAddress } from "viem";
-import { all, ApiError, get, imageUrl } from "../api.js";
+import { all, get, imageUrl } from "../api.js";
+import { energyChart } from "../charts.js";
 import { declaredRegion, declareRegion } from "../region.js";
+import { meaning, label, valueOf } from "../signals.js";
 import { button, dimo, fmt, h, PRIVILEGES, run, section, short, table, when } from "../ui.js";
 
 const DAY = 86_400;
-/** The applications: label, JSON route and PNG chart route (under /apps), by vehicle id. */
+/**
+ * The applications: label, JSON route, PNG chart route (under /apps) by vehicle id, and the
+ * chart's window in days: the insurance chart spans at most one day (the API's MAX_CHART_MS).
+ */
 const APPS = [
-  ["Battery", (id) => `/apps/battery/${id}`, (id) => `/apps/battery/${id}/chart.png`],
-  ["Finance", (id) => `/apps/finance/${id}`, (id) => `/apps/finance/${id}/chart.png`],
-  ["Insurance", (id) => `/apps/insurance/${id}/score`, (id) => `/apps/insurance/${id}/chart.png`],
-  ["Energy", (id) => `/apps/energy/${id}/sessions`, null],
+  ["Battery", (id) => `/apps/battery/${id}`, (id) => `/apps/battery/${id}/chart.png`, 30],
+  ["Finance", (id) => `/apps/finance/${id}`, (id) => `/apps/finance/${id}/chart.png`, 30],
+  ["Insurance", (id) => `/apps/insurance/${id}/score`, (id) => `/apps/insurance/${id}/chart.png`,
+    1],
+  ["Energy", (id) => `/apps/energy/${id}/sessions`, null, 30],
 ];
 
 /** Output panels (a proof, an app's answer) by vehicle, kept open across re-renders. */
@@ -23,89 +29,216 @@ function panel(key, cls) {
   return panels.get(key);
 }
 
-/** Renders the owner's view into `root`. */
+const SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current";
+const RANGE = "Vehicle.Powertrain.Range";
+
+/** The rendered view: its cards by vehicle id, with the data each was drawn from. */
+const live = { root: null, cards: new Map(), ctx: null };
+
+/**
+ * Renders the owner's view into `root`: one request for the whole fleet (`/overview`), the
+ * products and epochs, and the chain's clock. Cards are collapsed to a summary line; opening
+ * one draws it from the same answer.
+ */
 export async function renderOwner(root, ctx) {
-  const { session } = ctx;
-  const [vehicles, devices, products, epochs, chainNow] = await Promise.all([
-    all("/vehicles", { owner: session.address }),
-    all("/devices", { owner: session.address }),
-    all("/products"),
-    all("/rewards/epochs"),
-    session.now(),
-  ]);
-  // Claims open by the chain's clock (the contract's), which may run ahead of the API's.
-  const open = new Set(epochs
-    .filter((e) => e.status === "posted" && chainNow >= e.claimable_at)
-    .map((e) => e.epoch));
+  const data = await load(ctx);
+  live.root = root;
+  live.cards = new Map();
+  live.ctx = { ...ctx, refresh: () => updateSoon() };
+  const { overview } = data;
   root.append(
+    overviewPart(overview, data.open),
     section("My devices", { id: "devices" },
       table(
         ["device", "maker", "vehicle", "paired since", "pairings"],
-        devices.map((d) => [
+        overview.devices.map((d) => [
           h("code", { title: d.address }, short(d.address)),
           d.manufacturer ?? d.manufacturer_id,
           d.vehicle_id ?? "-",
           d.vehicle_id ? when(d.paired_since) : "not paired",
           d.pairings_count,
         ]),
-        "No devices.",
+        "No devices: a device maker mints one, you claim it and pair it with a vehicle.",
       )),
   );
-  const list = h("div", { id: "vehicles" }, h("h2", {}, `My vehicles (${vehicles.length})`));
-  if (!vehicles.length) list.append(h("p", { class: "empty" }, "No vehicles."));
+  const list = h("div", { id: "vehicles" },
+    h("h2", {}, `My vehicles (${overview.vehicles.length})`));
+  if (!overview.vehicles.length) {
+    list.append(h("p", { class: "empty" },
+      "No vehicles: this account owns none. Under `make run`, dev accounts #2-#4 own the fleet."));
+  }
   root.append(list);
-  for (const vehicle of vehicles) {
-    list.append(await vehicleCard(vehicle, products, open, ctx));
+  for (const entry of overview.vehicles) {
+    const card = vehicleCard(entry, data);
+    live.cards.set(entry.vehicle.id, { card, key: keyOf(entry, data) });
+    list.append(card);
   }
 }
 
-async function vehicleCard(vehicle, products, open, ctx) {
-  const id = vehicle.id;
-  const card = h("article", { class: "vehicle", id: `vehicle-${id}`, "data-vehicle": id },
-    h("h3", {}, `#${id} ${vehicle.make} ${vehicle.model} ${vehicle.year}`),
-    h("p", { class: "pairing" }, vehicle.device
-      ? ["Paired with device ", h("code", {}, vehicle.device)]
-      : "No device paired."));
-  const [latest, grants, optIns, rewards, revenue, region] = await Promise.all([
-    get(`/vehicles/${id}/latest`).catch((e) => e),
-    all(`/vehicles/${id}/grants`),
-    all(`/vehicles/${id}/opt-ins`, { active: true }),
-    all(`/vehicles/${id}/rewards`),
-    all(`/vehicles/${id}/revenue`),
-    declaredRegion(id).catch((e) => e),
+async function load(ctx) {
+  const [overview, products, epochs, chainNow] = await Promise.all([
+    get("/overview"),
+    all("/products"),
+    all("/rewards/epochs"),
+    ctx.session.now(),
   ]);
-  card.append(
-    signalsPart(vehicle, latest, ctx),
-    grantsPart(vehicle, grants, ctx),
-    productsPart(vehicle, products, optIns, ctx),
-    rewardsPart(vehicle, rewards, open, ctx),
-    revenuePart(vehicle, revenue, ctx),
-    regionPart(vehicle, region, ctx),
-    appsPart(vehicle, latest),
-  );
+  // Claims open by the chain's clock (the contract's), which may run ahead of the API's.
+  const open = new Set(epochs
+    .filter((e) => e.status === "posted" && chainNow >= e.claimable_at)
+    .map((e) => e.epoch));
+  return { overview, products, open, chainNow };
+}
+
+function keyOf(entry, data) {
+  return JSON.stringify([entry, data.products, [...data.open]]);
+}
+
+let pending = [];
+
+/** After a transaction: fetch the overview as the indexer catches up, redraw changed cards. */
+function updateSoon() {
+  for (const t of pending) clearTimeout(t);
+  pending = [0, 1500, 4000].map((ms) => setTimeout(update, ms));
+}
+
+async function update() {
+  if (!live.root?.isConnected) return;
+  let data;
+  try {
+    data = await load(live.ctx);
+  } catch {
+    return; // the next refresh or the session handler says what is wrong
+  }
+  for (const entry of data.overview.vehicles) {
+    const known = live.cards.get(entry.vehicle.id);
+    const key = keyOf(entry, data);
+    if (!known || known.key === key) continue;
+    const card = vehicleCard(entry, data);
+    known.card.replaceWith(card);
+    live.cards.set(entry.vehicle.id, { card, key });
+  }
+  const summary = live.root.querySelector("#overview");
+  if (summary) summary.replaceWith(overviewPart(data.overview, data.open));
+}
+
+/** The whole fleet at a glance: totals over the vehicles. */
+function overviewPart(overview, open) {
+  const vehicles = overview.vehicles;
+  let rewards = 0n;
+  let claimable = 0;
+  for (const v of vehicles) {
+    for (const r of v.rewards) {
+      rewards += BigInt(r.amount);
+      if (!r.claimed && open.has(r.epoch) && BigInt(r.amount) > 0n) claimable += 1;
+    }
+  }
+  const granted = vehicles.reduce((n, v) => n + v.grants.filter((g) => g.live).length, 0);
+  const optedIn = vehicles.reduce((n, v) => n + v.opt_ins.length, 0);
+  const reporting = vehicles.filter((v) => v.latest.values.length).length;
+  return section("Overview", { id: "overview" },
+    h("dl", { class: "totals" },
+      h("dt", {}, "Vehicles"), h("dd", {}, `${vehicles.length} (${reporting} reporting)`),
+      h("dt", {}, "Rewards earned"), h("dd", {}, `${dimo(rewards)}${claimable
+        ? `, ${claimable} claim(s) open` : ""}`),
+      h("dt", {}, "Who may read"), h("dd", {}, `${granted} live grant(s), ${optedIn} product ` +
+        "opt-in(s)")));
+}
+
+function latestOf(entry, path) {
+  return entry.latest.values.find((v) => v.signal === path);
+}
+
+/** The summary line of a collapsed card: SoC, range, last seen, rights, rewards. */
+function summaryLine(entry, open) {
+  const soc = latestOf(entry, SOC);
+  const range = latestOf(entry, RANGE);
+  const seen = entry.latest.values.reduce((t, v) => Math.max(t, v.t), 0);
+  const grants = entry.grants.filter((g) => g.live).length;
+  let earned = 0n;
+  let claimable = 0;
+  for (const r of entry.rewards) {
+    earned += BigInt(r.amount);
+    if (!r.claimed && open.has(r.epoch) && BigInt(r.amount) > 0n) claimable += 1;
+  }
+  return [
+    soc ? `${valueOf(SOC, soc.value)} charged` : "charge unknown",
+    range ? `${valueOf(RANGE, range.value)} range` : null,
+    seen ? `seen ${ago(seen)}` : "no readings yet",
+    `${grants} grant(s), ${entry.opt_ins.length} product(s)`,
+    `${dimo(earned)} rewards${claimable ? " (claimable)" : ""}`,
+  ].filter(Boolean).join(" · ");
+}
+
+/** How long ago unix ms `t` was, in words. */
+function ago(t) {
+  const s = Math.max(0, (Date.now() - t) / 1000);
+  if (s < 90) return "just now";
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 129_600) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86_400)} days ago`;
+}
+
+/** A vehicle's card: collapsed (`<details>`) with a summary line; its parts drawn when opened. */
+/** Ids of the cards the owner opened, kept open across renders. */
+const opened = new Set();
+
+function vehicleCard(entry, data) {
+  const { vehicle } = entry;
+  const id = vehicle.id;
+  const card = h("details", { class: "vehicle", id: `vehicle-${id}`, "data-vehicle": id },
+    h("summary", {},
+      h("h3", {}, `#${id} ${vehicle.make} ${vehicle.model} ${vehicle.year}`),
+      h("span", { class: "summary-line" }, summaryLine(entry, data.open))));
+  let drawn = false;
+  const draw = () => {
+    if (drawn) return;
+    drawn = true;
+    const latest = entry.latest;
+    card.append(
+      h("p", { class: "pairing" }, vehicle.device
+        ? ["Paired with device ", h("code", {}, vehicle.device)]
+        : "No device paired: pair one to send readings."),
+      signalsPart(vehicle, latest, live.ctx),
+      grantsPart(vehicle, entry.grants, live.ctx),
+      productsPart(vehicle, data.products, entry.opt_ins, live.ctx),
+      rewardsPart(vehicle, entry.rewards, data.open, live.ctx),
+      revenuePart(vehicle, entry.revenue, live.ctx),
+      regionPart(vehicle, live.ctx),
+      appsPart(vehicle, latest),
+    );
+  };
+  card.addEventListener("toggle", () => {
+    if (card.open) {
+      opened.add(id);
+      draw();
+    } else {
+      opened.delete(id);
+    }
+  });
+  if (opened.has(id)) {
+    card.open = true;
+    draw();
+  }
   return card;
 }
 
 function signalsPart(vehicle, latest, ctx) {
   const part = h("div", { class: "signals" }, h("h4", {}, "Latest signals"));
-  if (latest instanceof ApiError) {
-    part.append(h("p", { class: "error" }, latest.message));
-    return part;
-  }
   const proofBox = panel(`proof-${vehicle.id}`, "proof");
   part.append(
     table(
-      ["signal", "value", "time (UTC)", "batch", ""],
+      ["signal", "value", "time (UTC)", ""],
       latest.values.map((v) => [
-        v.signal,
-        fmt(v.value),
+        h("span", { title: `${v.signal}: ${meaning(v.signal)}` }, label(v.signal)),
+        valueOf(v.signal, v.value),
         when(v.t / 1000),
-        v.batch_id,
         button("Proof", () => showProof(vehicle.id, v, proofBox, ctx), {
-          class: "small", "data-signal": v.signal,
+          class: "small", "data-signal": v.signal, "aria-label": `Proof of ${label(v.signal)}`,
         }),
       ]),
-      "No readings yet.",
+      latest.withheld.length
+        ? "No readings you may read yet."
+        : "No readings yet: the vehicle's device has sent nothing that is anchored.",
       { class: "latest" },
     ),
     proofBox,
@@ -154,7 +287,8 @@ function privilegeBoxes(prefix) {
 function grantsPart(vehicle, grants, ctx) {
   const id = vehicle.id;
   const live = grants.filter((g) => g.live);
-  const grantee = h("input", { name: "grantee", placeholder: "grantee 0x…", size: 44 });
+  const grantee = h("input", { name: "grantee", placeholder: "grantee 0x…", size: 44,
+    "aria-label": `grantee of vehicle #${id} (address)` });
   const days = h("input", { name: "days", type: "number", min: 1, value: 30, size: 4 });
   const scopes = privilegeBoxes(`grant-${id}`);
   const grant = async () => {
@@ -265,9 +399,19 @@ function revenuePart(vehicle, revenue, ctx) {
 }
 
 /** Energy: the vehicle's declared grid region, and a form to sign and declare another. */
-function regionPart(vehicle, region, ctx) {
-  const id = vehicle.id;
+function regionPart(vehicle, ctx) {
   const part = h("div", { class: "grid-region" }, h("h4", {}, "Grid region (energy)"));
+  const shown = h("div", {}, h("p", { class: "hint" }, "Loading…"));
+  part.append(shown);
+  declaredRegion(vehicle.id)
+    .catch((e) => e)
+    .then((region) => shown.replaceWith(regionBody(vehicle, region, ctx)));
+  return part;
+}
+
+function regionBody(vehicle, region, ctx) {
+  const id = vehicle.id;
+  const part = h("div", {});
   if (region instanceof Error) {
     part.append(h("p", { class: "error" }, region.message));
   } else if (region) {
@@ -303,33 +447,79 @@ function regionPart(vehicle, region, ctx) {
   return part;
 }
 
-/** An app's envelope with its `result` first (the inputs list can be long), else as it is. */
-function resultFirst(body) {
-  if (!body || typeof body !== "object" || !("result" in body)) return body;
-  return { result: body.result, ...body };
+/** Why a value computed from sessions (battery SoH) is missing: what the sessions said. */
+function sessionsReason(result) {
+  const sessions = Array.isArray(result.sessions) ? result.sessions : null;
+  if (!sessions) return null;
+  if (!sessions.length) return "no charging session in this window";
+  const counts = {};
+  for (const x of sessions) {
+    if (x.reason && x.reason !== "ok") counts[x.reason] = (counts[x.reason] ?? 0) + 1;
+  }
+  const said = Object.entries(counts).map(([r, n]) => `${r.replaceAll("-", " ")} (${n})`);
+  return said.length ? `no session qualified: ${said.join(", ")}` : null;
+}
+
+/** An app's answer in a few plain lines: its result's scalar fields, and why one is missing. */
+function summaryOf(body) {
+  const result = body?.result ?? body;
+  if (!result || typeof result !== "object") return [h("p", {}, String(result))];
+  const rows = [];
+  const entries = Object.entries(result).map(([key, value]) =>
+    // An object with a headline number (SoH with its interval) shows that number.
+    [key, value && typeof value === "object" && "percent" in value ? value.percent : value]);
+  for (const [key, value] of entries) {
+    if (value !== null && typeof value === "object") continue;
+    const reason = value === null
+      ? (result[`${key}_reason`] ?? body?.reasons?.[key] ?? body?.reason
+        ?? sessionsReason(result) ?? "not computable from the readings in this window")
+      : null;
+    if (key.endsWith("_reason")) continue;
+    rows.push([key.replaceAll("_", " "), value === null ? h("span", { class: "empty" },
+      `none: ${reason}`) : fmt(value)]);
+  }
+  if (Array.isArray(result.sessions ?? body?.sessions)) {
+    const sessions = result.sessions ?? body.sessions;
+    rows.push(["sessions", sessions.length ? String(sessions.length)
+      : "none in this window: no charging was recorded"]);
+  }
+  return rows.length ? [table(["", ""], rows, "")] : [h("p", { class: "empty" },
+    "The answer has no summary fields; see the full answer below.")];
 }
 
 function appsPart(vehicle, latest) {
   const id = vehicle.id;
   const out = panel(`app-${id}`, "app-output");
   // The apps' windows: the vehicle's history up to its latest reading.
-  const last = latest instanceof ApiError || !latest.values.length
-    ? Date.now()
-    : Math.max(...latest.values.map((v) => v.t));
-  const window = { start: last - 30 * DAY * 1000, end: last + 1 };
+  const last = latest.values.length ? Math.max(...latest.values.map((v) => v.t)) : Date.now();
   return h("div", { class: "apps" },
     h("h4", {}, "Applications"),
-    h("p", {}, APPS.map(([name, json, chart]) => button(name, async () => {
+    h("p", {}, APPS.map(([name, json, chart, days]) => button(name, async () => {
+      // [start, end) ends just after the latest reading and spans exactly `days`.
+      const window = { start: last + 1 - days * DAY * 1000, end: last + 1 };
       const answer = await run(`Loading ${name.toLowerCase()}`, async () => ({
         body: await get(json(id), window),
-        chart: chart ? await imageUrl(chart(id), window).catch(() => null) : null,
+        chart: chart ? await imageUrl(chart(id), window).catch((e) => e) : null,
       }), `${name} loaded`);
       if (!answer) return;
+      const span = `${when(Math.floor(window.start / 1000))} to ` +
+        `${when(Math.ceil(window.end / 1000))}`;
+      const sessions = answer.body?.result?.sessions;
+      if (!chart && Array.isArray(sessions) && sessions.length) {
+        answer.chart = await energyChart(sessions, out.clientWidth || 640).catch((e) => e);
+      }
       out.replaceChildren(
-        h("h5", {}, `${name} of vehicle #${id}`),
-        answer.chart ? h("img", { src: answer.chart, alt: `${name} chart`, class: "chart" }) : "",
-        h("pre", { class: "json" },
-          JSON.stringify(resultFirst(answer.body), null, 1).slice(0, 4000)),
+        h("h5", {}, `${name} of vehicle #${id}, ${span}`),
+        ...summaryOf(answer.body),
+        answer.chart instanceof Error
+          ? h("p", { class: "empty" }, `No chart: ${answer.chart.message}`)
+          : answer.chart instanceof Node
+            ? answer.chart
+            : answer.chart
+              ? h("img", { src: answer.chart, alt: `${name} chart`, class: "chart" })
+              : h("p", { class: "empty" }, "No chart: no charging session in this window."),
+        h("details", { class: "raw" }, h("summary", {}, "Full answer (JSON)"),
+          h("pre", { class: "json" }, JSON.stringify(answer.body, null, 1))),
       );
     }, { class: "small", "data-app": name.toLowerCase() }))),
     out);

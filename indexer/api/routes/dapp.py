@@ -13,6 +13,7 @@ from indexer.api.deps import Settings
 from indexer.api.problems import problem_responses
 from indexer.exceptions import ApiProblem
 from protocol.deployment import Deployment, DeploymentError
+from protocol.vss import CATALOG
 
 router = APIRouter(prefix="/dapp", tags=["dapp"])
 
@@ -35,6 +36,13 @@ class ContractOut(BaseModel):
     abi: list[dict[str, Any]] = Field(description="The contract's JSON ABI")
 
 
+class SignalUnitOut(BaseModel):
+    """How to show a signal's values."""
+
+    unit: str = Field(description="The VSS unit (`km/h`, `percent`, `m`, ...), empty for none")
+    description: str = Field(description="One line on what the value is")
+
+
 class DappConfigOut(BaseModel):
     """The chain side of the dApp, from the deployment record the indexer follows."""
 
@@ -45,6 +53,10 @@ class DappConfigOut(BaseModel):
     )
     dev_wallet: bool = Field(description="Whether the anvil dev accounts may be offered")
     contracts: dict[str, ContractOut] = Field(description="Contract name -> address and ABI")
+    signals: dict[str, SignalUnitOut] = Field(
+        description="VSS path -> unit and meaning, from the platform's VSS catalog (the same "
+        "table the telemetry routes check names against), so that values are shown with units"
+    )
 
 
 _cache: dict[Path, tuple[float, DappConfigOut]] = {}
@@ -76,6 +88,10 @@ def dapp_config(deployment: Path, rpc_url: str) -> DappConfigOut:
         dev_wallet=local,
         contracts={
             name: ContractOut(address=c.address, abi=c.abi) for name, c in record.contracts.items()
+        },
+        signals={
+            path: SignalUnitOut(unit=sig.unit, description=sig.description)
+            for path, sig in CATALOG.items()
         },
     )
     _cache[deployment] = (mtime, config)

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Row, Select, func, select, union
 
 from indexer import schema as s
-from indexer.api.deps import INT64_MAX, Clock, DbConn, OptionalCaller, VehicleId
+from indexer.api.allocations import AllocationOut, allocation_out, allocation_query
+from indexer.api.deps import (
+    INT64_MAX,
+    Caller,
+    Clock,
+    DbConn,
+    OptionalCaller,
+    VehicleId,
+    get_rights_cache,
+)
+from indexer.api.latest import LatestValuesOut, latest_out
 from indexer.api.models import (
     ADDRESS_PATTERN,
     DeviceOut,
@@ -32,10 +43,18 @@ from indexer.api.models import (
     cid_text,
     privilege_list,
 )
-from indexer.api.pagination import Keyset, Page, Paging
+from indexer.api.pagination import MAX_LIMIT, Keyset, Page, PageParams, Paging
 from indexer.api.problems import problem_responses
-from indexer.exceptions import DeviceNotFound, ProductNotFound, TokenRejected, VehicleNotFound
+from indexer.exceptions import (
+    DeviceNotFound,
+    PrivilegeMissing,
+    ProductNotFound,
+    TokenRejected,
+    VehicleNotFound,
+)
+from indexer.queries import known_signals
 from indexer.revenue import head_timestamp, streamed_revenue
+from indexer.reward_docs import reward_allocations
 
 ProductId = Annotated[int, Path(ge=0, le=INT64_MAX, description="Product id")]
 DeviceAddress = Annotated[
@@ -604,7 +623,89 @@ def list_grants(
     return GRANTS.page(rows, paging, lambda r: _grant_out(r, now))
 
 
+# --------------------------------------------------------------------------------------------
+# The owner's overview: every vehicle of the signed-in caller with what its card shows
+# --------------------------------------------------------------------------------------------
+
+overview = APIRouter(prefix="/overview", tags=["vehicles"])
+#: Most vehicles one overview holds (the first by id); an owner with more pages `/vehicles`.
+OVERVIEW_MAX_VEHICLES: Final = 100
+_ALL = PageParams(None, MAX_LIMIT)
+
+
+class VehicleOverviewOut(BaseModel):
+    """One vehicle of the owner with everything its card shows."""
+
+    vehicle: VehicleOut = Field(description="The vehicle, as `GET /vehicles/{id}` gives it")
+    latest: LatestValuesOut = Field(description="As `GET /vehicles/{id}/latest` gives it")
+    grants: list[GrantOut] = Field(description="Live grants, as `/vehicles/{id}/grants`")
+    opt_ins: list[OptInOut] = Field(description="Open opt-ins, as `/vehicles/{id}/opt-ins`")
+    rewards: list[AllocationOut] = Field(description="As `GET /vehicles/{id}/rewards`")
+    revenue: list[RevenueOut] = Field(description="As `GET /vehicles/{id}/revenue`")
+
+
+class OverviewOut(BaseModel):
+    """The signed-in owner's vehicles and devices."""
+
+    owner: str = Field(description="The signed-in caller (EIP-55)")
+    vehicles: list[VehicleOverviewOut] = Field(
+        description=f"The caller's vehicles by id, at most {OVERVIEW_MAX_VEHICLES}"
+    )
+    more: bool = Field(
+        description=f"Whether the caller owns more than {OVERVIEW_MAX_VEHICLES} vehicles"
+    )
+    devices: list[DeviceOut] = Field(description="The caller's devices, by address")
+
+
+@overview.get(
+    "",
+    response_model=OverviewOut,
+    summary="Your vehicles, each with its latest values, rights, rewards and revenue",
+    responses=problem_responses(401),
+)
+def get_overview(request: Request, conn: DbConn, caller: Caller, clock: Clock) -> OverviewOut:
+    """What an owner's dashboard needs in one request: the signed-in caller's vehicles (at most
+    100), each with its latest readable values, live grants, open opt-ins, rewards and licence
+    revenue, each as its own route gives it; and the caller's devices."""
+    page = list_vehicles(
+        conn, PageParams(None, OVERVIEW_MAX_VEHICLES + 1), None, clock, owner=caller
+    )
+    cache = get_rights_cache(request)
+    names = known_signals(conn)
+    out = []
+    for vehicle in page.items[:OVERVIEW_MAX_VEHICLES]:
+        coverage = cache.coverage(conn, vehicle.id, caller, int(clock() * 1000))
+        try:
+            latest = latest_out(conn, vehicle.id, coverage, names)
+        except PrivilegeMissing:  # nothing readable (yet): the card says so
+            latest = LatestValuesOut(
+                vehicle_id=vehicle.id, at=coverage.now_ms, values=[], withheld=[]
+            )
+        now = int(clock())
+        rewards = conn.execute(
+            allocation_query()
+            .where(reward_allocations.c.vehicle_id == vehicle.id)
+            .order_by(reward_allocations.c.epoch)
+        ).all()
+        out.append(
+            VehicleOverviewOut(
+                vehicle=vehicle,
+                latest=latest,
+                grants=vehicle_grants(conn, _ALL, clock, vehicle.id).items,
+                opt_ins=vehicle_opt_ins(conn, _ALL, vehicle.id, active=True).items,
+                rewards=[allocation_out(r, now) for r in rewards],
+                revenue=vehicle_revenue(conn, _ALL, vehicle.id).items,
+            )
+        )
+    return OverviewOut(
+        owner=caller,
+        vehicles=out,
+        more=len(page.items) > OVERVIEW_MAX_VEHICLES,
+        devices=list_devices(conn, _ALL, owner=caller).items,
+    )
+
+
 #: Every identity and rights route, for `app.include_router`.
 router = APIRouter()
-for _sub in (vehicles, devices, manufacturers, market, rights):
+for _sub in (vehicles, devices, manufacturers, market, rights, overview):
     router.include_router(_sub)

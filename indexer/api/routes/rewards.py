@@ -8,7 +8,6 @@ check them against the formula (`protocol.rewards`, `dimo rewards verify`).
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -16,13 +15,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Row, select
 
 from indexer import schema as s
+from indexer.api.allocations import AllocationOut
+from indexer.api.allocations import allocation_out as _allocation_out
+from indexer.api.allocations import allocation_query as _allocation_query
+from indexer.api.allocations import claims_open as _open
 from indexer.api.deps import Clock, DbConn
-from indexer.api.models import checksum
 from indexer.api.pagination import Keyset, Page, Paging
 from indexer.api.problems import problem_responses
 from indexer.exceptions import RewardNotFound
-from indexer.reward_docs import LOADED, reward_allocations, reward_documents
-from protocol.rewards import claim_proof
+from indexer.reward_docs import reward_allocations, reward_documents
 
 ep, cl, doc, al = s.reward_epochs, s.reward_claims, reward_documents, reward_allocations
 
@@ -58,26 +59,6 @@ class EpochOut(BaseModel):
     tx_hash: str = Field(description="Transaction of the post")
 
 
-class AllocationOut(BaseModel):
-    """One vehicle's allocation in one epoch: the arguments of `Rewards.claim` and why."""
-
-    epoch: int = Field(description="Rewards epoch")
-    vehicle_id: int = Field(description="The vehicle")
-    amount: str = Field(description="DIMO wei, decimal")
-    points: int = Field(description="Points earned in the epoch")
-    proof: list[str] = Field(description="Merkle proof of (epoch, vehicleId, amount), 0x hex")
-    claim_proof: list[str] = Field(
-        description="The proof `Rewards.claim` needs now: `proof` without the last "
-        "`cached_depth` elements, which the contract holds"
-    )
-    inputs: dict[str, Any] = Field(description="The inputs of the points (hours, signals, streak)")
-    root: str = Field(description="The posted root the proof leads to")
-    claimed: bool = Field(description="Already paid")
-    claimed_by: str | None = Field(description="Owner paid, EIP-55; null until claimed")
-    claim_tx: str | None = Field(description="Transaction of the claim")
-    claimable: bool = Field(description="Can be claimed now (posted, delay over, not claimed)")
-
-
 def _epoch_query() -> Any:
     return select(
         ep,
@@ -86,10 +67,6 @@ def _epoch_query() -> Any:
         doc.c.vehicles,
         doc.c.points_version,
     ).outerjoin(doc, (doc.c.epoch == ep.c.epoch) & (doc.c.tx_hash == ep.c.tx_hash))
-
-
-def _open(row: Row[Any], now: int) -> bool:
-    return bool(row.status == "posted" and now >= row.claimable_at)
 
 
 def _epoch_out(row: Row[Any], now: int) -> EpochOut:
@@ -137,47 +114,6 @@ def get_epoch(conn: DbConn, epoch: EpochPath, clock: Clock) -> EpochOut:
     if row is None:
         raise RewardNotFound(epoch, None)
     return _epoch_out(row, int(clock()))
-
-
-def _allocation_query() -> Any:
-    return (
-        select(
-            al,
-            ep.c.root,
-            ep.c.status,
-            ep.c.claimable_at,
-            ep.c.cached_depth,
-            cl.c.owner.label("claimed_by"),
-            cl.c.tx_hash.label("claim_tx"),
-        )
-        .join(ep, ep.c.epoch == al.c.epoch)
-        .join(
-            doc,
-            (doc.c.epoch == al.c.epoch)
-            & (doc.c.tx_hash == ep.c.tx_hash)
-            & (doc.c.status == LOADED),
-        )
-        .outerjoin(cl, (cl.c.epoch == al.c.epoch) & (cl.c.vehicle_id == al.c.vehicle_id))
-    )
-
-
-def _allocation_out(row: Row[Any], now: int) -> AllocationOut:
-    claimed = row.claimed_by is not None
-    proof = json.loads(row.proof)
-    return AllocationOut(
-        epoch=row.epoch,
-        vehicle_id=row.vehicle_id,
-        amount=str(row.amount),
-        points=row.points,
-        proof=proof,
-        claim_proof=claim_proof(proof, row.cached_depth),
-        inputs=json.loads(row.inputs),
-        root=row.root,
-        claimed=claimed,
-        claimed_by=checksum(row.claimed_by) if claimed else None,
-        claim_tx=row.claim_tx,
-        claimable=_open(row, now) and not claimed and int(row.amount) > 0,
-    )
 
 
 @router.get(

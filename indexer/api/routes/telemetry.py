@@ -39,6 +39,7 @@ from indexer.api.deps import (
     get_engine_of,
     get_rights_cache,
 )
+from indexer.api.latest import LatestValuesOut, latest_out
 from indexer.api.models import (
     COVERED_DOC,
     VALUE_DOC,
@@ -55,7 +56,6 @@ from indexer.queries import (
     check_series_args,
     is_text_signal,
     known_signals,
-    latest_values,
     raw_readings,
     signal_series,
 )
@@ -132,25 +132,6 @@ class SeriesOut(BaseModel):
     end: int = Field(description="Range end, unix ms")
     interval: int = Field(description="Interval width, ms")
     signals: list[SeriesEntryOut] = Field(description="The covered signals, in request order")
-    withheld: list[WithheldOut] = Field(description="The signals your rights do not cover")
-
-
-class LatestOut(BaseModel):
-    """A signal's most recent reading within the caller's rights."""
-
-    signal: str = Field(description="VSS name")
-    t: int = Field(description="Reading time, unix ms")
-    value: float | str = Field(description=VALUE_DOC)
-    batch_id: int = Field(description="The anchored batch")
-    leaf_index: int = Field(description="The bundle's index in the batch")
-
-
-class LatestValuesOut(BaseModel):
-    """Each signal's latest value the caller may read."""
-
-    vehicle_id: int = Field(description="The vehicle")
-    at: int = Field(description="The API's time of the answer, unix ms")
-    values: list[LatestOut] = Field(description="Covered signals with a reading")
     withheld: list[WithheldOut] = Field(description="The signals your rights do not cover")
 
 
@@ -346,24 +327,7 @@ def get_latest(
     """
     names = unique(signal) if signal else known_signals(conn)
     check_known(conn, names)
-    covered, withheld = split(coverage, names, 0, coverage.now_ms)
-    found = latest_values(conn, vehicle_id, list(covered), within=covered)
-    return LatestValuesOut(
-        vehicle_id=vehicle_id,
-        at=coverage.now_ms,
-        values=[
-            LatestOut(
-                signal=name,
-                t=found[name].ts,
-                value=found[name].value,
-                batch_id=found[name].batch_id,
-                leaf_index=found[name].leaf_index,
-            )
-            for name in covered
-            if name in found
-        ],
-        withheld=withheld,
-    )
+    return latest_out(conn, vehicle_id, coverage, names)
 
 
 READINGS: Final = Keyset(
