@@ -768,6 +768,7 @@ def profile_route(
         jwt_secret=SecretStr(secret),
         rate_limit_per_minute=0,
         siwe_domain="bench",
+        rights_checkpoint_ttl_s=RIGHTS_CHECKPOINT_TTL_S,
     )
     engine = make_engine(url)
     app = create_app(settings, engine)
@@ -1035,7 +1036,9 @@ def metered(
     result = measure(plan, served.port, token, rate, seconds, rng)
     server_cpu = served.cpu_s() - server_before
     own_cpu = time.process_time() - own_before
-    db_cpu = sum(cpu_seconds([pid]) - db_before.get(pid, 0.0) for pid in db_backends(url))
+    db_after = db_backends(url)
+    db_cpu = sum(cpu_seconds([pid]) - db_before.get(pid, 0.0) for pid in db_after)
+    _log(f"    db backends before {sorted(db_before)} after {db_after}")
     n = max(1, result.sent)
     extra = {
         "loadavg_1m_before": round(load, 2),

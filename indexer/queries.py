@@ -15,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from sqlalchemy import (
@@ -304,8 +306,11 @@ def series_rows(
         params.update({f"sid_{i}": sid for i, sid in enumerate(wanted)})
         for i, (a, b) in enumerate(spans or ()):
             params[f"w{i}_start"], params[f"w{i}_end"] = a, b
-        for sid, bucket, value, n in _driver_rows(conn, sql, order, params):
-            out[names_by_id[sid]].append((start_ms + bucket * interval_ms, value, n))
+        rows = _driver_rows(conn, sql, order, params)  # ordered by signal, then bucket
+        for sid, group in groupby(rows, itemgetter(0)):
+            out[names_by_id[sid]] = [
+                (start_ms + bucket * interval_ms, value, n) for _, bucket, value, n in group
+            ]
     return out
 
 
