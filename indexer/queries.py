@@ -24,7 +24,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Dialect,
-    Executable,
+    Select,
     SmallInteger,
     and_,
     bindparam,
@@ -322,9 +322,9 @@ def _driver_rows(
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     if conn.dialect.name == "postgresql":
-        with cast("psycopg.Connection[Any]", dbapi).cursor(binary=True) as cur:
-            cur.execute(sql, params, prepare=True)
-            return cur.fetchall()
+        with cast("psycopg.Connection[Any]", dbapi).cursor(binary=True) as pg:
+            pg.execute(sql, params, prepare=True)
+            return pg.fetchall()
     cur = dbapi.cursor()
     try:
         cur.execute(sql, params if order is None else tuple(params[k] for k in order))
@@ -370,7 +370,7 @@ def _series_query(
     interval_ms: Any,
     aggregation: Aggregation,
     within: Sequence[tuple[Any, Any]] | None,
-) -> Executable:
+) -> Select[Any]:
     """The series statement; every value is a bound parameter (see `_series_sql`)."""
     bucket = ((table.c.ts - start_ms) // interval_ms).label("bucket")
     where = and_(

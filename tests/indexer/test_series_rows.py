@@ -84,6 +84,8 @@ def sqlalchemy_rows(
 
 
 times = st.integers(T0, T0 + 3_600_000)
+#: What a text column of both databases holds: no NUL, no lone surrogate.
+TEXT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 numbers = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 spans = st.lists(st.tuples(times, st.integers(1, 1_800_000)), max_size=3).map(
     lambda raw: sorted((a, a + w) for a, w in raw)
@@ -99,7 +101,7 @@ spans = st.lists(st.tuples(times, st.integers(1, 1_800_000)), max_size=3).map(
     speed=st.lists(st.tuples(times, numbers), max_size=40),
     soc=st.lists(st.tuples(times, numbers), max_size=20),
     words=st.lists(
-        st.tuples(times, st.text(st.characters(blacklist_characters="\x00"), max_size=8)),
+        st.tuples(times, st.text(TEXT_CHARS, max_size=8)),
         max_size=20,
     ),
     start=times,
@@ -172,8 +174,9 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    | st.text(TEXT_CHARS),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(TEXT_CHARS), inner, max_size=4),
     max_leaves=30,
 )
 
