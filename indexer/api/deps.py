@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Annotated, Final, cast
+from typing import Annotated, Any, Final, cast
 
 import anyio
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 
-from indexer.api.auth import TokenClaims, verify_token
+from indexer.api.auth import TokenCache, TokenClaims
 from indexer.config import IndexerSettings
 from indexer.exceptions import TokenRejected
 from indexer.rights import Coverage, RightsCache
@@ -90,13 +90,22 @@ async def optional_claims(
     """
     if credentials is None:
         return None
-    settings = cast(IndexerSettings, request.app.state.settings)
-    return verify_token(
+    state = request.app.state
+    return token_cache(state).verify(
         credentials.credentials,
-        request.app.state.jwt_key,
-        settings.siwe_domain,
-        cast("Callable[[], float]", request.app.state.clock)(),
+        state.jwt_key,
+        cast(IndexerSettings, state.settings).siwe_domain,
+        cast("Callable[[], float]", state.clock)(),
     )
+
+
+def token_cache(state: Any) -> TokenCache:
+    """The app's cache of verified tokens (made on first use, on the event loop)."""
+    found = getattr(state, "token_cache", None)
+    if found is None:
+        found = TokenCache()
+        state.token_cache = found
+    return cast(TokenCache, found)
 
 
 async def current_claims(
@@ -138,12 +147,16 @@ async def signed_in_caller(
     if credentials is None:
         raise TokenRejected()
     state = request.app.state
-    return verify_token(
-        credentials.credentials,
-        state.jwt_key,
-        cast(IndexerSettings, state.settings).siwe_domain,
-        cast("Callable[[], float]", state.clock)(),
-    ).address
+    return (
+        token_cache(state)
+        .verify(
+            credentials.credentials,
+            state.jwt_key,
+            cast(IndexerSettings, state.settings).siwe_domain,
+            cast("Callable[[], float]", state.clock)(),
+        )
+        .address
+    )
 
 
 #: The settings the app runs with.
