@@ -175,8 +175,9 @@ json_values = st.recursive(
     | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(TEXT_CHARS),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(TEXT_CHARS), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(TEXT_CHARS), inner, max_size=4)
+    ),
     max_leaves=30,
 )
 
