@@ -10,8 +10,10 @@
   `contract.events.X.get_logs` for each event type, then one INSERT per row.
 - Then, each in a fresh interpreter, `benchmarks/indexer_readings.py` (verified readings
   loaded per second into PostgreSQL) and `benchmarks/indexer_api.py` (API latency under an
-  open-loop load over 10,000,000 readings); their figures join this one's
-  (`DIMO_BENCH_INDEXER_BACKFILL_ONLY=1` skips them).
+  open-loop load over 10,000,000 readings, and its CPU per request); their figures join this
+  one's (`DIMO_BENCH_INDEXER_BACKFILL_ONLY=1` skips them). With
+  `DIMO_BENCH_API_KEEP_DATABASE=NAME` the API benchmark keeps its dataset in database NAME and
+  reuses it on the next run.
 
 The last line printed is one JSON object.
 """

@@ -162,23 +162,33 @@ def run(database_url: DbOpt = None, rpc_url: RpcOpt = None, deployment: DeployOp
 @app.command()
 def serve(
     database_url: DbOpt = None,
-    workers: Annotated[int, typer.Option(min=1, help="API worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="API worker processes (default: one per core)."),
+    ] = None,
 ) -> None:
-    """Serves the API over an index another process syncs (several workers share a JWT key:
-    set DIMO_INDEXER_JWT_SECRET)."""
+    """Serves the API over an index another process syncs, with one worker process per core
+    by default. Workers share DIMO_INDEXER_JWT_SECRET; without it (and without `--workers`),
+    they share a random key made for this run, so tokens die with the server."""
+    import secrets
+
     import uvicorn
 
     from indexer.migrate import upgrade
 
     settings = _settings(database_url, None, None)
     upgrade(settings.database_url)
-    if workers > 1 and settings.jwt_secret is None:
+    env = {"DIMO_INDEXER_DATABASE_URL": settings.database_url}
+    if workers is None:
+        workers = os.cpu_count() or 1
+        if settings.jwt_secret is None:
+            env["DIMO_INDEXER_JWT_SECRET"] = secrets.token_hex(32)
+    elif workers > 1 and settings.jwt_secret is None:
         raise typer.BadParameter(
             "several workers need a shared key: set DIMO_INDEXER_JWT_SECRET (32+ bytes)",
             param_hint="--workers",
         )
-    env_url = {"DIMO_INDEXER_DATABASE_URL": settings.database_url}
-    os.environ.update(env_url)
+    os.environ.update(env)
     uvicorn.run(
         "indexer.api.main:app_from_env",
         factory=True,

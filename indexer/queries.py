@@ -14,13 +14,20 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from functools import lru_cache
+from itertools import groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
-    Executable,
+    Dialect,
+    Select,
+    SmallInteger,
     and_,
+    bindparam,
     func,
     literal,
     or_,
@@ -28,6 +35,9 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 from indexer.exceptions import InvalidTelemetryQuery, ReadingNotFound
 from indexer.loader import CATALOG_SIGNAL_IDS
@@ -238,48 +248,131 @@ def signal_series(
     Raises:
         InvalidTelemetryQuery: bad range, interval, aggregation, or too many buckets.
     """
+    rows = series_rows(
+        conn, vehicle_id, signal_names, start_ms, end_ms, interval_ms, aggregation, within=within
+    )
+    return {
+        name: [SeriesPoint(t, value, n) for t, value, n in points] for name, points in rows.items()
+    }
+
+
+#: One non-empty bucket of a series as a plain tuple: (start, unix ms; aggregate; readings).
+SeriesRow = tuple[int, Value, int]
+
+
+def series_rows(
+    conn: Connection,
+    vehicle_id: int,
+    signal_names: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    interval_ms: int,
+    aggregation: Aggregation = "avg",
+    *,
+    within: Sequence[Interval] | None = None,
+) -> dict[str, list[SeriesRow]]:
+    """`signal_series` as plain `(bucket start, value, count)` tuples, for callers that encode
+    them straight away (the API's hot route): the same statement, run on the driver's cursor.
+
+    The statement of each shape (dialect, table, aggregation, number of signals and of `within`
+    intervals) is compiled once; on PostgreSQL it runs as a server-side prepared statement with
+    binary results.
+
+    Raises:
+        InvalidTelemetryQuery: bad range, interval, aggregation, or too many buckets.
+    """
     check_series_args(signal_names, start_ms, end_ms, interval_ms, aggregation)
-    out: dict[str, list[SeriesPoint]] = {name: [] for name in signal_names}
-    text_names = [n for n in out if is_text_signal(n)]
+    out: dict[str, list[SeriesRow]] = {name: [] for name in signal_names}
     _check_within(within)
     if within is not None and not within:
         return out
     ids = signal_ids(conn, out)
     names_by_id = {sid: name for name, sid in ids.items()}
-    for table, names in (
-        (readings, [n for n in ids if n not in text_names]),
-        (readings_text, [n for n in ids if n in text_names]),
-    ):
-        if not names:
+    for is_text in (False, True):
+        wanted = [sid for name, sid in ids.items() if is_text_signal(name) == is_text]
+        if not wanted:
             continue
-        query = _series_query(
-            table,
-            vehicle_id,
-            [ids[n] for n in names],
-            start_ms,
-            end_ms,
-            interval_ms,
-            aggregation,
-            within,
+        spans = tuple(within) if within is not None else None
+        sql, order, fixed = _series_sql(
+            conn.dialect, is_text, len(wanted), aggregation, None if spans is None else len(spans)
         )
-        for r in conn.execute(query):
-            out[names_by_id[int(r.signal)]].append(
-                SeriesPoint(start_ms + int(r.bucket) * interval_ms, r.value, int(r.n))
-            )
+        params: dict[str, Any] = {
+            **fixed,
+            "vehicle_id": vehicle_id,
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "interval_ms": interval_ms,
+        }
+        params.update({f"sid_{i}": sid for i, sid in enumerate(wanted)})
+        for i, (a, b) in enumerate(spans or ()):
+            params[f"w{i}_start"], params[f"w{i}_end"] = a, b
+        rows = _driver_rows(conn, sql, order, params)  # ordered by signal, then bucket
+        for sid, group in groupby(rows, itemgetter(0)):
+            out[names_by_id[sid]] = [
+                (start_ms + bucket * interval_ms, value, n) for _, bucket, value, n in group
+            ]
     return out
+
+
+def _driver_rows(
+    conn: Connection, sql: str, order: tuple[str, ...] | None, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of a compiled statement run on the connection's DBAPI cursor, in the
+    connection's transaction (begun by the driver, ended with the connection as usual)."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    if conn.dialect.name == "postgresql":
+        with cast("psycopg.Connection[Any]", dbapi).cursor(binary=True) as pg:
+            pg.execute(sql, params, prepare=True)
+            return pg.fetchall()
+    cur = dbapi.cursor()
+    try:
+        cur.execute(sql, params if order is None else tuple(params[k] for k in order))
+        return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
+@lru_cache(maxsize=512)
+def _series_sql(
+    dialect: Dialect, is_text: bool, n_ids: int, aggregation: Aggregation, n_within: int | None
+) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+    """The driver SQL of a series statement of this shape, its parameter order when the
+    driver's parameters are positional (None when they are named), and the values of the
+    statement's own constants (e.g. the `rn = 1` of `first` and `last`)."""
+    statement = _series_query(
+        readings_text if is_text else readings,
+        bindparam("vehicle_id", type_=BigInteger),
+        [bindparam(f"sid_{i}", type_=SmallInteger) for i in range(n_ids)],
+        bindparam("start_ms", type_=BigInteger),
+        bindparam("end_ms", type_=BigInteger),
+        bindparam("interval_ms", type_=BigInteger),
+        aggregation,
+        None
+        if n_within is None
+        else [
+            (bindparam(f"w{i}_start", type_=BigInteger), bindparam(f"w{i}_end", type_=BigInteger))
+            for i in range(n_within)
+        ],
+    )
+    compiled = statement.compile(dialect=dialect)
+    order = compiled.positiontup if compiled.positional else None
+    fixed = {k: v for k, v in compiled.params.items() if v is not None}
+    return compiled.string, None if order is None else tuple(order), fixed
 
 
 def _series_query(
     table: Any,
-    vehicle_id: int,
-    ids: list[int],
-    start_ms: int,
-    end_ms: int,
-    interval_ms: int,
+    vehicle_id: Any,
+    ids: Sequence[Any],
+    start_ms: Any,
+    end_ms: Any,
+    interval_ms: Any,
     aggregation: Aggregation,
-    within: Sequence[Interval] | None,
-) -> Executable:
-    bucket = ((table.c.ts - literal(start_ms)) // literal(interval_ms)).label("bucket")
+    within: Sequence[tuple[Any, Any]] | None,
+) -> Select[Any]:
+    """The series statement; every value is a bound parameter (see `_series_sql`)."""
+    bucket = ((table.c.ts - start_ms) // interval_ms).label("bucket")
     where = and_(
         table.c.vehicle_id == vehicle_id,
         table.c.signal.in_(ids),

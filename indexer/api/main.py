@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.gzip import GZipMiddleware
 
 from indexer.api.auth import token_subject
-from indexer.api.deps import get_engine
+from indexer.api.deps import DB_CONCURRENCY, get_engine
 from indexer.api.graphql.identity import identity_router
 from indexer.api.problems import (
     install_problem_handlers,
@@ -52,6 +52,8 @@ from indexer.db import make_engine
 from protocol.apidocs import serve_docs
 from protocol.problems import problem_details
 
+#: Connections past `DB_CONCURRENCY` the pool may open for a while (routes outside the limit).
+DB_POOL_OVERFLOW = 10
 #: Paths never rate limited (probes of orchestrators and load balancers).
 HEALTH_PATH = "/healthz"
 #: The dApp's build output (`make dapp`: vite over dapp/), served at `/` when it exists.
@@ -205,4 +207,9 @@ def app_from_env() -> FastAPI:
     url = settings.database_url
     if url.startswith(prefix) and ":memory:" not in url:
         Path(url[len(prefix) :].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
-    return create_app(settings, make_engine(url))
+    # A pool as large as the requests that may hold a connection at once, kept open: the
+    # default (5, and up to 10 more closed on return) would open and close PostgreSQL
+    # connections under load, each a backend fork and a login.
+    return create_app(
+        settings, make_engine(url, pool_size=DB_CONCURRENCY, max_overflow=DB_POOL_OVERFLOW)
+    )

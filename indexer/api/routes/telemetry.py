@@ -13,9 +13,9 @@ ranges `[start, end)`.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Annotated, Any, Final, Literal
 
 import anyio
@@ -28,17 +28,17 @@ from indexer.api.access import privilege_name, split
 from indexer.api.deps import (
     MAX_MS,
     Access,
-    Caller,
-    Clock,
     DbConn,
     End,
     SignalName,
+    SignedIn,
     Start,
     VehicleId,
     db_limiter,
-    get_engine_of,
+    get_read_engine_of,
     get_rights_cache,
 )
+from indexer.api.encoding import encode_json, finite
 from indexer.api.latest import LatestValuesOut, latest_out
 from indexer.api.models import (
     COVERED_DOC,
@@ -57,6 +57,7 @@ from indexer.queries import (
     is_text_signal,
     known_signals,
     raw_readings,
+    series_rows,
     signal_series,
 )
 from indexer.rights import Coverage, Intervals
@@ -68,7 +69,6 @@ DEFAULT_INTERVAL_MS: Final = 3_600_000
 MAX_SIGNALS: Final = 64
 
 router = APIRouter(prefix="/vehicles", tags=["telemetry"])
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 IntervalMs = Annotated[
     int, Query(ge=1, le=MAX_MS, description="Interval width in ms; intervals align on `start`")
@@ -155,10 +155,15 @@ def _points(points: Sequence[SeriesPoint]) -> list[dict[str, Any]]:
 
 
 def _json(body: dict[str, Any]) -> Response:
-    """`body` as a JSON response, serialized directly: a series can hold 100,000 points, and
-    building and re-validating a model per point would cost more than the query (the route's
-    `response_model` still documents the shape, which the tests check)."""
-    return Response(_dumps(body), media_type="application/json")
+    """`body` as a JSON response, encoded straight from plain values by orjson: a series can
+    hold 100,000 points, and building and re-validating a model per point would cost more than
+    the query (the route's `response_model` still documents the shape, which the tests check).
+
+    Raises:
+        TypeError: a value JSON cannot hold exactly (NaN, infinity, an integer past 64 bits),
+            as `json` with `allow_nan=False` would refuse it.
+    """
+    return Response(encode_json(body), media_type="application/json")
 
 
 def _default_agg(signal: str, agg: Aggregation | None) -> Aggregation:
@@ -184,8 +189,7 @@ async def get_signal_series(
     request: Request,
     vehicle_id: VehicleId,
     signal: SignalName,
-    caller: Caller,
-    clock: Clock,
+    caller: SignedIn,
     start: Start,
     end: End,
     interval: IntervalMs = DEFAULT_INTERVAL_MS,
@@ -196,10 +200,10 @@ async def get_signal_series(
     A 403 problem names the missing privilege when your rights cover none of the range.
     """
     # The hot route: its database work (rights, then the series) runs in one worker thread
-    # instead of one per dependency.
-    engine = get_engine_of(request)
+    # instead of one per dependency, in autocommit, and its caller is one dependency.
+    engine = get_read_engine_of(request)
     cache = get_rights_cache(request)
-    now_ms = int(clock() * 1000)
+    now_ms = int(request.app.state.clock() * 1000)
 
     def work() -> Response:
         with engine.connect() as conn:
@@ -226,9 +230,12 @@ def _signal_series(
     covered, _ = split(coverage, [signal], start, end)
     spans = covered[signal]
     with as_problem():
-        series = signal_series(
+        series = series_rows(
             conn, vehicle_id, [signal], start, end, interval, aggregation, within=spans
         )
+    points = series[signal]
+    if not is_text_signal(signal):
+        finite(map(itemgetter(1), points))
     return _json(
         {
             "vehicle_id": vehicle_id,
@@ -238,7 +245,7 @@ def _signal_series(
             "end": end,
             "interval": interval,
             "agg": aggregation,
-            "points": _points(series[signal]),
+            "points": [{"t": t, "value": v, "count": n} for t, v, n in points],
             "covered": spans,
         }
     )
