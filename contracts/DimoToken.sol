@@ -10,16 +10,20 @@ import {IDimoToken} from "./interfaces/IDimoToken.sol";
 
 /// @title DimoToken
 /// @notice The DIMO token: permit, votes on a timestamp clock, a one-billion cap, role-gated
-/// minting.
+/// minting, and keyless sub-accounts that only their holder spends from (the rewards contract
+/// funds one per epoch, so the token's balance check bounds what each epoch pays).
 contract DimoToken is ERC20, ERC20Permit, ERC20Votes, AccessControl, IDimoToken {
     /// @notice Role allowed to mint (granted to the rewards contract).
     bytes32 public constant MINTER_ROLE = keccak256("MINTER_ROLE");
     uint256 private constant _CAP = 1_000_000_000 ether;
     uint256 private constant _BALANCE_BITS = 96;
-    uint256 private constant _BALANCE_MASK = (1 << _BALANCE_BITS) - 1;
+    /// @dev Bit 95 of a funded sub-account's word: the cap, 1e27, is below 2**90, so a balance
+    /// never reaches it.
+    uint256 private constant _SUBACCOUNT_FLAG = 1 << 95;
+    uint256 private constant _BALANCE_MASK = _SUBACCOUNT_FLAG - 1;
 
-    /// @dev Each account's balance (low 96 bits: the cap, 1e27, is below 2**96) and its vote
-    /// delegate (high 160 bits) in one slot, so that a transfer reads and writes one slot per
+    /// @dev Each account's balance (low 95 bits), the funded sub-account flag (bit 95) and its
+    /// vote delegate (high 160 bits) in one slot, so that a transfer reads and writes one slot per
     /// side rather than a balance and a delegate each. OpenZeppelin's own balance and delegate
     /// mappings stay empty; its checkpoints, allowances and nonces are used as they are.
     mapping(address account => uint256 word) private _accounts;
@@ -35,6 +39,48 @@ contract DimoToken is ERC20, ERC20Permit, ERC20Votes, AccessControl, IDimoToken 
         uint256 supply = totalSupply();
         if (amount > _CAP - supply) revert DimoTokenCapExceeded(amount, supply, _CAP);
         _mint(to, amount);
+    }
+
+    /// @inheritdoc IDimoToken
+    function mintToSubaccount(uint256 id, uint256 amount)
+        external
+        onlyRole(MINTER_ROLE)
+        returns (address account)
+    {
+        account = subaccount(msg.sender, id);
+        uint256 word = _accounts[account];
+        if (word & _SUBACCOUNT_FLAG != 0) revert DimoTokenSubaccountFunded(account);
+        uint256 gift = word & _BALANCE_MASK;
+        // Whatever was sent before funding is the holder's: the sub-account then holds exactly
+        // `amount`.
+        if (gift != 0) _move(account, msg.sender, gift, false);
+        // Only a key for the address could have set a delegate: the funding must not vote.
+        if (word >> _BALANCE_BITS != 0) _delegate(account, address(0));
+        uint256 supply = totalSupply();
+        if (amount > _CAP - supply) revert DimoTokenCapExceeded(amount, supply, _CAP);
+        _mint(account, amount);
+        _accounts[account] |= _SUBACCOUNT_FLAG;
+        emit SubaccountFunded(msg.sender, id, account, amount);
+    }
+
+    /// @inheritdoc IDimoToken
+    function transferFromSubaccount(uint256 id, address to, uint256 value)
+        external
+        returns (bool)
+    {
+        if (to == address(0)) revert ERC20InvalidReceiver(address(0));
+        _move(subaccount(msg.sender, id), to, value, true);
+        return true;
+    }
+
+    /// @inheritdoc IDimoToken
+    function subaccount(address holder, uint256 id) public pure returns (address) {
+        return address(uint160(uint256(keccak256(abi.encode(holder, id)))));
+    }
+
+    /// @inheritdoc IDimoToken
+    function isFundedSubaccount(address account) external view returns (bool) {
+        return _accounts[account] & _SUBACCOUNT_FLAG != 0;
     }
 
     /// @inheritdoc IDimoToken
@@ -80,12 +126,18 @@ contract DimoToken is ERC20, ERC20Permit, ERC20Votes, AccessControl, IDimoToken 
         return super.nonces(owner);
     }
 
-    /// @dev OpenZeppelin's `ERC20._update` and `ERC20Votes._update` on the packed words:
-    /// same checks, events and checkpoints.
+    /// @dev Every ordinary mint, burn and transfer: never from or into a funded sub-account.
     function _update(address from, address to, uint256 value)
         internal
         override(ERC20, ERC20Votes)
     {
+        _move(from, to, value, false);
+    }
+
+    /// @dev OpenZeppelin's `ERC20._update` and `ERC20Votes._update` on the packed words:
+    /// same checks, events and checkpoints. `fromSubaccount` lets the holder's own calls spend
+    /// from a funded sub-account; nothing ever moves into one once it is funded.
+    function _move(address from, address to, uint256 value, bool fromSubaccount) private {
         address fromDelegate;
         address toDelegate;
         if (from == address(0)) {
@@ -93,6 +145,9 @@ contract DimoToken is ERC20, ERC20Permit, ERC20Votes, AccessControl, IDimoToken 
             _supply += value;
         } else {
             uint256 word = _accounts[from];
+            if (!fromSubaccount && word & _SUBACCOUNT_FLAG != 0) {
+                revert DimoTokenSubaccountFunded(from);
+            }
             uint256 balance = word & _BALANCE_MASK;
             if (balance < value) revert ERC20InsufficientBalance(from, balance, value);
             unchecked {
@@ -106,7 +161,8 @@ contract DimoToken is ERC20, ERC20Permit, ERC20Votes, AccessControl, IDimoToken 
             }
         } else {
             uint256 word = _accounts[to];
-            // balance + value <= supply <= cap < 2**96: it never carries into the delegate.
+            if (word & _SUBACCOUNT_FLAG != 0) revert DimoTokenSubaccountFunded(to);
+            // balance + value <= supply <= cap < 2**90: it never carries into the flag.
             unchecked {
                 _accounts[to] = word + value;
             }
@@ -121,9 +177,11 @@ contract DimoToken is ERC20, ERC20Permit, ERC20Votes, AccessControl, IDimoToken 
         }
     }
 
-    /// @dev `Votes._delegate` on the packed word.
+    /// @dev `Votes._delegate` on the packed word. A funded sub-account has no key and no
+    /// delegate: its balance never votes.
     function _delegate(address account, address delegatee) internal override {
         uint256 word = _accounts[account];
+        if (word & _SUBACCOUNT_FLAG != 0) revert DimoTokenSubaccountFunded(account);
         address oldDelegate = address(uint160(word >> _BALANCE_BITS));
         uint256 balance = word & _BALANCE_MASK;
         _accounts[account] = uint256(uint160(delegatee)) << _BALANCE_BITS | balance;

@@ -3,7 +3,6 @@ pragma solidity 0.8.28;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {Hashes} from "@openzeppelin/contracts/utils/cryptography/Hashes.sol";
@@ -18,8 +17,6 @@ import {IRewards} from "./interfaces/IRewards.sol";
 /// @notice Weekly DIMO issuance to connected vehicles: quorum-posted Merkle roots, a
 /// challenge delay with a veto, and claims paid to each vehicle's current owner.
 contract Rewards is AccessControl, EIP712, IRewards {
-    using SafeERC20 for IERC20;
-
     /// @notice Role that may veto a pending root (besides the admin, the timelock).
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
     /// @notice EIP-712 type the oracles sign to post a root.
@@ -39,7 +36,7 @@ contract Rewards is AccessControl, EIP712, IRewards {
 
     /* STORAGE */
 
-    IERC20 private immutable _token;
+    IDimoToken private immutable _token;
     IERC721 private immutable _vehicles;
     IOracleRegistry private immutable _oracles;
     IParameters private immutable _parameters;
@@ -60,14 +57,15 @@ contract Rewards is AccessControl, EIP712, IRewards {
 
     /// @param admin Holder of the admin role (the timelock; on a local chain also the
     /// deployer): sets the schedule, vetoes, grants `GUARDIAN_ROLE`.
-    /// @param token The DIMO token; this contract needs its `MINTER_ROLE`.
+    /// @param token The DIMO token; this contract needs its `MINTER_ROLE`. Each epoch's total
+    /// is minted into the token's sub-account `(this, epoch)` and claims pay from it.
     /// @param vehicles The VehicleId contract (owners are paid).
     /// @param oracles The oracle registry (the AttestationAnchor) whose quorum posts roots.
     /// @param parameters The Parameters contract (`REWARDS_CHALLENGE_DELAY`).
     /// @param genesis First second of epoch 0.
     constructor(
         address admin,
-        IERC20 token,
+        IDimoToken token,
         IERC721 vehicles,
         IOracleRegistry oracles,
         IParameters parameters,
@@ -168,7 +166,7 @@ contract Rewards is AccessControl, EIP712, IRewards {
         _settle(epoch, vehicleId, amount, proof);
         address owner = _vehicles.ownerOf(vehicleId);
         emit Claimed(epoch, vehicleId, owner, amount);
-        _token.safeTransfer(owner, amount);
+        _token.transferFromSubaccount(epoch, owner, amount);
     }
 
     /// @inheritdoc IRewards
@@ -177,24 +175,17 @@ contract Rewards is AccessControl, EIP712, IRewards {
         if (n == 0) revert RewardsNoClaims();
         uint256 vehicleId = claims[0].vehicleId;
         address owner = _vehicles.ownerOf(vehicleId);
-        address payee = owner;
-        uint256 due;
         for (uint256 i; i < n; ++i) {
             Claim calldata c = claims[i];
             _settle(c.epoch, c.vehicleId, c.amount, c.proof);
             if (c.vehicleId != vehicleId) {
                 vehicleId = c.vehicleId;
                 owner = _vehicles.ownerOf(vehicleId);
-                if (owner != payee) {
-                    _token.safeTransfer(payee, due);
-                    payee = owner;
-                    due = 0;
-                }
             }
-            due += c.amount;
             emit Claimed(c.epoch, vehicleId, owner, c.amount);
+            // Each epoch pays from its own sub-account: one transfer per claim.
+            _token.transferFromSubaccount(c.epoch, owner, c.amount);
         }
-        _token.safeTransfer(payee, due);
     }
 
     /* ISSUANCE */
@@ -224,8 +215,15 @@ contract Rewards is AccessControl, EIP712, IRewards {
     }
 
     /// @inheritdoc IRewards
-    function epochRoot(uint256 epoch) external view returns (EpochRoot memory) {
-        return _roots[epoch];
+    function epochRoot(uint256 epoch) external view returns (EpochRoot memory r) {
+        r = _roots[epoch];
+        // What is gone from the epoch's sub-account: it holds exactly `total` when funded and
+        // nothing else can enter it.
+        if (r.funded) {
+            r.paid = uint96(
+                r.total - IERC20(address(_token)).balanceOf(_token.subaccount(address(this), epoch))
+            );
+        }
     }
 
     /// @inheritdoc IRewards
@@ -277,8 +275,9 @@ contract Rewards is AccessControl, EIP712, IRewards {
 
     /* INTERNAL */
 
-    /// @dev Checks the proof, marks the claim and adds it to the epoch's payments (never past
-    /// its total); funds the epoch on its first claim. The proof may end at the root or at any
+    /// @dev Checks the proof and marks the claim; funds the epoch on its first claim. The
+    /// payment itself (never past the epoch's total: its sub-account holds no more) is the
+    /// caller's. The proof may end at the root or at any
     /// node `cacheLevel` stored.
     function _settle(uint256 epoch, uint256 vehicleId, uint256 amount, bytes32[] calldata proof)
         private
@@ -296,11 +295,6 @@ contract Rewards is AccessControl, EIP712, IRewards {
         uint256 bit = 1 << (vehicleId & 0xff);
         if (word & bit != 0) revert RewardsAlreadyClaimed(epoch, vehicleId);
         words[index] = word | bit;
-        uint256 total = r.total;
-        uint256 paid = r.paid + amount;
-        if (paid > total) revert RewardsEpochOverpaid(epoch, paid, total);
-        // paid <= total, a uint96.
-        r.paid = uint96(paid);
     }
 
     /// @dev `MerkleProof.processProofCalldata` (sorted pairs), as one tight loop: a claim runs
@@ -335,7 +329,7 @@ contract Rewards is AccessControl, EIP712, IRewards {
         _nodes[epoch][root] = true;
         _totalMinted += total;
         emit EpochFunded(epoch, root, total);
-        IDimoToken(address(_token)).mint(address(this), total);
+        _token.mintToSubaccount(epoch, total);
     }
 
     function _setIssuanceSchedule(uint128 initialCap, uint16 decayBps, uint32 decayEpochs)

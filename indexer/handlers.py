@@ -721,7 +721,7 @@ def on_root_vetoed(f: Fold, e: Event) -> None:
 
 @handles("Rewards", "EpochFunded")
 def on_epoch_funded(f: Fold, e: Event) -> None:
-    """The epoch's total was minted into the Rewards contract."""
+    """The epoch's total was minted into its sub-account of the token (Rewards spends it)."""
     if f.row is not None:
         f.row["funded"] = True
 

@@ -16,11 +16,14 @@ pragma solidity 0.8.28;
 /// be posted again, but never with a vetoed root: a veto is final for that root, so its
 /// signatures, readable on-chain, cannot re-post it.
 ///
-/// An epoch never pays more than its posted total: each claim adds to the epoch's `paid`,
-/// and a claim that would take `paid` past `total` reverts, so a bad root (leaves adding up
-/// to more than the total) cannot drain tokens minted for other epochs. Once the delay has passed, the epoch's total is minted into this contract
-/// once (by `fund`, or by the first claim of the epoch), and each vehicle's amount is paid to
-/// the vehicle's current owner against its proof, at most once per epoch.
+/// Once the delay has passed, the epoch's total is minted once (by `fund`, or by the first
+/// claim of the epoch) into the token's sub-account `subaccount(this, epoch)`, and each
+/// vehicle's amount is paid from there to the vehicle's current owner against its proof, at
+/// most once per epoch. An epoch never pays more than its posted total: only this contract
+/// spends from the sub-account, nothing else can enter it, and a claim past its balance
+/// reverts in the token (`ERC20InsufficientBalance(subaccount, balance, amount)`), so a bad
+/// root (leaves adding up to more than the total) cannot drain tokens minted for other
+/// epochs.
 ///
 /// Issuance cap: `initialCap` per epoch, reduced by `decayBps` every `decayEpochs` epochs,
 /// floored to the wei at each step: `cap(e) = floor(cap(e - decayEpochs) * (10_000 -
@@ -30,16 +33,18 @@ pragma solidity 0.8.28;
 interface IRewards {
     /* TYPES */
 
-    /// @notice An epoch's posted root, two storage slots (`total` and `paid` fit 96 bits:
-    /// a total never exceeds its epoch's cap, and `post` refuses a cap above `uint96`).
+    /// @notice An epoch's posted root, two storage slots (`total` fits 96 bits: a total never
+    /// exceeds its epoch's cap, and `post` refuses a cap above `uint96`).
     /// @param root Merkle root (OpenZeppelin StandardMerkleTree) of the epoch's leaves.
     /// @param total Sum of the leaves' amounts, in DIMO wei.
     /// @param claimableAt When the challenge delay ends and claims open (unix seconds).
     /// @param vetoed Whether the root was vetoed (it pays nothing).
-    /// @param funded Whether the total has been minted into this contract.
+    /// @param funded Whether the total has been minted into the epoch's sub-account.
     /// @param cachedDepth The depth of the deepest level of the tree stored by `cacheLevel`
     /// (0: only the root); a claim's proof may stop there.
     /// @param paid What the epoch's claims have paid so far, in DIMO wei; at most `total`.
+    /// Not stored: `epochRoot` computes it as `total` less the sub-account's balance (0 before
+    /// funding).
     struct EpochRoot {
         bytes32 root;
         uint96 total;
@@ -78,9 +83,6 @@ interface IRewards {
     error RewardsNoPendingRoot(uint256 epoch);
     /// @notice `root` was vetoed for epoch `epoch`; a veto is final for that root.
     error RewardsRootVetoed(uint256 epoch, bytes32 root);
-    /// @notice Paying this claim would take epoch `epoch`'s payments to `paid`, past its
-    /// posted `total`.
-    error RewardsEpochOverpaid(uint256 epoch, uint256 paid, uint256 total);
     /// @notice The challenge delay of epoch `epoch` ended at `claimableAt`: too late to veto.
     error RewardsChallengeOver(uint256 epoch, uint256 claimableAt);
     /// @notice `caller` is neither a guardian nor the admin.
@@ -114,7 +116,8 @@ interface IRewards {
     );
     /// @notice `by` vetoed `root` of `epoch`; it pays nothing.
     event RootVetoed(uint256 indexed epoch, bytes32 indexed root, address indexed by);
-    /// @notice `total` DIMO wei were minted into this contract for `epoch`'s claims.
+    /// @notice `total` DIMO wei were minted into the token sub-account of `epoch`, for its
+    /// claims.
     event EpochFunded(uint256 indexed epoch, bytes32 indexed root, uint256 total);
     /// @notice The `2 ** depth` nodes of `epoch`'s tree at `depth` were stored: from now on a
     /// claim's proof may stop there, `depth` hashes short of the root.
@@ -151,7 +154,8 @@ interface IRewards {
     /// @param epoch The epoch.
     function veto(uint256 epoch) external;
 
-    /// @notice Mints the total of `epoch` into this contract, once its challenge delay is over.
+    /// @notice Mints the total of `epoch` into its token sub-account, once its challenge
+    /// delay is over.
     /// @dev Anyone may call; the first claim of an epoch does it otherwise.
     /// @param epoch The epoch.
     function fund(uint256 epoch) external;
@@ -177,8 +181,8 @@ interface IRewards {
     function claim(uint256 epoch, uint256 vehicleId, uint256 amount, bytes32[] calldata proof)
         external;
 
-    /// @notice Pays several claims (epochs, vehicles) in one transaction. Consecutive claims
-    /// of vehicles with the same owner are paid in one transfer.
+    /// @notice Pays several claims (epochs, vehicles) in one transaction, one transfer per
+    /// claim (each epoch pays from its own sub-account).
     /// @param claims The claims.
     function claimMany(Claim[] calldata claims) external;
 
@@ -206,7 +210,7 @@ interface IRewards {
 
     /// @notice The posted root of `epoch` (all zero if none).
     /// @param epoch The epoch.
-    /// @return The root, total, claim time and flags.
+    /// @return The root, total, claim time, flags and what its claims have paid.
     function epochRoot(uint256 epoch) external view returns (EpochRoot memory);
 
     /// @notice Whether `root` was vetoed for `epoch` (then it can never be posted again).

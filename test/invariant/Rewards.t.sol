@@ -14,16 +14,20 @@ import {InvariantBase} from "../base/Base.sol";
 
 /// @notice Drives Rewards: the quorum posts four-leaf roots for ended epochs (some whose
 /// leaves add up to more than their total), the admin vetoes, anyone funds and claims, DIMO
-/// is sent to the contract by mistake, time passes. Ghosts count each vehicle's paid claims
-/// per epoch and the DIMO sent.
+/// is sent to the contract or to an epoch's sub-account by mistake, time passes. Ghosts count
+/// each vehicle's paid claims and each epoch's payments, the DIMO sent, and the gifts that
+/// entered a funded sub-account (there must be none).
 contract RewardsHandler is InvariantBase {
     uint256 public constant EPOCHS = 2;
     Rewards public immutable rewards;
     uint256[2] internal _oracleKeys;
     mapping(uint256 epoch => uint256[4] amounts) internal _amounts;
     mapping(uint256 epoch => mapping(uint256 vehicleId => uint256 count)) public claims;
+    mapping(uint256 epoch => uint256 amount) public paidOut;
     DimoToken internal immutable token;
     uint256 public donated;
+    uint256 public gifted;
+    uint256 public giftsIntoFunded;
 
     constructor(Rewards rewards_, DimoToken token_, uint256[2] memory oracleKeys) {
         rewards = rewards_;
@@ -77,6 +81,7 @@ contract RewardsHandler is InvariantBase {
             );
             try rewards.claim(epoch, i + 1, amounts[i], proof) {
                 claims[epoch][i + 1] += 1;
+                paidOut[epoch] += amounts[i];
             } catch {}
         }
     }
@@ -86,6 +91,18 @@ contract RewardsHandler is InvariantBase {
         amount %= 1_000_000 ether;
         token.mint(address(rewards), amount);
         donated += amount;
+    }
+
+    /// @dev Someone sends DIMO to an epoch's sub-account: before funding it is handed to the
+    /// contract, after funding it must revert.
+    function gift(uint256 e, uint256 amount) external {
+        uint256 epoch = e % EPOCHS;
+        amount %= 1_000_000 ether;
+        bool funded = rewards.epochRoot(epoch).funded;
+        try token.mint(token.subaccount(address(rewards), epoch), amount) {
+            gifted += amount;
+            if (funded) giftsIntoFunded += 1;
+        } catch {}
     }
 
     function warp(uint256 seconds_) external {
@@ -145,11 +162,15 @@ contract RewardsInvariants is InvariantBase {
         for (uint256 v = 1; v <= 4; ++v) assertEq(handler.claims(0, v), 1, "claimed");
     }
 
+    /// @dev `paid` is the view's (total less the sub-account's balance); `paidOut` is what
+    /// the claims that succeeded paid, counted by the handler.
     function invariant_anEpochNeverPaysPastItsTotal() public view {
         for (uint256 e; e < handler.EPOCHS(); ++e) {
             IRewards.EpochRoot memory r = rewards.epochRoot(e);
-            assertLe(r.paid, r.total, "paid past the total");
+            assertLe(handler.paidOut(e), r.total, "paid past the total");
+            assertEq(r.paid, handler.paidOut(e), "paid");
         }
+        assertEq(handler.giftsIntoFunded(), 0, "a transfer entered a funded sub-account");
     }
 
     function invariant_mintedIsFundedTotalsWithinTheSchedule() public view {
@@ -166,10 +187,13 @@ contract RewardsInvariants is InvariantBase {
         }
         assertEq(rewards.totalMinted(), funded, "minted");
         assertLe(rewards.totalMinted(), caps, "minted past the schedule");
-        assertEq(token.totalSupply(), funded + handler.donated(), "supply");
-        assertEq(
-            token.balanceOf(address(rewards)), funded + handler.donated() - paid, "rewards balance"
-        );
+        assertEq(token.totalSupply(), funded + handler.donated() + handler.gifted(), "supply");
+        // What was minted or sent and not paid is in the contract or the epochs' sub-accounts.
+        uint256 held = token.balanceOf(address(rewards));
+        for (uint256 e; e < handler.EPOCHS(); ++e) {
+            held += token.balanceOf(token.subaccount(address(rewards), e));
+        }
+        assertEq(held, funded + handler.donated() + handler.gifted() - paid, "held");
     }
 
     function invariant_noVehicleClaimsTwice() public view {

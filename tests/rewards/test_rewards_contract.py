@@ -54,9 +54,10 @@ def test_a_posted_root_pays_each_vehicle_its_amount_to_its_owner_after_the_delay
     )
     assert rewards.isClaimed(0, b)
     assert not rewards.isClaimed(0, a)
-    # The first claim minted the epoch's total into the contract, once.
+    # The first claim minted the epoch's total into the epoch's sub-account, once.
     assert rewards.totalMinted() == 8 * DIMO
-    assert token.balanceOf(rewards) == 3 * DIMO
+    assert token.balanceOf(token.subaccount(rewards, 0)) == 3 * DIMO
+    assert token.balanceOf(rewards) == 0
     assert rewards.epochRoot(0).funded
 
 
@@ -200,7 +201,7 @@ def test_a_vetoed_epoch_can_be_posted_again_and_a_live_one_cannot(
         rewards.claim(*first.claim_args(vehicle), sender=owner)
 
 
-def test_claims_for_three_epochs_at_once_pay_one_transfer(
+def test_claims_for_three_epochs_at_once_pay_each_from_its_epochs_sub_account(
     rewards: Any,
     token: Any,
     fresh_owner: Callable[[], Any],
@@ -217,7 +218,9 @@ def test_claims_for_three_epochs_at_once_pay_one_transfer(
     claims = [(c.epoch, c.vehicleId, c.amount) for c in tx.events.filter(rewards.Claimed)]
     assert claims == [(0, vehicle, DIMO), (1, vehicle, 2 * DIMO), (2, vehicle, 3 * DIMO)]
     transfers = [t for t in tx.events.filter(token.Transfer) if t.to == holder.address]
-    assert [t.value for t in transfers] == [6 * DIMO]
+    assert [(t["from"], t.value) for t in transfers] == [
+        (token.subaccount(rewards, e), (e + 1) * DIMO) for e in range(3)
+    ]
     assert all(rewards.isClaimed(e, vehicle) for e in range(3))
     with ape.reverts(rewards.RewardsAlreadyClaimed, epoch=1, vehicleId=vehicle):
         rewards.claimMany([posted[1].claim_args(vehicle)], sender=holder)
@@ -340,7 +343,8 @@ def test_fund_mints_an_epoch_once_and_claims_then_only_transfer(
     tx = rewards.fund(0, sender=stranger)
     funded = tx.events.filter(rewards.EpochFunded)[0]
     assert (funded.epoch, funded.root, funded.total) == (0, posted.tree.root, 3 * DIMO)
-    assert token.balanceOf(rewards) == 3 * DIMO
+    assert token.balanceOf(token.subaccount(rewards, 0)) == 3 * DIMO
+    assert token.isFundedSubaccount(token.subaccount(rewards, 0))
     with ape.reverts(rewards.RewardsEpochAlreadyFunded, epoch=0):
         rewards.fund(0, sender=stranger)
     supply = token.totalSupply()
@@ -423,7 +427,7 @@ def test_a_cached_level_funds_the_epoch_and_lets_claims_prove_less(
     with ape.reverts(rewards.RewardsInvalidProof, epoch=0, vehicleId=vehicle, amount=amount + 1):
         rewards.claim(epoch, vehicle, amount + 1, proof, sender=owner)
     rewards.claim(epoch, vehicle, amount, proof, sender=owner)
-    assert token.balanceOf(rewards) == 0
+    assert token.balanceOf(token.subaccount(rewards, 0)) == 0
 
 
 def test_only_a_whole_deeper_level_of_a_claimable_epoch_is_cached(
@@ -508,7 +512,7 @@ def test_claims_past_an_epochs_posted_total_revert_and_leave_other_epochs_tokens
     a, b = new_vehicle(owner), new_vehicle(owner)
     honest = post_root(0, {a: 50 * DIMO, b: 50 * DIMO})
     wait_delay(0)
-    rewards.fund(0, sender=owner)  # epoch 0's 100 DIMO sit in the contract
+    rewards.fund(0, sender=owner)  # epoch 0's 100 DIMO sit in its sub-account
     # A quorum-signed root whose leaves add up to 120 DIMO but whose total says 100.
     end_epoch(1)
     tree = allocation_tree(1, {a: 60 * DIMO, b: 60 * DIMO})
@@ -518,10 +522,16 @@ def test_claims_past_an_epochs_posted_total_revert_and_leave_other_epochs_tokens
     bad = Posted(1, tree, 100 * DIMO, None)
     rewards.claim(*bad.claim_args(a), sender=owner)
     assert rewards.epochRoot(1).paid == 60 * DIMO
-    with ape.reverts(rewards.RewardsEpochOverpaid, epoch=1, paid=120 * DIMO, total=100 * DIMO):
+    # Epoch 1's sub-account holds its 100 DIMO, no more: the second 60 cannot be paid.
+    one = token.subaccount(rewards, 1)
+    with ape.reverts(
+        token.ERC20InsufficientBalance, sender=one, balance=40 * DIMO, needed=60 * DIMO
+    ):
         rewards.claim(*bad.claim_args(b), sender=owner)
+    assert not rewards.isClaimed(1, b)
     # Epoch 0's tokens are still there for epoch 0's vehicles.
-    assert token.balanceOf(rewards) == 100 * DIMO + 40 * DIMO
+    assert token.balanceOf(token.subaccount(rewards, 0)) == 100 * DIMO
+    assert token.balanceOf(one) == 40 * DIMO
     rewards.claim(*honest.claim_args(a), sender=owner)
     rewards.claim(*honest.claim_args(b), sender=owner)
     assert rewards.epochRoot(0).paid == rewards.epochRoot(0).total == 100 * DIMO
