@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import re
 import secrets
 import string
@@ -33,9 +29,16 @@ from indexer.exceptions import (
     TokenExpired,
 )
 from protocol.crypto import SignatureError, checksum_address, keccak256, recover_address
+from protocol.jwt import (
+    CLOCK_SKEW_S,
+    AccessClaims,
+    JwtError,
+    JwtExpiredError,
+    access_claims,
+    decode_hs256,
+    encode_hs256,
+)
 
-#: Seconds an `Issued At` may lie ahead of the server's clock (wallet clocks drift).
-CLOCK_SKEW_S: Final = 60
 #: Characters of a nonce from `GET /auth/nonce` (EIP-4361 wants at least 8 alphanumerics).
 NONCE_LENGTH: Final = 22
 _ALPHANUMERIC: Final = string.ascii_letters + string.digits
@@ -351,36 +354,16 @@ def verify_login(
     return msg
 
 
+# JWT (RFC 7519) with HS256 only: `protocol.jwt`, its errors as this API's problems
 # --------------------------------------------------------------------------------------------
-# JWT (RFC 7519) with HS256 only
-# --------------------------------------------------------------------------------------------
 
-_B64_SEGMENT_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
-_JWT_HEADER: Final = {"alg": "HS256", "typ": "JWT"}
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64decode(segment: str) -> bytes:
-    if _B64_SEGMENT_RE.fullmatch(segment) is None:
-        raise InvalidToken("a token segment is not base64url")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except ValueError as exc:
-        raise InvalidToken("a token segment is not base64url") from exc
+#: The claims of an access token (`protocol.jwt.AccessClaims`).
+TokenClaims = AccessClaims
 
 
 def encode_jwt(claims: dict[str, Any], key: bytes) -> str:
     """A compact HS256 JWS of `claims` under `key`."""
-    signing_input = (
-        _b64encode(json.dumps(_JWT_HEADER, separators=(",", ":")).encode())
-        + "."
-        + _b64encode(json.dumps(claims, separators=(",", ":")).encode())
-    )
-    mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
-    return signing_input + "." + _b64encode(mac)
+    return encode_hs256(claims, key)
 
 
 def decode_jwt(token: str, key: bytes) -> dict[str, Any]:
@@ -389,36 +372,10 @@ def decode_jwt(token: str, key: bytes) -> dict[str, Any]:
     Raises:
         InvalidToken: not three base64url segments, another algorithm, or a wrong MAC.
     """
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise InvalidToken("the token is not a compact JWS (three dot-separated parts)")
     try:
-        header = json.loads(_b64decode(parts[0]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidToken("the token header is not JSON") from exc
-    if not isinstance(header, dict) or header.get("alg") != "HS256" or "crit" in header:
-        raise InvalidToken("the token is not signed with HS256")
-    mac = hmac.new(key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, _b64decode(parts[2])):
-        raise InvalidToken("the token's signature does not check")
-    try:
-        claims = json.loads(_b64decode(parts[1]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidToken("the token payload is not JSON") from exc
-    if not isinstance(claims, dict):
-        raise InvalidToken("the token payload is not a JSON object")
-    return claims
-
-
-@dataclass(frozen=True, slots=True)
-class TokenClaims:
-    """What an access token says: who signed in, when, and until when it is good."""
-
-    address: str
-    issued_at: int
-    expires_at: int
-    auth_time: int
-    token_id: str
+        return decode_hs256(token, key)
+    except JwtError as exc:
+        raise InvalidToken(exc.reason) from exc
 
 
 def issue_token(
@@ -454,19 +411,12 @@ def verify_token(token: str, key: bytes, issuer: str, now: float) -> TokenClaims
         InvalidToken: not a token this API issued.
         TokenExpired: its `exp` has passed.
     """
-    claims = decode_jwt(token, key)
-    if claims.get("iss") != issuer:
-        raise InvalidToken("the token was issued for another API")
-    sub, iat, exp, auth_time = (claims.get(k) for k in ("sub", "iat", "exp", "auth_time"))
-    if not (isinstance(sub, str) and _ADDRESS_RE.fullmatch(sub)):
-        raise InvalidToken("the token's sub is not an address")
-    if type(iat) is not int or type(exp) is not int or type(auth_time) is not int:
-        raise InvalidToken("the token's iat, exp or auth_time is not an integer")
-    if now >= exp:
-        raise TokenExpired(exp)
-    if iat > now + CLOCK_SKEW_S:
-        raise InvalidToken("the token is issued in the future")
-    return TokenClaims(sub, iat, exp, auth_time, str(claims.get("jti", "")))
+    try:
+        return access_claims(token, key, issuer, now)
+    except JwtExpiredError as exc:
+        raise TokenExpired(exc.expired_at) from exc
+    except JwtError as exc:
+        raise InvalidToken(exc.reason) from exc
 
 
 def token_subject(token: str, key: bytes) -> str | None:

@@ -15,9 +15,10 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import Connection, Row, Select, func, select, union
 
 from indexer import schema as s
-from indexer.api.deps import INT64_MAX, Clock, DbConn, OptionalCaller, VehicleId
+from indexer.api.deps import INT64_MAX, Clock, DbConn, OptionalCaller, Rights, VehicleId
 from indexer.api.models import (
     ADDRESS_PATTERN,
+    AccessOut,
     DeviceOut,
     GrantOut,
     LicenceOut,
@@ -182,6 +183,35 @@ def list_vehicles(
 def get_vehicle(conn: DbConn, vehicle_id: VehicleId) -> VehicleOut:
     """The vehicle with its make, model, owner, epoch and paired device."""
     return _vehicle_out(_vehicle_row(conn, vehicle_id))
+
+
+@vehicles.get(
+    "/{vehicle_id}/access/{account}",
+    response_model=AccessOut,
+    summary="What an account may read of a vehicle",
+    responses=problem_responses(404, 422),
+)
+def get_access(
+    conn: DbConn,
+    clock: Clock,
+    cache: Rights,
+    vehicle_id: VehicleId,
+    account: Annotated[str, Path(pattern=ADDRESS_PATTERN, description="Account, 0x hex")],
+) -> AccessOut:
+    """The account's rights on the vehicle now, per privilege, from ownership, grants and
+    licences (all public chain facts). The triggers service asks it before each firing."""
+    coverage = cache.coverage(conn, vehicle_id, account, int(clock() * 1000))
+    return AccessOut(
+        vehicle_id=vehicle_id,
+        account=checksum(account),
+        now_ms=coverage.now_ms,
+        is_owner=coverage.is_owner,
+        privileges={
+            str(p.name): [(a, b) for a, b in spans]
+            for p, spans in coverage.by_privilege.items()
+            if spans
+        },
+    )
 
 
 def _pairing_out(row: Row[Any]) -> PairingOut:
