@@ -410,10 +410,18 @@ class Evaluator:
     def _save_detectors(self, conn: Connection, detectors: Mapping[int, DetectorState]) -> None:
         if not detectors:
             return
-        conn.execute(delete(detector_state).where(detector_state.c.vehicle_id.in_(list(detectors))))
+        d = detector_state.c
+        conn.execute(
+            delete(detector_state).where(
+                d.latency == self.latency, d.vehicle_id.in_(list(detectors))
+            )
+        )
         conn.execute(
             insert(detector_state),
-            [{"vehicle_id": v, "state": json.dumps(s.as_dict())} for v, s in detectors.items()],
+            [
+                {"latency": self.latency, "vehicle_id": v, "state": json.dumps(s.as_dict())}
+                for v, s in detectors.items()
+            ],
         )
 
     def _save_cursor(self, conn: Connection, position: int) -> None:

@@ -100,9 +100,7 @@ class Index:
 
     def _advance(self, conn: Any) -> None:
         n = next(self.block)
-        conn.execute(
-            update(s.sync_state).values(last_block=n, last_hash="0x" + f"{n:064x}")
-        )
+        conn.execute(update(s.sync_state).values(last_block=n, last_hash="0x" + f"{n:064x}"))
 
     def grant(self, vehicle: int, grantee: str, scopes: Privilege, expiry_s: int) -> None:
         """`grantee` may read `scopes` of `vehicle` until `expiry_s` (replacing its grant)."""

@@ -173,13 +173,9 @@ def test_a_delivery_past_its_retry_window_is_dead_lettered_and_can_be_replayed(
     triggers.evaluate()
     receiver.status = 500
     with triggers.store.begin() as conn:  # as if created a day and a minute ago
-        conn.exec_driver_sql(
-            "UPDATE trigger_deliveries SET created_ms = created_ms - 86460000"
-        )
+        conn.exec_driver_sql("UPDATE trigger_deliveries SET created_ms = created_ms - 86460000")
     triggers.deliver()
-    headers = triggers.as_(
-        "0x" + "a1" * 20
-    )
+    headers = triggers.as_("0x" + "a1" * 20)
     dead = triggers.api.get(f"/v1/webhooks/{hook}/dead-letters", headers=headers).json()
     assert len(dead) == 1 and dead[0]["lastError"] == "HTTP 500"
     receiver.status = 200
