@@ -35,6 +35,8 @@ class Access:
             spans = self.spans.get(str(bit.name), ())
             if not spans or spans[-1][1] < self.now_ms:
                 return False  # not live now (revoked, expired, sold)
+            if at_ms >= self.now_ms:
+                continue  # a reading after the answer: the live period runs on to it
             i = bisect.bisect_right(spans, at_ms, key=lambda s: s[0]) - 1
             if i < 0 or not (spans[i][0] <= at_ms < max(spans[i][1], self.now_ms + 1)):
                 return False

@@ -389,19 +389,19 @@ class Triggers:
 
 
 def make_settings(tmp_path: Path, journal: Journal, index: Index, **extra: Any) -> TriggersSettings:
-    return TriggersSettings(
-        database_url=f"sqlite:///{tmp_path / 'triggers.db'}",
-        journal_url=journal.url,
-        indexer_url=index.url,
-        jwt_secret=JWT_SECRET,
-        jwt_issuer=ISSUER,
-        network="local",
-        allow_loopback=True,
-        rights_ttl_s=0,
-        retry_base_s=0.05,
-        retry_max_delay_s=0.2,
-        **extra,
-    )
+    fields: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'triggers.db'}",
+        "journal_url": journal.url,
+        "indexer_url": index.url,
+        "jwt_secret": JWT_SECRET,
+        "jwt_issuer": ISSUER,
+        "network": "local",
+        "allow_loopback": True,
+        "rights_ttl_s": 0,
+        "retry_base_s": 0.05,
+        "retry_max_delay_s": 0.2,
+    }
+    return TriggersSettings(**{**fields, **extra})
 
 
 @pytest.fixture

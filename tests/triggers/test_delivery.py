@@ -213,3 +213,12 @@ def test_the_test_route_sends_a_signed_test_delivery(
     triggers.deliver()
     [got] = receiver.received
     assert got["body"]["test"] is True and "signal" not in got["body"]
+
+
+def test_a_reading_newer_than_a_cached_rights_answer_is_covered_while_the_right_is_live() -> None:
+    from triggers.rights import Access
+
+    access = Access(now_ms=1_000, spans={"DRIVING": ((10, 1_000),)})
+    assert access.covers(Privilege.DRIVING, 1_500)
+    assert not access.covers(Privilege.DRIVING, 5)
+    assert not Access(1_000, {"DRIVING": ((10, 900),)}).covers(Privilege.DRIVING, 950)
