@@ -34,7 +34,8 @@ def test_a_registered_webhook_is_listed_with_dimos_fields(
     triggers: Triggers, receiver: Receiver
 ) -> None:
     r = register(triggers, receiver, description="too fast", displayName="Speed alert")
-    assert r.status_code == 201 and r.json()["message"]
+    assert r.status_code == 201
+    assert r.json()["message"]
     assert r.json()["secret"].startswith("whsec_")
     [view] = listed(triggers)
     assert view["id"] == r.json()["id"]

@@ -38,9 +38,12 @@ def test_a_firing_reaches_the_receiver_signed_per_standard_webhooks(
     [got] = receiver.received
     body = got["body"]
     assert got["id"] == body["id"]
-    assert body["webhookId"] == hook and body["metricName"] == "speed"
-    assert body["signal"]["value"] == 120.0 and body["signal"]["unit"] == "km/h"
-    assert body["assetDID"].endswith(f":{VEHICLE}") and body["latency"] == "journaled"
+    assert body["webhookId"] == hook
+    assert body["metricName"] == "speed"
+    assert body["signal"]["value"] == 120.0
+    assert body["signal"]["unit"] == "km/h"
+    assert body["assetDID"].endswith(f":{VEHICLE}")
+    assert body["latency"] == "journaled"
 
 
 def test_the_condition_sees_the_previous_value(
@@ -161,7 +164,8 @@ def test_a_receiver_error_is_retried_with_the_same_webhook_id(
     [got] = receiver.received
     with triggers.store.connect() as conn:
         row = conn.exec_driver_sql("SELECT id, attempts, state FROM trigger_deliveries").one()
-    assert (row.id, row.state) == (got["id"], "delivered") and row.attempts == 2
+    assert (row.id, row.state) == (got["id"], "delivered")
+    assert row.attempts == 2
 
 
 def test_a_delivery_past_its_retry_window_is_dead_lettered_and_can_be_replayed(
@@ -177,7 +181,8 @@ def test_a_delivery_past_its_retry_window_is_dead_lettered_and_can_be_replayed(
     triggers.deliver()
     headers = triggers.as_("0x" + "a1" * 20)
     dead = triggers.api.get(f"/v1/webhooks/{hook}/dead-letters", headers=headers).json()
-    assert len(dead) == 1 and dead[0]["lastError"] == "HTTP 500"
+    assert len(dead) == 1
+    assert dead[0]["lastError"] == "HTTP 500"
     receiver.status = 200
     r = triggers.api.post(f"/v1/webhooks/{hook}/dead-letters/replay", headers=headers)
     assert r.json() == {"replayed": 1}
@@ -201,7 +206,8 @@ def test_a_rotated_secret_signs_beside_the_previous_one(
     journal.put(VEHICLE, {SPEED: [(now_ms() - 1000, 150.0)]})
     triggers.evaluate()
     triggers.deliver()
-    assert receiver.bad_signatures == 0 and len(receiver.received) == 2
+    assert receiver.bad_signatures == 0
+    assert len(receiver.received) == 2
 
 
 def test_the_test_route_sends_a_signed_test_delivery(
@@ -212,7 +218,8 @@ def test_the_test_route_sends_a_signed_test_delivery(
     assert r.status_code == 200
     triggers.deliver()
     [got] = receiver.received
-    assert got["body"]["test"] is True and "signal" not in got["body"]
+    assert got["body"]["test"] is True
+    assert "signal" not in got["body"]
 
 
 def test_a_reading_newer_than_a_cached_rights_answer_is_covered_while_the_right_is_live() -> None:

@@ -194,5 +194,6 @@ def test_a_receiver_down_for_60_s_misses_nothing(
     receiver.start()
     assert wait_for(lambda: len(receiver.ids()) >= 120, 60), len(receiver.ids())
     outbox = process.outbox()
-    assert len(outbox) == 120 and receiver.ids() == set(outbox)
+    assert len(outbox) == 120
+    assert receiver.ids() == set(outbox)
     assert receiver.bad_signatures == 0

@@ -68,7 +68,8 @@ def test_charging_started_and_stopped_fire_on_the_changes(
     flags = [(t + i * 1000, v) for i, v in enumerate([False, True, True, False, True])]
     got = fire_events(triggers, journal, receiver, "charging.started", {IS_CHARGING: flags})
     stamps = sorted(b["event"]["timestamp"] for b in got)
-    assert len(stamps) == 2 and all(b["event"]["value"] == 1.0 for b in got)
+    assert len(stamps) == 2
+    assert all(b["event"]["value"] == 1.0 for b in got)
 
 
 def test_an_odometer_rollback_is_suspected_once_per_fall(
@@ -139,5 +140,7 @@ def test_an_anchored_webhook_fires_after_the_anchor_with_its_proof_reference(
     [got] = receiver.received
     proof = got["body"]["proof"]
     assert got["body"]["latency"] == "anchored"
-    assert proof["batchId"] == 1 and proof["txHash"] == "0x" + "ab" * 32
-    assert proof["leafHash"].startswith("0x") and len(proof["leafHash"]) == 66
+    assert proof["batchId"] == 1
+    assert proof["txHash"] == "0x" + "ab" * 32
+    assert proof["leafHash"].startswith("0x")
+    assert len(proof["leafHash"]) == 66
