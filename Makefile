@@ -36,6 +36,9 @@ $(PY_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
 	$(PY) -m pip install --quiet -e . --group dev
+	# DIMO's Python SDK, for the compatibility tests only: it pins eth-account 0.13.4 (we run
+	# 0.13.7), so it goes beside the venv without its dependencies (tests put it on sys.path).
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/dimo-sdk dimo-python-sdk==1.8.0
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json

@@ -10,9 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, and_, bindparam, func, select, update
 
 from triggers.tables import DeliveryState, deliveries, webhooks
 
@@ -123,6 +122,21 @@ def claim(engine: Engine, now_ms: int, limit: int, lease_ms: int) -> list[Claime
     ]
 
 
+#: One outcome's update, run once per outcome in one executemany.
+_RECORD = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("key"))
+    .values(
+        state=bindparam("state"),
+        attempts=bindparam("attempts"),
+        next_attempt_ms=bindparam("next_attempt_ms"),
+        lease_until_ms=bindparam("lease_until_ms"),
+        last_error=bindparam("last_error"),
+        delivered_ms=bindparam("delivered_ms"),
+    )
+)
+
+
 def record(engine: Engine, outcomes: Sequence[Outcome]) -> None:
     """Stores the outcomes of attempts, in one transaction; a failed delivery counts against
     its webhook's `failure_count`, a delivered one resets it."""
@@ -130,17 +144,21 @@ def record(engine: Engine, outcomes: Sequence[Outcome]) -> None:
         return
     d = deliveries.c
     with engine.begin() as conn:
-        for o in outcomes:
-            values: dict[str, Any] = {
-                "state": o.state.value,
-                "attempts": o.attempts,
-                "next_attempt_ms": o.next_attempt_ms,
-                "lease_until_ms": 0,
-                "last_error": o.error,
-            }
-            if o.state is DeliveryState.DELIVERED:
-                values["delivered_ms"] = o.at_ms
-            conn.execute(update(deliveries).where(d.id == o.id).values(**values))
+        conn.execute(
+            _RECORD,
+            [
+                {
+                    "key": o.id,
+                    "state": o.state.value,
+                    "attempts": o.attempts,
+                    "next_attempt_ms": o.next_attempt_ms,
+                    "lease_until_ms": 0,
+                    "last_error": o.error,
+                    "delivered_ms": o.at_ms if o.state is DeliveryState.DELIVERED else None,
+                }
+                for o in outcomes
+            ],
+        )
         failed = [o.id for o in outcomes if o.error is not None]
         ok = [o.id for o in outcomes if o.state is DeliveryState.DELIVERED]
         w = webhooks.c
