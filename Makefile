@@ -19,7 +19,7 @@ SHIM_STAMP := $(SOLCX_BINARY_PATH)/.registered
 DAPP_SOURCES := $(shell find dapp -path dapp/dist -prune -o -type f -print)
 DAPP_STAMP := dapp/dist/.built
 
-.PHONY: help install dapp compile test fuzz run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-stack lint clean
+.PHONY: help install dapp compile test fuzz run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-stack bench-triggers lint clean
 
 help:
 	@echo "make run     run the platform (anvil, deploy, oracle quorum, indexer, simulated fleet)"
@@ -86,6 +86,9 @@ bench-rewards: install compile
 
 bench-apps: install
 	$(PY) benchmarks/apps.py
+
+bench-triggers: install
+	$(PY) benchmarks/triggers.py
 
 bench-oracle: install compile
 	$(PY) benchmarks/oracle.py

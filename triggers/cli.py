@@ -24,6 +24,7 @@ def run_command(verbose: bool = typer.Option(True, help="Log the service's progr
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per delivery
     settings = TriggersSettings()
     console.print(f"[green]triggers[/] API on http://{settings.host}:{settings.port}")
     try:
