@@ -34,6 +34,7 @@ from triggers.evaluator import asset_did
 from triggers.exceptions import (
     CooldownOutOfRange,
     InvalidField,
+    RightsUnavailable,
     TriggersProblem,
     Unauthenticated,
     UnknownMetric,
@@ -125,6 +126,18 @@ def _install_problems(app: FastAPI) -> None:
     @app.exception_handler(TriggersProblem)
     async def _typed(request: Request, exc: TriggersProblem) -> JSONResponse:
         return _problem(request, exc.problem())
+
+    @app.exception_handler(RightsUnavailable)
+    async def _no_rights(request: Request, exc: RightsUnavailable) -> JSONResponse:
+        return _problem(
+            request,
+            problem_details(
+                "rights-unavailable",
+                "Rights cannot be checked now",
+                503,
+                f"{exc}; nothing was changed, try again",
+            ),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
