@@ -84,6 +84,9 @@ class Deliverer:
         )
         send: list[Claimed] = []
         withheld: list[Outcome] = []
+        # One request per owner; if the indexer is down each delivery asks below, and waits.
+        with contextlib.suppress(RightsUnavailable):
+            self.rights.prefetch({(c.owner, c.vehicle_id) for c in claimed if c.privilege})
         for c in claimed:
             if not c.privilege:  # a test delivery: no vehicle data, no rights to check
                 send.append(c)

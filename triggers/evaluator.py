@@ -210,6 +210,9 @@ class Evaluator:
     ) -> int:
         now_ms = int(self.clock() * 1000)
         pairs = {(h.id, row.bundle.vehicle_id) for row, hooks in work for h in hooks}
+        self.rights.prefetch(
+            {(h.owner, row.bundle.vehicle_id) for row, hooks in work for h in hooks}
+        )
         event_vehicles = sorted(
             {
                 row.bundle.vehicle_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,16 +84,51 @@ class IndexerRights:
         if response.status_code == 404:
             found = Access(int(time.time() * 1000), {})
         elif response.status_code == 200:
-            body: dict[str, Any] = response.json()
-            found = Access(
-                int(body["now_ms"]),
-                {k: tuple((int(a), int(b)) for a, b in v) for k, v in body["privileges"].items()},
-            )
+            found = self._parse(response.json())
         else:
             raise RightsUnavailable(url, f"HTTP {response.status_code}")
         with self._lock:
             self._cache[key] = (now, found)
         return found
+
+    def prefetch(self, pairs: Iterable[tuple[str, int]]) -> None:
+        """Fetches the answers of `(account, vehicle)` pairs not fresh in the cache, one
+        request per account and 500 vehicles (`GET /accounts/{account}/access`).
+
+        Raises:
+            RightsUnavailable: the indexer did not answer.
+        """
+        now = self._clock()
+        stale: dict[str, list[int]] = {}
+        with self._lock:
+            for account, vehicle in pairs:
+                key = (account.lower(), vehicle)
+                hit = self._cache.get(key)
+                if hit is None or now - hit[0] >= self.ttl_s:
+                    stale.setdefault(key[0], []).append(vehicle)
+        for account, vehicles in stale.items():
+            wanted = sorted(set(vehicles))
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                url = f"{self.base_url}/accounts/{account}/access"
+                try:
+                    response = self._client.get(url, params={"vehicle": chunk})
+                except httpx.HTTPError as exc:
+                    raise RightsUnavailable(url, str(exc)) from exc
+                if response.status_code != 200:
+                    raise RightsUnavailable(url, f"HTTP {response.status_code}")
+                found = {int(item["vehicle_id"]): self._parse(item) for item in response.json()}
+                nobody = Access(int(time.time() * 1000), {})
+                with self._lock:
+                    for vehicle in chunk:
+                        self._cache[(account, vehicle)] = (now, found.get(vehicle, nobody))
+
+    @staticmethod
+    def _parse(body: dict[str, Any]) -> Access:
+        return Access(
+            int(body["now_ms"]),
+            {k: tuple((int(a), int(b)) for a, b in v) for k, v in body["privileges"].items()},
+        )
 
     def forget(self) -> None:
         """Drops every cached answer."""

@@ -201,6 +201,41 @@ def get_access(
     """The account's rights on the vehicle now, per privilege, from ownership, grants and
     licences (all public chain facts). The triggers service asks it before each firing."""
     coverage = cache.coverage(conn, vehicle_id, account, int(clock() * 1000))
+    return _access_out(vehicle_id, account, coverage)
+
+
+@market.get(
+    "/accounts/{account}/access",
+    response_model=list[AccessOut],
+    summary="What an account may read of many vehicles",
+    tags=["vehicles"],
+    responses=problem_responses(422),
+)
+def get_accesses(
+    conn: DbConn,
+    clock: Clock,
+    cache: Rights,
+    account: Annotated[str, Path(pattern=ADDRESS_PATTERN, description="Account, 0x hex")],
+    vehicle: Annotated[
+        list[int], Query(min_length=1, max_length=1000, description="Vehicle token ids")
+    ],
+) -> list[AccessOut]:
+    """`GET /vehicles/{id}/access/{account}` for up to 1,000 vehicles at once; a vehicle the
+    index does not know is left out."""
+    now_ms = int(clock() * 1000)
+    out = []
+    for vehicle_id in dict.fromkeys(vehicle):
+        if not 0 <= vehicle_id <= INT64_MAX:
+            continue
+        try:
+            coverage = cache.coverage(conn, vehicle_id, account, now_ms)
+        except VehicleNotFound:
+            continue
+        out.append(_access_out(vehicle_id, account, coverage))
+    return out
+
+
+def _access_out(vehicle_id: int, account: str, coverage: Any) -> AccessOut:
     return AccessOut(
         vehicle_id=vehicle_id,
         account=checksum(account),
