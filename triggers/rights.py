@@ -60,7 +60,7 @@ class IndexerRights:
         self.base_url = base_url.rstrip("/")
         self.ttl_s = ttl_s
         self._clock = clock
-        self._client = httpx.Client(timeout=5.0)
+        self._client = httpx.Client(timeout=15.0)
         self._cache: dict[tuple[str, int], tuple[float, Access]] = {}
         self._lock = threading.Lock()
 
