@@ -370,7 +370,7 @@ def measure(out: dict[str, Any], service: Service, journal: Journal, receiver: R
     wait_until(lambda: len(receiver.arrivals) >= sent, 60)
     latencies = [
         (at - datetime.fromisoformat(received.replace("Z", "+00:00")).timestamp()) * 1000
-        for at, hook, received in receiver.arrivals.values()
+        for at, hook, received in list(receiver.arrivals.values())
         if hook in hooks
     ]
     out["delivery_p99_ms_journaled"] = round(pct(latencies, 0.99), 1)
@@ -385,18 +385,18 @@ def measure(out: dict[str, Any], service: Service, journal: Journal, receiver: R
     loads = []
     for run in range(runs):
         loads.append(os.getloadavg())
-        before = {k for k, v in receiver.arrivals.items() if v[1] == hot}
+        before = {k for k, v in list(receiver.arrivals.items()) if v[1] == hot}
         base = int(time.time() * 1000) - burst - 1000 * (runs - run)
         samples = [(base + i, 120.0) for i in range(burst)]
         journal.put([(0, samples[i : i + 500]) for i in range(0, burst, 500)])
         wait_until(
             lambda b=before: (
-                sum(1 for v in receiver.arrivals.values() if v[1] == hot) >= len(b) + burst
+                sum(1 for v in list(receiver.arrivals.values()) if v[1] == hot) >= len(b) + burst
             ),
             120,
         )
         times = sorted(
-            v[0] for k, v in receiver.arrivals.items() if v[1] == hot and k not in before
+            v[0] for k, v in list(receiver.arrivals.items()) if v[1] == hot and k not in before
         )
         rates.append((len(times) - 1) / (times[-1] - times[0]))
     out["deliveries_per_s"] = round(statistics.median(rates), 1)
