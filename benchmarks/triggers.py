@@ -175,7 +175,11 @@ def serve_indexer(tmp: Path) -> str:
             ],
         )
     settings = IndexerSettings(
-        siwe_domain=ISSUER, siwe_uri="http://" + ISSUER, siwe_chain_id=31337, jwt_secret=JWT_SECRET
+        siwe_domain=ISSUER,
+        siwe_uri="http://" + ISSUER,
+        siwe_chain_id=31337,
+        jwt_secret=JWT_SECRET,
+        rate_limit_per_minute=0,  # the triggers' rights lookups are measured, not throttled
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
