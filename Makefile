@@ -23,7 +23,7 @@ DAPP_STAMP := dapp/dist/.built
 # use it; nothing downloads a browser). Installed with apt-get when missing and we are root.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install chromium dapp compile test fuzz run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-attestations bench-stack bench-dapp lint clean
+.PHONY: help install chromium dapp compile test fuzz run e2e bench bench-gas bench-oracle bench-bridge bench-rewards bench-indexer bench-apps bench-attestations bench-stack bench-dapp bench-triggers lint clean
 
 help:
 	@echo "make run     run the platform (anvil, deploy, oracle quorum, indexer, simulated fleet)"
@@ -104,6 +104,9 @@ bench-apps: install
 
 bench-attestations: install compile
 	$(PY) benchmarks/attestations.py
+
+bench-triggers: install
+	$(PY) benchmarks/triggers.py
 
 bench-oracle: install compile
 	$(PY) benchmarks/oracle.py

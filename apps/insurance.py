@@ -365,6 +365,16 @@ class _RunStats:
         return top.tolist(), at.tolist()
 
 
+def harsh_steps(rate_kmhps: Any, p: ScoreParams) -> tuple[Any, Any]:
+    """Whether steps of acceleration `rate_kmhps` (km/h per s; a float or an array) are a harsh
+    braking and a harsh acceleration. The one definition the score and the triggers'
+    `behavior.harshBraking` / `behavior.harshAcceleration` events share."""
+    return (
+        -rate_kmhps >= p.harsh_braking_mphps * KMH_PER_S_PER_MPHPS,
+        rate_kmhps >= p.harsh_acceleration_mphps * KMH_PER_S_PER_MPHPS,
+    )
+
+
 def _trip_scores(
     speed: Sequence[ReadingLike], ignition: Sequence[ReadingLike], p: ScoreParams
 ) -> list[TripScore]:
@@ -406,9 +416,10 @@ def _trip_scores(
     keys, where = np.unique(quarter, return_inverse=True)
     local = np.array([hours.hour(int(k) * _QUARTER_HOUR_MS) for k in keys], dtype=np.int64)
     hour = local[where]
+    braking, accelerating = harsh_steps(rate, p)
     flags = {
-        "harsh_braking": valid & (-rate >= p.harsh_braking_mphps * KMH_PER_S_PER_MPHPS),
-        "harsh_acceleration": valid & (rate >= p.harsh_acceleration_mphps * KMH_PER_S_PER_MPHPS),
+        "harsh_braking": valid & braking,
+        "harsh_acceleration": valid & accelerating,
         "high_speed": valid & (v0 > p.high_speed_kmh),
         "night": valid & (hour >= p.night_start_hour) & (hour < p.night_end_hour),
     }

@@ -19,12 +19,15 @@ from typing import Any, Final
 from protocol.exceptions import ProtocolError
 
 __all__ = [
+    "CLOCK_SKEW_S",
     "DEVELOPER_TOKEN_USE",
     "VEHICLE_TOKEN_USE",
+    "AccessClaims",
     "DeveloperToken",
     "JwtError",
     "JwtExpired",
     "VehicleToken",
+    "access_claims",
     "decode_jwt",
     "encode_jwt",
     "issue_developer_token",
@@ -111,6 +114,42 @@ def decode_jwt(token: str, key: bytes) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise JwtError("the token payload is not a JSON object")
     return claims
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a wallet access token says: who signed in, when, and until when it is good."""
+
+    address: str
+    issued_at: int
+    expires_at: int
+    auth_time: int
+    token_id: str
+
+
+def access_claims(token: str, key: bytes, issuer: str, now: float) -> AccessClaims:
+    """Check a wallet access token's MAC, issuer, subject and expiry (`POST /auth/login`).
+
+    Raises:
+        JwtError: not a wallet access token of `issuer` under `key` (developer and vehicle
+            tokens are refused: they carry a `token_use`).
+        JwtExpired: its `exp` has passed.
+    """
+    claims = decode_jwt(token, key)
+    if "token_use" in claims:
+        raise JwtError(f"a {claims['token_use']} token is not a wallet sign-in token")
+    if claims.get("iss") != issuer:
+        raise JwtError("the token was issued for another API")
+    sub, iat, exp, auth_time = (claims.get(k) for k in ("sub", "iat", "exp", "auth_time"))
+    if not (isinstance(sub, str) and _ADDRESS_RE.fullmatch(sub)):
+        raise JwtError("the token's sub is not an address")
+    if type(iat) is not int or type(exp) is not int or type(auth_time) is not int:
+        raise JwtError("the token's iat, exp or auth_time is not an integer")
+    if now >= exp:
+        raise JwtExpired(exp)
+    if iat > now + CLOCK_SKEW_S:
+        raise JwtError("the token is issued in the future")
+    return AccessClaims(sub, iat, exp, auth_time, str(claims.get("jti", "")))
 
 
 def _checked(token: str, key: bytes, issuer: str, use: str, now: float) -> dict[str, Any]:

@@ -34,6 +34,7 @@ SERVICES: dict[str, tuple[str, str, str]] = {
     "rewards": ("rewards.cli", "app", "Weekly rewards: compute, verify, post."),
     "apps": ("indexer.apps.cli", "app", "Battery, finance, insurance, energy apps."),
     "certify": ("oracle.certifier.cli", "app", "Battery certificates signed by the oracles."),
+    "triggers": ("triggers.cli", "app", "Signed webhooks on vehicle signals and events."),
 }
 # Top-level commands that are one service's command: name -> (module, attribute, help).
 SHORTCUTS: dict[str, tuple[str, str, str]] = {

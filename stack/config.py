@@ -44,6 +44,10 @@ class StackSettings(BaseSettings):
     indexer_port: int = Field(default=8700, ge=1, le=65535)
     # Port of the battery certifier (`dimo certify serve`) started with the simulated fleet.
     certifier_port: int = Field(default=8620, ge=1, le=65535)
+    # Port of the triggers service's API (webhook registration).
+    triggers_port: int = Field(default=8800, ge=1, le=65535)
+    # SQLAlchemy URL of the triggers' outbox; None: SQLite in the data folder.
+    triggers_database_url: str | None = None
     # Requests one caller may make to the indexer's API per minute; 0: no limit.
     api_rate_limit_per_minute: int = Field(default=600, ge=0)
     # SQLAlchemy URL of the oracle's journal; None: SQLite in the data folder.
@@ -112,6 +116,11 @@ class StackSettings(BaseSettings):
     def oracle_url(self) -> str:
         """Base URL of the oracle's ingest API."""
         return f"http://{self.host}:{self.oracle_port}"
+
+    @property
+    def triggers_url(self) -> str:
+        """Base URL of the triggers service's API."""
+        return f"http://{self.host}:{self.triggers_port}"
 
     @property
     def indexer_url(self) -> str:

@@ -210,7 +210,7 @@ class Platform:
 
     def plan(self) -> list[Service]:
         """The services in start order: three signers, the oracle's ingest API and its batcher,
-        the indexer, the certifier and the fleet (with a simulated fleet only)."""
+        the indexer, the triggers, the certifier and the fleet (with a simulated fleet only)."""
         s = self.settings
         deployment = str(s.deployment_path.resolve())
         logs = self.data / "logs"
@@ -312,6 +312,30 @@ class Platform:
                 self.root,
             )
         )
+        services.append(
+            Service(
+                "triggers",
+                dimo_command("triggers", "run"),
+                {
+                    "DIMO_TRIGGERS_DATABASE_URL": s.triggers_database_url
+                    or f"sqlite:///{self.data / 'triggers.db'}",
+                    "DIMO_TRIGGERS_JOURNAL_URL": self.oracle_database_url,
+                    "DIMO_TRIGGERS_INDEXER_URL": s.indexer_url,
+                    "DIMO_TRIGGERS_HOST": s.host,
+                    "DIMO_TRIGGERS_PORT": str(s.triggers_port),
+                    "DIMO_TRIGGERS_JWT_SECRET": self._jwt_secret(),
+                    "DIMO_TRIGGERS_JWT_ISSUER": authority,
+                    "DIMO_TRIGGERS_CHAIN_ID": str(self._chain_id()),
+                    "DIMO_TRIGGERS_VEHICLE_CONTRACT": self._vehicle_contract(),
+                    # Local chain: receivers on this machine may be called (http too).
+                    "DIMO_TRIGGERS_NETWORK": "live" if s.rpc_url else "local",
+                    "DIMO_TRIGGERS_ALLOW_LOOPBACK": "false" if s.rpc_url else "true",
+                },
+                f"{s.triggers_url}/healthz",
+                logs / "triggers.log",
+                self.root,
+            )
+        )
         if self.certifier_url is not None:
             services.append(
                 Service(
@@ -361,6 +385,12 @@ class Platform:
     def oracle_database_url(self) -> str:
         """The oracle journal's URL: the configured one, else SQLite in the data folder."""
         return self.settings.oracle_database_url or f"sqlite:///{self.data / 'oracle.db'}"
+
+    def _vehicle_contract(self) -> str:
+        """The VehicleId contract's address (the payloads' vehicle DIDs name it)."""
+        if self.deployment is None:
+            return "0x" + "00" * 20
+        return self.deployment.contract("VehicleId").address
 
     def _chain_id(self) -> int:
         return self.deployment.chain_id if self.deployment is not None else self.settings.chain_id

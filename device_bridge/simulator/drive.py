@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["DRIVE_DT", "Leg", "SpeedTrace", "speed_trace"]
+__all__ = ["DRIVE_DT", "Leg", "SpeedTrace", "speed_trace", "stop_trace"]
 
 DRIVE_DT = 0.1  # seconds between samples of a trip
 _URBAN_ACCEL = (1.2, 2.4)  # m/s^2, drawn per block
@@ -151,4 +151,19 @@ def speed_trace(rng: random.Random, legs: list[Leg], harsh_probability: float) -
         else:
             builder.urban(leg.km, last)
     builder.hold(1.0)
+    return SpeedTrace(builder.speed, builder.accel)
+
+
+def stop_trace(cruise_kmh: float, decel_mps2: float, *, seed: int = 0) -> SpeedTrace:
+    """A drive that reaches `cruise_kmh`, holds it, and brakes to a stop at `decel_mps2`:
+    a braking of known strength, injected for tests of the events that watch for it.
+
+    Args:
+        cruise_kmh: speed before the braking, km/h.
+        decel_mps2: the braking's constant deceleration, m/s^2 (7 mph/s is 3.129 m/s^2).
+        seed: the random source's seed (the acceleration's wander).
+    """
+    builder = _Builder(random.Random(seed), 0.0)
+    builder.block(2000.0, cruise_kmh / 3.6, 0.0, _HIGHWAY_ACCEL, decel_mps2, wander=0.0)
+    builder.hold(2.0)
     return SpeedTrace(builder.speed, builder.accel)

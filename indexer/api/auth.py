@@ -29,11 +29,9 @@ from indexer.exceptions import (
     TokenExpired,
 )
 from protocol.crypto import SignatureError, checksum_address, keccak256, recover_address
-from protocol.jwt import JwtError, encode_jwt
+from protocol.jwt import CLOCK_SKEW_S, AccessClaims, JwtError, JwtExpired, access_claims, encode_jwt
 from protocol.jwt import decode_jwt as _decode_jwt
 
-#: Seconds an `Issued At` may lie ahead of the server's clock (wallet clocks drift).
-CLOCK_SKEW_S: Final = 60
 #: Characters of a nonce from `GET /auth/nonce` (EIP-4361 wants at least 8 alphanumerics).
 NONCE_LENGTH: Final = 22
 _ALPHANUMERIC: Final = string.ascii_letters + string.digits
@@ -349,9 +347,11 @@ def verify_login(
     return msg
 
 
+# JWT (RFC 7519) with HS256 only: `protocol.jwt`, its errors as this API's problems
 # --------------------------------------------------------------------------------------------
-# JWT (RFC 7519) with HS256 only
-# --------------------------------------------------------------------------------------------
+
+#: The claims of a wallet access token (`protocol.jwt.AccessClaims`).
+TokenClaims = AccessClaims
 
 
 def decode_jwt(token: str, key: bytes) -> dict[str, Any]:
@@ -364,17 +364,6 @@ def decode_jwt(token: str, key: bytes) -> dict[str, Any]:
         return _decode_jwt(token, key)
     except JwtError as exc:
         raise InvalidToken(exc.reason) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class TokenClaims:
-    """What an access token says: who signed in, when, and until when it is good."""
-
-    address: str
-    issued_at: int
-    expires_at: int
-    auth_time: int
-    token_id: str
 
 
 def issue_token(
@@ -410,19 +399,12 @@ def verify_token(token: str, key: bytes, issuer: str, now: float) -> TokenClaims
         InvalidToken: not a token this API issued.
         TokenExpired: its `exp` has passed.
     """
-    claims = decode_jwt(token, key)
-    if "token_use" in claims:  # a developer or vehicle token is no wallet login
-        raise InvalidToken(f"a {claims['token_use']} token is not a wallet sign-in token")
-    if claims.get("iss") != issuer:
-        raise InvalidToken("the token was issued for another API")
-    sub, iat, exp, auth_time = (claims.get(k) for k in ("sub", "iat", "exp", "auth_time"))
-    if not (isinstance(sub, str) and _ADDRESS_RE.fullmatch(sub)):
-        raise InvalidToken("the token's sub is not an address")
-    if type(iat) is not int or type(exp) is not int or type(auth_time) is not int:
-        raise InvalidToken("the token's iat, exp or auth_time is not an integer")
-    checked = TokenClaims(sub, iat, exp, auth_time, str(claims.get("jti", "")))
-    check_token_times(checked, now)
-    return checked
+    try:
+        return access_claims(token, key, issuer, now)
+    except JwtExpired as exc:
+        raise TokenExpired(exc.expired_at) from exc
+    except JwtError as exc:
+        raise InvalidToken(exc.reason) from exc
 
 
 def check_token_times(claims: TokenClaims, now: float) -> None:

@@ -68,6 +68,19 @@ class ScopesMixin(BaseModel):
     privileges: list[str] = Field(description="Names of the privileges set, e.g. BATTERY")
 
 
+class AccessOut(BaseModel):
+    """What one account may read of one vehicle now: per privilege, the covered times."""
+
+    vehicle_id: int = Field(description="Vehicle token id")
+    account: str = Field(description="The account, " + _ADDR)
+    now_ms: int = Field(description="The instant the rights are computed for, unix ms")
+    is_owner: bool = Field(description="Whether the account owns the vehicle now")
+    privileges: dict[str, list[tuple[int, int]]] = Field(
+        description="Privilege name -> half-open [from_ms, to_ms) intervals of readings it "
+        "may read; a privilege live now has an interval ending at now_ms"
+    )
+
+
 class VehicleOut(BaseModel):
     """A vehicle identity NFT."""
 

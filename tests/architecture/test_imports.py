@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = "protocol"
 APPS = "apps"
 STACK = "stack"
-SERVICES = ("device_bridge", "oracle", "indexer", "rewards")
+SERVICES = ("device_bridge", "oracle", "indexer", "rewards", "triggers")
 BOXES = (PROTOCOL, APPS, *SERVICES, STACK)
 
 

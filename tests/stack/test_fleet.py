@@ -99,7 +99,12 @@ def test_every_service_is_planned_with_its_state_in_the_data_folder(tmp_path: Pa
         "oracle",
         "oracle batcher",
         "indexer",
+        "triggers",
     ]
+    triggers = platform.plan()[6].env
+    assert triggers["DIMO_TRIGGERS_JOURNAL_URL"] == f"sqlite:///{tmp_path / 'oracle.db'}"
+    assert triggers["DIMO_TRIGGERS_INDEXER_URL"] == "http://127.0.0.1:9200"
+    assert triggers["DIMO_TRIGGERS_JWT_SECRET"] == platform.plan()[5].env["DIMO_INDEXER_JWT_SECRET"]
     oracle = platform.plan()[3].env
     assert platform.plan()[4].env == oracle  # the batcher: same journal, keys and chain
     assert "--no-batcher" in platform.plan()[3].argv

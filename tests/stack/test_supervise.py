@@ -157,7 +157,9 @@ def test_every_service_killed_in_turn_is_restarted_and_every_receipt_is_served_o
         pids = dict(re.findall(r"^(\S.*?) started \(pid (\d+)\)", out, re.MULTILINE))
         names = list(pids)
         assert names[:3] == ["oracle signer 1", "oracle signer 2", "oracle signer 3"]
-        assert {"oracle", "oracle batcher", "indexer", "certifier", "fleet"} <= set(names)
+        assert {"oracle", "oracle batcher", "indexer", "triggers", "certifier", "fleet"} <= set(
+            names
+        )
         assert fleet_done(tmp_path) is None
         for name in names:
             os.kill(int(pids[name]), signal.SIGKILL)

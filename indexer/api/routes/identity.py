@@ -23,12 +23,14 @@ from indexer.api.deps import (
     Clock,
     DbConn,
     OptionalCaller,
+    Rights,
     VehicleId,
     get_rights_cache,
 )
 from indexer.api.latest import LatestValuesOut, latest_out
 from indexer.api.models import (
     ADDRESS_PATTERN,
+    AccessOut,
     DeviceOut,
     GrantOut,
     LicenceOut,
@@ -201,6 +203,70 @@ def list_vehicles(
 def get_vehicle(conn: DbConn, vehicle_id: VehicleId) -> VehicleOut:
     """The vehicle with its make, model, owner, epoch and paired device."""
     return _vehicle_out(_vehicle_row(conn, vehicle_id))
+
+
+@vehicles.get(
+    "/{vehicle_id}/access/{account}",
+    response_model=AccessOut,
+    summary="What an account may read of a vehicle",
+    responses=problem_responses(404, 422),
+)
+def get_access(
+    conn: DbConn,
+    clock: Clock,
+    cache: Rights,
+    vehicle_id: VehicleId,
+    account: Annotated[str, Path(pattern=ADDRESS_PATTERN, description="Account, 0x hex")],
+) -> AccessOut:
+    """The account's rights on the vehicle now, per privilege, from ownership, grants and
+    licences (all public chain facts). The triggers service asks it before each firing."""
+    coverage = cache.coverage(conn, vehicle_id, account, int(clock() * 1000))
+    return _access_out(vehicle_id, account, coverage)
+
+
+@market.get(
+    "/accounts/{account}/access",
+    response_model=list[AccessOut],
+    summary="What an account may read of many vehicles",
+    tags=["vehicles"],
+    responses=problem_responses(422),
+)
+def get_accesses(
+    conn: DbConn,
+    clock: Clock,
+    cache: Rights,
+    account: Annotated[str, Path(pattern=ADDRESS_PATTERN, description="Account, 0x hex")],
+    vehicle: Annotated[
+        list[int], Query(min_length=1, max_length=1000, description="Vehicle token ids")
+    ],
+) -> list[AccessOut]:
+    """`GET /vehicles/{id}/access/{account}` for up to 1,000 vehicles at once; a vehicle the
+    index does not know is left out."""
+    now_ms = int(clock() * 1000)
+    out = []
+    for vehicle_id in dict.fromkeys(vehicle):
+        if not 0 <= vehicle_id <= INT64_MAX:
+            continue
+        try:
+            coverage = cache.coverage(conn, vehicle_id, account, now_ms)
+        except VehicleNotFound:
+            continue
+        out.append(_access_out(vehicle_id, account, coverage))
+    return out
+
+
+def _access_out(vehicle_id: int, account: str, coverage: Any) -> AccessOut:
+    return AccessOut(
+        vehicle_id=vehicle_id,
+        account=checksum(account),
+        now_ms=coverage.now_ms,
+        is_owner=coverage.is_owner,
+        privileges={
+            str(p.name): [(a, b) for a, b in spans]
+            for p, spans in coverage.by_privilege.items()
+            if spans
+        },
+    )
 
 
 def _pairing_out(row: Row[Any]) -> PairingOut:

@@ -1,0 +1,1 @@
+"""Vehicle triggers: CEL conditions on readings and app events, signed webhooks, durable outbox."""
