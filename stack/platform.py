@@ -325,6 +325,7 @@ class Platform:
                     "DIMO_TRIGGERS_PORT": str(s.triggers_port),
                     "DIMO_TRIGGERS_JWT_SECRET": self._jwt_secret(),
                     "DIMO_TRIGGERS_JWT_ISSUER": authority,
+                    "DIMO_TRIGGERS_DEVELOPER_JWT_ISSUER": f"http://{authority}",
                     "DIMO_TRIGGERS_CHAIN_ID": str(self._chain_id()),
                     "DIMO_TRIGGERS_VEHICLE_CONTRACT": self._vehicle_contract(),
                     # Local chain: receivers on this machine may be called (http too).

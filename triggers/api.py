@@ -25,7 +25,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from apps.events import EVENTS
 from protocol.dimo_signals import SIGNALS, catalog_privilege
-from protocol.jwt import JwtError, JwtExpired, access_claims
+from protocol.jwt import (
+    DEVELOPER_TOKEN_USE,
+    JwtError,
+    JwtExpired,
+    access_claims,
+    decode_jwt,
+    verify_developer_token,
+)
 from protocol.privileges import Privilege
 from protocol.problems import PROBLEM_JSON, problem_details
 from triggers.conditions import compile_condition
@@ -176,7 +183,8 @@ async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The signed-in wallet (lowercase) of the request's access token.
+    """The account (lowercase) the request acts for: the signed-in wallet of a wallet access
+    token, or the licence's client id of a developer JWT (what DIMO's SDKs send).
 
     Raises:
         Unauthenticated: no token, or one that does not check or has expired.
@@ -184,18 +192,17 @@ async def caller(
     if credentials is None:
         raise Unauthenticated("this route needs `Authorization: Bearer <access token>`")
     s = cast(TriggersSettings, request.app.state.settings)
+    token, key = credentials.credentials, s.jwt_secret.get_secret_value().encode()
+    now = request.app.state.clock()
     try:
-        claims = access_claims(
-            credentials.credentials,
-            s.jwt_secret.get_secret_value().encode(),
-            s.jwt_issuer,
-            request.app.state.clock(),
-        )
+        if decode_jwt(token, key).get("token_use") == DEVELOPER_TOKEN_USE:
+            developer = verify_developer_token(token, key, s.developer_jwt_issuer, now)
+            return developer.client_id.lower()
+        return access_claims(token, key, s.jwt_issuer, now).address.lower()
     except JwtExpired as exc:
         raise Unauthenticated(f"{exc}; sign in again") from exc
     except JwtError as exc:
         raise Unauthenticated(f"{exc.reason}; sign in again") from exc
-    return claims.address.lower()
 
 
 Caller = Annotated[str, Depends(caller)]

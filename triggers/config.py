@@ -27,6 +27,9 @@ class TriggersSettings(BaseSettings):
     jwt_secret: SecretStr = SecretStr("")
     # Issuer the access tokens must name (the indexer's DIMO_INDEXER_SIWE_DOMAIN).
     jwt_issuer: str = "localhost:8700"
+    # Issuer the developer JWTs of DIMO's SDKs must name (the indexer's DIMO_INDEXER_SIWE_URI):
+    # a developer JWT acts for its licence's client id, whose grants are the licence's.
+    developer_jwt_issuer: str = "http://localhost:8700"
     # `live`: targets must be https on public addresses; `local`: the local chain, where
     # loopback targets (http or https) are allowed when `allow_loopback` is set.
     network: Literal["live", "local"] = "live"

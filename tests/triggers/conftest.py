@@ -395,6 +395,7 @@ def make_settings(tmp_path: Path, journal: Journal, index: Index, **extra: Any) 
         "indexer_url": index.url,
         "jwt_secret": JWT_SECRET,
         "jwt_issuer": ISSUER,
+        "developer_jwt_issuer": "http://" + ISSUER,
         "network": "local",
         "allow_loopback": True,
         "rights_ttl_s": 0,

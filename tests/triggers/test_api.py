@@ -3,12 +3,26 @@ nothing."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.triggers.conftest import OWNER, STRANGER, VEHICLE, Receiver, Triggers, problem_of
+from protocol.jwt import issue_developer_token
+from protocol.privileges import Privilege
+from tests.triggers.conftest import (
+    ISSUER,
+    JWT_SECRET,
+    OTHER_VEHICLE,
+    OWNER,
+    STRANGER,
+    VEHICLE,
+    Index,
+    Receiver,
+    Triggers,
+    problem_of,
+)
 
 
 def register(triggers: Triggers, receiver: Receiver, **fields: Any) -> httpx.Response:
@@ -187,3 +201,47 @@ def test_the_signal_list_names_dimos_signals_we_carry(triggers: Triggers) -> Non
     }
     assert {"speed", "currentLocationCoordinates", "isIgnitionOn"} <= names
     assert "obdDTCList" not in names
+
+
+def developer_headers(client_id: str, issuer: str = "http://" + ISSUER) -> dict[str, str]:
+    """A developer JWT of licence `client_id` as the indexer's submit_challenge issues it."""
+    token = issue_developer_token(client_id, OWNER, JWT_SECRET.encode(), issuer, time.time(), 600)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_developer_jwt_acts_for_its_licence_and_reads_what_the_licence_was_granted(
+    triggers: Triggers, receiver: Receiver, index: Index
+) -> None:
+    client_id = "0x" + "e5" * 20
+    index.grant(VEHICLE, client_id, Privilege.DRIVING, int(time.time()) + 3600)
+    headers = developer_headers(client_id)
+    body = {
+        "service": "signals",
+        "metricName": "speed",
+        "condition": "value > 100",
+        "coolDownPeriod": 30,
+        "targetURL": receiver.url,
+        "verificationToken": receiver.token,
+    }
+    hook = triggers.api.post("/v1/webhooks", json=body, headers=headers).json()["id"]
+    assert triggers.api.post(f"/v1/webhooks/{hook}/subscribe/{VEHICLE}", headers=headers).is_success
+    problem_of(
+        triggers.api.post(f"/v1/webhooks/{hook}/subscribe/{OTHER_VEHICLE}", headers=headers),
+        403,
+        "trigger-vehicle-not-readable",
+    )
+    assert [w["id"] for w in triggers.api.get("/v1/webhooks", headers=headers).json()] == [hook]
+    assert triggers.api.get("/v1/webhooks", headers=triggers.as_(OWNER)).json() == []
+
+
+def test_a_developer_jwt_of_another_issuer_or_an_id_token_is_a_401_problem(
+    triggers: Triggers,
+) -> None:
+    client_id = "0x" + "e5" * 20
+    other = developer_headers(client_id, issuer="http://elsewhere:8700")
+    problem_of(triggers.api.get("/v1/webhooks", headers=other), 401, "token-invalid")
+    id_token = issue_developer_token(
+        client_id, OWNER, JWT_SECRET.encode(), "http://" + ISSUER, time.time(), 600, use="id"
+    )
+    bad = {"Authorization": f"Bearer {id_token}"}
+    problem_of(triggers.api.get("/v1/webhooks", headers=bad), 401, "token-invalid")

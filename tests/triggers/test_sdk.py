@@ -1,18 +1,34 @@
 """DIMO's SDKs, unchanged, register and list webhooks on our triggers service.
 
-The SDKs send their `developer_jwt` as a bearer token; until the developer JWTs of issue #20
-exist, the wallet access token stands in for it (same header, same routes)."""
+The SDKs send their `developer_jwt` as a bearer token: a developer JWT as the indexer's
+`/auth/web3/submit_challenge` issues it, for a licence's client id that the owner granted
+DRIVING on the vehicle."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.triggers.conftest import OWNER, VEHICLE, Receiver, Triggers, token_for
+from protocol.jwt import issue_developer_token
+from protocol.privileges import Privilege
+from tests.triggers.conftest import ISSUER, JWT_SECRET, OWNER, VEHICLE, Index, Receiver, Triggers
+
+CLIENT_ID = "0x" + "e5" * 20
+
+
+@pytest.fixture
+def developer_jwt(index: Index) -> str:
+    """A developer JWT of licence CLIENT_ID, which may read DRIVING of VEHICLE for an hour."""
+    index.grant(VEHICLE, CLIENT_ID, Privilege.DRIVING, int(time.time()) + 3600)
+    return issue_developer_token(
+        CLIENT_ID, OWNER, JWT_SECRET.encode(), "http://" + ISSUER, time.time(), 600
+    )
+
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,11 +41,11 @@ def dimo_sdk() -> object:
 
 
 def test_the_python_sdk_registers_lists_subscribes_and_deletes(
-    triggers: Triggers, receiver: Receiver, dimo_sdk: object
+    triggers: Triggers, receiver: Receiver, dimo_sdk: object, developer_jwt: str
 ) -> None:
     dimo = dimo_sdk("Production")  # type: ignore[operator]
     dimo.urls = {**dimo.urls, "VehicleTriggers": str(triggers.api.base_url)}
-    jwt = token_for(OWNER)
+    jwt = developer_jwt
     sdk = dimo.vehicle_triggers
     created = sdk.register_webhook(
         developer_jwt=jwt,
@@ -73,7 +89,9 @@ console.log(JSON.stringify({ created, listed }));
 """
 
 
-def test_the_js_sdk_registers_and_lists_webhooks(triggers: Triggers, receiver: Receiver) -> None:
+def test_the_js_sdk_registers_and_lists_webhooks(
+    triggers: Triggers, receiver: Receiver, developer_jwt: str
+) -> None:
     node = shutil.which("node")
     assert node is not None, "node is needed (make install)"
     out = subprocess.run(
@@ -83,7 +101,7 @@ def test_the_js_sdk_registers_and_lists_webhooks(triggers: Triggers, receiver: R
             "-e",
             JS,
             str(triggers.api.base_url),
-            token_for(OWNER),
+            developer_jwt,
             receiver.url,
             receiver.token,
         ],
