@@ -2,27 +2,31 @@
 
 Neither SDK takes a URL; both keep their hosts in a mutable table per environment, and the
 vehicle NFT address in a constants table. The indexer's one API serves Auth, TokenExchange and
-Identity (`/query`) at the root of its host, as the SDKs join their absolute paths.
+Identity (`/query`) at the root of its host, as the SDKs join their absolute paths; the
+triggers service serves VehicleTriggers (`/v1/webhooks`) at the root of its own.
 """
 
 from __future__ import annotations
 
 
-def sdk_setup_lines(api_url: str, vehicle_nft: str) -> list[str]:
-    """The Python and npm setup for an API at `api_url` whose VehicleId is `vehicle_nft`."""
+def sdk_setup_lines(api_url: str, vehicle_nft: str, triggers_url: str) -> list[str]:
+    """The Python and npm setup for an API at `api_url` whose VehicleId is `vehicle_nft`, with
+    the triggers service at `triggers_url`."""
     return [
         "Python (pip install dimo-python-sdk==1.8.0):",
         "  from dimo import DIMO",
         "  from dimo.constants import dimo_constants",
         "  from dimo.environments import dimo_environment",
         f'  dimo_environment["Production"].update(Auth="{api_url}", '
-        f'TokenExchange="{api_url}", Identity="{api_url}/query")',
+        f'TokenExchange="{api_url}", Identity="{api_url}/query", '
+        f'VehicleTriggers="{triggers_url}")',
         f'  dimo_constants["Production"]["NFT_address"] = "{vehicle_nft}"',
         '  dimo = DIMO("Production")',
         "JavaScript (npm install @dimo-network/data-sdk@1.6.0), before new DIMO(...):",
         '  import { DIMO, DimoEnvironment, DimoConstants } from "@dimo-network/data-sdk";',
         f'  Object.assign(DimoEnvironment.Production, {{ Auth: "{api_url}", '
-        f'TokenExchange: "{api_url}", Identity: "{api_url}/query" }});',
+        f'TokenExchange: "{api_url}", Identity: "{api_url}/query", '
+        f'VehicleTriggers: "{triggers_url}" }});',
         f'  DimoConstants.Production.NFT_address = "{vehicle_nft}";',
         '  const dimo = new DIMO("Production");',
     ]
