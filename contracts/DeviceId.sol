@@ -64,18 +64,19 @@ contract DeviceId is ERC721, EIP712, IDeviceId {
         if (block.timestamp > deadline) revert DeviceIdExpiredSignature(deadline);
         Pairing storage p = _pairings[device];
         if (p.claimed) revert DeviceIdAlreadyClaimed(device);
-        address holder = _ownerOf(_idOf(device));
+        p.claimed = true;
+        // The transfer returns the holder, so the owner slot is read once; every check below
+        // reverts it with the rest of the claim. It calls out nowhere: an unclaimed device is
+        // never paired, and `_update` does not call the receiver.
+        address holder = _update(user, _idOf(device), address(0));
         if (holder == address(0)) revert DeviceIdUnknownDevice(device);
-        IManufacturerRegistry.Manufacturer memory m = _registry.manufacturerOf(holder);
-        if (!m.active || m.capabilities & _CAN_MINT_DEVICES == 0) {
+        if (!_registry.hasCapability(holder, _CAN_MINT_DEVICES)) {
             revert DeviceIdNotWithManufacturer(device, holder);
         }
         bytes32 digest =
             _hashTypedDataV4(keccak256(abi.encode(CLAIM_TYPEHASH, device, user, deadline)));
         _checkSigner(digest, userSignature, user);
         _checkSigner(digest, deviceSignature, device);
-        p.claimed = true;
-        _update(user, _idOf(device), address(0));
         emit DeviceClaimed(device, user);
     }
 
@@ -169,7 +170,7 @@ contract DeviceId is ERC721, EIP712, IDeviceId {
         private
         pure
     {
-        address signer = ECDSA.recover(digest, signature);
+        address signer = ECDSA.recoverCalldata(digest, signature);
         if (signer != expected) revert DeviceIdInvalidSigner(signer, expected);
     }
 

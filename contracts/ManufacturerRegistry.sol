@@ -74,10 +74,19 @@ contract ManufacturerRegistry is AccessControl, IManufacturerRegistry {
         returns (uint32 manufacturerId)
     {
         Manufacturer memory m = _manufacturers[account];
-        if (!m.active || m.capabilities & capability != capability) {
+        if (!_holds(m, capability)) {
             revert ManufacturerRegistryMissingCapability(account, capability);
         }
         return m.id;
+    }
+
+    /// @inheritdoc IManufacturerRegistry
+    function hasCapability(address account, uint8 capability) external view returns (bool) {
+        return _holds(_manufacturers[account], capability);
+    }
+
+    function _holds(Manufacturer memory m, uint8 capability) private pure returns (bool) {
+        return m.active && m.capabilities & capability == capability;
     }
 
     function _checkCapabilities(uint8 capabilities) private pure {

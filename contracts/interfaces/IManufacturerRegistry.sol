@@ -78,4 +78,12 @@ interface IManufacturerRegistry {
         external
         view
         returns (uint32 manufacturerId);
+
+    /// @notice Whether `account` is active and holds `capability`: `requireCapability`'s test
+    /// as a bool, for callers that revert with their own error.
+    /// @dev Cheaper to call than `manufacturerOf` (one word returned, no struct to decode).
+    /// @param account Any address.
+    /// @param capability One capability bit.
+    /// @return True when `account` is registered, active and holds `capability`.
+    function hasCapability(address account, uint8 capability) external view returns (bool);
 }

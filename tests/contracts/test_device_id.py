@@ -6,9 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import ape
+import pytest
 from eth_utils import keccak
 
 from tests.conftest import (
+    CAN_MINT_DEVICES,
+    CAN_MINT_VEHICLES,
     CLAIM_TYPES,
     FAR_FUTURE,
     make_device_key,
@@ -126,6 +129,35 @@ def test_claim_with_wrong_signers_reverts(
         device_id.claim(
             device_key.address, owner, FAR_FUTURE, user_sig, wrong_dev_sig, sender=owner
         )
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "active"),
+    [(CAN_MINT_DEVICES, False), (CAN_MINT_VEHICLES, True)],
+    ids=["suspended", "without-device-capability"],
+)
+def test_claim_from_a_manufacturer_no_longer_minting_devices_reverts_and_changes_nothing(
+    device_id: Any,
+    registry: Any,
+    admin: Any,
+    manufacturer: Any,
+    owner: Any,
+    device_key: Any,
+    sign: Callable[..., bytes],
+    capabilities: int,
+    active: bool,
+) -> None:
+    device_id.mintDevices([device_key.address], [b"\x01" * 32], sender=manufacturer)
+    registry.update(manufacturer, capabilities, active, sender=admin)
+    user_sig, dev_sig = _claim_sigs(device_id, sign, private_key(owner), device_key, owner)
+    with ape.reverts(
+        device_id.DeviceIdNotWithManufacturer,
+        device=device_key.address,
+        holder=manufacturer.address,
+    ):
+        device_id.claim(device_key.address, owner, FAR_FUTURE, user_sig, dev_sig, sender=owner)
+    assert device_id.ownerOf(int(device_key.address, 16)) == manufacturer.address
+    assert device_id.pairingOf(device_key.address).claimed is False
 
 
 def test_claim_with_expired_deadline_reverts(

@@ -82,3 +82,18 @@ def test_require_capability_returns_the_id_or_reverts(
         registry.requireCapability(manufacturer, CAN_MINT_VEHICLES)
     with ape.reverts(registry.ManufacturerRegistryMissingCapability):
         registry.requireCapability(stranger, CAN_MINT_DEVICES)
+
+
+def test_has_capability_is_true_only_for_a_holder_of_that_capability(
+    registry: Any, manufacturer: Any, stranger: Any
+) -> None:
+    assert registry.hasCapability(manufacturer, CAN_MINT_DEVICES) is True
+    assert registry.hasCapability(manufacturer, CAN_MINT_VEHICLES) is False
+    assert registry.hasCapability(stranger, CAN_MINT_DEVICES) is False
+
+
+def test_has_capability_is_false_once_the_account_is_suspended(
+    registry: Any, admin: Any, manufacturer: Any
+) -> None:
+    registry.update(manufacturer, CAN_MINT_DEVICES, False, sender=admin)
+    assert registry.hasCapability(manufacturer, CAN_MINT_DEVICES) is False
