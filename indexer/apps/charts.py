@@ -20,17 +20,28 @@ matplotlib.use("Agg")
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from apps.battery import FIELD_HEAVY_DC_PCT_PER_YEAR, FIELD_RANGE_PCT_PER_YEAR, MS_PER_YEAR
 
-__all__ = ["line_chart", "odometer_chart", "png", "soh_chart"]
+__all__ = ["line_chart", "odometer_chart", "png", "soh_chart", "time_axis"]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _dates() -> mdates.DateFormatter:
-    return mdates.DateFormatter("%Y-%m-%d")  # type: ignore[no-untyped-call]
+def time_axis(ax: Axes) -> None:
+    """Date ticks on `ax`'s x axis, each a different time (UTC) whatever the span: day and
+    hour for a window of up to two days, the day for longer ones."""
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator())  # type: ignore[no-untyped-call]
+
+    def label(x: float, _pos: int | None = None) -> str:
+        lo, hi = ax.get_xlim()
+        fmt = "%d %b %H:%M" if hi - lo <= 2 else "%d %b %Y"
+        return str(mdates.num2date(x).strftime(fmt))  # type: ignore[no-untyped-call]
+
+    ax.xaxis.set_major_formatter(FuncFormatter(label))
 
 
 def _dt(ms: float) -> float:
@@ -136,7 +147,7 @@ def soh_chart(
     v = report["vehicle"]
     ax.set_title(f"{title} ({v['make']} {v['model']} {v['year']})")
     ax.set_ylabel("SoH, % of nominal energy")
-    ax.xaxis.set_major_formatter(_dates())
+    time_axis(ax)
     fig.autofmt_xdate()
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
@@ -159,7 +170,7 @@ def line_chart(
         ax.axhspan(band[0], band[1], color="tab:green", alpha=0.2)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
-    ax.xaxis.set_major_formatter(_dates())
+    time_axis(ax)
     fig.autofmt_xdate()
     ax.grid(alpha=0.3)
     if series:
@@ -238,7 +249,7 @@ def odometer_chart(
         title += f" ({float(odometer['signed_km']):,.0f} km signed of {float(latest['km']):,.0f})"
     ax.set_title(title)
     ax.set_ylabel("odometer, km")
-    ax.xaxis.set_major_formatter(_dates())
+    time_axis(ax)
     fig.autofmt_xdate()
     ax.grid(alpha=0.3)
     if not points:
