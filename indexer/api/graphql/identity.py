@@ -19,7 +19,12 @@ import anyio
 import strawberry
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
-from strawberry.extensions import ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.schema.config import StrawberryConfig
 
@@ -563,12 +568,15 @@ def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext,
         ),
         BigDecimal: strawberry.scalar(name="BigDecimal", description="A decimal number"),
     }
+    depth_rule = QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules
     schema = strawberry.Schema(
         query=Query,
         config=StrawberryConfig(scalar_map=scalars),
         # The SDKs send a few fixed query texts with variables: parse and validate each once.
+        # The depth rule is made once, so that every request's extension adds the same rule
+        # class and the validation cache (keyed by the rules too) answers a text seen before.
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            lambda: AddValidationRules(depth_rule),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
         ],
