@@ -401,3 +401,50 @@ def test_signals_latest_equals_the_rest_latest(
     assert got["currentLocationCoordinates"]["value"]["latitude"] == latest[LAT]["value"]
     assert got["speed"]["value"] == samples[SPEED][-1][1]
     assert got["powertrainType"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# proofs
+# --------------------------------------------------------------------------------------------
+
+PROOF_QUERY = """query P($tokenId: Int!) { signalsLatest(tokenId: $tokenId) {
+  speed { timestamp value proof } currentLocationCoordinates { proof } } }"""
+
+
+def test_a_latest_value_comes_with_the_proof_the_rest_route_serves(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    car, _, samples = driven
+    synced(world)
+    body = gql(world, wallet_token(world, owner), PROOF_QUERY, {"tokenId": car})
+    assert "errors" not in body, body
+    got = body["data"]["signalsLatest"]
+    t = samples[SPEED][-1][0]
+    with world.client(owner) as rest:
+        speed = rest.get(f"/vehicles/{car}/signals/{SPEED}/readings/{t}/proof").json()
+        lat_t = samples[LAT][-1][0]
+        lat = rest.get(f"/vehicles/{car}/signals/{LAT}/readings/{lat_t}/proof").json()
+    assert got["speed"]["proof"] == speed
+    assert got["speed"]["proof"]["reading"]["value"] == got["speed"]["value"]
+    assert got["currentLocationCoordinates"]["proof"]["latitude"] == lat
+
+
+def test_a_proof_discloses_only_what_the_vehicle_jwts_privileges_cover(
+    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
+) -> None:
+    car, _, samples = driven
+    vehicle_rights.grant(car, stranger, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    query = "query P($tokenId: Int!) { signalsLatest(tokenId: $tokenId) { speed { value proof } } }"
+    narrow = gql(world, vehicle_jwt(world, stranger, car, [1]), query, {"tokenId": car})
+    wide = gql(world, vehicle_jwt(world, stranger, car, [1, 4]), query, {"tokenId": car})
+    # The bundle also holds the location: without it, no whole-bundle proof is disclosed.
+    assert (
+        narrow["data"]["signalsLatest"] is None or narrow["data"]["signalsLatest"]["speed"] is None
+    )
+    assert narrow["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert "errors" not in wide, wide
+    assert (
+        wide["data"]["signalsLatest"]["speed"]["proof"]["reading"]["value"]
+        == (samples[SPEED][-1][1])
+    )

@@ -17,7 +17,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from statistics import median
@@ -36,13 +36,15 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.fastapi import BaseContext, GraphQLRouter
+from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from indexer.api.auth import TokenClaims
 from indexer.api.deps import db_limiter, get_read_engine_of, get_rights_cache, token_cache
+from indexer.api.routes.telemetry_proofs import proof_out
 from indexer.config import IndexerSettings
-from indexer.exceptions import IndexerError, InvalidTelemetryQuery, VehicleNotFound
+from indexer.exceptions import ApiProblem, IndexerError, InvalidTelemetryQuery, VehicleNotFound
 from indexer.queries import MAX_RAW_READINGS, Aggregation, latest_values, raw_readings, series_rows
 from indexer.rights import Coverage, Intervals, RightsCache, clip
 from protocol.dimo_signals import (
@@ -264,10 +266,7 @@ class Access:
         """The times in `[start, end)` the caller may read `signal` (none if not carried)."""
         if signal.vss is None:
             return ((start, end),)
-        need = catalog_privilege(signal.name)
-        if need & ~self.caller.scopes:
-            return ()
-        return clip(self.coverage.of(need), start, end)
+        return clip(self.coverage.of(catalog_privilege(signal.name)), start, end)
 
 
 def _missing(signal: DimoSignal) -> TelemetryQueryError:
@@ -293,7 +292,10 @@ async def _access(info: strawberry.Info, token_id: int) -> Access:
         )
     except VehicleNotFound as exc:
         raise TelemetryQueryError("NOT_FOUND", str(exc), tokenId=token_id) from exc
-    return Access(coverage, caller)
+    # The token's scopes narrow what the rights give, for the values and for what a proof
+    # discloses alike.
+    narrowed = {p: spans for p, spans in coverage.by_privilege.items() if p & caller.scopes}
+    return Access(replace(coverage, by_privilege=narrowed), caller)
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,10 +591,48 @@ def _rows(
 # --------------------------------------------------------------------------------------------
 
 
+async def _proof(info: strawberry.Info, access: Access, vss: str, ts: int) -> JSON:
+    """The REST proof route's answer for the reading of `vss` at `ts`, under `access`."""
+
+    def work(conn: Connection) -> JSON:
+        try:
+            out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts)
+        except ApiProblem as exc:
+            code = "FORBIDDEN" if exc.status == 403 else "NOT_FOUND"
+            raise TelemetryQueryError(code, str(exc), reason=exc.slug) from exc
+        return JSON(out.model_dump(mode="json"))
+
+    return await _ctx(info).run(work)  # type: ignore[no-any-return]
+
+
+_PROOF_DOC: Final = (
+    "The reading's proof, as GET /vehicles/{id}/signals/{signal}/readings/{t}/proof serves it "
+    "(bundle or per-signal opening, Merkle path, batch and anchoring transaction: enough for "
+    "AttestationAnchor.verifyReading / verifySignal); computed only when asked"
+)
+
+
+async def _float_proof(root: SignalFloat, info: strawberry.Info) -> JSON:
+    return await _proof(info, root.access, root.vss, root.ts)
+
+
+async def _location_proof(root: SignalLocation, info: strawberry.Info) -> JSON:
+    return JSON(
+        {
+            "latitude": await _proof(info, root.access, LAT, root.latitude_ts),
+            "longitude": await _proof(info, root.access, LON, root.longitude_ts),
+        }
+    )
+
+
 @strawberry.type(description="A float signal's latest value")
 class SignalFloat:
     timestamp: Time
     value: float
+    access: strawberry.Private[Access]
+    vss: strawberry.Private[str]
+    ts: strawberry.Private[int]
+    proof: JSON = strawberry.field(resolver=_float_proof, description=_PROOF_DOC)
 
 
 @strawberry.type(description="A string signal's latest value")
@@ -605,6 +645,12 @@ class SignalString:
 class SignalLocation:
     timestamp: Time
     value: Location
+    access: strawberry.Private[Access]
+    latitude_ts: strawberry.Private[int]
+    longitude_ts: strawberry.Private[int]
+    proof: JSON = strawberry.field(
+        resolver=_location_proof, description="`{latitude, longitude}`: " + _PROOF_DOC
+    )
 
 
 @dataclass
@@ -692,11 +738,18 @@ def _latest_row(
                 values[name] = SignalLocation(
                     timestamp=Time(_time(at)),
                     value=Location(latitude=float(lat.value), longitude=float(lon.value), hdop=0.0),
+                    access=access,
+                    latitude_ts=lat.ts,
+                    longitude_ts=lon.ts,
                 )
         elif vss_or_none is not None and vss_or_none in found:
             r = found[vss_or_none]
             values[name] = SignalFloat(
-                timestamp=Time(_time(r.ts)), value=float(dimo_value(name, r.value))
+                timestamp=Time(_time(r.ts)),
+                value=float(dimo_value(name, r.value)),
+                access=access,
+                vss=vss_or_none,
+                ts=r.ts,
             )
     return LatestRow(max(seen) if seen else None, values, frozenset(denied))
 
