@@ -14,15 +14,18 @@ import json
 import math
 import statistics
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from indexer.api.graphql.telemetry import MAX_COST
+from protocol.blobstore import LocalCidStore
 from protocol.eip712 import Eip712Domain
 from protocol.jwt import issue_vehicle_token
 from tests.conftest import FAR_FUTURE, TERMS_CID
@@ -41,11 +44,11 @@ from tests.indexer.test_api_telemetry import (
     head_s,
     load,
     now_ms,  # noqa: F401
+    served_world,
     store,  # noqa: F401
-    world,  # noqa: F401
 )
-from tests.indexer.test_dimo_sdks import SDK_ESM
-from tests.indexer.test_loader import SPEED
+from tests.indexer.test_dimo_sdks import REDIRECT, SDK_ESM
+from tests.indexer.test_loader import IGNITION, SPEED
 
 Fleet = tuple[list[tuple[int, LocalAccount]], int]
 SECRET = b"t" * 32  # the `world` fixture's jwt_secret
@@ -53,6 +56,26 @@ NFT = "0x" + "11" * 20
 LON = "Vehicle.CurrentLocation.Longitude"
 SPAN_MS = 300_000
 ALL_SCOPES = 0xFF
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    store: LocalCidStore,
+    rpc_url: str,
+    deployment_record: Path,
+) -> Iterator[World]:
+    """The REST telemetry tests' `world`, whose API also exchanges tokens (it knows the chain)."""
+    with served_world(
+        str(request.param),
+        tmp_path,
+        store,
+        rpc_url,
+        deployment_record,
+        knows_chain=True,
+    ) as w:
+        yield w
 
 
 def rfc3339(ms: int) -> str:
@@ -115,11 +138,12 @@ def driven(
     domain: Eip712Domain,
     anchor_bundles: Callable[..., Anchored],
 ) -> tuple[int, int, dict[str, list[tuple[int, Any]]]]:
-    """A vehicle with five minutes of anchored speed, location and charge, synced."""
+    """A vehicle with five minutes of anchored speed, location, charge and ignition."""
     (car, key), _ = fleet[0]
     t0 = fleet[1]
     samples = drive_samples(t0, t0 + SPAN_MS)
     samples[LON] = [(t, 11.5 + i * 1e-4) for i, (t, _) in enumerate(samples[LAT])]
+    samples[IGNITION] = [(t, "ON" if i % 4 else "OFF") for i, (t, _) in enumerate(samples[LAT])]
     load(world, anchor_bundles, domain, key, car, samples)
     advance(400)
     return car, t0, samples
@@ -165,6 +189,42 @@ def test_signals_equal_the_rest_series_for_each_aggregation(
     assert [r["rand"] for r in again] == [r["rand"] for r in rows]
 
 
+def test_location_ignition_and_string_fields_take_each_of_their_aggregations(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    car, t0, samples = driven
+    synced(world)
+    query = """query S($tokenId: Int!, $from: Time!, $to: Time!) {
+      signals(tokenId: $tokenId, interval: "5m", from: $from, to: $to) {
+        avg: currentLocationCoordinates(agg: AVG) { latitude longitude }
+        first: currentLocationCoordinates(agg: FIRST) { latitude longitude }
+        last: currentLocationCoordinates(agg: LAST) { latitude longitude }
+        rand: currentLocationCoordinates(agg: RAND) { latitude longitude }
+        on: isIgnitionOn(agg: AVG) onMed: isIgnitionOn(agg: MED) onLast: isIgnitionOn(agg: LAST)
+        top: powertrainType(agg: TOP) unique: powertrainType(agg: UNIQUE)
+        randType: powertrainType(agg: RAND) firstType: powertrainType(agg: FIRST)
+        lastType: powertrainType(agg: LAST)
+      }
+    }"""
+    body = gql(world, wallet_token(world, owner), query, window(car, t0))
+    assert "errors" not in body, body
+    [row] = body["data"]["signals"]
+    points = list(zip(samples[LAT], samples[LON], strict=True))
+    lats, lons = [a for _, a in samples[LAT]], [o for _, o in samples[LON]]
+    assert math.isclose(row["avg"]["latitude"], sum(lats) / len(lats))
+    assert math.isclose(row["avg"]["longitude"], sum(lons) / len(lons))
+    assert row["first"] == {"latitude": lats[0], "longitude": lons[0]}
+    assert row["last"] == {"latitude": lats[-1], "longitude": lons[-1]}
+    assert (row["rand"]["latitude"], row["rand"]["longitude"]) in [
+        (a, o) for (_, a), (_, o) in points
+    ]
+    ons = [1.0 if v == "ON" else 0.0 for _, v in samples[IGNITION]]
+    assert math.isclose(row["on"], sum(ons) / len(ons))
+    assert row["onMed"] == statistics.median(ons)
+    assert row["onLast"] == ons[-1]
+    assert [row[k] for k in ("top", "unique", "randType", "firstType", "lastType")] == [None] * 5
+
+
 def test_location_without_its_privilege_answers_null_with_an_error_and_no_coordinate(
     world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
 ) -> None:
@@ -205,10 +265,12 @@ def test_a_vehicle_jwt_narrows_the_grant_to_its_privileges(
     narrow = gql(world, vehicle_jwt(world, stranger, car, [1]), query, {"tokenId": car})
     assert wide["data"]["availableSignals"] == [
         "currentLocationCoordinates",
+        "isIgnitionOn",
         "powertrainTractionBatteryStateOfChargeCurrent",
         "speed",
     ]
     assert narrow["data"]["availableSignals"] == [
+        "isIgnitionOn",
         "powertrainTractionBatteryStateOfChargeCurrent",
         "speed",
     ]
@@ -303,39 +365,69 @@ def test_bad_input_gets_a_typed_graphql_error(
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Licensed:
+    car: int
+    t0: int
+    samples: dict[str, list[tuple[int, Any]]]
+    client_id: str
+    signer_key: str
+
+
 @pytest.fixture
-def granted(
-    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
-) -> tuple[int, int, str, Any]:
+def licensed(
+    world: World,
+    driven: tuple[int, int, Any],
+    owner: Any,
+    developer: Any,
+    developer_licence: Any,
+    vehicle_rights: Any,
+) -> Licensed:
+    """A developer licence with a signer and a redirect URI, granted every scope on the car."""
     car, t0, samples = driven
-    vehicle_rights.grant(car, stranger, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
+    event = developer_licence.mint(sender=developer).events.filter(developer_licence.LicenceMinted)[
+        0
+    ]
+    licence_id, client_id = int(event.licenceId), str(event.clientId)
+    signer = Account.create()
+    developer_licence.addSigner(licence_id, signer.address, sender=developer)
+    developer_licence.setRedirectUri(licence_id, REDIRECT, True, sender=developer)
+    vehicle_rights.grant(car, client_id, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
     synced(world)
-    return car, t0, vehicle_jwt(world, stranger, car, [1, 4]), samples
+    return Licensed(car, t0, samples, client_id, signer.key.hex())
 
 
-def test_the_python_sdk_reads_daily_average_speed_unchanged(
-    world: World, granted: tuple[int, int, str, Any]
+def test_the_python_sdk_logs_in_exchanges_and_reads_daily_average_speed_unchanged(
+    world: World, licensed: Licensed
 ) -> None:
     from dimo import DIMO
     from dimo.environments import dimo_environment
 
-    car, t0, token, samples = granted
     saved = dict(dimo_environment["Production"])
-    dimo_environment["Production"].update(Telemetry=world.base_url + "/telemetry/query")
+    api = world.base_url
+    dimo_environment["Production"].update(
+        Auth=api, TokenExchange=api, Identity=api + "/query", Telemetry=api + "/telemetry/query"
+    )
     try:
         dimo = DIMO("Production")
-        day = t0 // 86_400_000 * 86_400_000
+        dev = dimo.auth.get_dev_jwt(
+            client_id=licensed.client_id, domain=REDIRECT, private_key=licensed.signer_key
+        )
+        token = dimo.token_exchange.exchange(
+            developer_jwt=dev["access_token"], token_id=licensed.car
+        )["token"]
+        day = licensed.t0 // 86_400_000 * 86_400_000
         got = dimo.telemetry.get_daily_average_speed(
             vehicle_jwt=token,
-            token_id=car,
+            token_id=licensed.car,
             start_date=rfc3339(day),
             end_date=rfc3339(day + 2 * 86_400_000),
         )
-        available = dimo.telemetry.available_signals(vehicle_jwt=token, token_id=car)
+        available = dimo.telemetry.available_signals(vehicle_jwt=token, token_id=licensed.car)
     finally:
         dimo_environment["Production"].clear()
         dimo_environment["Production"].update(saved)
-    speeds = [v for _, v in samples[SPEED]]
+    speeds = [v for _, v in licensed.samples[SPEED]]
     assert got["data"]["signals"][0]["timestamp"] == rfc3339(day)
     assert math.isclose(got["data"]["signals"][0]["avgSpeed"], sum(speeds) / len(speeds))
     assert "speed" in available["data"]["availableSignals"]
@@ -344,10 +436,18 @@ def test_the_python_sdk_reads_daily_average_speed_unchanged(
 NPM_SCRIPT = """
 const cfg = JSON.parse(process.argv[2]);
 const { DIMO, DimoEnvironment } = await import(cfg.sdk);
-DimoEnvironment.Production.Telemetry = cfg.url;
+Object.assign(DimoEnvironment.Production, {
+  Auth: cfg.api, TokenExchange: cfg.api, Telemetry: cfg.api + "/telemetry/query",
+});
 const dimo = new DIMO("Production");
+const developerJwt = await dimo.auth.getDeveloperJwt({
+  client_id: cfg.client_id, domain: cfg.domain, private_key: cfg.key,
+});
+const vehicleJwt = await dimo.tokenexchange.exchange({
+  ...developerJwt, privileges: [1, 4], tokenId: cfg.car,
+});
 const out = await dimo.telemetry.query({
-  headers: { Authorization: `Bearer ${cfg.token}` },
+  ...vehicleJwt,
   query: `{ signals(tokenId: ${cfg.car}, interval: "24h", from: "${cfg.from}",
     to: "${cfg.to}") { timestamp maxSpeed: speed(agg: MAX) } }`,
 });
@@ -355,16 +455,17 @@ console.log(JSON.stringify(out));
 """
 
 
-def test_the_npm_sdk_runs_a_signals_query_unchanged(
-    world: World, granted: tuple[int, int, str, Any], tmp_path: Path
+def test_the_npm_sdk_logs_in_exchanges_and_runs_a_signals_query_unchanged(
+    world: World, licensed: Licensed, tmp_path: Path
 ) -> None:
-    car, t0, token, samples = granted
-    day = t0 // 86_400_000 * 86_400_000
+    day = licensed.t0 // 86_400_000 * 86_400_000
     config = {
         "sdk": SDK_ESM.as_uri(),
-        "url": world.base_url + "/telemetry/query",
-        "token": token,
-        "car": car,
+        "api": world.base_url,
+        "client_id": licensed.client_id,
+        "domain": REDIRECT,
+        "key": licensed.signer_key.removeprefix("0x"),  # the SDK prefixes 0x itself
+        "car": licensed.car,
         "from": rfc3339(day),
         "to": rfc3339(day + 2 * 86_400_000),
     }
@@ -376,7 +477,7 @@ def test_the_npm_sdk_runs_a_signals_query_unchanged(
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout.strip().splitlines()[-1])
     assert body["data"]["signals"] == [
-        {"timestamp": rfc3339(day), "maxSpeed": max(v for _, v in samples[SPEED])}
+        {"timestamp": rfc3339(day), "maxSpeed": max(v for _, v in licensed.samples[SPEED])}
     ]
 
 
