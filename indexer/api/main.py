@@ -19,6 +19,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from indexer.api.auth import token_subject
 from indexer.api.deps import DB_CONCURRENCY, get_engine
 from indexer.api.graphql.identity import identity_router
+from indexer.api.graphql.telemetry import telemetry_router
 from indexer.api.problems import (
     install_problem_handlers,
     problem_openapi,
@@ -185,6 +186,7 @@ def create_app(
     app.include_router(dimo_auth.router)
     app.include_router(token_exchange.router)
     app.include_router(identity_router(settings))
+    app.include_router(telemetry_router())
     mount_dapp(app, DAPP_DIST)
     app.add_middleware(
         RateLimitMiddleware,

@@ -183,6 +183,39 @@ class World:
         return httpx.Client(base_url=self.base_url, timeout=30)
 
 
+@contextmanager
+def served_world(
+    kind: str,
+    tmp_path: Path,
+    store: LocalCidStore,
+    rpc_url: str,
+    deployment_record: Path,
+    *,
+    knows_chain: bool = False,
+) -> Iterator[World]:
+    """A fresh `kind` index and the API serving it; `knows_chain` gives the API the chain and
+    the deployment (for the routes that read them, e.g. the token exchange)."""
+    url, drop = fresh_db(kind, tmp_path)
+    engine = make_engine(url)
+    clock = Clock(head_s())
+    config = IndexerSettings(
+        siwe_domain=DOMAIN,
+        siwe_uri=URI,
+        siwe_chain_id=31337,
+        jwt_secret="t" * 32,
+        jwt_ttl_s=10**8,
+        session_max_s=10**8,
+        rate_limit_per_minute=0,
+        **({"rpc_url": rpc_url, "deployment": deployment_record} if knows_chain else {}),
+    )
+    try:
+        with Served(create_app(config, engine, clock=clock)) as served:
+            yield World(url, engine, served.url, clock, store, rpc_url, deployment_record)
+    finally:
+        engine.dispose()
+        drop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def world(
     request: pytest.FixtureRequest,
@@ -191,24 +224,8 @@ def world(
     rpc_url: str,
     deployment_record: Path,
 ) -> Iterator[World]:
-    url, drop = fresh_db(str(request.param), tmp_path)
-    engine = make_engine(url)
-    clock = Clock(head_s())
-    settings = IndexerSettings(
-        siwe_domain=DOMAIN,
-        siwe_uri=URI,
-        siwe_chain_id=31337,
-        jwt_secret="t" * 32,
-        jwt_ttl_s=10**8,
-        session_max_s=10**8,
-        rate_limit_per_minute=0,
-    )
-    try:
-        with Served(create_app(settings, engine, clock=clock)) as served:
-            yield World(url, engine, served.url, clock, store, rpc_url, deployment_record)
-    finally:
-        engine.dispose()
-        drop()
+    with served_world(str(request.param), tmp_path, store, rpc_url, deployment_record) as w:
+        yield w
 
 
 def load(

@@ -29,6 +29,9 @@ def test_the_python_lines_set_the_sdks_hosts_and_nft_address() -> None:
             API + "/auth/web3/generate_challenge"
         )
         assert dimo._get_full_path("Identity", "") == API + "/query"  # type: ignore[attr-defined]
+        assert dimo._get_full_path("Telemetry", "") == (  # type: ignore[attr-defined]
+            API + "/telemetry/query"
+        )
         assert dimo._get_full_path("VehicleTriggers", "/v1/webhooks") == (  # type: ignore[attr-defined]
             TRIGGERS + "/v1/webhooks"
         )
@@ -42,5 +45,6 @@ def test_the_javascript_lines_set_every_host_before_the_sdk_is_made() -> None:
     lines = sdk_setup_lines(API, NFT, TRIGGERS)
     js = "\n".join(lines[lines.index(next(x for x in lines if x.startswith("JavaScript"))) :])
     assert f'Identity: "{API}/query"' in js
+    assert f'Telemetry: "{API}/telemetry/query"' in js
     assert f'VehicleTriggers: "{TRIGGERS}"' in js
     assert js.index("Object.assign") < js.index("const dimo = new DIMO")

@@ -9,6 +9,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 
 from indexer.api.access import deny, withheld_of
 from indexer.api.deps import MAX_MS, Access, DbConn, SignalName, VehicleId
@@ -28,7 +29,7 @@ from indexer.api.problems import problem_responses
 from indexer.disclosure import decide
 from indexer.exceptions import ReadingNotFound, ReadingNotServed
 from indexer.queries import reading_proof
-from indexer.rights import contains
+from indexer.rights import Coverage, contains
 
 router = APIRouter(prefix="/vehicles", tags=["telemetry"])
 
@@ -94,6 +95,20 @@ def get_reading_proof(
     you may not read, never their values (`indexer.disclosure.decide`).
     """
     check_known(conn, [signal])
+    return proof_out(conn, coverage, vehicle_id, signal, ts)
+
+
+def proof_out(
+    conn: Connection, coverage: Coverage, vehicle_id: int, signal: str, ts: int
+) -> ProofOut:
+    """The proof of the reading of `signal` at `ts`, as the route serves it (the Telemetry
+    GraphQL's `proof` fields too).
+
+    Raises:
+        PrivilegeMissing: `coverage` does not cover `signal` at `ts`.
+        ReadingNotServed: there is no such reading.
+        BundleNotDisclosable: the bundle cannot be opened for `signal` alone under `coverage`.
+    """
     if not contains(coverage.for_signal(signal), ts):
         deny(coverage, [withheld_of(signal)])
     try:

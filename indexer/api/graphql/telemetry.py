@@ -1,0 +1,921 @@
+"""DIMO's Telemetry API as GraphQL at `/telemetry/query`: `signals`, `signalsLatest`,
+`availableSignals`.
+
+One field per DIMO signal (`protocol.dimo_signals.SIGNALS`), null where the platform carries
+no such signal. Resolvers are thin over the REST routes' query functions (`series_rows`,
+`raw_readings`, `latest_values`) and check every field, on every request, against the
+caller's coverage from the rights engine (`indexer.rights`), for the time asked: a vehicle JWT
+(`POST /v1/tokens/exchange`) adds nothing to what its licence holds now, it only narrows it to
+its privileges. A field the caller may not read answers null with an error naming the missing
+privilege. Errors carry `extensions.code`. `docs/indexer.md` ("Telemetry GraphQL") has the
+limits and what differs from DIMO.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import Enum
+from statistics import median
+from typing import TYPE_CHECKING, Annotated, Any, Final, NewType
+
+import anyio
+import strawberry
+from fastapi import Request
+from graphql import GraphQLError
+from sqlalchemy import Connection, Engine
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.fastapi import BaseContext, GraphQLRouter
+from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
+
+from indexer.api.auth import TokenClaims
+from indexer.api.deps import db_limiter, get_read_engine_of, get_rights_cache, token_cache
+from indexer.api.routes.telemetry_proofs import proof_out
+from indexer.config import IndexerSettings
+from indexer.exceptions import ApiProblem, IndexerError, InvalidTelemetryQuery, VehicleNotFound
+from indexer.queries import MAX_RAW_READINGS, Aggregation, latest_values, raw_readings, series_rows
+from indexer.rights import Coverage, Intervals, RightsCache, clip
+from protocol.dimo_signals import (
+    LOCATION_BRANCH,
+    SIGNALS,
+    DimoSignal,
+    catalog_privilege,
+    dimo_value,
+)
+from protocol.jwt import JwtError, JwtExpired, VehicleToken, decode_jwt, verify_vehicle_token
+from protocol.privileges import (
+    ALL_PRIVILEGES,
+    DIMO_PRIVILEGES,
+    Privilege,
+    format_privileges,
+    scopes_of_dimo_ids,
+)
+from protocol.readings import is_text_signal
+
+__all__ = ["MAX_COST", "telemetry_router"]
+
+#: Most (signal field x interval) cells one query may ask for: the cost of `signals` is the
+#: number of signal fields selected times the number of intervals in `[from, to)`; the cost
+#: of `signalsLatest` is its number of signal fields.
+MAX_COST: Final = 20_000
+#: Deepest selection answered (the deepest of the schema is 4: signalsLatest, field, value,
+#: latitude).
+MAX_DEPTH: Final = 6
+#: Most aliases in one query (every field may be asked once per aggregation: 116 x 7).
+MAX_ALIASES: Final = 1_000
+#: Most tokens one query text may hold.
+MAX_TOKENS: Final = 20_000
+#: The limits, as the schema publishes them.
+SCHEMA_DESCRIPTION: Final = (
+    f"Limits: depth {MAX_DEPTH}, {MAX_ALIASES} aliases, {MAX_TOKENS} tokens; cost (signal "
+    f"fields x intervals for signals, signal fields for signalsLatest) at most {MAX_COST}."
+)
+
+LAT: Final = LOCATION_BRANCH + ".Latitude"
+LON: Final = LOCATION_BRANCH + ".Longitude"
+#: DIMO's privilege names, by id, as its schema writes them in `Required Privileges`.
+DIMO_PRIVILEGE_NAMES: Final = {
+    1: "VEHICLE_NON_LOCATION_DATA",
+    3: "VEHICLE_CURRENT_LOCATION",
+    4: "VEHICLE_ALL_TIME_LOCATION",
+}
+
+#: An RFC 3339 time, parsed to unix ms.
+Time = NewType("Time", str)
+
+
+class TelemetryQueryError(GraphQLError):
+    """An error of this API: its `extensions.code` says which kind."""
+
+    def __init__(self, code: str, message: str, **more: Any) -> None:
+        super().__init__(message, extensions={"code": code, **more})
+
+
+def _bad(message: str, argument: str) -> TelemetryQueryError:
+    return TelemetryQueryError("BAD_REQUEST", message, argument=argument)
+
+
+# --------------------------------------------------------------------------------------------
+# arguments: Go durations and RFC 3339 times
+# --------------------------------------------------------------------------------------------
+
+_GO_UNITS: Final = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}
+_GO_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_interval(text: str) -> int:
+    """A Go duration (`"24h"`, `"1h30m"`, `"90s"`, `"500ms"`) in whole milliseconds.
+
+    Raises:
+        TelemetryQueryError: not a Go duration, not positive, or not a whole number of ms.
+    """
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = _GO_PART.match(text, pos)
+        if m is None:
+            break
+        total += float(m.group(1)) * _GO_UNITS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise _bad(
+            f"interval {text!r} is not a Go duration; write e.g. '5m', '1h', '24h', '2h45m' "
+            "(units ms, s, m, h; days are '24h')",
+            "interval",
+        )
+    ms = round(total)
+    if ms < 1 or abs(total - ms) > 1e-6:
+        raise _bad(f"interval {text!r} must be a positive whole number of ms", "interval")
+    return ms
+
+
+def parse_time(value: Any) -> int:
+    """An RFC 3339 time with its offset (`2024-05-01T00:00:00Z`) as unix ms."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an RFC 3339 time string")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an RFC 3339 time (e.g. 2024-05-01T00:00:00Z)") from None
+    if at.tzinfo is None:
+        raise ValueError(f"{value!r} has no offset; RFC 3339 needs one (Z or +hh:mm)")
+    ms = int(at.timestamp() * 1000)
+    if ms < 0:
+        raise ValueError(f"{value!r} is before 1970")
+    return ms
+
+
+def _time(ms: int) -> str:
+    at = datetime.fromtimestamp(ms / 1000, UTC)
+    text = at.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------------------------
+# the caller
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Caller:
+    """Who asks: the address whose rights count, and the scopes its token lets it use."""
+
+    address: str
+    scopes: Privilege
+    vehicle: int | None  # a vehicle JWT's vehicle; None for a wallet token
+
+
+@dataclass
+class TelemetryContext(BaseContext):
+    """What resolvers get: the engine, the rights cache, the request's clock and token."""
+
+    engine: Engine
+    rights: RightsCache
+    settings: IndexerSettings
+    jwt_key: bytes
+    now_ms: int
+    bearer: str | None
+    token_claims: Callable[[str], TokenClaims]
+
+    async def run(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run `fn` with a connection in a worker thread (bounded like the REST routes)."""
+
+        def job() -> Any:
+            with self.engine.connect() as conn:
+                return fn(conn)
+
+        return await anyio.to_thread.run_sync(job, limiter=db_limiter())
+
+    def caller(self, token_id: int) -> Caller:
+        """The caller, from the bearer token, for a query of vehicle `token_id`.
+
+        Raises:
+            TelemetryQueryError: no token, a bad or expired one, or a vehicle JWT of another
+                vehicle.
+        """
+        if self.bearer is None:
+            raise TelemetryQueryError(
+                "UNAUTHENTICATED",
+                "send Authorization: Bearer <vehicle JWT> from POST /v1/tokens/exchange "
+                "(or a wallet token from POST /auth/login)",
+            )
+        try:
+            use = decode_jwt(self.bearer, self.jwt_key).get("token_use")
+            if use is None:
+                wallet = self.token_claims(self.bearer)
+                return Caller(wallet.address, ALL_PRIVILEGES, None)
+            token = verify_vehicle_token(
+                self.bearer, self.jwt_key, self.settings.siwe_uri, self.now_ms / 1000
+            )
+        except JwtExpired as exc:
+            raise TelemetryQueryError(
+                "UNAUTHENTICATED",
+                f"the token expired at unix time {exc.expired_at}; exchange a new vehicle JWT",
+                expiredAt=exc.expired_at,
+            ) from exc
+        except (JwtError, IndexerError) as exc:
+            raise TelemetryQueryError("UNAUTHENTICATED", f"the token is refused: {exc}") from exc
+        return _vehicle_caller(token, token_id)
+
+
+def _vehicle_caller(token: VehicleToken, token_id: int) -> Caller:
+    if token.vehicle_id != token_id or not token.asset.endswith(f":{token_id}"):
+        raise TelemetryQueryError(
+            "FORBIDDEN",
+            f"the vehicle JWT is for {token.asset}, not vehicle {token_id}; exchange one for it",
+        )
+    known = [i for i in token.privileges if i in DIMO_PRIVILEGES]
+    return Caller(token.client_id.lower(), scopes_of_dimo_ids(known), token.vehicle_id)
+
+
+def _ctx(info: strawberry.Info) -> TelemetryContext:
+    ctx = info.context
+    assert isinstance(ctx, TelemetryContext)
+    return ctx
+
+
+def _check_token_id(token_id: int) -> None:
+    if token_id < 0:
+        raise _bad(f"tokenId {token_id} is negative", "tokenId")
+
+
+# --------------------------------------------------------------------------------------------
+# rights per field
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Access:
+    """The caller's coverage of one vehicle, narrowed to its token's scopes."""
+
+    coverage: Coverage
+    caller: Caller
+
+    def spans(self, signal: DimoSignal, start: int, end: int) -> Intervals:
+        """The times in `[start, end)` the caller may read `signal` (none if not carried)."""
+        if signal.vss is None:
+            return ((start, end),)
+        return clip(self.coverage.of(catalog_privilege(signal.name)), start, end)
+
+
+def _missing(signal: DimoSignal) -> TelemetryQueryError:
+    need = catalog_privilege(signal.name)
+    dimo = DIMO_PRIVILEGE_NAMES.get(signal.privilege, str(signal.privilege))
+    return TelemetryQueryError(
+        "FORBIDDEN",
+        f"{signal.name} needs privilege {dimo} (scope {format_privileges(need)}) over the "
+        "time asked, which the caller does not hold",
+        field=signal.name,
+        missingPrivilege=dimo,
+        missingScope=format_privileges(need),
+    )
+
+
+async def _access(info: strawberry.Info, token_id: int) -> Access:
+    ctx = _ctx(info)
+    _check_token_id(token_id)
+    caller = ctx.caller(token_id)
+    try:
+        coverage = await ctx.run(
+            lambda c: ctx.rights.coverage(c, token_id, caller.address, ctx.now_ms)
+        )
+    except VehicleNotFound as exc:
+        raise TelemetryQueryError("NOT_FOUND", str(exc), tokenId=token_id) from exc
+    # The token's scopes narrow what the rights give, for the values and for what a proof
+    # discloses alike.
+    narrowed = {p: spans for p, spans in coverage.by_privilege.items() if p & caller.scopes}
+    return Access(replace(coverage, by_privilege=narrowed), caller)
+
+
+# --------------------------------------------------------------------------------------------
+# aggregations
+# --------------------------------------------------------------------------------------------
+
+
+@strawberry.enum(description="Aggregations of a float signal over an interval")
+class FloatAggregation(Enum):
+    AVG = "AVG"
+    MED = "MED"
+    MAX = "MAX"
+    MIN = "MIN"
+    RAND = "RAND"
+    FIRST = "FIRST"
+    LAST = "LAST"
+
+
+@strawberry.enum(description="Aggregations of a string signal over an interval")
+class StringAggregation(Enum):
+    RAND = "RAND"
+    TOP = "TOP"
+    UNIQUE = "UNIQUE"
+    FIRST = "FIRST"
+    LAST = "LAST"
+
+
+@strawberry.enum(description="Aggregations of the location over an interval")
+class LocationAggregation(Enum):
+    AVG = "AVG"
+    RAND = "RAND"
+    FIRST = "FIRST"
+    LAST = "LAST"
+
+
+#: The aggregations the series statement runs in SQL (the others run over raw readings).
+_SQL_AGG: Final[dict[str, Aggregation]] = {
+    "AVG": "avg",
+    "MAX": "max",
+    "MIN": "min",
+    "FIRST": "first",
+    "LAST": "last",
+}
+
+
+def _pick(bucket: int, values: Sequence[Any]) -> Any:
+    """RAND: one of the interval's values, the same one on every ask (seeded by the bucket)."""
+    return values[random.Random(bucket).randrange(len(values))]
+
+
+def _aggregate(agg: str, values: Sequence[Any], bucket: int) -> Any:
+    if agg == "MED":
+        return float(median(values))
+    if agg == "RAND":
+        return _pick(bucket, values)
+    if agg == "TOP":
+        return Counter(values).most_common(1)[0][0]
+    if agg == "UNIQUE":
+        return ",".join(sorted({str(v) for v in values}))
+    if agg == "AVG":
+        return sum(values) / len(values)
+    if agg == "MAX":
+        return max(values)
+    if agg == "MIN":
+        return min(values)
+    return values[0] if agg == "FIRST" else values[-1]
+
+
+def _buckets(rows: Iterable[tuple[int, Any]], start: int, interval: int) -> dict[int, list[Any]]:
+    out: dict[int, list[Any]] = {}
+    for ts, value in rows:
+        out.setdefault(start + (ts - start) // interval * interval, []).append(value)
+    return out
+
+
+#: Most readings MED, RAND, TOP and UNIQUE aggregate per field (one fewer than a page of
+#: `raw_readings`, so that a full page shows there are more).
+_MAX_RAW: Final = MAX_RAW_READINGS - 1
+
+
+def _raw(
+    conn: Connection, vehicle: int, vss: str, start: int, end: int, within: Intervals
+) -> list[tuple[int, Any]]:
+    rows = raw_readings(conn, vehicle, vss, start, end, MAX_RAW_READINGS, within=within)
+    if len(rows) > _MAX_RAW:
+        raise _bad(
+            f"more than {_MAX_RAW} readings of {vss} in the window; MED, RAND, TOP and "
+            "UNIQUE need them all: ask a shorter window",
+            "from/to",
+        )
+    return [(r.ts, r.value) for r in rows]
+
+
+def _float_series(
+    conn: Connection,
+    vehicle: int,
+    signal: DimoSignal,
+    agg: str,
+    start: int,
+    end: int,
+    interval: int,
+    within: Intervals,
+) -> dict[int, Any]:
+    """Bucket start -> the DIMO value of the aggregate, for a float signal of our catalog."""
+    assert signal.vss is not None
+    name = signal.name
+    if agg in _SQL_AGG and not (is_text_signal(signal.vss) and agg not in ("FIRST", "LAST")):
+        rows = series_rows(
+            conn, vehicle, [signal.vss], start, end, interval, _SQL_AGG[agg], within=within
+        )[signal.vss]
+        return {t: dimo_value(name, v) for t, v, _ in rows}
+    raw = [(t, dimo_value(name, v)) for t, v in _raw(conn, vehicle, signal.vss, start, end, within)]
+    return {b: _aggregate(agg, vs, b) for b, vs in _buckets(raw, start, interval).items()}
+
+
+@strawberry.type(description="A position in WGS 84 (hdop: 0, devices here send none)")
+class Location:
+    latitude: float
+    longitude: float
+    hdop: float
+
+
+def _location_series(
+    conn: Connection,
+    vehicle: int,
+    agg: str,
+    start: int,
+    end: int,
+    interval: int,
+    within: Intervals,
+) -> dict[int, Location]:
+    """Bucket start -> the location: latitude and longitude of the same readings."""
+    if agg in ("AVG", "FIRST", "LAST"):
+        got = series_rows(
+            conn, vehicle, [LAT, LON], start, end, interval, _SQL_AGG[agg], within=within
+        )
+        lons = {t: v for t, v, _ in got[LON]}
+        return {
+            t: Location(latitude=float(v), longitude=float(lons[t]), hdop=0.0)
+            for t, v, _ in got[LAT]
+            if t in lons
+        }
+    lats = dict(_raw(conn, vehicle, LAT, start, end, within))
+    lons = dict(_raw(conn, vehicle, LON, start, end, within))
+    pairs = [(t, (v, lons[t])) for t, v in sorted(lats.items()) if t in lons]
+    return {
+        b: Location(latitude=float(p[0]), longitude=float(p[1]), hdop=0.0)
+        for b, vs in _buckets(pairs, start, interval).items()
+        for p in [_pick(b, vs)]
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# signals: the selection, its cost, its rows
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One signal field of a selection, with its aggregation."""
+
+    signal: DimoSignal
+    agg: str
+
+
+def _selections(fields: Iterable[Any]) -> Iterable[SelectedField]:
+    for f in fields:
+        if isinstance(f, SelectedField):
+            yield f
+        elif isinstance(f, FragmentSpread | InlineFragment):
+            yield from _selections(f.selections)
+
+
+def _asked(info: strawberry.Info, with_agg: bool) -> list[Asked]:
+    """The signal fields the query selects under this resolver (each aggregation once)."""
+    out: dict[tuple[str, str], Asked] = {}
+    for f in _selections(info.selected_fields[0].selections):
+        signal = SIGNALS.get(f.name)
+        if signal is None:
+            continue
+        agg = str(f.arguments.get("agg", "")) if with_agg else ""
+        agg = agg.rsplit(".", 1)[-1]
+        out[(signal.name, agg)] = Asked(signal, agg)
+    return list(out.values())
+
+
+def _check_cost(cost: int, what: str) -> None:
+    if cost > MAX_COST:
+        raise TelemetryQueryError(
+            "QUERY_TOO_COMPLEX",
+            f"the query costs {cost} ({what}); the limit is {MAX_COST}: ask fewer fields or "
+            "a wider interval",
+            cost=cost,
+            limit=MAX_COST,
+        )
+
+
+@dataclass
+class SignalRow:
+    """One interval of `signals`: its start, and the values of the fields asked."""
+
+    timestamp: int
+    values: dict[tuple[str, str], Any] = field(default_factory=dict)
+    denied: frozenset[str] = frozenset()
+
+
+def _value(root: SignalRow, name: str, agg: Enum) -> Any:
+    if name in root.denied:
+        raise _missing(SIGNALS[name])
+    return root.values.get((name, str(agg.value)))
+
+
+def _signal_field(signal: DimoSignal) -> Any:
+    doc = (
+        f"{signal.name}"
+        + (f" ({signal.unit})" if signal.unit else "")
+        + (f"; our VSS {signal.vss}" if signal.vss else "; not carried here: always null")
+        + f". Required privilege: {DIMO_PRIVILEGE_NAMES[signal.privilege]}"
+    )
+    name = signal.name
+    if signal.kind == "location":
+
+        def loc(root: SignalRow, agg: LocationAggregation) -> Location | None:
+            return _value(root, name, agg)  # type: ignore[no-any-return]
+
+        return strawberry.field(resolver=loc, name=name, description=doc)
+    if signal.kind == "string":
+
+        def text(root: SignalRow, agg: StringAggregation) -> str | None:
+            return _value(root, name, agg)  # type: ignore[no-any-return]
+
+        return strawberry.field(resolver=text, name=name, description=doc)
+
+    def number(root: SignalRow, agg: FloatAggregation) -> float | None:
+        value = _value(root, name, agg)
+        return None if value is None else float(value)
+
+    return strawberry.field(resolver=number, name=name, description=doc)
+
+
+def _aggregations_type() -> type:
+    attrs: dict[str, Any] = {
+        "__doc__": "One interval of a vehicle's signals, aggregated.",
+    }
+
+    def timestamp(root: SignalRow) -> Time:
+        return Time(_time(root.timestamp))
+
+    attrs["timestamp"] = strawberry.field(
+        resolver=timestamp, description="The interval's start (intervals align on `from`)"
+    )
+    for signal in SIGNALS.values():
+        attrs["f_" + signal.name] = _signal_field(signal)
+    return strawberry.type(type("SignalAggregations", (), attrs))
+
+
+if TYPE_CHECKING:  # the resolvers' roots, as mypy sees the types built from `SIGNALS`
+    SignalAggregations = SignalRow
+else:
+    SignalAggregations = _aggregations_type()
+
+
+def _rows(
+    conn: Connection,
+    access: Access,
+    vehicle: int,
+    asked: Sequence[Asked],
+    start: int,
+    end: int,
+    interval: int,
+) -> list[SignalRow]:
+    per: dict[tuple[str, str], dict[int, Any]] = {}
+    for a in asked:
+        if a.signal.vss is None:
+            continue
+        within = access.spans(a.signal, start, end)
+        if a.signal.kind == "location":
+            per[(a.signal.name, a.agg)] = _location_series(
+                conn, vehicle, a.agg, start, end, interval, within
+            )
+        else:
+            per[(a.signal.name, a.agg)] = _float_series(
+                conn, vehicle, a.signal, a.agg, start, end, interval, within
+            )
+    stamps = sorted({t for series in per.values() for t in series})
+    return [
+        SignalRow(t, {key: series[t] for key, series in per.items() if t in series}) for t in stamps
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# signalsLatest
+# --------------------------------------------------------------------------------------------
+
+
+async def _proof(info: strawberry.Info, access: Access, vss: str, ts: int) -> JSON:
+    """The REST proof route's answer for the reading of `vss` at `ts`, under `access`."""
+
+    def work(conn: Connection) -> JSON:
+        try:
+            out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts)
+        except ApiProblem as exc:
+            code = "FORBIDDEN" if exc.status == 403 else "NOT_FOUND"
+            raise TelemetryQueryError(code, str(exc), reason=exc.slug) from exc
+        return JSON(out.model_dump(mode="json"))
+
+    return await _ctx(info).run(work)  # type: ignore[no-any-return]
+
+
+_PROOF_DOC: Final = (
+    "The reading's proof, as GET /vehicles/{id}/signals/{signal}/readings/{t}/proof serves it "
+    "(bundle or per-signal opening, Merkle path, batch and anchoring transaction: enough for "
+    "AttestationAnchor.verifyReading / verifySignal); computed only when asked"
+)
+
+
+async def _float_proof(root: SignalFloat, info: strawberry.Info) -> JSON:
+    return await _proof(info, root.access, root.vss, root.ts)
+
+
+async def _location_proof(root: SignalLocation, info: strawberry.Info) -> JSON:
+    return JSON(
+        {
+            "latitude": await _proof(info, root.access, LAT, root.latitude_ts),
+            "longitude": await _proof(info, root.access, LON, root.longitude_ts),
+        }
+    )
+
+
+@strawberry.type(description="A float signal's latest value")
+class SignalFloat:
+    timestamp: Time
+    value: float
+    access: strawberry.Private[Access]
+    vss: strawberry.Private[str]
+    ts: strawberry.Private[int]
+    proof: JSON = strawberry.field(resolver=_float_proof, description=_PROOF_DOC)
+
+
+@strawberry.type(description="A string signal's latest value")
+class SignalString:
+    timestamp: Time
+    value: str
+
+
+@strawberry.type(description="The latest location")
+class SignalLocation:
+    timestamp: Time
+    value: Location
+    access: strawberry.Private[Access]
+    latitude_ts: strawberry.Private[int]
+    longitude_ts: strawberry.Private[int]
+    proof: JSON = strawberry.field(
+        resolver=_location_proof, description="`{latitude, longitude}`: " + _PROOF_DOC
+    )
+
+
+@dataclass
+class LatestRow:
+    """The latest readings asked for, by DIMO name, and the fields refused."""
+
+    last_seen: int | None
+    values: dict[str, Any]
+    denied: frozenset[str]
+
+
+def _latest(root: LatestRow, name: str) -> Any:
+    if name in root.denied:
+        raise _missing(SIGNALS[name])
+    return root.values.get(name)
+
+
+def _latest_field(signal: DimoSignal) -> Any:
+    name = signal.name
+    doc = f"{name}'s latest reading the caller may read" + (
+        "" if signal.vss else " (not carried here: always null)"
+    )
+    if signal.kind == "location":
+
+        def loc(root: LatestRow) -> SignalLocation | None:
+            return _latest(root, name)  # type: ignore[no-any-return]
+
+        return strawberry.field(resolver=loc, name=name, description=doc)
+    if signal.kind == "string":
+
+        def text(root: LatestRow) -> SignalString | None:
+            return _latest(root, name)  # type: ignore[no-any-return]
+
+        return strawberry.field(resolver=text, name=name, description=doc)
+
+    def number(root: LatestRow) -> SignalFloat | None:
+        return _latest(root, name)  # type: ignore[no-any-return]
+
+    return strawberry.field(resolver=number, name=name, description=doc)
+
+
+def _collection_type() -> type:
+    attrs: dict[str, Any] = {"__doc__": "Each signal's latest value."}
+
+    def last_seen(root: LatestRow) -> Time | None:
+        return None if root.last_seen is None else Time(_time(root.last_seen))
+
+    attrs["lastSeen"] = strawberry.field(
+        resolver=last_seen, name="lastSeen", description="The latest reading's time"
+    )
+    for signal in SIGNALS.values():
+        attrs["f_" + signal.name] = _latest_field(signal)
+    return strawberry.type(type("SignalCollection", (), attrs))
+
+
+if TYPE_CHECKING:
+    SignalCollection = LatestRow
+else:
+    SignalCollection = _collection_type()
+
+
+def _latest_row(
+    conn: Connection, access: Access, vehicle: int, asked: Sequence[Asked]
+) -> LatestRow:
+    now = access.coverage.now_ms
+    within: dict[str, Intervals] = {}
+    denied: set[str] = set()
+    for a in asked:
+        if a.signal.vss is None:
+            continue
+        spans = access.spans(a.signal, 0, now + 1)
+        if not spans:
+            denied.add(a.signal.name)
+        for vss in (LAT, LON) if a.signal.kind == "location" else (a.signal.vss,):
+            within[vss] = spans
+    found = latest_values(conn, vehicle, list(within), within=within)
+    values: dict[str, Any] = {}
+    seen = [r.ts for r in found.values()]
+    for a in asked:
+        name, vss_or_none = a.signal.name, a.signal.vss
+        if a.signal.kind == "location":
+            lat, lon = found.get(LAT), found.get(LON)
+            if lat is not None and lon is not None:
+                at = max(lat.ts, lon.ts)
+                values[name] = SignalLocation(
+                    timestamp=Time(_time(at)),
+                    value=Location(latitude=float(lat.value), longitude=float(lon.value), hdop=0.0),
+                    access=access,
+                    latitude_ts=lat.ts,
+                    longitude_ts=lon.ts,
+                )
+        elif vss_or_none is not None and vss_or_none in found:
+            r = found[vss_or_none]
+            values[name] = SignalFloat(
+                timestamp=Time(_time(r.ts)),
+                value=float(dimo_value(name, r.value)),
+                access=access,
+                vss=vss_or_none,
+                ts=r.ts,
+            )
+    return LatestRow(max(seen) if seen else None, values, frozenset(denied))
+
+
+def _available(conn: Connection, access: Access, vehicle: int) -> list[str]:
+    now = access.coverage.now_ms
+    within: dict[str, Intervals] = {}
+    for s in SIGNALS.values():
+        if s.vss is None:
+            continue
+        spans = access.spans(s, 0, now + 1)
+        for vss in (LAT, LON) if s.kind == "location" else (s.vss,):
+            within[vss] = spans
+    found = latest_values(conn, vehicle, list(within), within=within)
+    return sorted(
+        s.name
+        for s in SIGNALS.values()
+        if s.vss is not None
+        and ((LAT in found and LON in found) if s.kind == "location" else s.vss in found)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the query type
+# --------------------------------------------------------------------------------------------
+
+
+@strawberry.input(description="Which readings count")
+class SignalFilter:
+    source: str | None = strawberry.field(
+        default=None,
+        description="DIMO's source filter: accepted, and every reading here is from the "
+        "vehicle's paired device, so it filters nothing",
+    )
+
+
+def _window(start: int, end: int) -> None:
+    if end <= start:
+        raise _bad(f"from {_time(start)} is not before to {_time(end)}", "from/to")
+
+
+async def _signals(
+    info: strawberry.Info,
+    token_id: int,
+    interval: str,
+    from_: Annotated[Time, strawberry.argument(name="from")],
+    to: Time,
+    filter: SignalFilter | None = None,
+) -> list[SignalAggregations] | None:
+    start, end = parse_time(from_), parse_time(to)
+    _window(start, end)
+    width = parse_interval(interval)
+    asked = _asked(info, with_agg=True)
+    intervals = -(-(end - start) // width)
+    _check_cost(len(asked) * intervals, f"{len(asked)} signal fields x {intervals} intervals")
+    access = await _access(info, token_id)
+    refused = {
+        a.signal.name for a in asked if a.signal.vss and not access.spans(a.signal, start, end)
+    }
+    if asked and refused and all(a.signal.name in refused for a in asked):
+        raise _missing(next(a.signal for a in asked if a.signal.name in refused))
+
+    def work(conn: Connection) -> list[SignalRow]:
+        readable = [a for a in asked if a.signal.name not in refused]
+        try:
+            rows = _rows(conn, access, token_id, readable, start, end, width)
+        except InvalidTelemetryQuery as exc:
+            raise _bad(str(exc), exc.argument) from exc
+        for row in rows:
+            row.denied = frozenset(refused)
+        return rows
+
+    return await _ctx(info).run(work)  # type: ignore[no-any-return]
+
+
+async def _signals_latest(
+    info: strawberry.Info, token_id: int, filter: SignalFilter | None = None
+) -> SignalCollection | None:
+    asked = _asked(info, with_agg=False)
+    _check_cost(len(asked), f"{len(asked)} signal fields")
+    access = await _access(info, token_id)
+    return await _ctx(info).run(  # type: ignore[no-any-return]
+        lambda c: _latest_row(c, access, token_id, asked)
+    )
+
+
+async def _available_signals(
+    info: strawberry.Info, token_id: int, filter: SignalFilter | None = None
+) -> list[str] | None:
+    access = await _access(info, token_id)
+    return await _ctx(info).run(  # type: ignore[no-any-return]
+        lambda c: _available(c, access, token_id)
+    )
+
+
+@strawberry.type(description="DIMO's Telemetry API. " + SCHEMA_DESCRIPTION)
+class Query:
+    """DIMO's Telemetry API (`filter` is DIMO's source filter: accepted, filters nothing)."""
+
+    signals: list[SignalAggregations] | None = strawberry.field(
+        resolver=_signals,
+        description="A vehicle's signals per interval in [from, to), intervals aligned on "
+        f"from. Cost: signal fields x intervals, at most {MAX_COST}.",
+    )
+    signals_latest: SignalCollection | None = strawberry.field(
+        resolver=_signals_latest, description="Each signal's latest value the caller may read"
+    )
+    available_signals: list[str] | None = strawberry.field(
+        resolver=_available_signals,
+        description="The signals this vehicle has readings of that the caller may read",
+    )
+
+
+async def telemetry_context(request: Request) -> TelemetryContext:
+    """The context of one GraphQL request, from the app's state (as the REST routes use it)."""
+    state = request.app.state
+    settings: IndexerSettings = state.settings
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+    now = state.clock()
+
+    def claims(token: str) -> TokenClaims:
+        return token_cache(state).verify(token, state.jwt_key, settings.siwe_domain, now)
+
+    return TelemetryContext(
+        engine=get_read_engine_of(request),
+        rights=get_rights_cache(request),
+        settings=settings,
+        jwt_key=state.jwt_key,
+        now_ms=int(now * 1000),
+        bearer=bearer,
+        token_claims=claims,
+    )
+
+
+def telemetry_schema() -> strawberry.Schema:
+    """The Telemetry API's schema, with its limits."""
+    return strawberry.Schema(
+        query=Query,
+        config=StrawberryConfig(
+            scalar_map={
+                Time: strawberry.scalar(
+                    name="Time",
+                    description="An RFC 3339 time with its offset, e.g. 2024-05-01T00:00:00Z",
+                    serialize=str,
+                    parse_value=lambda v: (parse_time(v), v)[1],
+                )
+            }
+        ),
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+        ],
+    )
+
+
+def telemetry_router() -> GraphQLRouter[TelemetryContext, None]:
+    """The Telemetry API's router: POST (and GraphiQL on GET) at `/telemetry/query`."""
+    return GraphQLRouter(
+        telemetry_schema(),
+        path="/telemetry/query",
+        context_getter=telemetry_context,
+        tags=["dimo-telemetry"],
+        include_in_schema=False,
+    )

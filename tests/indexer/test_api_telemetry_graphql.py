@@ -1,0 +1,551 @@
+"""DIMO's Telemetry GraphQL (`/telemetry/query`) over real chain rights: anvil, anchored
+batches synced into SQLite and PostgreSQL, the API served by uvicorn; asked with wallet
+tokens, vehicle JWTs, and DIMO's own Python and npm SDKs.
+
+Values are compared with our REST API's for the same vehicle and window.
+"""
+
+# The fixtures come from the loader and REST telemetry tests; their names are parameters here.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from indexer.api.graphql.telemetry import MAX_COST
+from protocol.blobstore import LocalCidStore
+from protocol.eip712 import Eip712Domain
+from protocol.jwt import issue_vehicle_token
+from tests.conftest import FAR_FUTURE, TERMS_CID
+from tests.indexer.test_api_telemetry import (
+    LAT,
+    LOCATION,
+    URI,
+    Anchored,
+    World,
+    advance,
+    anchor_bundles,  # noqa: F401
+    deployment,  # noqa: F401
+    domain,  # noqa: F401
+    drive_samples,
+    fleet,  # noqa: F401
+    head_s,
+    load,
+    now_ms,  # noqa: F401
+    served_world,
+    store,  # noqa: F401
+)
+from tests.indexer.test_dimo_sdks import REDIRECT, SDK_ESM
+from tests.indexer.test_loader import IGNITION, SPEED
+
+Fleet = tuple[list[tuple[int, LocalAccount]], int]
+SECRET = b"t" * 32  # the `world` fixture's jwt_secret
+NFT = "0x" + "11" * 20
+LON = "Vehicle.CurrentLocation.Longitude"
+SPAN_MS = 300_000
+ALL_SCOPES = 0xFF
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    store: LocalCidStore,
+    rpc_url: str,
+    deployment_record: Path,
+) -> Iterator[World]:
+    """The REST telemetry tests' `world`, whose API also exchanges tokens (it knows the chain)."""
+    with served_world(
+        str(request.param),
+        tmp_path,
+        store,
+        rpc_url,
+        deployment_record,
+        knows_chain=True,
+    ) as w:
+        yield w
+
+
+def rfc3339(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def vehicle_jwt(world: World, grantee: Any, car: int, privileges: list[int]) -> str:
+    """A vehicle JWT as `POST /v1/tokens/exchange` issues it, for `grantee`'s licence."""
+    return issue_vehicle_token(
+        grantee.address,
+        car,
+        NFT,
+        31337,
+        privileges,
+        [],
+        SECRET,
+        URI,
+        world.clock(),
+        600,
+    )
+
+
+def gql(
+    world: World, token: str | None, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    r = httpx.post(
+        world.base_url + "/telemetry/query",
+        json={"query": query, "variables": variables or {}},
+        headers=headers,
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def wallet_token(world: World, account: Any) -> str:
+    with world.client(account) as client:
+        return str(client.headers["Authorization"]).removeprefix("Bearer ")
+
+
+SIGNALS_QUERY = """
+query S($tokenId: Int!, $from: Time!, $to: Time!) {
+  signals(tokenId: $tokenId, interval: "1m", from: $from, to: $to) {
+    timestamp
+    avg: speed(agg: AVG) max: speed(agg: MAX) min: speed(agg: MIN)
+    first: speed(agg: FIRST) last: speed(agg: LAST) med: speed(agg: MED) rand: speed(agg: RAND)
+  }
+}
+"""
+
+
+@pytest.fixture
+def driven(
+    world: World,
+    fleet: Fleet,
+    domain: Eip712Domain,
+    anchor_bundles: Callable[..., Anchored],
+) -> tuple[int, int, dict[str, list[tuple[int, Any]]]]:
+    """A vehicle with five minutes of anchored speed, location, charge and ignition."""
+    (car, key), _ = fleet[0]
+    t0 = fleet[1]
+    samples = drive_samples(t0, t0 + SPAN_MS)
+    samples[LON] = [(t, 11.5 + i * 1e-4) for i, (t, _) in enumerate(samples[LAT])]
+    samples[IGNITION] = [(t, "ON" if i % 4 else "OFF") for i, (t, _) in enumerate(samples[LAT])]
+    load(world, anchor_bundles, domain, key, car, samples)
+    advance(400)
+    return car, t0, samples
+
+
+def synced(world: World) -> None:
+    world.sync()
+    world.at(head_s() * 1000)
+
+
+def window(car: int, t0: int) -> dict[str, Any]:
+    return {"tokenId": car, "from": rfc3339(t0), "to": rfc3339(t0 + SPAN_MS)}
+
+
+def test_signals_equal_the_rest_series_for_each_aggregation(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    car, t0, samples = driven
+    synced(world)
+    token = wallet_token(world, owner)
+    body = gql(world, token, SIGNALS_QUERY, window(car, t0))
+    assert "errors" not in body, body
+    rows = body["data"]["signals"]
+    with world.client(owner) as rest:
+        for agg in ("avg", "max", "min", "first", "last"):
+            r = rest.get(
+                f"/vehicles/{car}/signals/{SPEED}",
+                params={"start": t0, "end": t0 + SPAN_MS, "interval": 60_000, "agg": agg},
+            )
+            assert r.status_code == 200, r.text
+            points = r.json()["points"]
+            assert [row["timestamp"] for row in rows] == [rfc3339(p["t"]) for p in points]
+            for row, p in zip(rows, points, strict=True):
+                assert math.isclose(row[agg], p["value"])
+    buckets: dict[int, list[float]] = {}
+    for t, v in samples[SPEED]:
+        buckets.setdefault(t0 + (t - t0) // 60_000 * 60_000, []).append(v)
+    for row, (b, values) in zip(rows, sorted(buckets.items()), strict=True):
+        assert row["timestamp"] == rfc3339(b)
+        assert math.isclose(row["med"], statistics.median(values))
+        assert row["rand"] in values
+    again = gql(world, token, SIGNALS_QUERY, window(car, t0))["data"]["signals"]
+    assert [r["rand"] for r in again] == [r["rand"] for r in rows]
+
+
+def test_location_ignition_and_string_fields_take_each_of_their_aggregations(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    car, t0, samples = driven
+    synced(world)
+    query = """query S($tokenId: Int!, $from: Time!, $to: Time!) {
+      signals(tokenId: $tokenId, interval: "5m", from: $from, to: $to) {
+        avg: currentLocationCoordinates(agg: AVG) { latitude longitude }
+        first: currentLocationCoordinates(agg: FIRST) { latitude longitude }
+        last: currentLocationCoordinates(agg: LAST) { latitude longitude }
+        rand: currentLocationCoordinates(agg: RAND) { latitude longitude }
+        on: isIgnitionOn(agg: AVG) onMed: isIgnitionOn(agg: MED) onLast: isIgnitionOn(agg: LAST)
+        top: powertrainType(agg: TOP) unique: powertrainType(agg: UNIQUE)
+        randType: powertrainType(agg: RAND) firstType: powertrainType(agg: FIRST)
+        lastType: powertrainType(agg: LAST)
+      }
+    }"""
+    body = gql(world, wallet_token(world, owner), query, window(car, t0))
+    assert "errors" not in body, body
+    [row] = body["data"]["signals"]
+    points = list(zip(samples[LAT], samples[LON], strict=True))
+    lats, lons = [a for _, a in samples[LAT]], [o for _, o in samples[LON]]
+    assert math.isclose(row["avg"]["latitude"], sum(lats) / len(lats))
+    assert math.isclose(row["avg"]["longitude"], sum(lons) / len(lons))
+    assert row["first"] == {"latitude": lats[0], "longitude": lons[0]}
+    assert row["last"] == {"latitude": lats[-1], "longitude": lons[-1]}
+    assert (row["rand"]["latitude"], row["rand"]["longitude"]) in [
+        (a, o) for (_, a), (_, o) in points
+    ]
+    ons = [1.0 if v == "ON" else 0.0 for _, v in samples[IGNITION]]
+    assert math.isclose(row["on"], sum(ons) / len(ons))
+    assert row["onMed"] == statistics.median(ons)
+    assert row["onLast"] == ons[-1]
+    assert [row[k] for k in ("top", "unique", "randType", "firstType", "lastType")] == [None] * 5
+
+
+def test_location_without_its_privilege_answers_null_with_an_error_and_no_coordinate(
+    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
+) -> None:
+    car, t0, samples = driven
+    vehicle_rights.grant(car, stranger, ALL_SCOPES & ~LOCATION, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    token = vehicle_jwt(world, stranger, car, [1, 4])
+    query = """query S($tokenId: Int!, $from: Time!, $to: Time!) {
+      signals(tokenId: $tokenId, interval: "5m", from: $from, to: $to) {
+        timestamp speed(agg: AVG) currentLocationCoordinates(agg: LAST) { latitude longitude }
+      }
+      signalsLatest(tokenId: $tokenId) { speed { value } currentLocationCoordinates {
+        value { latitude longitude } } }
+    }"""
+    body = gql(world, token, query, window(car, t0))
+    rows = body["data"]["signals"]
+    assert rows
+    assert all(r["currentLocationCoordinates"] is None for r in rows)
+    assert all(r["speed"] is not None for r in rows)
+    assert body["data"]["signalsLatest"]["currentLocationCoordinates"] is None
+    assert body["data"]["signalsLatest"]["speed"]["value"] == samples[SPEED][-1][1]
+    refusals = [e for e in body["errors"] if e["extensions"]["code"] == "FORBIDDEN"]
+    assert refusals
+    assert {e["extensions"]["missingPrivilege"] for e in refusals} == {"VEHICLE_ALL_TIME_LOCATION"}
+    text = json.dumps(body)
+    for _, lat in samples[LAT]:
+        assert repr(lat) not in text
+
+
+def test_a_vehicle_jwt_narrows_the_grant_to_its_privileges(
+    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
+) -> None:
+    car, _, _ = driven
+    vehicle_rights.grant(car, stranger, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    query = "query A($tokenId: Int!) { availableSignals(tokenId: $tokenId) }"
+    wide = gql(world, vehicle_jwt(world, stranger, car, [1, 4]), query, {"tokenId": car})
+    narrow = gql(world, vehicle_jwt(world, stranger, car, [1]), query, {"tokenId": car})
+    assert wide["data"]["availableSignals"] == [
+        "currentLocationCoordinates",
+        "isIgnitionOn",
+        "powertrainTractionBatteryStateOfChargeCurrent",
+        "speed",
+    ]
+    assert narrow["data"]["availableSignals"] == [
+        "isIgnitionOn",
+        "powertrainTractionBatteryStateOfChargeCurrent",
+        "speed",
+    ]
+
+
+def test_a_sale_ends_access_inside_the_vehicle_jwts_life(
+    world: World,
+    driven: tuple[int, int, Any],
+    owner: Any,
+    other_owner: Any,
+    stranger: Any,
+    vehicle_rights: Any,
+    vehicle_id: Any,
+) -> None:
+    car, _, _ = driven
+    vehicle_rights.grant(car, stranger, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    token = vehicle_jwt(world, stranger, car, [1])
+    query = "query L($tokenId: Int!) { signalsLatest(tokenId: $tokenId) { speed { value } } }"
+    assert gql(world, token, query, {"tokenId": car})["data"]["signalsLatest"]["speed"]
+    vehicle_id.transferFrom(owner, other_owner, car, sender=owner)
+    world.sync()  # the clock stays: the token has most of its ten minutes left
+    after = gql(world, token, query, {"tokenId": car})
+    assert after["data"]["signalsLatest"]["speed"] is None
+    assert after["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_an_expired_grant_ends_access_inside_the_vehicle_jwts_life(
+    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
+) -> None:
+    car, t0, _ = driven
+    expiry = head_s() + 100
+    vehicle_rights.grant(car, stranger, ALL_SCOPES, expiry, TERMS_CID, sender=owner)
+    synced(world)
+    world.at(expiry * 1000 - 1_000)
+    token = vehicle_jwt(world, stranger, car, [1])
+    assert "errors" not in gql(world, token, SIGNALS_QUERY, window(car, t0))
+    world.at(expiry * 1000)
+    after = gql(world, token, SIGNALS_QUERY, window(car, t0))
+    assert after["data"]["signals"] is None
+    assert after["errors"][0]["extensions"]["missingPrivilege"] == "VEHICLE_NON_LOCATION_DATA"
+
+
+def _code(body: dict[str, Any]) -> str | None:
+    assert body.get("data") is None or all(v is None for v in body["data"].values()), body
+    extensions = body["errors"][0].get("extensions") or {}
+    return extensions.get("code")
+
+
+def test_bad_input_gets_a_typed_graphql_error(
+    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
+) -> None:
+    car, t0, _ = driven
+    vehicle_rights.grant(car, stranger, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    token = vehicle_jwt(world, stranger, car, [1])
+
+    def ask(interval: str, start: int, end: int, field: str = "speed(agg: AVG)") -> Any:
+        q = f"""query S($tokenId: Int!, $from: Time!, $to: Time!) {{
+          signals(tokenId: $tokenId, interval: "{interval}", from: $from, to: $to) {{
+            timestamp {field} }} }}"""
+        return gql(world, token, q, {"tokenId": car, "from": rfc3339(start), "to": rfc3339(end)})
+
+    assert _code(ask("1d", t0, t0 + SPAN_MS)) == "BAD_REQUEST"
+    assert _code(ask("1m", t0 + SPAN_MS, t0)) == "BAD_REQUEST"
+    too_many = ask("1ms", t0, t0 + SPAN_MS)
+    assert _code(too_many) == "QUERY_TOO_COMPLEX"
+    assert too_many["errors"][0]["extensions"] == {
+        "code": "QUERY_TOO_COMPLEX",
+        "cost": SPAN_MS,
+        "limit": MAX_COST,
+    }
+    unknown = ask("1m", t0, t0 + SPAN_MS, field="warpDrive(agg: AVG)")
+    assert "warpDrive" in unknown["errors"][0]["message"]
+    latest = "query L($id: Int!) { signalsLatest(tokenId: $id) { speed { value } } }"
+    wide = gql(world, token, latest, {"id": 2**31})
+    assert "32-bit" in wide["errors"][0]["message"]
+    text_id = gql(world, token, latest, {"id": "7"})
+    assert "Int" in text_id["errors"][0]["message"]
+    bad_time = gql(world, token, SIGNALS_QUERY, {**window(car, t0), "from": "yesterday"})
+    assert "RFC 3339" in bad_time["errors"][0]["message"]
+    world.at(world.clock() * 1000 + 601_000)
+    assert _code(gql(world, token, latest, {"id": car})) == "UNAUTHENTICATED"
+    world.at(head_s() * 1000)
+    other = vehicle_jwt(world, stranger, car + 1, [1])
+    assert _code(gql(world, other, latest, {"id": car})) == "FORBIDDEN"
+    assert _code(gql(world, None, latest, {"id": car})) == "UNAUTHENTICATED"
+
+
+# --------------------------------------------------------------------------------------------
+# DIMO's SDKs, unchanged
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Licensed:
+    car: int
+    t0: int
+    samples: dict[str, list[tuple[int, Any]]]
+    client_id: str
+    signer_key: str
+
+
+@pytest.fixture
+def licensed(
+    world: World,
+    driven: tuple[int, int, Any],
+    owner: Any,
+    developer: Any,
+    developer_licence: Any,
+    vehicle_rights: Any,
+) -> Licensed:
+    """A developer licence with a signer and a redirect URI, granted every scope on the car."""
+    car, t0, samples = driven
+    event = developer_licence.mint(sender=developer).events.filter(developer_licence.LicenceMinted)[
+        0
+    ]
+    licence_id, client_id = int(event.licenceId), str(event.clientId)
+    signer = Account.create()
+    developer_licence.addSigner(licence_id, signer.address, sender=developer)
+    developer_licence.setRedirectUri(licence_id, REDIRECT, True, sender=developer)
+    vehicle_rights.grant(car, client_id, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    return Licensed(car, t0, samples, client_id, signer.key.hex())
+
+
+def test_the_python_sdk_logs_in_exchanges_and_reads_daily_average_speed_unchanged(
+    world: World, licensed: Licensed
+) -> None:
+    from dimo import DIMO
+    from dimo.environments import dimo_environment
+
+    saved = dict(dimo_environment["Production"])
+    api = world.base_url
+    dimo_environment["Production"].update(
+        Auth=api, TokenExchange=api, Identity=api + "/query", Telemetry=api + "/telemetry/query"
+    )
+    try:
+        dimo = DIMO("Production")
+        dev = dimo.auth.get_dev_jwt(
+            client_id=licensed.client_id, domain=REDIRECT, private_key=licensed.signer_key
+        )
+        token = dimo.token_exchange.exchange(
+            developer_jwt=dev["access_token"], token_id=licensed.car
+        )["token"]
+        day = licensed.t0 // 86_400_000 * 86_400_000
+        got = dimo.telemetry.get_daily_average_speed(
+            vehicle_jwt=token,
+            token_id=licensed.car,
+            start_date=rfc3339(day),
+            end_date=rfc3339(day + 2 * 86_400_000),
+        )
+        available = dimo.telemetry.available_signals(vehicle_jwt=token, token_id=licensed.car)
+    finally:
+        dimo_environment["Production"].clear()
+        dimo_environment["Production"].update(saved)
+    speeds = [v for _, v in licensed.samples[SPEED]]
+    assert got["data"]["signals"][0]["timestamp"] == rfc3339(day)
+    assert math.isclose(got["data"]["signals"][0]["avgSpeed"], sum(speeds) / len(speeds))
+    assert "speed" in available["data"]["availableSignals"]
+
+
+NPM_SCRIPT = """
+const cfg = JSON.parse(process.argv[2]);
+const { DIMO, DimoEnvironment } = await import(cfg.sdk);
+Object.assign(DimoEnvironment.Production, {
+  Auth: cfg.api, TokenExchange: cfg.api, Telemetry: cfg.api + "/telemetry/query",
+});
+const dimo = new DIMO("Production");
+const developerJwt = await dimo.auth.getDeveloperJwt({
+  client_id: cfg.client_id, domain: cfg.domain, private_key: cfg.key,
+});
+const vehicleJwt = await dimo.tokenexchange.exchange({
+  ...developerJwt, privileges: [1, 4], tokenId: cfg.car,
+});
+const out = await dimo.telemetry.query({
+  ...vehicleJwt,
+  query: `{ signals(tokenId: ${cfg.car}, interval: "24h", from: "${cfg.from}",
+    to: "${cfg.to}") { timestamp maxSpeed: speed(agg: MAX) } }`,
+});
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_npm_sdk_logs_in_exchanges_and_runs_a_signals_query_unchanged(
+    world: World, licensed: Licensed, tmp_path: Path
+) -> None:
+    day = licensed.t0 // 86_400_000 * 86_400_000
+    config = {
+        "sdk": SDK_ESM.as_uri(),
+        "api": world.base_url,
+        "client_id": licensed.client_id,
+        "domain": REDIRECT,
+        "key": licensed.signer_key.removeprefix("0x"),  # the SDK prefixes 0x itself
+        "car": licensed.car,
+        "from": rfc3339(day),
+        "to": rfc3339(day + 2 * 86_400_000),
+    }
+    script = tmp_path / "telemetry.mjs"
+    script.write_text(NPM_SCRIPT)
+    done = subprocess.run(
+        ["node", str(script), json.dumps(config)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout.strip().splitlines()[-1])
+    assert body["data"]["signals"] == [
+        {"timestamp": rfc3339(day), "maxSpeed": max(v for _, v in licensed.samples[SPEED])}
+    ]
+
+
+def test_signals_latest_equals_the_rest_latest(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    car, _, samples = driven
+    synced(world)
+    query = """query L($tokenId: Int!) { signalsLatest(tokenId: $tokenId) { lastSeen
+      speed { timestamp value } powertrainType { value }
+      currentLocationCoordinates { value { latitude } } } }"""
+    body = gql(world, wallet_token(world, owner), query, {"tokenId": car})
+    assert "errors" not in body, body
+    with world.client(owner) as rest:
+        r = rest.get(f"/vehicles/{car}/latest", params={"signal": [SPEED, LAT]})
+    latest = {v["signal"]: v for v in r.json()["values"]}
+    got = body["data"]["signalsLatest"]
+    assert got["speed"] == {
+        "timestamp": rfc3339(latest[SPEED]["t"]),
+        "value": latest[SPEED]["value"],
+    }
+    assert got["currentLocationCoordinates"]["value"]["latitude"] == latest[LAT]["value"]
+    assert got["speed"]["value"] == samples[SPEED][-1][1]
+    assert got["powertrainType"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# proofs
+# --------------------------------------------------------------------------------------------
+
+PROOF_QUERY = """query P($tokenId: Int!) { signalsLatest(tokenId: $tokenId) {
+  speed { timestamp value proof } currentLocationCoordinates { proof } } }"""
+
+
+def test_a_latest_value_comes_with_the_proof_the_rest_route_serves(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    car, _, samples = driven
+    synced(world)
+    body = gql(world, wallet_token(world, owner), PROOF_QUERY, {"tokenId": car})
+    assert "errors" not in body, body
+    got = body["data"]["signalsLatest"]
+    t = samples[SPEED][-1][0]
+    with world.client(owner) as rest:
+        speed = rest.get(f"/vehicles/{car}/signals/{SPEED}/readings/{t}/proof").json()
+        lat_t = samples[LAT][-1][0]
+        lat = rest.get(f"/vehicles/{car}/signals/{LAT}/readings/{lat_t}/proof").json()
+    assert got["speed"]["proof"] == speed
+    assert got["speed"]["proof"]["reading"]["value"] == got["speed"]["value"]
+    assert got["currentLocationCoordinates"]["proof"]["latitude"] == lat
+
+
+def test_a_proof_discloses_only_what_the_vehicle_jwts_privileges_cover(
+    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
+) -> None:
+    car, _, samples = driven
+    vehicle_rights.grant(car, stranger, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    query = "query P($tokenId: Int!) { signalsLatest(tokenId: $tokenId) { speed { value proof } } }"
+    narrow = gql(world, vehicle_jwt(world, stranger, car, [1]), query, {"tokenId": car})
+    wide = gql(world, vehicle_jwt(world, stranger, car, [1, 4]), query, {"tokenId": car})
+    # The bundle also holds the location: without it, no whole-bundle proof is disclosed.
+    assert (
+        narrow["data"]["signalsLatest"] is None or narrow["data"]["signalsLatest"]["speed"] is None
+    )
+    assert narrow["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert "errors" not in wide, wide
+    assert (
+        wide["data"]["signalsLatest"]["speed"]["proof"]["reading"]["value"]
+        == (samples[SPEED][-1][1])
+    )
