@@ -380,6 +380,18 @@ def test_an_input_past_64_bits_is_a_422_problem_not_a_500(api: httpx.Client, clo
     assert "inputs" in str(body)
 
 
+def test_an_account_access_query_bounds_each_vehicle_id_and_leaves_unknown_ones_out(
+    api: httpx.Client,
+) -> None:
+    account = "0x" + "ab" * 20
+    for bad in (-1, 1 << 63):
+        r = api.get(f"/accounts/{account}/access", params={"vehicle": [1, bad]})
+        assert_problem(r, 422, "validation-error")
+    r = api.get(f"/accounts/{account}/access", params={"vehicle": [987_654]})
+    assert r.status_code == 200, r.text
+    assert r.json() == []
+
+
 def _list_routes(doc: dict[str, Any]) -> list[str]:
     return [
         path

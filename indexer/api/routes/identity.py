@@ -237,16 +237,15 @@ def get_accesses(
     cache: Rights,
     account: Annotated[str, Path(pattern=ADDRESS_PATTERN, description="Account, 0x hex")],
     vehicle: Annotated[
-        list[int], Query(min_length=1, max_length=1000, description="Vehicle token ids")
+        list[Annotated[int, Field(ge=0, le=INT64_MAX)]],
+        Query(min_length=1, max_length=1000, description="Vehicle token ids"),
     ],
 ) -> list[AccessOut]:
     """`GET /vehicles/{id}/access/{account}` for up to 1,000 vehicles at once; a vehicle the
-    index does not know is left out."""
+    index does not know is left out, and an id out of range is a 422 problem."""
     now_ms = int(clock() * 1000)
     out = []
     for vehicle_id in dict.fromkeys(vehicle):
-        if not 0 <= vehicle_id <= INT64_MAX:
-            continue
         try:
             coverage = cache.coverage(conn, vehicle_id, account, now_ms)
         except VehicleNotFound:
