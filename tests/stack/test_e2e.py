@@ -31,7 +31,7 @@ from stack.chain import rpc
 from stack.fleet import Ledger, SealedBundle
 from stack.platform import ORACLE_SIGNER_ACCOUNTS
 from stack.seed import OWNERS, dev_account, load_fleet
-from tests.stack.test_stack_run import free_port, read_until
+from tests.stack.test_stack_run import free_port, read_until, stop_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DIMO = Path(sys.executable).with_name("dimo")
@@ -68,6 +68,9 @@ class Stack:
             DIMO_STACK_INDEXER_PORT=str(self.ports["INDEXER"]),
             DIMO_STACK_SIGNER_PORTS=json.dumps([free_port() for _ in range(3)]),
             DIMO_STACK_CERTIFIER_PORT=str(free_port()),
+            DIMO_STACK_TRIGGERS_PORT=str(free_port()),
+            # The demo posts epoch 0 itself; this test posts, verifies and claims it.
+            DIMO_STACK_DEMO="false",
             DIMO_STACK_FLEET_VEHICLES="3",
             DIMO_STACK_HISTORY_DAYS="2",
             DIMO_STACK_TIME_FACTOR="8000",
@@ -284,9 +287,7 @@ def test_every_receipted_bundle_is_anchored_once_served_with_a_proof_and_rewards
         out = read_until(proc, "stopped anvil", timeout=60)
         assert proc.wait(timeout=30) == 0, out
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_stack(proc)
 
 
 def _allocation(

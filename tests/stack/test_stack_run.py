@@ -38,6 +38,7 @@ def start(data: Path, port: int, *args: str, **settings: str) -> subprocess.Pope
         DIMO_STACK_INDEXER_PORT=str(free_port()),
         DIMO_STACK_SIGNER_PORTS=json.dumps([free_port() for _ in range(3)]),
         DIMO_STACK_CERTIFIER_PORT=str(free_port()),
+        DIMO_STACK_TRIGGERS_PORT=str(free_port()),
         COLUMNS="200",
         **{f"DIMO_STACK_{k.upper()}": v for k, v in settings.items()},
     )
@@ -51,6 +52,19 @@ def start(data: Path, port: int, *args: str, **settings: str) -> subprocess.Pope
     )
 
 
+def stop_stack(proc: subprocess.Popen[str]) -> None:
+    """Stops `dimo stack run` as Ctrl-C does, so that it stops its services (a kill would leave
+    them running, holding their ports); kills it only if it does not stop."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 120) -> str:
     assert proc.stdout is not None
     seen = []
@@ -62,7 +76,7 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 120) -
         seen.append(line)
         if marker in line:
             return "".join(seen)
-    proc.kill()
+    stop_stack(proc)
     raise AssertionError(f"{marker!r} never printed:\n{''.join(seen)}")
 
 
@@ -100,8 +114,7 @@ def test_run_deploys_serves_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
             "anvil",
         ], "services stop in the reverse of their start order"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_stack(proc)
     assert (tmp_path / "anvil-state.json").exists()
 
     again = start(tmp_path, port, "--once")

@@ -23,7 +23,7 @@ from stack.platform import Progress
 from stack.seed import OWNERS, dev_account, device_key, load_fleet
 from stack.services import RestartPolicy, Service
 from tests.stack.test_e2e import Stack, fleet_done, oracle_settled, served_proof, sign_in, wait_for
-from tests.stack.test_stack_run import read_until
+from tests.stack.test_stack_run import read_until, stop_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -204,6 +204,4 @@ def test_every_service_killed_in_turn_is_restarted_and_every_receipt_is_served_o
         out = read_until(proc, "stopped anvil", timeout=60)
         assert proc.wait(timeout=30) == 0, out
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_stack(proc)
