@@ -105,6 +105,7 @@ def test_run_deploys_serves_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
         stops = re.findall(r"stopped (.+)$", out, re.MULTILINE)
         assert stops == [
+            "triggers",
             "indexer",
             "oracle batcher",
             "oracle",
