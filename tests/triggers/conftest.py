@@ -20,8 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from sqlalchemy import Engine, insert, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -34,6 +32,7 @@ from oracle.tables import bundles, open_journal
 from protocol.bundle import Bundle, encode_bundle
 from protocol.jwt import encode_jwt
 from protocol.privileges import Privilege
+from tests.indexer.test_api_basics import Served
 from triggers.api import create_app
 from triggers.config import TriggersSettings
 from triggers.delivery import Deliverer
@@ -56,33 +55,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class Served:
-    """An ASGI app served by uvicorn in a thread on 127.0.0.1."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 # -------------------------------------------------------------------------------------------
