@@ -1,4 +1,4 @@
-"""The README's three five-minute walkthroughs ("Try it"), followed step by step in Debian's
+"""The three five-minute walkthroughs ("Try it", docs/dapp.md), followed step by step in Debian's
 chromium against a fresh `make run` (`dimo stack run` with its demo seed, on free ports, with
 three vehicles and a day of history): an owner claims the first epoch's rewards, a data buyer
 buys a licence and reads the vehicles it covers, a token holder votes on the demo's proposal and,
