@@ -28,10 +28,7 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -46,6 +43,8 @@ from coincurve import PrivateKey  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from benchmarks._load import Request, run_open_loop  # noqa: E402
+from benchmarks._proc import cpu_seconds, tree  # noqa: E402
+from benchmarks.indexer_api import serve  # noqa: E402
 from indexer.migrate import upgrade  # noqa: E402
 from protocol.crypto import checksum_address, keccak256  # noqa: E402
 
@@ -130,25 +129,6 @@ def populate(url: str, client_key: PrivateKey) -> str:
     return checksum_address(client_id)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process `pid` and its descendants."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += tree_cpu_s(int(child))
-    return total
-
-
 def server_cpu_ms_per_query(port: int, pid: int, n: int = 200) -> tuple[float, float]:
     """(server CPU ms per Identity query, median latency ms) over `n` queries sent one after
     another: what a query costs whatever else the machine runs."""
@@ -159,7 +139,7 @@ def server_cpu_ms_per_query(port: int, pid: int, n: int = 200) -> tuple[float, f
         headers = {"Content-Type": "application/json"}
         for body in bodies[:20]:
             client.post("/query", content=body, headers=headers)
-        before = tree_cpu_s(pid)
+        before = cpu_seconds(tree(pid))
         for body, request in zip(bodies, requests, strict=True):
             start = time.perf_counter()
             answer = client.post("/query", content=body, headers=headers)
@@ -167,63 +147,8 @@ def server_cpu_ms_per_query(port: int, pid: int, n: int = 200) -> tuple[float, f
             problem = check_answer(answer.status_code, answer.content, request.tag)
             if problem is not None:
                 raise RuntimeError(f"wrong Identity answer: {problem}")
-        used = tree_cpu_s(pid) - before
+        used = cpu_seconds(tree(pid)) - before
     return used * 1000 / n, statistics.median(latencies)
-
-
-@contextlib.contextmanager
-def serve(url: str, workers: int) -> Iterator[tuple[int, int]]:
-    """The indexer API with `workers` uvicorn processes; yields its port and pid."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "DIMO_INDEXER_DATABASE_URL": url,
-        "DIMO_INDEXER_JWT_SECRET": secrets.token_hex(32),
-        "DIMO_INDEXER_RATE_LIMIT_PER_MINUTE": "0",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "indexer.api.main:app_from_env",
-            "--factory",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the API server exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API server did not answer /healthz within 60 s")
-            time.sleep(0.2)
-        time.sleep(1.0 if workers > 1 else 0.0)  # the other workers start too
-        yield port, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def graphql_requests(port: int, n: int) -> list[Request]:
@@ -301,7 +226,8 @@ def main() -> dict[str, Any]:
     client_key = PrivateKey(keccak256(b"bench-developer-licence"))
     with fresh_database() as url:
         client_id = populate(url, client_key)
-        with serve(url, 2) as (port, pid):
+        with serve(url, 2) as served:
+            port, pid = served.port, served.pid
             cpu_load = os.getloadavg()[0]
             cpu_ms, sequential_ms = server_cpu_ms_per_query(port, pid)
             n = int(RATE * SECONDS)
@@ -318,7 +244,8 @@ def main() -> dict[str, Any]:
             light = run_open_loop(
                 "127.0.0.1", port, graphql_requests(port, int(50 * SECONDS)), 50, check_answer
             )
-        with serve(url, 1) as (port, _):
+        with serve(url, 1) as served:
+            port = served.port
             login_load = os.getloadavg()[0]
             logins = logins_per_s(port, client_key, client_id)
     figures = {
