@@ -603,7 +603,19 @@ class BenchPlatform:
         if status["journal_depth"] or unconfirmed:
             return False
         confirmed = status["batches_by_state"].get("confirmed", 0)
-        return self.last_batch() >= confirmed and self.indexed_block() >= self.head()[0]
+        return (
+            self.last_batch() >= confirmed
+            and not self.pending_batches()
+            and self.indexed_block() >= self.head()[0]
+        )
+
+    def pending_batches(self) -> int:
+        """How many batches the index holds undecided (content not served yet, retried)."""
+        with self.index.connect() as conn:
+            value = conn.execute(
+                text("SELECT count(*) FROM batches WHERE status = 'pending'")
+            ).scalar_one()
+        return int(value)
 
     def wait(self, what: str, probe: Callable[[], bool], timeout: float) -> bool:
         """Polls `probe` every 0.5 s until it holds (True) or `timeout` passes (False)."""
@@ -819,9 +831,13 @@ class Watcher(threading.Thread):
                 self.mismatches.append(f"{s.device}#{s.sequence} served {leaf}")
 
     def close(self) -> None:
-        """Stops the thread."""
+        """Stops the thread, then notes the batches loaded since its last look (a batch
+        loaded in the last quarter second before the platform settled would be missed)."""
         self.stop_event.set()
         self.join(10)
+        now = time.time()
+        for batch_id in self.bench.loaded_batches(self.last_batch):
+            self.loaded_at.setdefault(batch_id, now)
         self.client.close()
 
 
