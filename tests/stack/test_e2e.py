@@ -69,6 +69,7 @@ class Stack:
             DIMO_STACK_SIGNER_PORTS=json.dumps([free_port() for _ in range(3)]),
             DIMO_STACK_CERTIFIER_PORT=str(free_port()),
             DIMO_STACK_TRIGGERS_PORT=str(free_port()),
+            DIMO_STACK_ATTESTATION_PORT=str(free_port()),
             # The demo posts epoch 0 itself; this test posts, verifies and claims it.
             DIMO_STACK_DEMO="false",
             DIMO_STACK_FLEET_VEHICLES="3",
