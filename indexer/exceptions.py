@@ -940,10 +940,10 @@ class VehicleTokenOtherVehicle(DeveloperApiProblem, PermissionError):
 
 
 class CredentialRejected(ApiProblem, ValueError):
-    """A credential submitted to the index does not verify, or is not of this platform (422)."""
+    """A credential submitted to the index does not verify, or is not of this platform (400)."""
 
     slug = "credential-rejected"
-    status = 422
+    status = 400
     title = "Credential rejected"
 
     def __init__(self, reason: str) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "latest_credential",
     "latest_vin",
     "may_read_vin",
+    "parse_credential",
     "store_credential",
     "vehicle_credentials",
 ]
@@ -107,11 +108,7 @@ class OnChainCredentials:
             CredentialRejected: malformed, of another platform, or refused by the contract.
             CredentialCheckUnavailable: the chain node did not answer.
         """
-        try:
-            credential = struct_of(document)
-            signatures = proof_signatures(document)
-        except CredentialInvalid as exc:
-            raise CredentialRejected(exc.reason) from None
+        credential, signatures = parse_credential(document)
         subject = document.get("credentialSubject")
         did = subject.get("id") if isinstance(subject, Mapping) else None
         ours = vehicle_did(self.deployment.chain_id, self.vehicle_contract, credential.vehicle_id)
@@ -131,6 +128,18 @@ class OnChainCredentials:
         return IndexedCredential(
             compute_cid(canonical, cid_version=CID_VERSION), credential, dict(document)
         )
+
+
+def parse_credential(document: Mapping[str, Any]) -> tuple[Credential, bytes]:
+    """The signed struct a document's proof must carry, and the proof's signatures.
+
+    Raises:
+        CredentialRejected: a field the struct needs is missing or malformed.
+    """
+    try:
+        return struct_of(document), proof_signatures(document)
+    except CredentialInvalid as exc:
+        raise CredentialRejected(exc.reason) from None
 
 
 def store_credential(conn: Connection, found: IndexedCredential) -> bool:

@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
-from indexer.api.credentials import OnChainCredentials, store_credential
+from indexer.api.credentials import OnChainCredentials, parse_credential, store_credential
 from indexer.api.deps import DbConn, Settings, deployment_of
 from indexer.api.problems import problem_responses
 from indexer.config import IndexerSettings
+from indexer.exceptions import CredentialCheckUnavailable
+from protocol.deployment import DeploymentError
 
 router = APIRouter(prefix="/credentials", tags=["credentials"])
 
@@ -34,7 +36,10 @@ def on_chain_credentials(request: Request, settings: IndexerSettings) -> OnChain
     with _lock:
         found = getattr(state, "on_chain_credentials", None)
         if found is None:
-            found = OnChainCredentials(settings.rpc_url, deployment_of(request, settings))
+            try:
+                found = OnChainCredentials(settings.rpc_url, deployment_of(request, settings))
+            except DeploymentError as exc:
+                raise CredentialCheckUnavailable(f"no deployment record: {exc}") from None
             state.on_chain_credentials = found
     assert isinstance(found, OnChainCredentials)
     return found
@@ -44,7 +49,7 @@ def on_chain_credentials(request: Request, settings: IndexerSettings) -> OnChain
     "",
     response_model=CredentialIndexedOut,
     summary="Index a vehicle credential the oracle quorum signed",
-    responses=problem_responses(422, 503),
+    responses=problem_responses(400, 503),
 )
 def post_credential(
     request: Request,
@@ -55,6 +60,7 @@ def post_credential(
     """Keeps a credential once `VehicleCredentials.verifyCredential` accepts it now and its
     subject is a vehicle of this platform; submitting it again changes nothing. The attestation
     host submits each credential it issues."""
+    parse_credential(document)  # a malformed document is a 400 before the chain is asked
     found = on_chain_credentials(request, settings).check(document)
     new = store_credential(conn, found)
     conn.commit()
