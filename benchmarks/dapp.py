@@ -87,6 +87,7 @@ def demo_run(data: Path, vehicles: int, timeout_s: float = 900) -> Iterator[Demo
         "DIMO_STACK_SIGNER_PORTS": json.dumps([free_port() for _ in range(3)]),
         "DIMO_STACK_CERTIFIER_PORT": str(free_port()),
         "DIMO_STACK_TRIGGERS_PORT": str(free_port()),
+        "DIMO_STACK_ATTESTATION_PORT": str(free_port()),
         "DIMO_STACK_FLEET_VEHICLES": str(vehicles),
         "DIMO_STACK_HISTORY_DAYS": "1",
         "DIMO_STACK_TIME_FACTOR": "8000",

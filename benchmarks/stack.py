@@ -476,6 +476,7 @@ class BenchPlatform:
             signer_ports=[free_port() for _ in range(3)],
             indexer_port=free_port(),
             triggers_port=free_port(),
+            attestation_port=free_port(),
             fleet_vehicles=0,
             api_rate_limit_per_minute=0,
             oracle_database_url=oracle_db,

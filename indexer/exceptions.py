@@ -901,3 +901,69 @@ class SignerCheckUnavailable(DeveloperApiProblem, ConnectionError):
             f"the chain node did not answer the licence's ERC-1271 isValidSignature ({reason}); "
             "try again, or sign with the client id's own key; the challenge stays usable"
         )
+
+
+class VehicleTokenExpired(DeveloperApiProblem, PermissionError):
+    """A vehicle JWT whose `exp` has passed (401)."""
+
+    slug = "vehicle-token-expired"
+    status = 401
+    title = "Vehicle token expired"
+
+    def __init__(self, expired_at: int) -> None:
+        self.expired_at = expired_at
+        super().__init__(
+            f"the vehicle JWT expired at unix time {expired_at}; exchange a new one with "
+            "POST /v1/tokens/exchange",
+            expired_at=expired_at,
+        )
+
+
+class VehicleTokenOtherVehicle(DeveloperApiProblem, PermissionError):
+    """A vehicle JWT sent for another vehicle than its own (403)."""
+
+    slug = "vehicle-token-other-vehicle"
+    status = 403
+    title = "Vehicle token for another vehicle"
+
+    def __init__(self, asset: str, vehicle_id: int) -> None:
+        super().__init__(
+            f"the vehicle JWT is for {asset}, not vehicle {vehicle_id}; exchange one for it",
+            vehicle_id=vehicle_id,
+            asset=asset,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Vehicle credentials (the index `vinVCLatest` reads)
+# --------------------------------------------------------------------------------------------
+
+
+class CredentialRejected(ApiProblem, ValueError):
+    """A credential submitted to the index does not verify, or is not of this platform (400)."""
+
+    slug = "credential-rejected"
+    status = 400
+    title = "Credential rejected"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"{reason}; only credentials the oracle quorum signed for this platform's vehicles, "
+            "as VehicleCredentials.verifyCredential accepts them now, are indexed",
+            reason=reason,
+        )
+
+
+class CredentialCheckUnavailable(ApiProblem, ConnectionError):
+    """The chain node that answers `verifyCredential` did not answer (503)."""
+
+    slug = "credential-check-unavailable"
+    status = 503
+    title = "Credential check unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the chain node did not answer VehicleCredentials.verifyCredential ({reason}); "
+            "submit the credential again"
+        )

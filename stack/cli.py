@@ -126,8 +126,12 @@ def _print_ready(platform: Platform, chain_url: str, vehicle_nft: str) -> None:
         f"  triggers      {s.triggers_url}  (POST /v1/webhooks, DIMO's VehicleTriggers)",
         highlight=False,
     )
+    console.print(
+        f"  attestations  {s.attestation_url}  (POST /v2/attestation/..., DIMO's Attestation)",
+        highlight=False,
+    )
     console.print("[bold]DIMO's SDKs[/] (Auth, TokenExchange and Identity are the indexer API):")
-    for line in sdk_setup_lines(s.indexer_url, vehicle_nft, s.triggers_url):
+    for line in sdk_setup_lines(s.indexer_url, vehicle_nft, s.triggers_url, s.attestation_url):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     console.print("Ctrl-C stops every service and keeps the state for the next run")
 

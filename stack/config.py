@@ -46,6 +46,8 @@ class StackSettings(BaseSettings):
     certifier_port: int = Field(default=8620, ge=1, le=65535)
     # Port of the triggers service's API (webhook registration).
     triggers_port: int = Field(default=8800, ge=1, le=65535)
+    # Port of the attestation host (`dimo certify attestations`: DIMO's Attestation API).
+    attestation_port: int = Field(default=8630, ge=1, le=65535)
     # SQLAlchemy URL of the triggers' outbox; None: SQLite in the data folder.
     triggers_database_url: str | None = None
     # Requests one caller may make to the indexer's API per minute; 0: no limit.
@@ -121,6 +123,11 @@ class StackSettings(BaseSettings):
     def triggers_url(self) -> str:
         """Base URL of the triggers service's API."""
         return f"http://{self.host}:{self.triggers_port}"
+
+    @property
+    def attestation_url(self) -> str:
+        """Base URL of the attestation host."""
+        return f"http://{self.host}:{self.attestation_port}"
 
     @property
     def indexer_url(self) -> str:

@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import can
 import httpx
 
 from device_bridge.config import BridgeSettings
-from device_bridge.decoder import Decoder
+from device_bridge.decoder import Decoder, Reading
 from device_bridge.keys import DeviceKey
+from device_bridge.obd import VIN_PATH, ObdClient
+from device_bridge.obd_sim import SimulatedEcu
 from device_bridge.queue import BundleQueue, leaf_hash
 from device_bridge.runner import Bridge
 from device_bridge.simulator.encoding import Frame, FrameEncoder, frames_to_messages
@@ -45,13 +48,38 @@ from protocol.eip712 import dimo_domain
 from stack.chain import rpc
 from stack.seed import FleetVehicle, device_key, load_fleet
 
-__all__ = ["FleetRunner", "Ledger", "SealedBundle", "SimClock", "VehicleDays", "fleet_dir"]
+__all__ = [
+    "FleetRunner",
+    "Ledger",
+    "SealedBundle",
+    "SimClock",
+    "VehicleDays",
+    "ecu_vin",
+    "fleet_dir",
+]
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 #: Oldest window the fleet sends after a long pause: inside the oracle's 7-day acceptance.
 MAX_BACKLOG_MS = 6 * DAY_MS
+#: Simulated time between two VIN reads of a bridge (OBD-II Mode 09 PID 02).
+VIN_EVERY_MS = 3_600_000
+
+
+def ecu_vin(vin: str, channel: str) -> str:
+    """The VIN as a device reads it from the car: OBD-II Mode 09 PID 02, a multi-frame ISO-TP
+    answer of the simulated engine ECU on a python-can virtual bus `channel`.
+
+    Raises:
+        ObdError: the ECU's answer is missing or malformed.
+    """
+    with SimulatedEcu(channel, {}, vin):
+        bus = can.Bus(interface="virtual", channel=channel)
+        try:
+            return ObdClient(bus).read_vin()
+        finally:
+            bus.shutdown()
 
 
 def fleet_dir(data_dir: Path) -> Path:
@@ -219,17 +247,22 @@ class VehicleDays:
 
 
 class _Car:
-    """One vehicle's bridge and frame stream."""
+    """One vehicle's bridge and frame stream, and the VIN its device read from the ECU."""
 
-    def __init__(self, vehicle: FleetVehicle, bridge: Bridge, frames: Iterator[Frame]) -> None:
+    def __init__(
+        self, vehicle: FleetVehicle, bridge: Bridge, frames: Iterator[Frame], vin: str = ""
+    ) -> None:
         self.vehicle = vehicle
         self.bridge = bridge
         self.sealer: _LedgerSealer = bridge.sealer  # type: ignore[assignment]
+        self.vin = vin
+        self.next_vin_ms = 0
         self._frames = frames
         self._next: Frame | None = next(frames, None)
 
     def advance(self, now_ms: int) -> None:
-        """Feeds every frame up to `now_ms` to the bridge and closes windows by then."""
+        """Feeds every frame up to `now_ms` to the bridge, and the VIN once every
+        `VIN_EVERY_MS` (as a device polls Mode 09), and closes windows by then."""
         batch = []
         horizon = now_ms * 1000
         while self._next is not None and self._next.t_us <= horizon:
@@ -237,6 +270,9 @@ class _Car:
             self._next = next(self._frames, None)
         if batch:
             self.bridge.feed(list(frames_to_messages(batch)))
+        if self.vin and now_ms >= self.next_vin_ms:
+            self.bridge.feed_readings([Reading(now_ms / 1000, VIN_PATH, self.vin)])
+            self.next_vin_ms = now_ms + VIN_EVERY_MS
         self.bridge.tick(now_ms)
 
 
@@ -342,7 +378,8 @@ class FleetRunner:
             if v.model not in encoders:
                 encoders[v.model] = FrameEncoder(v.model, dbc_dir=self.dbc_dir)
             frames = days.frames(encoders[v.model], self.rate_scale, from_ms)
-            self.cars.append(_Car(v, bridge, frames))
+            vin = ecu_vin(v.vin, f"dimo-fleet-vin-{id(self)}-{v.index}") if v.vin else ""
+            self.cars.append(_Car(v, bridge, frames, vin))
         saved = self._state.get("clock_ms")
         if saved is None:
             return min(starts)

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from oracle.certifier.attestation_api import SaltBook, salt_book_path
 from oracle.tables import open_journal
 from protocol.crypto import private_key_to_address
 from protocol.deployment import Deployment
@@ -32,6 +33,9 @@ __all__ = ["ORACLE_SIGNER_ACCOUNTS", "Platform", "Progress"]
 ORACLE_SIGNER_ACCOUNTS = (7, 8, 9)
 #: anvil dev account that relays the local oracle's anchors.
 ORACLE_SUBMITTER_ACCOUNT = 7
+#: anvil dev account that relays the attestation host's supersessions (an oracle signer that
+#: sends nothing else, so that its nonces never race the anchors').
+ATTESTATION_RELAYER_ACCOUNT = 9
 #: Length of a rewards epoch (Rewards.EPOCH_SECONDS).
 EPOCH_S = 7 * 86_400
 
@@ -210,7 +214,8 @@ class Platform:
 
     def plan(self) -> list[Service]:
         """The services in start order: three signers, the oracle's ingest API and its batcher,
-        the indexer, the triggers, the certifier and the fleet (with a simulated fleet only)."""
+        the indexer, the triggers, the attestation host, the certifier and the fleet (with a
+        simulated fleet only)."""
         s = self.settings
         deployment = str(s.deployment_path.resolve())
         logs = self.data / "logs"
@@ -337,6 +342,30 @@ class Platform:
                 self.root,
             )
         )
+        services.append(
+            Service(
+                "attestations",
+                dimo_command("certify", "attestations"),
+                {
+                    "DIMO_ATTEST_HOST": s.host,
+                    "DIMO_ATTEST_PORT": str(s.attestation_port),
+                    "DIMO_ATTEST_API_URL": s.indexer_url,
+                    "DIMO_ATTEST_RPC_URL": s.chain_url,
+                    "DIMO_ATTEST_DEPLOYMENT": deployment,
+                    "DIMO_ATTEST_KEYS": json.dumps(keys),
+                    "DIMO_ATTEST_RELAYER_KEY": (
+                        submitter if s.rpc_url else _key(ATTESTATION_RELAYER_ACCOUNT)
+                    ),
+                    "DIMO_ATTEST_BLOB_DIR": str(self.data / "blobs"),
+                    "DIMO_ATTEST_TELEMETRY_URL": f"{s.indexer_url}/telemetry",
+                    "DIMO_ATTEST_JWT_SECRET": self._jwt_secret(),
+                    "DIMO_ATTEST_VEHICLE_JWT_ISSUER": f"http://{authority}",
+                },
+                f"{s.attestation_url}/healthz",
+                logs / "attestations.log",
+                self.root,
+            )
+        )
         if self.certifier_url is not None:
             services.append(
                 Service(
@@ -412,6 +441,19 @@ class Platform:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def reveal_vin_salts(self) -> int:
+        """Reveals the simulated owners' VIN salts to the attestation host (what each owner
+        does once for a VIN credential), so that DIMO's SDKs, which send none, get one for any
+        fleet vehicle; returns how many. The host checks each against the vehicle's on-chain
+        commitment and the device's Mode 09 reading before it signs."""
+        book = SaltBook(salt_book_path(self.data / "blobs"))
+        revealed = 0
+        for vehicle in self.fleet:
+            if vehicle.vin_salt and book.get(vehicle.vehicle_id) is None:
+                book.put(vehicle.vehicle_id, bytes.fromhex(vehicle.vin_salt))
+                revealed += 1
+        return revealed
+
     def start_services(self, on_started: Callable[[Service], None]) -> None:
         """Starts each service and waits until it is healthy before the next.
 
@@ -422,6 +464,7 @@ class Platform:
         # first spares them racing to create its tables.
         journal = open_journal(self.oracle_database_url)
         journal.dispose()
+        self.reveal_vin_salts()
         for service in self.plan():
             service.start()
             self.services.append(service)

@@ -8,6 +8,7 @@ the end-to-end check read; running again registers only the vehicles that are mi
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from web3.middleware import SignAndSendRawMiddlewareBuilder
 
 from protocol.crypto import keccak256
 from protocol.deployment import Deployment
+from protocol.vin import make_vin
 from stack.chain import DEV_MNEMONIC
 from stack.exceptions import FleetConfigError, FleetSetupError
 
@@ -29,6 +31,7 @@ __all__ = [
     "FleetVehicle",
     "dev_account",
     "device_key",
+    "fleet_vin",
     "load_fleet",
     "register_fleet",
 ]
@@ -39,6 +42,14 @@ MODEL_IDENTITY: dict[str, tuple[str, str, int]] = {
     "tesla_model3": ("Tesla", "Model 3", 2021),
     "nissan_leaf_2018": ("Nissan", "Leaf", 2018),
     "hyundai_canfd": ("Hyundai", "Ioniq 5", 2022),
+}
+#: Each simulator model's VIN: world manufacturer identifier and vehicle descriptor (8
+#: characters, as the maker writes them for that model) and assembly plant code.
+MODEL_VIN: dict[str, tuple[str, str]] = {
+    "hyundai_kona_ev_2019": ("KM8K33AG", "U"),  # Hyundai Kona Electric, Ulsan
+    "tesla_model3": ("5YJ3E1EA", "F"),  # Tesla Model 3, Fremont
+    "nissan_leaf_2018": ("1N4AZ1CP", "C"),  # Nissan Leaf, Smyrna
+    "hyundai_canfd": ("KM8KM4AE", "U"),  # Hyundai Ioniq 5, Ulsan
 }
 #: anvil dev accounts by role: 0 deploys (local admin), 1 makes devices, 2-4 own vehicles.
 ADMIN, MANUFACTURER, OWNERS = 0, 1, (2, 3, 4)
@@ -86,6 +97,10 @@ class FleetVehicle:
         device: the device's address (its key derives from the dev mnemonic).
         owner: the vehicle's owner (a dev account).
         paired_at: timestamp (s) of the block that paired the device.
+        vin: the VIN its ECU answers OBD-II Mode 09 with ("" for a fleet registered before
+            VINs were simulated).
+        vin_salt: the salt (hex) of the VIN commitment the vehicle was minted with: the
+            owner's secret, revealed to the attestation host for a VIN credential.
     """
 
     index: int
@@ -94,6 +109,16 @@ class FleetVehicle:
     device: str
     owner: str
     paired_at: int
+    vin: str = ""
+    vin_salt: str = ""
+
+
+def fleet_vin(model: str, seed: int, index: int) -> str:
+    """The VIN of the fleet's vehicle `index`: its model's maker prefix, year and plant, a
+    serial from the seed and index, and the North American check digit."""
+    descriptor, plant = MODEL_VIN[model]
+    year = MODEL_IDENTITY[model][2]
+    return make_vin(descriptor, year, plant, f"{(123_457 + seed * 7_919 + index) % 1_000_000:06d}")
 
 
 def load_fleet(path: Path) -> list[FleetVehicle]:
@@ -109,6 +134,7 @@ def _save(path: Path, seed: int, fleet: list[FleetVehicle]) -> None:
     body = {"seed": seed, "vehicles": [asdict(v) for v in fleet]}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body, indent=1) + "\n")
+    tmp.chmod(0o600)  # the owners' VIN salts
     tmp.replace(path)
 
 
@@ -203,10 +229,10 @@ def register_fleet(
     for i in todo:
         key, owner, model = keys[i], owners[i % len(owners)], models[i % len(models)]
         make, name, year = MODEL_IDENTITY[model]
-        vin = keccak256(f"dimo-stack:{seed}:{i}".encode())
+        vin, salt = fleet_vin(model, seed, i), secrets.token_bytes(32)
         receipt = chain.send(
             f"mint vehicle {i}",
-            vehicle_id.functions.mint(make, name, year, keccak256(b"\x01" * 32 + vin)),
+            vehicle_id.functions.mint(make, name, year, keccak256(salt + vin.encode())),
             owner.address,
         )
         transfers = vehicle_id.events.Transfer().process_receipt(receipt, errors=DISCARD)
@@ -237,7 +263,16 @@ def register_fleet(
         )
         block = chain.w3.eth.get_block(receipt["blockNumber"])
         fleet.append(
-            FleetVehicle(i, model, vid, key.address, owner.address, int(block["timestamp"]))
+            FleetVehicle(
+                i,
+                model,
+                vid,
+                key.address,
+                owner.address,
+                int(block["timestamp"]),
+                vin,
+                salt.hex(),
+            )
         )
         _save(path, seed, fleet)
     return fleet

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final, cast
 
 import anyio
@@ -17,9 +18,16 @@ from sqlalchemy import Connection, Engine
 
 from indexer.api.auth import TokenCache, TokenClaims
 from indexer.config import IndexerSettings
-from indexer.exceptions import TokenRejected
+from indexer.exceptions import (
+    InvalidToken,
+    TokenRejected,
+    VehicleTokenExpired,
+    VehicleTokenOtherVehicle,
+)
 from indexer.rights import Coverage, RightsCache
 from protocol.deployment import Deployment
+from protocol.jwt import JwtError, JwtExpired, verify_vehicle_token
+from protocol.privileges import ALL_PRIVILEGES, DIMO_PRIVILEGES, Privilege, scopes_of_dimo_ids
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -240,20 +248,97 @@ async def _rights_cache(request: Request) -> RightsCache:
 Rights = Annotated[RightsCache, Depends(_rights_cache)]
 
 
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """Whose rights a request's token speaks for: a signed-in wallet, or a developer licence
+    through a vehicle JWT of DIMO's token exchange (one vehicle, its privileges only).
+
+    Attributes:
+        address: The wallet, or the licence's client id, whose rights count.
+        scopes: The scopes the token lets it use (all, for a wallet token).
+        vehicle: The vehicle JWT's vehicle; None for a wallet token.
+        asset: The vehicle JWT's `asset` DID; "" for a wallet token.
+    """
+
+    address: str
+    scopes: Privilege
+    vehicle: int | None = None
+    asset: str = ""
+
+
+async def bearer(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Bearer:
+    """The request's wallet access token, or else its vehicle JWT (`POST /v1/tokens/exchange`).
+
+    A vehicle JWT proves only what held when it was issued: `coverage_for` asks the rights
+    engine again on every request, so a sale or an expired grant ends access at once.
+
+    Raises:
+        TokenRejected: no bearer token was sent.
+        InvalidToken, TokenExpired: neither a good wallet token nor a vehicle JWT.
+        VehicleTokenExpired: a vehicle JWT of this API whose `exp` has passed.
+    """
+    if credentials is None:
+        raise TokenRejected()
+    state = request.app.state
+    settings = cast(IndexerSettings, state.settings)
+    token, now = credentials.credentials, cast("Callable[[], float]", state.clock)()
+    try:
+        claims = token_cache(state).verify(token, state.jwt_key, settings.siwe_domain, now)
+    except InvalidToken as refused:
+        try:
+            vehicle = verify_vehicle_token(token, state.jwt_key, settings.siwe_uri, now)
+        except JwtExpired as exc:
+            raise VehicleTokenExpired(exc.expired_at) from None
+        except JwtError:
+            raise refused from None
+        known = [i for i in vehicle.privileges if i in DIMO_PRIVILEGES]
+        return Bearer(
+            vehicle.client_id, scopes_of_dimo_ids(known), vehicle.vehicle_id, vehicle.asset
+        )
+    return Bearer(claims.address, ALL_PRIVILEGES)
+
+
+#: The request's wallet token or vehicle JWT (401 problem without a good one).
+BearerDep = Annotated[Bearer, Depends(bearer)]
+
+
+def coverage_for(
+    cache: RightsCache, conn: Connection, vehicle_id: int, who: Bearer, now_ms: int
+) -> Coverage:
+    """`who`'s rights on `vehicle_id` at `now_ms`, narrowed to its token's scopes.
+
+    Raises:
+        VehicleTokenOtherVehicle: a vehicle JWT of another vehicle (403).
+        VehicleNotFound: no such vehicle is indexed (404).
+    """
+    if who.vehicle is not None and who.vehicle != vehicle_id:
+        raise VehicleTokenOtherVehicle(who.asset, vehicle_id)
+    coverage = cache.coverage(conn, vehicle_id, who.address, now_ms)
+    if who.scopes == ALL_PRIVILEGES:
+        return coverage
+    narrowed = {p: spans for p, spans in coverage.by_privilege.items() if p & who.scopes}
+    return replace(coverage, by_privilege=narrowed, is_owner=False)
+
+
 def vehicle_coverage(
     vehicle_id: VehicleId,
-    caller: Caller,
+    who: BearerDep,
     conn: DbConn,
     clock: Clock,
     cache: Rights,
 ) -> Coverage:
-    """The caller's rights on the path's vehicle now.
+    """The caller's rights on the path's vehicle now (a wallet token, or a vehicle JWT of that
+    vehicle narrowed to its privileges).
 
     Raises:
         TokenRejected: no signed-in caller (401).
+        VehicleTokenOtherVehicle: a vehicle JWT of another vehicle (403).
         VehicleNotFound: no such vehicle is indexed (404).
     """
-    return cache.coverage(conn, vehicle_id, caller, int(clock() * 1000))
+    return coverage_for(cache, conn, vehicle_id, who, int(clock() * 1000))
 
 
 #: The caller's coverage of the path's vehicle.

@@ -37,6 +37,7 @@ from indexer.api.routes import (
     apps_finance,
     apps_insurance,
     apps_proofs,
+    credentials,
     dimo_auth,
     telemetry_proofs,
     telemetry_sessions,
@@ -185,6 +186,7 @@ def create_app(
     # DIMO's developer surface at the root, as DIMO's SDKs join paths (docs/indexer.md).
     app.include_router(dimo_auth.router)
     app.include_router(token_exchange.router)
+    app.include_router(credentials.router)
     app.include_router(identity_router(settings))
     app.include_router(telemetry_router())
     mount_dapp(app, DAPP_DIST)

@@ -16,9 +16,17 @@ Each answers `{message, cid, credential, ...}`; the VIN route adds `vcUrl` and `
 its message is the one the Python SDK compares. Errors are RFC 9457 problems; nothing is
 signed or stored for a refused request.
 
-Authorisation lives in one dependency, `caller`: today the indexer's wallet JWT, passed on to
-the indexer, whose rights engine answers for every reading; the vehicle JWT of DIMO's token
-exchange replaces it there.
+Authorisation lives in one dependency, `caller`: the indexer's wallet JWT or the 10-minute
+vehicle JWT of DIMO's token exchange (`POST /v1/tokens/exchange`), passed on to the indexer,
+whose rights engine answers for every reading, on every request (a sale or an expired grant
+ends access inside the token's life). With the indexer's token key (`VehicleTokens`) the host
+also checks a vehicle JWT itself first: its MAC, expiry and vehicle, and that its privileges
+name one the route needs (VIN: GetVINCredential; odometer and health: GetNonLocationHistory
+or GetLiveData; position: a location privilege). Problems carry DIMO's `code` and `message`
+besides RFC 9457's members, which DIMO's SDKs show.
+
+Each credential issued is also submitted to the indexer's index of credentials
+(`POST /credentials`), which the Telemetry GraphQL's `vinVCLatest` reads.
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
+import httpx
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -48,7 +58,11 @@ from oracle.certifier.chain import CertifierChain
 from oracle.certifier.config import AttestationSettings
 from oracle.certifier.exceptions import (
     AttestationError,
+    AttestationNotIndexed,
+    AttestationPrivilegeMissing,
     AttestationRequestInvalid,
+    AttestationTokenExpired,
+    AttestationTokenOtherVehicle,
     AttestationUnauthenticated,
 )
 from oracle.certify import CheckerUnavailable, StatementRefused
@@ -58,13 +72,24 @@ from protocol.blobstore import BlobStore, BlobStoreError, LocalCidStore
 from protocol.cid import InvalidCid
 from protocol.credentials import CredentialKind, ms_of_iso
 from protocol.deployment import Deployment
+from protocol.jwt import (
+    VEHICLE_TOKEN_USE,
+    JwtError,
+    JwtExpired,
+    decode_jwt,
+    verify_vehicle_token,
+)
+from protocol.privileges import DIMO_PRIVILEGES, Privilege, scopes_of_dimo_ids
 
 __all__ = [
     "VIN_MESSAGE",
+    "CredentialIndex",
     "SaltBook",
+    "VehicleTokens",
     "build_attestation_app",
     "caller",
     "create_attestation_app",
+    "salt_book_path",
     "statement_builder",
 ]
 
@@ -86,16 +111,74 @@ TokenId = Annotated[int, PathParam(ge=1, le=MAX_TOKEN_ID, description="Vehicle t
 # DIMO's path parameter is `tokenId`; the routes take it by that name.
 
 
-def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+@dataclass(frozen=True)
+class VehicleTokens:
+    """How the host checks vehicle JWTs itself: the indexer's HS256 token key and the issuer
+    its vehicle JWTs name (the indexer's `DIMO_INDEXER_JWT_SECRET` and `SIWE_URI`)."""
+
+    key: bytes
+    issuer: str
+
+
+#: The scope each route's credential needs, by route, for the early check of a vehicle JWT.
+ROUTE_SCOPES: Final = {
+    "vin": Privilege.VIN,
+    "odometer-statement": Privilege.ODOMETER,
+    "vehicle-health": Privilege.BATTERY,
+    "vehicle-position": Privilege.LOCATION,
+}
+
+
+def caller(
+    request: Request,
+    tokenId: TokenId,  # noqa: N803 (DIMO's path parameter)
+    authorization: Annotated[str | None, Header()] = None,
+) -> Caller:
     """The one authorisation dependency of every attestation route.
 
+    A wallet access token, or any token when the host has no `VehicleTokens`, goes to the
+    indexer as it is. A vehicle JWT is checked here first: MAC, issuer, expiry, its vehicle
+    against the path's, and its privileges against what the route states.
+
     Raises:
-        AttestationUnauthenticated: no bearer token.
+        AttestationUnauthenticated: no bearer token, or a vehicle JWT that does not check.
+        AttestationTokenExpired: a vehicle JWT past its `exp`.
+        AttestationTokenOtherVehicle: a vehicle JWT of another vehicle.
+        AttestationPrivilegeMissing: a vehicle JWT without a privilege the route needs.
     """
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise AttestationUnauthenticated("no bearer token in `Authorization`")
-    return Caller(token.strip())
+    tokens: VehicleTokens | None = request.app.state.vehicle_tokens
+    if tokens is None:
+        return Caller(token)
+    try:
+        use = decode_jwt(token, tokens.key).get("token_use")
+    except JwtError:
+        return Caller(token)  # not one of the indexer's: the indexer refuses it
+    if use != VEHICLE_TOKEN_USE:
+        return Caller(token)
+    try:
+        checked = verify_vehicle_token(token, tokens.key, tokens.issuer, request.app.state.now())
+    except JwtExpired as exc:
+        raise AttestationTokenExpired(exc.expired_at) from None
+    except JwtError as exc:
+        raise AttestationUnauthenticated(f"the vehicle JWT is refused: {exc.reason}") from None
+    if checked.vehicle_id != tokenId:
+        raise AttestationTokenOtherVehicle(checked.asset, tokenId)
+    route = request.url.path.rstrip("/").split("/")[-2]
+    need = ROUTE_SCOPES.get(route)
+    held = scopes_of_dimo_ids(i for i in checked.privileges if i in DIMO_PRIVILEGES)
+    if need is not None and not held & need:
+        granting = [f"{i} {name}" for i, (name, scopes) in DIMO_PRIVILEGES.items() if scopes & need]
+        raise AttestationPrivilegeMissing(
+            tokenId,
+            " or ".join(granting),
+            f"the vehicle JWT holds privileges {sorted(checked.privileges)}; exchange one with "
+            f"privilege {' or '.join(g.split()[0] for g in granting)} for the {route} credential",
+        )
+    return Caller(token, checked.vehicle_id, checked.privileges)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
@@ -130,6 +213,32 @@ class SaltBook:
             return {}
         loaded: dict[str, str] = json.loads(self.path.read_text())
         return loaded
+
+
+class CredentialIndex:
+    """The indexer's index of credentials (`POST /credentials`), which the Telemetry
+    GraphQL's `vinVCLatest` reads; the indexer keeps a credential only once it verifies."""
+
+    def __init__(self, api_url: str, *, timeout_s: float = 60.0) -> None:
+        self.url = api_url.rstrip("/") + "/credentials"
+        self._http = httpx.Client(timeout=timeout_s)
+
+    def submit(self, cid: str, document: dict[str, Any]) -> None:
+        """Submits an issued credential.
+
+        Raises:
+            AttestationNotIndexed: the indexer did not answer, or refused it.
+        """
+        try:
+            r = self._http.post(self.url, json=document)
+        except httpx.HTTPError as exc:
+            raise AttestationNotIndexed(cid, f"{self.url}: {exc}") from None
+        if r.status_code != 200:
+            raise AttestationNotIndexed(cid, f"{self.url} answered {r.status_code}: {r.text[:300]}")
+
+    def close(self) -> None:
+        """Closes the HTTP client."""
+        self._http.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,6 +309,8 @@ def create_attestation_app(
     salts: SaltBook,
     *,
     telemetry_url: str,
+    vehicle_tokens: VehicleTokens | None = None,
+    index: CredentialIndex | None = None,
 ) -> FastAPI:
     """The attestation host.
 
@@ -209,26 +320,36 @@ def create_attestation_app(
         store: The blob store credentials are read back from.
         salts: Revealed VIN salts.
         telemetry_url: Base URL of the telemetry GraphQL host (the VIN answer's `vcUrl`).
+        vehicle_tokens: The indexer's token key, to check vehicle JWTs here too; None: the
+            indexer alone checks them.
+        index: The indexer's index of credentials each credential is submitted to; None:
+            none (`vinVCLatest` then never sees them).
     """
     app = FastAPI(title="DIMO attestations", version="2")
+    app.state.vehicle_tokens = vehicle_tokens
+    app.state.now = lambda: builder.now_ms() / 1000
+
+    def problem(status: int, slug: str, detail: str, **extra: Any) -> JSONResponse:
+        # DIMO's `code` and `message` too: DIMO's SDKs show them.
+        return problem_json(status, slug, detail, code=status, message=detail, **extra)
 
     @app.exception_handler(AttestationError)
     async def _refused(_: Request, exc: AttestationError) -> JSONResponse:
-        return problem_json(exc.status, exc.slug, str(exc))
+        return problem(exc.status, exc.slug, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return problem_json(422, "invalid-request", f"invalid attestation request: {errors}")
+        return problem(422, "invalid-request", f"invalid attestation request: {errors}")
 
     @app.exception_handler(StatementRefused)
     async def _statement(_: Request, exc: StatementRefused) -> JSONResponse:
-        return problem_json(422, "statement-refused", str(exc), refusal=exc.reason)
+        return problem(422, "statement-refused", str(exc), refusal=exc.reason)
 
     @app.exception_handler(CheckerUnavailable)
     async def _down(_: Request, exc: CheckerUnavailable) -> JSONResponse:
         log.warning("attestation could not be checked: %s", exc.reason)
-        return problem_json(503, "checker-unavailable", str(exc))
+        return problem(503, "checker-unavailable", str(exc))
 
     async def issued(
         who: Caller, asked: StatementRequest, message: str, **extra: Any
@@ -237,6 +358,8 @@ def create_attestation_app(
             done = issuer.issue(state(builder, who, asked), asked, who)
             if asked.kind is CredentialKind.VIN:
                 salts.put(asked.vehicle_id, asked.salt)
+            if index is not None:
+                index.submit(done.cid, done.document)
             return {
                 "message": message,
                 **extra,
@@ -321,7 +444,7 @@ def create_attestation_app(
         try:
             return json.loads(store.get(cid))
         except (BlobStoreError, InvalidCid, ValueError) as exc:
-            return problem_json(404, "unknown-credential", f"no credential {cid}: {exc}")
+            return problem(404, "unknown-credential", f"no credential {cid}: {exc}")
 
     return app
 
@@ -355,7 +478,23 @@ def build_attestation_app(settings: AttestationSettings) -> FastAPI:
     issuer = CredentialIssuer(
         builder.chain, keys, store, relayer_key=relayer, certifier_urls=settings.certifier_urls
     )
-    salts = SaltBook(settings.blob_dir.parent / "attestation-salts.json")
+    salts = SaltBook(salt_book_path(settings.blob_dir))
+    secret = settings.jwt_secret
     return create_attestation_app(
-        builder, issuer, store, salts, telemetry_url=settings.telemetry_url
+        builder,
+        issuer,
+        store,
+        salts,
+        telemetry_url=settings.telemetry_url,
+        vehicle_tokens=(
+            None
+            if secret is None
+            else VehicleTokens(secret.get_secret_value().encode(), settings.vehicle_jwt_issuer)
+        ),
+        index=CredentialIndex(settings.api_url) if settings.index_credentials else None,
     )
+
+
+def salt_book_path(blob_dir: Path) -> Path:
+    """Where a host whose content store is `blob_dir` keeps revealed VIN salts (beside it)."""
+    return blob_dir.parent / "attestation-salts.json"

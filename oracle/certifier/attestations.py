@@ -101,13 +101,22 @@ MAX_MS: Final = 2**63 - 1
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks, as the indexer knows them: the bearer token it issued.
+    """Who asks, as the indexer knows them: the bearer token it issued, a wallet access token
+    or a vehicle JWT of DIMO's token exchange (`attestation_api.caller` reads it).
 
-    The one place the routes' authorisation lives (`attestation_api.caller`): the vehicle JWT
-    of DIMO's token exchange replaces this token there, and nothing else changes.
+    Every reading is read from the indexer with `token`, so its rights engine decides, on
+    each request, what the caller may have attested (a vehicle JWT: its licence's rights now,
+    narrowed to the token's privileges).
+
+    Attributes:
+        token: The bearer token, passed on to the indexer.
+        vehicle: A vehicle JWT's vehicle; None for a wallet token.
+        privileges: A vehicle JWT's DIMO privilege ids.
     """
 
     token: str
+    vehicle: int | None = None
+    privileges: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,17 @@ class AttestationSettings(BaseSettings):
     relayer_key: SecretStr | None = None
     # Directory of the local content-addressed store credentials are kept in.
     blob_dir: Path = Path("data/blobs")
-    # Base URL of the telemetry GraphQL host the VIN answer points to (`vcUrl`).
-    telemetry_url: str = "http://127.0.0.1:8700"
+    # Base URL of the telemetry GraphQL host the VIN answer points to (`vcUrl`: it adds
+    # `/query`); the indexer serves it at `/telemetry`.
+    telemetry_url: str = "http://127.0.0.1:8700/telemetry"
+    # HS256 key of the indexer's tokens (its DIMO_INDEXER_JWT_SECRET; secret, environment
+    # only), to check vehicle JWTs here before the indexer does; None: only the indexer checks.
+    jwt_secret: SecretStr | None = Field(default=None, min_length=32)
+    # Issuer the vehicle JWTs name (the indexer's DIMO_INDEXER_SIWE_URI).
+    vehicle_jwt_issuer: str = "http://127.0.0.1:8700"
+    # Whether each credential is submitted to the indexer's index (`POST /credentials`),
+    # which the Telemetry GraphQL's `vinVCLatest` reads.
+    index_credentials: bool = True
     # How long a VIN credential stays valid, days.
     vin_valid_days: int = Field(default=30, ge=1, le=3650)
     # How far back an odometer statement's tamper checks look, days.

@@ -8,10 +8,13 @@ from oracle.exceptions import OracleError
 __all__ = [
     "AttestationError",
     "AttestationNoReading",
+    "AttestationNotIndexed",
     "AttestationPrivilegeMissing",
     "AttestationQuorumNotReached",
     "AttestationRequestInvalid",
     "AttestationSaltMismatch",
+    "AttestationTokenExpired",
+    "AttestationTokenOtherVehicle",
     "AttestationUnauthenticated",
     "AttestationUnknownVehicle",
     "CertificationFailed",
@@ -131,4 +134,48 @@ class AttestationQuorumNotReached(AttestationError, RuntimeError):
         super().__init__(
             f"{got} of the {threshold} oracle signatures needed; give the attestation service "
             "more oracle keys (DIMO_ATTEST_KEYS)"
+        )
+
+
+class AttestationTokenExpired(AttestationError, PermissionError):
+    """The vehicle JWT's `exp` has passed (DIMO's tokens live 10 minutes)."""
+
+    status = 401
+    slug = "vehicle-token-expired"
+
+    def __init__(self, expired_at: int) -> None:
+        self.expired_at = expired_at
+        super().__init__(
+            f"the vehicle JWT expired at unix time {expired_at}; exchange a new one with "
+            "POST /v1/tokens/exchange"
+        )
+
+
+class AttestationTokenOtherVehicle(AttestationError, PermissionError):
+    """A vehicle JWT sent for another vehicle than its own."""
+
+    status = 403
+    slug = "vehicle-token-other-vehicle"
+
+    def __init__(self, asset: str, vehicle_id: int) -> None:
+        self.asset = asset
+        self.vehicle_id = vehicle_id
+        super().__init__(
+            f"the vehicle JWT is for {asset}, not vehicle {vehicle_id}; exchange one for it"
+        )
+
+
+class AttestationNotIndexed(AttestationError, ConnectionError):
+    """The credential was issued and stored, but the indexer did not take it into the index
+    `vinVCLatest` reads."""
+
+    status = 503
+    slug = "credential-not-indexed"
+
+    def __init__(self, cid: str, reason: str) -> None:
+        self.cid = cid
+        self.reason = reason
+        super().__init__(
+            f"credential {cid} was issued and stored (GET /v2/attestation/credentials/{cid}) "
+            f"but the indexer did not index it ({reason}); ask again to index it"
         )

@@ -231,6 +231,7 @@ def stack(
         "SIGNER_PORTS": json.dumps([free_port() for _ in range(3)]),
         "CERTIFIER_PORT": str(free_port()),
         "TRIGGERS_PORT": str(free_port()),
+        "ATTESTATION_PORT": str(free_port()),
         "FLEET_VEHICLES": "3",
         "HISTORY_DAYS": "2",
         "TIME_FACTOR": "8000",

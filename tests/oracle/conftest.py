@@ -93,6 +93,7 @@ def make_signed(domain: Eip712Domain) -> Callable[..., SignedBundle]:
         odometer_km: float = 1000.0,
         data: dict[str, Any] | None = None,
         signer: Any = None,
+        schema: int = 1,
     ) -> SignedBundle:
         bundle = Bundle(
             device=key.address,
@@ -101,6 +102,7 @@ def make_signed(domain: Eip712Domain) -> Callable[..., SignedBundle]:
             window_start=start_ms,
             window_end=start_ms + 10_000,
             readings=data if data is not None else readings(start_ms, odometer_km),
+            schema_version=schema,
         )
         return sign_bundle(bundle, bytes((signer or key).key), domain)
 

@@ -94,6 +94,7 @@ def _car(
     *,
     with_vin: bool = True,
     odometer_km: tuple[float, float, float] = (1000.0, 1000.2, 1000.4),
+    schema: int = 1,
 ) -> Car:
     n = next(_NUMBERS)
     vehicle, key = paired_vehicle(n)
@@ -107,7 +108,7 @@ def _car(
         data[LONGITUDE] = [(start + 5_000, 13.40 + 0.001 * i)]
         if with_vin and i == 0:
             data[VIN] = [(start + 1_000, vin)]
-        bundles.append(make_signed(key, vehicle, i, start, data=data))
+        bundles.append(make_signed(key, vehicle, i, start, data=data, schema=schema))
     anchor_bundles(bundles)
     world.sync()
     end = t0 + 30_000

@@ -27,6 +27,7 @@ from web3 import Web3
 from protocol.bundle import BUNDLE_LEAF_ENCODING
 from protocol.deployment import Deployment
 from protocol.merkle import standard_leaf_hash
+from protocol.vin import check_digit_ok
 from stack.chain import rpc
 from stack.fleet import Ledger, SealedBundle
 from stack.platform import ORACLE_SIGNER_ACCOUNTS
@@ -58,7 +59,7 @@ class Stack:
 
     def __init__(self, data: Path) -> None:
         self.data = data
-        self.ports = {name: free_port() for name in ("ANVIL", "ORACLE", "INDEXER")}
+        self.ports = {name: free_port() for name in ("ANVIL", "ORACLE", "INDEXER", "ATTESTATION")}
         self.env = dict(
             os.environ,
             COLUMNS="200",
@@ -69,6 +70,7 @@ class Stack:
             DIMO_STACK_SIGNER_PORTS=json.dumps([free_port() for _ in range(3)]),
             DIMO_STACK_CERTIFIER_PORT=str(free_port()),
             DIMO_STACK_TRIGGERS_PORT=str(free_port()),
+            DIMO_STACK_ATTESTATION_PORT=str(self.ports["ATTESTATION"]),
             # The demo posts epoch 0 itself; this test posts, verifies and claims it.
             DIMO_STACK_DEMO="false",
             DIMO_STACK_FLEET_VEHICLES="3",
@@ -83,6 +85,7 @@ class Stack:
         self.rpc_url = f"http://127.0.0.1:{self.ports['ANVIL']}"
         self.api = f"http://127.0.0.1:{self.ports['INDEXER']}"
         self.oracle = f"http://127.0.0.1:{self.ports['ORACLE']}"
+        self.attestation = f"http://127.0.0.1:{self.ports['ATTESTATION']}"
 
     def start(self) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -233,6 +236,27 @@ def test_every_receipted_bundle_is_anchored_once_served_with_a_proof_and_rewards
                 )
                 assert reply.status_code == 200, (path, vehicle.vehicle_id, reply.text)
                 assert reply.json(), path
+
+        # A VIN credential for a fleet vehicle, with no salt sent (the stack revealed it): the
+        # bridge's signed Mode 09 reading opens the on-chain commitment; vinVCLatest reads it.
+        first = fleet[0]
+        assert check_digit_ok(first.vin)
+        issued = httpx.post(
+            f"{stack.attestation}/v2/attestation/vin/{first.vehicle_id}",
+            headers=headers[first.owner],
+            timeout=120,
+        )
+        assert issued.status_code == 200, issued.text
+        subject = issued.json()["credential"]["credentialSubject"]
+        assert subject["vehicleIdentificationNumber"] == first.vin
+        assert subject["recordedBy"].lower() == first.device.lower()
+        latest = httpx.post(
+            f"{stack.api}/telemetry/query",
+            json={"query": f"{{ vinVCLatest(tokenId: {first.vehicle_id}) {{ vin }} }}"},
+            headers=headers[first.owner],
+            timeout=30,
+        ).json()
+        assert latest["data"]["vinVCLatest"] == {"vin": first.vin}, latest
 
         # Rewards: end epoch 0 on the chain's clock, post, verify by recomputation, claim.
         rewards_rec = record.contract("Rewards")

@@ -11,13 +11,15 @@ import pytest
 
 from device_bridge.simulator.encoding import FrameEncoder
 from device_bridge.simulator.fleet import FleetOptions, fleet_configs
+from oracle.certifier.attestation_api import SaltBook
 from protocol.bundle import Bundle, sign_bundle
 from protocol.eip712 import dimo_domain
+from protocol.vin import check_digit_ok
 from stack.config import DEFAULT_DBC_DIR, StackSettings
 from stack.exceptions import StackError
-from stack.fleet import Ledger, SimClock, VehicleDays
+from stack.fleet import Ledger, SimClock, VehicleDays, ecu_vin
 from stack.platform import Platform
-from stack.seed import device_key
+from stack.seed import MODEL_IDENTITY, FleetVehicle, device_key, fleet_vin
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,6 +102,7 @@ def test_every_service_is_planned_with_its_state_in_the_data_folder(tmp_path: Pa
         "oracle batcher",
         "indexer",
         "triggers",
+        "attestations",
     ]
     triggers = platform.plan()[6].env
     assert triggers["DIMO_TRIGGERS_JOURNAL_URL"] == f"sqlite:///{tmp_path / 'oracle.db'}"
@@ -120,6 +123,13 @@ def test_every_service_is_planned_with_its_state_in_the_data_folder(tmp_path: Pa
     assert indexer["DIMO_INDEXER_DATABASE_URL"] == f"sqlite:///{tmp_path / 'indexer.db'}"
     assert indexer["DIMO_INDEXER_BLOB_DIR"] == oracle["DIMO_ORACLE_BLOB_DIR"]
     assert indexer["DIMO_INDEXER_SIWE_URI"] == "http://127.0.0.1:9200"
+    attest = platform.plan()[7].env
+    assert attest["DIMO_ATTEST_API_URL"] == "http://127.0.0.1:9200"
+    assert attest["DIMO_ATTEST_TELEMETRY_URL"] == "http://127.0.0.1:9200/telemetry"
+    assert attest["DIMO_ATTEST_JWT_SECRET"] == indexer["DIMO_INDEXER_JWT_SECRET"]
+    assert attest["DIMO_ATTEST_VEHICLE_JWT_ISSUER"] == indexer["DIMO_INDEXER_SIWE_URI"]
+    assert attest["DIMO_ATTEST_BLOB_DIR"] == oracle["DIMO_ORACLE_BLOB_DIR"]
+    assert attest["DIMO_ATTEST_RELAYER_KEY"] != oracle["DIMO_ORACLE_SUBMITTER_KEY"]
 
 
 def test_real_services_replace_the_embedded_defaults(tmp_path: Path) -> None:
@@ -141,3 +151,33 @@ def test_a_live_network_needs_the_quorum_keys_from_the_environment(tmp_path: Pat
     with pytest.raises(StackError, match="DIMO_STACK_ORACLE_KEYS"):
         Platform(settings, ROOT).plan()
     assert settings.deployment_path == tmp_path / "deployments" / "80002.json"
+
+
+def test_each_fleet_vehicle_has_its_own_vin_with_a_valid_check_digit() -> None:
+    vins = [fleet_vin(model, 0, i) for i in range(50) for model in MODEL_IDENTITY]
+    assert len(set(vins)) == len(vins)
+    assert all(len(v) == 17 and check_digit_ok(v) for v in vins)
+    assert fleet_vin("tesla_model3", 0, 3).startswith("5YJ3E1EA")
+    assert fleet_vin("tesla_model3", 0, 3)[9] == "M"  # model year 2021
+    assert fleet_vin("tesla_model3", 1, 3) != fleet_vin("tesla_model3", 0, 3)
+
+
+def test_the_device_reads_the_vin_from_the_ecu_over_obd_mode_09() -> None:
+    vin = fleet_vin("nissan_leaf_2018", 0, 7)
+    assert ecu_vin(vin, "test-fleet-vin-mode-09") == vin
+
+
+def test_the_owners_vin_salts_are_revealed_once_to_the_attestation_host(tmp_path: Path) -> None:
+    platform = Platform(StackSettings(data_dir=tmp_path), ROOT)
+    salt = bytes(range(32))
+    vin = fleet_vin("tesla_model3", 0, 0)
+    platform.fleet = [
+        FleetVehicle(0, "tesla_model3", 1, "0x" + "11" * 20, "0x" + "22" * 20, 0, vin, salt.hex()),
+        FleetVehicle(1, "tesla_model3", 2, "0x" + "33" * 20, "0x" + "22" * 20, 0),  # no VIN
+    ]
+    assert platform.reveal_vin_salts() == 1
+    assert platform.reveal_vin_salts() == 0
+    attest = next(s.env for s in platform.plan() if s.name == "attestations")
+    book = SaltBook(Path(attest["DIMO_ATTEST_BLOB_DIR"]).parent / "attestation-salts.json")
+    assert book.get(1) == salt
+    assert book.get(2) is None

@@ -39,6 +39,7 @@ def start(data: Path, port: int, *args: str, **settings: str) -> subprocess.Pope
         DIMO_STACK_SIGNER_PORTS=json.dumps([free_port() for _ in range(3)]),
         DIMO_STACK_CERTIFIER_PORT=str(free_port()),
         DIMO_STACK_TRIGGERS_PORT=str(free_port()),
+        DIMO_STACK_ATTESTATION_PORT=str(free_port()),
         COLUMNS="200",
         **{f"DIMO_STACK_{k.upper()}": v for k, v in settings.items()},
     )
@@ -86,8 +87,11 @@ def test_run_deploys_serves_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
     proc = start(tmp_path, port, fleet_vehicles="0")
     try:
         out = read_until(proc, "Ctrl-C stops", timeout=240)
-        urls = dict(re.findall(r"^  (oracle|indexer API) +(http://\S+)", out, re.MULTILINE))
+        urls = dict(
+            re.findall(r"^  (oracle|indexer API|attestations) +(http://\S+)", out, re.MULTILINE)
+        )
         assert httpx.get(f"{urls['oracle']}/healthz").status_code == 200
+        assert httpx.get(f"{urls['attestations']}/healthz").status_code == 200
         assert httpx.get(f"{urls['indexer API']}/healthz").status_code == 200
         assert httpx.get(f"{urls['indexer API']}/docs").status_code == 200
         record = Deployment.load(tmp_path / "deployments" / "31337.json")
@@ -100,11 +104,13 @@ def test_run_deploys_serves_stops_on_ctrl_c_and_resumes(tmp_path: Path) -> None:
         api = urls["indexer API"]
         assert f'Auth="{api}", TokenExchange="{api}", Identity="{api}/query"' in out
         assert f'NFT_address"] = "{record.contract("VehicleId").address}"' in out
+        assert f'Attestation="{urls["attestations"]}")' in out
         proc.send_signal(signal.SIGINT)
         out = read_until(proc, "stopped anvil", timeout=60)
         assert proc.wait(timeout=30) == 0
         stops = re.findall(r"stopped (.+)$", out, re.MULTILINE)
         assert stops == [
+            "attestations",
             "triggers",
             "indexer",
             "oracle batcher",

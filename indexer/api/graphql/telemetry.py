@@ -41,6 +41,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from indexer.api.auth import TokenClaims
+from indexer.api.credentials import latest_vin, may_read_vin
 from indexer.api.deps import db_limiter, get_read_engine_of, get_rights_cache, token_cache
 from indexer.api.routes.telemetry_proofs import proof_out
 from indexer.config import IndexerSettings
@@ -773,6 +774,56 @@ def _available(conn: Connection, access: Access, vehicle: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# vinVCLatest: the index of credentials (indexer.api.credentials)
+# --------------------------------------------------------------------------------------------
+
+
+@strawberry.type(name="VINVC", description="A VIN credential the oracle quorum signed")
+class VinVc:
+    vehicle_token_id: int | None = strawberry.field(description="The vehicle's token id")
+    vin: str | None = strawberry.field(description="The VIN the paired device read (Mode 09)")
+    recorded_by: str | None = strawberry.field(description="The device that read it")
+    recorded_at: Time | None = strawberry.field(description="When the device read it")
+    country_code: str | None = strawberry.field(description="Not known here: always null")
+    vehicle_contract_address: str | None = strawberry.field(description="The VehicleId NFT")
+    valid_from: Time | None = strawberry.field(description="Start of validity")
+    valid_to: Time | None = strawberry.field(description="End of validity")
+    raw_vc: str = strawberry.field(
+        name="rawVC", description="The W3C credential with its quorum proof, canonical JSON"
+    )
+    cid: str = strawberry.field(description="Its CID in the content store (ours)")
+
+
+async def _vin_vc_latest(info: strawberry.Info, token_id: int) -> VinVc | None:
+    access = await _access(info, token_id)
+    ctx = _ctx(info)
+    if not may_read_vin(access.coverage, ctx.now_ms):
+        raise TelemetryQueryError(
+            "FORBIDDEN",
+            "vinVCLatest needs privilege VEHICLE_VIN_CREDENTIAL (id 5, scope VIN) now, which "
+            "the caller does not hold",
+            field="vinVCLatest",
+            missingPrivilege="VEHICLE_VIN_CREDENTIAL",
+            missingScope="VIN",
+        )
+    found = await ctx.run(lambda c: latest_vin(c, token_id))
+    if found is None:
+        return None
+    return VinVc(
+        vehicle_token_id=found.vehicle_token_id,
+        vin=found.vin,
+        recorded_by=found.recorded_by,
+        recorded_at=None if found.recorded_at_ms is None else Time(_time(found.recorded_at_ms)),
+        country_code=None,
+        vehicle_contract_address=found.vehicle_contract_address,
+        valid_from=Time(_time(found.valid_from_ms)),
+        valid_to=None if found.valid_to_ms is None else Time(_time(found.valid_to_ms)),
+        raw_vc=found.raw_vc,
+        cid=found.cid,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # the query type
 # --------------------------------------------------------------------------------------------
 
@@ -860,6 +911,12 @@ class Query:
     available_signals: list[str] | None = strawberry.field(
         resolver=_available_signals,
         description="The signals this vehicle has readings of that the caller may read",
+    )
+    vin_vc_latest: VinVc | None = strawberry.field(
+        resolver=_vin_vc_latest,
+        name="vinVCLatest",
+        description="The vehicle's latest VIN credential (POST /v2/attestation/vin/{tokenId} "
+        "issues it); needs privilege VEHICLE_VIN_CREDENTIAL",
     )
 
 

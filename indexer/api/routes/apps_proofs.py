@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from apps.audit import PROOFS_PATH, PROOFS_PER_REQUEST
-from indexer.api.deps import Caller, Clock, DbConn, get_rights_cache
+from indexer.api.deps import BearerDep, Caller, Clock, DbConn, coverage_for, get_rights_cache
 from indexer.api.models import (
     BatchOut,
     CommitmentOut,
@@ -105,7 +105,7 @@ def _hex(raw: bytes) -> str:
     responses=_RESPONSES,
 )
 def post_input_proofs(
-    body: ProofsIn, request: Request, caller: Caller, conn: DbConn, clock: Clock
+    body: ProofsIn, request: Request, who: BearerDep, conn: DbConn, clock: Clock
 ) -> ProofsOut:
     """Each bundle's wire form, signature, Merkle path and batch, for an audit.
 
@@ -121,8 +121,8 @@ def post_input_proofs(
     schema 2 holding one it may read only some readings of) gets a 403
     `bundle-not-disclosable` problem naming those signals (`indexer.disclosure.decide`).
     """
-    coverage = get_rights_cache(request).coverage(
-        conn, body.vehicle_id, caller, int(clock() * 1000)
+    coverage = coverage_for(
+        get_rights_cache(request), conn, body.vehicle_id, who, int(clock() * 1000)
     )
     if not coverage.any():
         raise PrivilegeMissing(body.vehicle_id, {"ANY": ["any signal of the vehicle"]})
