@@ -3,9 +3,11 @@
 
 /**
  * A bar chart of each charging session's energy and the part of it that could have moved in
- * time, over the session's start; resolves to the element holding it.
+ * time, over the session's start; its time axis spans the window the API answered for
+ * (`window`: start and end, unix ms). Resolves to the element holding it, which tells the
+ * points drawn and the axis' span in `data-points`, `data-x-min` and `data-x-max` (unix s).
  */
-export async function energyChart(sessions, width) {
+export async function energyChart(sessions, window, width) {
   const [{ default: UPlot }] = await Promise.all([
     import("uplot"),
     import("uplot/dist/uPlot.min.css"),
@@ -21,12 +23,23 @@ export async function energyChart(sessions, width) {
   box.setAttribute("role", "img");
   box.setAttribute("aria-label", `Energy of ${sorted.length} charging sessions, in kWh`);
   const bars = UPlot.paths.bars({ size: [0.6, 40] });
-  new UPlot({
+  const chart = new UPlot({
+    // The axis' span as drawn, for readers of the page (and its tests).
+    hooks: {
+      setScale: [(u, key) => {
+        if (key !== "x") return;
+        box.dataset.xMin = String(u.scales.x.min);
+        box.dataset.xMax = String(u.scales.x.max);
+      }],
+    },
     width: Math.max(280, Math.min(640, width)),
     height: 220,
     title: "Charging sessions: energy (kWh) by start (UTC)",
     tzDate: (ts) => UPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-    scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+    scales: {
+      x: { time: true, range: () => [window.start / 1000, window.end / 1000] },
+      y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+    },
     axes: [{}, { label: "kWh" }],
     series: [
       { label: "start" },
@@ -34,5 +47,6 @@ export async function energyChart(sessions, width) {
       { label: "shiftable", stroke: "#17692f", fill: "rgba(23,105,47,0.35)", paths: bars },
     ],
   }, data, box);
+  box.dataset.points = String(chart.data[1].filter((v) => Number.isFinite(v)).length);
   return box;
 }

@@ -1,52 +1,38 @@
-// Signals in plain words: a label from the VSS path, the value in the unit people read (km, not
-// m; on/off, not 1/0), the unit from the catalog the API serves in /dapp/config.json.
-
-/** Labels people read, for the paths whose last segment alone says too little. */
-const LABELS = {
-  "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current": "Battery charge",
-  "Vehicle.Powertrain.TractionBattery.StateOfCharge.Displayed": "Battery charge (shown)",
-  "Vehicle.Powertrain.TractionBattery.StateOfCharge.CurrentEnergy": "Energy in battery",
-  "Vehicle.Powertrain.TractionBattery.StateOfHealth": "Battery health",
-  "Vehicle.Powertrain.Range": "Range",
-  "Vehicle.TraveledDistance": "Odometer",
-  "Vehicle.Speed": "Speed",
-  "Vehicle.Powertrain.Transmission.SelectedGear": "Selected gear",
-  "Vehicle.Powertrain.Transmission.CurrentGear": "Current gear",
-  "Vehicle.CurrentLocation.Latitude": "Latitude",
-  "Vehicle.CurrentLocation.Longitude": "Longitude",
-};
-/** Units shown instead of the catalog's, with the conversion. */
-const SHOWN = { m: ["km", (v) => v / 1000], W: ["kW", (v) => v / 1000] };
-/** Short unit names. */
-const UNIT = { percent: "%", celsius: "°C", degrees: "°", "degrees/s": "°/s" };
-/** ISO 8579 / VSS gear codes beyond the numbers: 126 park, 127 drive, -1 reverse, 0 neutral. */
-const GEARS = { 126: "P (park)", 127: "D (drive)", "-1": "R (reverse)", 0: "N (neutral)" };
+// Signals in plain words: the label and the unit people read (km, not m; yes/no, not
+// true/false), from the table the API serves in /dapp/config.json (protocol/signal_labels.py,
+// the same table the API docs list), never a copy of it here.
 
 let catalog = {};
 
-/** Use the catalog of `config.signals` (path -> unit, description). */
+/** Use the signals of `config.signals` (path -> label, units, meaning, value names). */
 export function useSignalsOf(config) {
   catalog = config.signals ?? {};
 }
 
-/** A label for `path`: ours, else its last segments as words. */
+/** A label for `path`: the table's, else the path itself (a signal outside the catalog). */
 export function label(path) {
-  if (LABELS[path]) return LABELS[path];
-  const parts = path.split(".").slice(1);
-  const tail = parts.slice(-2).join(" ");
-  return tail.replace(/([a-z0-9])([A-Z])/g, "$1 $2").replace(/^./, (c) => c.toUpperCase());
+  return catalog[path]?.label ?? path;
 }
 
 /** The value of `path` with its unit, as people read it. */
 export function valueOf(path, value) {
+  const row = catalog[path];
+  if (!row) return String(value);
+  const names = row.value_names ?? {};
+  // Booleans may come as 0/1: name them as false/true.
+  const flag = typeof value === "number" && names.true !== undefined;
+  const key = flag ? String(value !== 0) : String(value);
+  if (names[key] !== undefined) return names[key];
   if (typeof value !== "number") return String(value);
-  if (path.endsWith("Gear")) return GEARS[value] ?? String(value);
-  const unit = catalog[path]?.unit ?? "";
-  if (!unit && (value === 0 || value === 1) && /\.Is[A-Z]/.test(path)) return value ? "yes" : "no";
-  const [shown, convert] = SHOWN[unit] ?? [unit, (v) => v];
-  const number = Number(convert(value).toPrecision(4)).toLocaleString("en");
-  const name = UNIT[shown] ?? shown;
-  return name ? `${number}${name.startsWith("°") || name === "%" ? "" : " "}${name}` : number;
+  const number = Number((value * row.shown_factor).toPrecision(4)).toLocaleString("en");
+  const unit = row.shown_unit;
+  if (!unit) return number;
+  return `${number}${unit.startsWith("°") || unit === "%" ? "" : " "}${unit}`;
+}
+
+/** The label with the value, e.g. "Speed = 42 km/h". */
+export function reading(path, value) {
+  return `${label(path)} = ${valueOf(path, value)}`;
 }
 
 /** What the catalog says `path` is. */

@@ -204,7 +204,8 @@ SignalName = Annotated[
         min_length=1,
         max_length=256,
         pattern=r"^[A-Za-z0-9_.]+$",
-        description="COVESA VSS name, e.g. Vehicle.Speed",
+        description="COVESA VSS name, e.g. Vehicle.Speed (labels and units: the telemetry "
+        "section's table)",
         examples=["Vehicle.Speed"],
     ),
 ]

@@ -53,6 +53,7 @@ from indexer.config import IndexerSettings
 from indexer.db import make_engine
 from protocol.apidocs import serve_docs
 from protocol.problems import problem_details
+from protocol.signal_labels import markdown_table
 
 #: Connections past `DB_CONCURRENCY` the pool may open for a while (routes outside the limit).
 DB_POOL_OVERFLOW = 10
@@ -60,6 +61,13 @@ DB_POOL_OVERFLOW = 10
 HEALTH_PATH = "/healthz"
 #: The dApp's build output (`make dapp`: vite over dapp/), served at `/` when it exists.
 DAPP_DIST = Path(__file__).resolve().parents[2] / "dapp" / "dist"
+#: The telemetry section of the docs: the signals with the labels and units the dApp shows.
+_TELEMETRY_DOC = (
+    "Readings of the COVESA VSS signals below, each within the caller's rights for its "
+    "privilege, with a Merkle proof for every reading. Values are served in the VSS unit; the "
+    "dApp shows each signal with the plain label and unit of this table (`protocol."
+    "signal_labels`, also served in `GET /dapp/config.json`).\n\n" + markdown_table()
+)
 
 health_router = APIRouter(tags=["health"])
 
@@ -153,6 +161,7 @@ def create_app(
             f"{settings.rate_limit_per_minute or 'unlimited'} requests a minute, told in "
             "`RateLimit-*` headers."
         ),
+        openapi_tags=[{"name": "telemetry", "description": _TELEMETRY_DOC}],
         docs_url=None,
         redoc_url=None,
     )

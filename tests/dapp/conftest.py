@@ -237,7 +237,9 @@ def stack(
         "TIME_FACTOR": "8000",
         "FLEET_RATE_SCALE": "0.02",
         "FLEET_LIVE": "false",
-        "FLEET_WINDOW_S": "300",
+        # 120 s windows: a charging session's readings (one per window) stay inside the
+        # energy app's 300 s session gap, so the Kona charges in sessions the apps see.
+        "FLEET_WINDOW_S": "120",
         "BATCH_INTERVAL_S": "3",
         "API_RATE_LIMIT_PER_MINUTE": "0",
     }

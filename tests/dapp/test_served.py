@@ -1,6 +1,6 @@
 """The indexer serves the dApp: the page at `/`, its assets, and `/dapp/config.json` with the
-deployment's addresses and ABIs; without a build or a record it says so, and the API's own
-routes and problems are unchanged."""
+deployment's addresses and ABIs and the signals' labels (the table the API docs list); without
+a build or a record it says so, and the API's own routes and problems are unchanged."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from indexer.api import main
 from indexer.api.main import create_app, mount_dapp
 from indexer.config import IndexerSettings
 from protocol.deployment import CONTRACTS, ContractRecord, Deployment
+from protocol.signal_labels import LABELS, markdown_table
 
 ABI = [{"type": "function", "name": "ping", "inputs": [], "outputs": [], "stateMutability": "view"}]
 
@@ -118,3 +119,24 @@ def test_the_assets_and_the_config_come_back_gzip_encoded_when_asked(
         assert plain.content == packed.content, path  # httpx decodes the gzip body
     assert test_client.get("/assets/index.js").text == bundle
     assert set(test_client.get("/dapp/config.json").json()["contracts"]) == set(CONTRACTS)
+
+
+def test_the_dapp_and_the_api_docs_show_signals_from_the_one_label_table(tmp_path: Path) -> None:
+    test_client = client(tmp_path)
+    signals = test_client.get("/dapp/config.json").json()["signals"]
+    assert set(signals) == set(LABELS)
+    for path, row in LABELS.items():
+        served = signals[path]
+        assert served["label"] == row.label, path
+        assert served["shown_unit"] == row.unit, path
+        assert served["shown_factor"] == row.factor, path
+        assert served["value_names"] == dict(row.values), path
+    assert signals["Vehicle.Powertrain.Range"]["shown_unit"] == "km"
+    assert signals["Vehicle.Powertrain.Transmission.SelectedGear"]["value_names"]["127"] == (
+        "D (drive)"
+    )
+    doc = test_client.get("/openapi.json").json()
+    (telemetry,) = [t for t in doc["tags"] if t["name"] == "telemetry"]
+    assert markdown_table() in telemetry["description"]
+    for row in LABELS.values():
+        assert f"| `{row.path}` | {row.label} | {row.unit or '-'} |" in telemetry["description"]

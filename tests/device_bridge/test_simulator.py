@@ -28,6 +28,7 @@ from device_bridge.simulator import (
 from device_bridge.simulator.cli import app
 from device_bridge.simulator.models import get_model
 from device_bridge.simulator.physics import HARSH_BRAKING_MPS2, dc_power_limit_kw
+from protocol.readings import segments
 
 KONA = "hyundai_kona_ev_2019"
 SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
@@ -36,6 +37,7 @@ CURRENT = "Vehicle.Powertrain.TractionBattery.CurrentCurrent"
 ODOMETER = "Vehicle.TraveledDistance"
 SPEED = "Vehicle.Speed"
 GEAR = "Vehicle.Powertrain.Transmission.SelectedGear"
+IS_CHARGING = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
 
 Series = dict[str, list[tuple[float, object]]]
 
@@ -169,6 +171,29 @@ def test_charging_energy_over_soc_gain_gives_the_configured_capacity(
         gain = (session.soc_end - session.soc_start) / 100.0 * truth.usable_capacity_kwh
         assert session.energy_battery_kwh == pytest.approx(gain, rel=1e-3)
         assert session.energy_battery_kwh / session.energy_grid_kwh < 1.0
+
+
+def test_the_kona_reports_charging_exactly_while_its_ac_charger_feeds_the_pack(
+    kona_run: tuple[Series, Decoder, GroundTruth],
+) -> None:
+    series, _, truth = kona_run
+    marks = [(round(t * 1000), bool(v)) for t, v in series[IS_CHARGING]]
+    assert any(not v for _, v in marks), "driving and DC fast charging read as not charging"
+    runs = segments(marks, 300_000, 60_000)
+    ac = [s for s in truth.charging_sessions if s.kind == "AC"]
+    assert len(runs) == len(ac) >= 1
+    for (start, end), session in zip(runs, ac, strict=True):
+        # frames come every 3 s at rate scale 0.05
+        assert start / 1000 == pytest.approx(session.start, abs=5.0)
+        assert end / 1000 == pytest.approx(session.end, abs=5.0)
+
+
+def test_a_kona_without_a_charger_never_reads_as_charging(
+    kona_frames: list[can.Message], kona_decoder: Decoder
+) -> None:
+    readings = [r for r in kona_decoder.decode_many(kona_frames) if r.path == IS_CHARGING]
+    assert readings, "the recording's BMS status frames say whether it charges"
+    assert not any(r.value for r in readings)
 
 
 # other models: their mappings carry driving signals only

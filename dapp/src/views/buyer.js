@@ -124,7 +124,8 @@ function querySection() {
           "vehicle that opted in after its last reading shows none until it sends more."),
         latest.withheld.length
           ? h("p", { class: "hint" }, "Withheld: ",
-            latest.withheld.map((w) => `${w.signal} (needs ${w.missing_scope})`).join(", "))
+            latest.withheld.map((w, i) => [i ? ", " : "", h("span", { title: w.signal },
+              `${label(w.signal)} (needs ${w.missing_scope})`)]))
           : "",
       );
     } catch (err) {

@@ -5,7 +5,7 @@ import { getAddress, isAddress } from "viem";
 import { all, get, imageUrl } from "../api.js";
 import { energyChart } from "../charts.js";
 import { declaredRegion, declareRegion } from "../region.js";
-import { meaning, label, valueOf } from "../signals.js";
+import { label, meaning, reading, valueOf } from "../signals.js";
 import { button, dimo, fmt, h, PRIVILEGES, run, section, short, table, when } from "../ui.js";
 
 const DAY = 86_400;
@@ -248,7 +248,9 @@ function signalsPart(vehicle, latest, ctx) {
 
 /** Fetches a reading's proof and checks it with AttestationAnchor.verifyReading on-chain. */
 async function showProof(vehicleId, value, box, ctx) {
-  const proof = await run(`Checking the proof of ${value.signal}`, async () => {
+  // The status lines name the signal in words with its unit; the VSS path is the tooltip.
+  const named = reading(value.signal, value.value);
+  const proof = await run(`Checking the proof of ${named}`, async () => {
     const p = await get(`/vehicles/${vehicleId}/signals/${value.signal}/readings/${value.t}/proof`);
     const leaf = {
       device: p.leaf.device,
@@ -262,13 +264,18 @@ async function showProof(vehicleId, value, box, ctx) {
     p.verified = await ctx.session.read("AttestationAnchor", "verifyReading",
       [BigInt(p.batch.id), leaf, p.proof]);
     return p;
-  }, (p) => (p.verified ? "The proof verifies on-chain" : "The proof does NOT verify"));
+  }, (p) => (p.verified ? `The proof verifies on-chain: ${named}`
+    : `The proof does NOT verify: ${named}`));
   if (!proof) return;
   box.replaceChildren(
-    h("p", { class: proof.verified ? "ok" : "error", "data-verified": String(proof.verified) },
-      proof.verified
-        ? `${value.signal} = ${fmt(value.value)}: verifyReading returned true`
-        : `${value.signal}: verifyReading returned false`),
+    h("p", {
+      class: proof.verified ? "ok" : "error",
+      "data-verified": String(proof.verified),
+      "data-signal": value.signal,
+      title: value.signal,
+    }, proof.verified
+      ? `${named}: verifyReading returned true`
+      : `${named}: verifyReading returned false`),
     h("dl", {},
       h("dt", {}, "batch"), h("dd", {}, `${proof.batch.id} (root ${proof.batch.root})`),
       h("dt", {}, "CID"), h("dd", {}, proof.batch.cid),
@@ -506,7 +513,8 @@ function appsPart(vehicle, latest) {
         `${when(Math.ceil(window.end / 1000))}`;
       const sessions = answer.body?.result?.sessions;
       if (!chart && Array.isArray(sessions) && sessions.length) {
-        answer.chart = await energyChart(sessions, out.clientWidth || 640).catch((e) => e);
+        answer.chart = await energyChart(sessions, window, out.clientWidth || 640)
+          .catch((e) => e);
       }
       out.replaceChildren(
         h("h5", {}, `${name} of vehicle #${id}, ${span}`),
@@ -516,7 +524,8 @@ function appsPart(vehicle, latest) {
           : answer.chart instanceof Node
             ? answer.chart
             : answer.chart
-              ? h("img", { src: answer.chart, alt: `${name} chart`, class: "chart" })
+              ? h("img", { src: answer.chart, alt: `${name} chart`, class: "chart",
+                "data-start": window.start, "data-end": window.end })
               : h("p", { class: "empty" }, "No chart: no charging session in this window."),
         h("details", { class: "raw" }, h("summary", {}, "Full answer (JSON)"),
           h("pre", { class: "json" }, JSON.stringify(answer.body, null, 1))),

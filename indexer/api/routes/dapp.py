@@ -13,6 +13,7 @@ from indexer.api.deps import Settings
 from indexer.api.problems import problem_responses
 from indexer.exceptions import ApiProblem
 from protocol.deployment import Deployment, DeploymentError
+from protocol.signal_labels import label_of
 from protocol.vss import CATALOG
 
 router = APIRouter(prefix="/dapp", tags=["dapp"])
@@ -37,10 +38,17 @@ class ContractOut(BaseModel):
 
 
 class SignalUnitOut(BaseModel):
-    """How to show a signal's values."""
+    """How to show a signal's values (a row of `protocol.signal_labels`, the table the API
+    docs list under telemetry)."""
 
     unit: str = Field(description="The VSS unit (`km/h`, `percent`, `m`, ...), empty for none")
     description: str = Field(description="One line on what the value is")
+    label: str = Field(description="Plain words for the signal, e.g. `Battery charge`")
+    shown_unit: str = Field(description="The unit values are shown in (`%`, `km`), or empty")
+    shown_factor: float = Field(description="Shown value = VSS value x this (m -> km: 0.001)")
+    value_names: dict[str, str] = Field(
+        description="Names of coded values by the value as text (gear `126` -> `P (park)`)"
+    )
 
 
 class DappConfigOut(BaseModel):
@@ -54,8 +62,20 @@ class DappConfigOut(BaseModel):
     dev_wallet: bool = Field(description="Whether the anvil dev accounts may be offered")
     contracts: dict[str, ContractOut] = Field(description="Contract name -> address and ABI")
     signals: dict[str, SignalUnitOut] = Field(
-        description="VSS path -> unit and meaning, from the platform's VSS catalog (the same "
-        "table the telemetry routes check names against), so that values are shown with units"
+        description="VSS path -> unit, meaning, plain label and shown unit, from the platform's "
+        "VSS catalog (the table the telemetry routes check names against) and its labels"
+    )
+
+
+def _signal_out(path: str) -> SignalUnitOut:
+    signal, shown = CATALOG[path], label_of(path)
+    return SignalUnitOut(
+        unit=signal.unit,
+        description=signal.description,
+        label=shown.label,
+        shown_unit=shown.unit,
+        shown_factor=shown.factor,
+        value_names=dict(shown.values),
     )
 
 
@@ -89,10 +109,7 @@ def dapp_config(deployment: Path, rpc_url: str) -> DappConfigOut:
         contracts={
             name: ContractOut(address=c.address, abi=c.abi) for name, c in record.contracts.items()
         },
-        signals={
-            path: SignalUnitOut(unit=sig.unit, description=sig.description)
-            for path, sig in CATALOG.items()
-        },
+        signals={path: _signal_out(path) for path in CATALOG},
     )
     _cache[deployment] = (mtime, config)
     return config
