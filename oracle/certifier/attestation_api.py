@@ -10,13 +10,14 @@ Routes (bodies JSON, times RFC 3339):
 - `POST /v2/attestation/vehicle-health/{tokenId}` `{startTime, endTime}`;
 - `POST /v2/attestation/vehicle-position/{tokenId}` `{timestamp}`, for a caller with the
   location privilege;
-- `GET /v2/attestation/credentials/{cid}`: a stored credential.
+- `GET /v2/attestation/credentials/{cid}`: a stored credential, only to a caller whose rights
+  cover now what it states (below).
 
 Each answers `{message, cid, credential, ...}`; the VIN route adds `vcUrl` and `vcQuery`, and
 its message is the one the Python SDK compares. Errors are RFC 9457 problems; nothing is
 signed or stored for a refused request.
 
-Authorisation lives in one dependency, `caller`: the indexer's wallet JWT or the 10-minute
+Issuing authorisation lives in one dependency, `caller`: the indexer's wallet JWT or the 10-minute
 vehicle JWT of DIMO's token exchange (`POST /v1/tokens/exchange`), passed on to the indexer,
 whose rights engine answers for every reading, on every request (a sale or an expired grant
 ends access inside the token's life). With the indexer's token key (`VehicleTokens`) the host
@@ -24,6 +25,18 @@ also checks a vehicle JWT itself first: its MAC, expiry and vehicle, and that it
 name one the route needs (VIN: GetVINCredential; odometer and health: GetNonLocationHistory
 or GetLiveData; position: a location privilege). Problems carry DIMO's `code` and `message`
 besides RFC 9457's members, which DIMO's SDKs show.
+
+A stored credential states readings (a VIN, an odometer, battery health, a position), so it
+is served by the same rights as its issue, checked again on every read (`reader`, then
+`StatementBuilder.require_stated`): the host reads the document, takes its subject vehicle and
+kind from it (`struct_of`, the subject DID of this deployment's VehicleId), and asks the
+indexer, with the caller's token, whether its rights cover now each reading the evidence
+names at its time (a health credential: the battery method's required signals over its
+window). A vehicle JWT must also be for that vehicle and hold a privilege the kind's route
+needs (`KIND_ROUTES`, `ROUTE_SCOPES`; a position: the location privilege). A missing token, or
+one the host refuses itself before reading the store, is a 401; every other refusal, and an
+unknown CID, is one and the same 404 `unknown-credential` problem, so that a caller without
+rights cannot learn that a CID exists.
 
 Each credential issued is also submitted to the indexer's index of credentials
 (`POST /credentials`), which the Telemetry GraphQL's `vinVCLatest` reads.
@@ -48,6 +61,7 @@ from starlette.concurrency import run_in_threadpool
 
 from oracle.certifier.attestations import (
     Caller,
+    CredentialDocuments,
     CredentialIssuer,
     StatementBuilder,
     StatementRequest,
@@ -57,6 +71,7 @@ from oracle.certifier.battery import BatteryChecker
 from oracle.certifier.chain import CertifierChain
 from oracle.certifier.config import AttestationSettings
 from oracle.certifier.exceptions import (
+    AttestationCredentialUnknown,
     AttestationError,
     AttestationNotIndexed,
     AttestationPrivilegeMissing,
@@ -64,24 +79,27 @@ from oracle.certifier.exceptions import (
     AttestationTokenExpired,
     AttestationTokenOtherVehicle,
     AttestationUnauthenticated,
+    AttestationUnknownVehicle,
 )
 from oracle.certify import CheckerUnavailable, StatementRefused
 from oracle.exceptions import OracleConfigError
 from oracle.quorum import problem_json
 from protocol.blobstore import BlobStore, BlobStoreError, LocalCidStore
 from protocol.cid import InvalidCid
-from protocol.credentials import CredentialKind, ms_of_iso
+from protocol.credentials import CredentialKind, ms_of_iso, struct_of, vehicle_did
 from protocol.deployment import Deployment
 from protocol.jwt import (
     VEHICLE_TOKEN_USE,
     JwtError,
     JwtExpired,
+    VehicleToken,
     decode_jwt,
     verify_vehicle_token,
 )
 from protocol.privileges import DIMO_PRIVILEGES, Privilege, scopes_of_dimo_ids
 
 __all__ = [
+    "KIND_ROUTES",
     "VIN_MESSAGE",
     "CredentialIndex",
     "SaltBook",
@@ -89,6 +107,8 @@ __all__ = [
     "build_attestation_app",
     "caller",
     "create_attestation_app",
+    "readable",
+    "reader",
     "salt_book_path",
     "statement_builder",
 ]
@@ -129,12 +149,77 @@ ROUTE_SCOPES: Final = {
 }
 
 
+#: The route of each kind, whose `ROUTE_SCOPES` entry a reader of its credentials needs too.
+KIND_ROUTES: Final = {
+    CredentialKind.VIN: "vin",
+    CredentialKind.ODOMETER: "odometer-statement",
+    CredentialKind.HEALTH: "vehicle-health",
+    CredentialKind.POSITION: "vehicle-position",
+}
+
+
+def _bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AttestationUnauthenticated("no bearer token in `Authorization`")
+    return token
+
+
+def _vehicle_jwt(request: Request, token: str, *, strict: bool) -> VehicleToken | None:
+    """The vehicle JWT `token` is, checked here; None for another token, or any token when the
+    host has no `VehicleTokens`. `strict`: a token whose MAC does not check under the key, or
+    a wallet token past its `exp`, is refused here rather than left to the indexer.
+
+    Raises:
+        AttestationUnauthenticated, AttestationTokenExpired.
+    """
+    tokens: VehicleTokens | None = request.app.state.vehicle_tokens
+    if tokens is None:
+        return None
+    now = request.app.state.now()
+    try:
+        claims = decode_jwt(token, tokens.key)
+    except JwtError as exc:
+        if strict:
+            raise AttestationUnauthenticated(f"the token is refused: {exc.reason}") from None
+        return None  # not one of the indexer's: the indexer refuses it
+    if claims.get("token_use") != VEHICLE_TOKEN_USE:
+        exp = claims.get("exp")
+        if strict and type(exp) is int and now >= exp:
+            raise AttestationTokenExpired(exp)
+        return None
+    try:
+        return verify_vehicle_token(token, tokens.key, tokens.issuer, now)
+    except JwtExpired as exc:
+        raise AttestationTokenExpired(exc.expired_at) from None
+    except JwtError as exc:
+        raise AttestationUnauthenticated(f"the vehicle JWT is refused: {exc.reason}") from None
+
+
+def _privilege_refusal(
+    checked: VehicleToken, vehicle_id: int, route: str
+) -> AttestationPrivilegeMissing | None:
+    """The refusal of a vehicle JWT none of whose privileges the route's credential needs."""
+    need = ROUTE_SCOPES.get(route)
+    held = scopes_of_dimo_ids(i for i in checked.privileges if i in DIMO_PRIVILEGES)
+    if need is None or held & need:
+        return None
+    granting = [f"{i} {name}" for i, (name, scopes) in DIMO_PRIVILEGES.items() if scopes & need]
+    return AttestationPrivilegeMissing(
+        vehicle_id,
+        " or ".join(granting),
+        f"the vehicle JWT holds privileges {sorted(checked.privileges)}; exchange one with "
+        f"privilege {' or '.join(g.split()[0] for g in granting)} for the {route} credential",
+    )
+
+
 def caller(
     request: Request,
     tokenId: TokenId,  # noqa: N803 (DIMO's path parameter)
     authorization: Annotated[str | None, Header()] = None,
 ) -> Caller:
-    """The one authorisation dependency of every attestation route.
+    """The one authorisation dependency of every issuing route.
 
     A wallet access token, or any token when the host has no `VehicleTokens`, goes to the
     indexer as it is. A vehicle JWT is checked here first: MAC, issuer, expiry, its vehicle
@@ -146,42 +231,41 @@ def caller(
         AttestationTokenOtherVehicle: a vehicle JWT of another vehicle.
         AttestationPrivilegeMissing: a vehicle JWT without a privilege the route needs.
     """
-    scheme, _, token = (authorization or "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise AttestationUnauthenticated("no bearer token in `Authorization`")
-    tokens: VehicleTokens | None = request.app.state.vehicle_tokens
-    if tokens is None:
+    token = _bearer_token(authorization)
+    checked = _vehicle_jwt(request, token, strict=False)
+    if checked is None:
         return Caller(token)
-    try:
-        use = decode_jwt(token, tokens.key).get("token_use")
-    except JwtError:
-        return Caller(token)  # not one of the indexer's: the indexer refuses it
-    if use != VEHICLE_TOKEN_USE:
-        return Caller(token)
-    try:
-        checked = verify_vehicle_token(token, tokens.key, tokens.issuer, request.app.state.now())
-    except JwtExpired as exc:
-        raise AttestationTokenExpired(exc.expired_at) from None
-    except JwtError as exc:
-        raise AttestationUnauthenticated(f"the vehicle JWT is refused: {exc.reason}") from None
     if checked.vehicle_id != tokenId:
         raise AttestationTokenOtherVehicle(checked.asset, tokenId)
-    route = request.url.path.rstrip("/").split("/")[-2]
-    need = ROUTE_SCOPES.get(route)
-    held = scopes_of_dimo_ids(i for i in checked.privileges if i in DIMO_PRIVILEGES)
-    if need is not None and not held & need:
-        granting = [f"{i} {name}" for i, (name, scopes) in DIMO_PRIVILEGES.items() if scopes & need]
-        raise AttestationPrivilegeMissing(
-            tokenId,
-            " or ".join(granting),
-            f"the vehicle JWT holds privileges {sorted(checked.privileges)}; exchange one with "
-            f"privilege {' or '.join(g.split()[0] for g in granting)} for the {route} credential",
-        )
+    refusal = _privilege_refusal(checked, tokenId, request.url.path.rstrip("/").split("/")[-2])
+    if refusal is not None:
+        raise refusal
     return Caller(token, checked.vehicle_id, checked.privileges)
 
 
+def reader(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> tuple[Caller, VehicleToken | None]:
+    """The authorisation dependency of `GET /v2/attestation/credentials/{cid}`, which has no
+    vehicle in its path: the caller and its checked vehicle JWT, if it sent one.
+
+    Whatever the host can check itself is checked before the store is read, so that a 401
+    says nothing about the CID: with `VehicleTokens`, a token whose MAC does not check, and a
+    wallet or vehicle token past its `exp`.
+
+    Raises:
+        AttestationUnauthenticated: no bearer token, or one refused here.
+        AttestationTokenExpired: a token past its `exp`.
+    """
+    token = _bearer_token(authorization)
+    checked = _vehicle_jwt(request, token, strict=True)
+    if checked is None:
+        return Caller(token), None
+    return Caller(token, checked.vehicle_id, checked.privileges), checked
+
+
 CallerDep = Annotated[Caller, Depends(caller)]
+ReaderDep = Annotated[tuple[Caller, VehicleToken | None], Depends(reader)]
 
 
 class SaltBook:
@@ -440,13 +524,52 @@ def create_attestation_app(
         )
 
     @app.get("/v2/attestation/credentials/{cid}", summary="A stored credential by CID")
-    def stored(cid: str) -> Any:
-        try:
-            return json.loads(store.get(cid))
-        except (BlobStoreError, InvalidCid, ValueError) as exc:
-            return problem(404, "unknown-credential", f"no credential {cid}: {exc}")
+    async def stored(cid: str, who: ReaderDep) -> Any:
+        return await run_in_threadpool(readable, builder, issuer.documents, store, cid, *who)
 
     return app
+
+
+def readable(
+    builder: StatementBuilder,
+    documents: CredentialDocuments,
+    store: BlobStore,
+    cid: str,
+    asker: Caller,
+    checked: VehicleToken | None,
+) -> Any:
+    """The stored credential `cid`, if the caller's rights cover now what it states.
+
+    Raises:
+        AttestationCredentialUnknown: no such credential, or one the caller may not read:
+            the one answer for both, so that it does not tell whether the CID exists.
+        CheckerUnavailable: the indexer or the chain did not answer.
+    """
+    unknown = AttestationCredentialUnknown(cid)
+    try:
+        document = json.loads(store.get(cid))
+        struct = struct_of(document)
+        subject = document["credentialSubject"]["id"]
+    except (BlobStoreError, InvalidCid, KeyError, TypeError, ValueError):
+        raise unknown from None
+    vehicle, kind = struct.vehicle_id, struct.kind
+    if subject != vehicle_did(documents.chain_id, documents.vehicle_contract, vehicle):
+        raise unknown
+    if checked is not None and (
+        checked.vehicle_id != vehicle
+        or _privilege_refusal(checked, vehicle, KIND_ROUTES[kind]) is not None
+    ):
+        raise unknown
+    try:
+        builder.require_stated(asker, vehicle, kind, document)
+    except (
+        AttestationPrivilegeMissing,
+        AttestationUnknownVehicle,
+        AttestationUnauthenticated,
+        StatementRefused,
+    ):
+        raise unknown from None
+    return document
 
 
 def statement_builder(settings: AttestationSettings, deployment: Deployment) -> StatementBuilder:

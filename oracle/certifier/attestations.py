@@ -38,11 +38,11 @@ import httpx
 from eth_account import Account
 from web3.exceptions import ContractCustomError, ContractLogicError
 
-from apps import finance
+from apps import battery, finance
 from apps.audit import AppInputs, fetch_and_verify_inputs
 from apps.exceptions import ChainUnavailableError as AuditChainUnavailable
 from apps.exceptions import InputProofInvalid
-from oracle.certifier.battery import BatteryChecker, collect_signatures
+from oracle.certifier.battery import BatteryChecker, collect_signatures, covers
 from oracle.certifier.chain import CertifierChain
 from oracle.certifier.exceptions import (
     AttestationError,
@@ -63,6 +63,7 @@ from protocol.credentials import (
     CredentialKind,
     canonical_json,
     iso_ms,
+    ms_of_iso,
     sign_document,
     struct_of,
     vehicle_did,
@@ -143,6 +144,15 @@ class _Minted:
     owner: str
     vin_commitment: bytes
     minted_ms: int
+
+
+#: The signals whose readings each kind states, which a stored credential's reader must hold.
+_STATED: Final = {
+    CredentialKind.VIN: frozenset({VIN}),
+    CredentialKind.ODOMETER: frozenset({ODOMETER}),
+    CredentialKind.HEALTH: frozenset(battery.REQUIRED),
+    CredentialKind.POSITION: frozenset({LATITUDE, LONGITUDE}),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,6 +389,52 @@ class StatementBuilder:
             if not any(a <= at_ms < b for a, b in covered):
                 raise AttestationPrivilegeMissing(
                     vehicle_id, "LOCATION", f"{name} is not covered at {iso_ms(at_ms)}"
+                )
+
+    def require_stated(
+        self,
+        caller: Caller,
+        vehicle_id: int,
+        kind: CredentialKind,
+        document: Mapping[str, Any],
+    ) -> None:
+        """Refuses a caller whose rights do not cover now what a stored credential states.
+
+        Each reading its evidence names must be covered at its time, and a health
+        credential's window over the battery method's required signals, as the issuing routes
+        ask; the indexer's rights engine answers with the caller's token, so a sale or an
+        expired grant ends access. A document naming other readings than its kind states is
+        refused too.
+
+        Raises:
+            AttestationPrivilegeMissing: the rights do not cover it, or the document names no
+                reading of its kind.
+            AttestationUnknownVehicle, AttestationUnauthenticated, StatementRefused,
+            CheckerUnavailable.
+        """
+        self.minted(vehicle_id)
+        try:
+            spans = [
+                (str(e["signal"]), ms_of_iso(str(e["time"])), ms_of_iso(str(e["time"])) + 1)
+                for e in document.get("evidence", [])
+            ]
+            if kind is CredentialKind.HEALTH:
+                window = document["credentialSubject"]["window"]
+                start, end = ms_of_iso(window["startTime"]), ms_of_iso(window["endTime"])
+                spans += [(name, start, end) for name in battery.REQUIRED]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AttestationPrivilegeMissing(
+                vehicle_id, kind.name, f"the credential names no checkable reading: {exc!r}"
+            ) from None
+        if {name for name, _, _ in spans} != _STATED[kind] or any(a >= b for _, a, b in spans):
+            raise AttestationPrivilegeMissing(
+                vehicle_id, kind.name, "the credential names other readings than its kind states"
+            )
+        for name, start, end in spans:
+            _, covered = self._readings(caller, vehicle_id, name, start, end, limit=1)
+            if not covers(covered, start, end):
+                raise AttestationPrivilegeMissing(
+                    vehicle_id, name, f"not covered over [{iso_ms(start)}, {iso_ms(end)})"
                 )
 
     # -- chain facts ------------------------------------------------------------------------

@@ -51,6 +51,7 @@ __all__ = [
     "SignedCertificate",
     "certify_battery",
     "collect_signatures",
+    "covers",
     "create_certifier_app",
     "problem_text",
     "verify_on_chain",
@@ -65,7 +66,7 @@ KIND: Final = "battery"
 # --------------------------------------------------------------------------------------------
 
 
-def _covers(spans: Sequence[Sequence[int]], start: int, end: int) -> bool:
+def covers(spans: Sequence[Sequence[int]], start: int, end: int) -> bool:
     """Whether the spans, together, cover `[start, end)` without a gap."""
     at = start
     for a, b in sorted((int(a), int(b)) for a, b in spans):
@@ -182,7 +183,7 @@ class BatteryChecker:
                 if name in battery.SIGNALS
             }
             for name in battery.REQUIRED:
-                if not _covers(covered.get(name, []), start, end):
+                if not covers(covered.get(name, []), start, end):
                     raise StatementRefused(
                         KIND,
                         f"the caller's rights cover {name} only over {covered.get(name, [])}, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from oracle.exceptions import OracleError
 
 __all__ = [
+    "AttestationCredentialUnknown",
     "AttestationError",
     "AttestationNoReading",
     "AttestationNotIndexed",
@@ -165,6 +166,22 @@ class AttestationTokenOtherVehicle(AttestationError, PermissionError):
         )
 
 
+class AttestationCredentialUnknown(AttestationError, LookupError):
+    """No stored credential the caller's rights cover now has this CID: an unknown CID and a
+    credential the caller may not read are answered alike, so that the answer does not tell
+    whether the CID exists."""
+
+    status = 404
+    slug = "unknown-credential"
+
+    def __init__(self, cid: str) -> None:
+        self.cid = cid
+        super().__init__(
+            f"no credential {cid} that the caller's rights cover now (an unknown CID and a "
+            "credential of data the caller may not read are answered alike)"
+        )
+
+
 class AttestationNotIndexed(AttestationError, ConnectionError):
     """The credential was issued and stored, but the indexer did not take it into the index
     `vinVCLatest` reads."""
@@ -176,6 +193,7 @@ class AttestationNotIndexed(AttestationError, ConnectionError):
         self.cid = cid
         self.reason = reason
         super().__init__(
-            f"credential {cid} was issued and stored (GET /v2/attestation/credentials/{cid}) "
+            f"credential {cid} was issued and stored (GET /v2/attestation/credentials/{cid}, "
+            "with a token whose rights cover it) "
             f"but the indexer did not index it ({reason}); ask again to index it"
         )

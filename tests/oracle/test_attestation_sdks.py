@@ -38,11 +38,17 @@ from oracle.certifier.attestation_api import (
 from oracle.certifier.attestations import CredentialIssuer
 from protocol.blobstore import LocalCidStore
 from protocol.bundle import SCHEMA_SIGNALS
-from protocol.credentials import CredentialKind, iso_ms, proof_signatures, struct_of
+from protocol.credentials import (
+    CredentialKind,
+    iso_ms,
+    ms_of_iso,
+    proof_signatures,
+    struct_of,
+)
 from protocol.deployment import Deployment
 from tests.conftest import FAR_FUTURE, TERMS_CID, private_key
 from tests.indexer.test_api_basics import Served
-from tests.indexer.test_api_telemetry import URI, World, served_world
+from tests.indexer.test_api_telemetry import URI, World, advance, block_ms, served_world
 from tests.indexer.test_dimo_sdks import REDIRECT, SDK_ESM
 from tests.indexer.test_loader import (  # fixtures shared with the loader tests
     anchor_bundles,  # noqa: F401
@@ -374,6 +380,101 @@ def test_a_vehicle_jwt_of_another_vehicle_is_refused(
         )
     assert status == 403
     assert f"not vehicle {revealed.vehicle}" in _problem(body, 403, "vehicle-token-other-vehicle")
+
+
+def test_a_stored_credential_is_served_only_by_the_rights_that_cover_it_now(
+    world: World,
+    host: Host,
+    revealed: Car,
+    make_car: Callable[..., Car],
+    licence_for: Callable[..., Licence],
+    vehicle_id: Any,
+    owner: Any,
+    other_owner: Any,
+    tmp_path: Path,
+) -> None:
+    owner_token = _token(world, owner)
+
+    def issue(route: str, body: dict[str, Any]) -> str:
+        r = httpx.post(
+            f"{host.url}/v2/attestation/{route}/{revealed.vehicle}",
+            json=body,
+            headers={"Authorization": f"Bearer {owner_token}"},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["cid"])
+
+    def read(cid: str, token: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = f"{host.url}/v2/attestation/credentials/{cid}"
+        return httpx.get(url, headers=headers, timeout=120)
+
+    vin = issue("vin", {})
+    position = issue("vehicle-position", {"timestamp": iso_ms(revealed.end)})
+    odometer = issue("odometer-statement", {"timestamp": iso_ms(revealed.end)})
+    # A well-formed CID this host never stored.
+    unknown = LocalCidStore(tmp_path / "elsewhere").put(b'{"not": "stored"}')
+    refused = read(unknown, owner_token)
+    assert refused.status_code == 404
+    _problem(refused.json(), 404, "unknown-credential")
+
+    def hidden(cid: str, token: str) -> None:
+        """Answered exactly as the unknown CID is, but for the CID itself."""
+        r = read(cid, token)
+        assert r.status_code == 404, r.text
+        assert r.headers["content-type"] == refused.headers["content-type"]
+        assert r.json() == json.loads(json.dumps(refused.json()).replace(unknown, cid))
+
+    for cid in (vin, position, odometer):
+        anonymous = read(cid, None)
+        assert anonymous.status_code == 401
+        _problem(anonymous.json(), 401, "unauthenticated")
+        assert read(cid, "not-a-token").status_code == 401
+        mine = read(cid, owner_token)
+        assert mine.status_code == 200, mine.text
+        assert struct_of(mine.json()).vehicle_id == revealed.vehicle
+
+    licence = licence_for(revealed.vehicle)
+    with python_sdk(world, host) as sdk:
+        narrow = _vehicle_jwt(sdk, licence, revealed.vehicle, [1])  # no location, no VIN
+        located = _vehicle_jwt(sdk, licence, revealed.vehicle, [1, 3, 5])
+        other = make_car()
+        elsewhere = _vehicle_jwt(sdk, licence_for(other.vehicle), other.vehicle)
+    # A grantee without the kind's privilege: as if the CID did not exist.
+    hidden(position, narrow)
+    hidden(vin, narrow)
+    assert read(odometer, narrow).status_code == 200
+    # With the privilege: served.
+    for cid in (vin, position, odometer):
+        assert read(cid, located).json() == read(cid, owner_token).json()
+    # A vehicle JWT of another vehicle.
+    for cid in (vin, position, odometer):
+        hidden(cid, elsewhere)
+    # Sold: the transfer voids the old owner's grant inside the vehicle JWT's life, and the
+    # new owner's rights do not reach back before the transfer.
+    advance(120)  # the sale comes after every reading stated
+    sale = vehicle_id.transferFrom(owner, other_owner, revealed.vehicle, sender=owner)
+    world.sync()
+    world.at(block_ms(sale) + 1000)
+    new_owner = _token(world, other_owner)
+    for cid in (vin, position, odometer):
+        hidden(cid, located)
+        hidden(cid, new_owner)
+    # The old owner keeps what the rights engine keeps for it, its own period's readings,
+    # and exactly that: the credential is served as the indexer serves the reading itself.
+    evidence = read(vin, owner_token).json()["evidence"][0]
+    t = ms_of_iso(evidence["time"])
+    readings = httpx.get(
+        f"{world.base_url}/vehicles/{revealed.vehicle}/readings",
+        params={"signal": evidence["signal"], "start": t, "end": t + 1},
+        headers={"Authorization": f"Bearer {owner_token}"},
+        timeout=60,
+    )
+    assert readings.status_code == 200, readings.text
+    assert [int(i["t"]) for i in readings.json()["items"]] == [t]
+    for cid in (vin, position, odometer):
+        assert read(cid, owner_token).status_code == 200
 
 
 def test_a_vehicle_jwt_reads_the_rest_routes_narrowed_to_its_privileges(

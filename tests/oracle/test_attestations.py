@@ -43,8 +43,9 @@ from protocol.credentials import (
 )
 from protocol.deployment import Deployment
 from protocol.eip712 import dimo_domain
+from protocol.privileges import Privilege
 from tests.apps.sim import shift_for, sign_windows, simulated
-from tests.conftest import private_key
+from tests.conftest import FAR_FUTURE, TERMS_CID, private_key
 from tests.indexer.test_api_basics import Served
 from tests.indexer.test_api_telemetry import (  # fixtures shared with the telemetry tests
     World,
@@ -64,6 +65,8 @@ PROBLEMS = "https://dimo.local/problems/"
 SQLITE_ONLY = pytest.mark.parametrize("world", ["sqlite"], indirect=True)
 SALT = b"\x01" * 32  # tests.conftest.vin_commitment's salt
 _NUMBERS = itertools.count(83_000, 10)
+#: The CID of `{"not": "stored"}`, which no host stores.
+UNKNOWN_CID = "bafkreia6y4t7ojw6xx2gsoepxzbcqmvf7csqrokbu3szznlhkgyo3i6vjy"
 
 
 @dataclass
@@ -276,8 +279,14 @@ def test_vin_odometer_and_position_credentials_verify_on_chain_and_offline(
         document = answer.json()["credential"]
         assert _verify_both(platform, document, now) == quorum
         # Stored by CID, byte for byte what was answered.
-        stored = httpx.get(f"{host.url}/v2/attestation/credentials/{answer.json()['cid']}")
+        path = f"{host.url}/v2/attestation/credentials/{answer.json()['cid']}"
+        stored = httpx.get(path, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+        assert stored.status_code == 200, stored.text
         assert stored.json() == document
+        # A credential states readings: no token, no credential.
+        anonymous = httpx.get(path, timeout=120)
+        assert anonymous.status_code == 401
+        assert anonymous.json()["type"] == PROBLEMS + "unauthenticated"
 
 
 @SQLITE_ONLY
@@ -353,6 +362,8 @@ def test_the_health_credential_states_the_battery_health_the_readings_give(
     world: World,
     host: Host,
     owner: Any,
+    stranger: Any,
+    vehicle_rights: Any,
     platform: Any,
     anchor_bundles: Callable[..., Anchored],
     domain: Any,
@@ -379,6 +390,31 @@ def test_the_health_credential_states_the_battery_health_the_readings_give(
     assert health["method"] == "battery-soh/1"
     assert document["credentialSubject"]["faultCodes"]["available"] is False
     _verify_both(platform, document, int(world.clock.now * 1000))
+
+    # Read back by the rights that cover the battery signals over the whole window, now.
+    def read(token: str, cid: str = r.json()["cid"]) -> httpx.Response:
+        url = f"{host.url}/v2/attestation/credentials/{cid}"
+        return httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+    assert read(_token(world, owner)).json() == document
+    theirs = _token(world, stranger)
+    unknown = read(theirs, UNKNOWN_CID)
+    assert unknown.status_code == 404
+    assert unknown.json()["type"] == PROBLEMS + "unknown-credential"
+    for scopes in (0, int(Privilege.DRIVING | Privilege.LOCATION)):
+        if scopes:
+            vehicle_rights.grant(vehicle, stranger, scopes, FAR_FUTURE, TERMS_CID, sender=owner)
+            world.sync()
+        refused = read(theirs)
+        assert refused.status_code == 404
+        assert refused.json() == json.loads(
+            json.dumps(unknown.json()).replace(UNKNOWN_CID, r.json()["cid"])
+        )
+    vehicle_rights.grant(
+        vehicle, stranger, int(Privilege.BATTERY), FAR_FUTURE, TERMS_CID, sender=owner
+    )
+    world.sync()
+    assert read(theirs).json() == document
 
 
 @SQLITE_ONLY
