@@ -82,6 +82,7 @@ class _Direct:
 
     __slots__ = (
         "coerce",
+        "collected",
         "declared",
         "field_def",
         "item_declared",
@@ -109,6 +110,8 @@ class _Direct:
         self.coerce = self.named.coerce_output_value if kind == _LEAF else None
         self.item_declared = item_declared
         self.item_type: Any = None if item_declared is None else _unwrap(item_declared)[0]
+        # The sub-selection, collected for the first value (a plan is one executor's).
+        self.collected: CollectedFields | None = None
 
 
 def _direct(field_def: GraphQLField | None, details: FieldDetailsList) -> _Direct | None:
@@ -247,9 +250,11 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         if isinstance(value, Exception) or self.is_awaitable(value):
             return _SLOW
         try:
-            grouped, deferred, _ = self.collect_subfields(direct.named, details)
+            collected = direct.collected
+            if collected is None:
+                collected = direct.collected = self.collect_subfields(direct.named, details)
             completed = self._subfields(
-                direct.named, value, field_path, grouped, deferred, position_context
+                direct.named, value, field_path, collected, position_context
             )
         except Exception as raw_error:
             self.handle_field_error(raw_error, direct.declared, details, field_path)
@@ -263,17 +268,17 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         object_type: GraphQLObjectType,
         value: Any,
         path: Path,
-        grouped_field_set: GroupedFieldSet,
-        deferred: Sequence[Any],
+        collected: CollectedFields,
         position_context: Any,
     ) -> Any:
         """graphql-core's `execute_collected_subfields`, calling `execute_fields` itself in
         the case where that is all it does (nothing deferred)."""
+        grouped, deferred = collected.grouped_field_set, collected.new_defer_usages
         if deferred or position_context is not None:
             return self.execute_collected_subfields(
-                object_type, value, path, grouped_field_set, deferred, position_context
+                object_type, value, path, grouped, deferred, position_context
             )
-        return self.execute_fields(object_type, value, path, grouped_field_set, None)
+        return self.execute_fields(object_type, value, path, grouped, None)
 
     def _list(
         self,
@@ -293,7 +298,6 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         info: GraphQLResolveInfo[Any] | None = None
         completed: list[Any] = []
         awaitable_indices: list[int] = []
-        collected: CollectedFields | None = None
         try:
             for index, item in enumerate(items):
                 item_path = path.add_key(index, None)
@@ -314,16 +318,10 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
                         awaitable_indices.append(index)
                     continue
                 try:
+                    collected = direct.collected
                     if collected is None:  # as graphql-core: collected (once) for an item
-                        collected = self.collect_subfields(item_type, details)
-                    value = self._subfields(
-                        item_type,
-                        item,
-                        item_path,
-                        collected.grouped_field_set,
-                        collected.new_defer_usages,
-                        position_context,
-                    )
+                        collected = direct.collected = self.collect_subfields(item_type, details)
+                    value = self._subfields(item_type, item, item_path, collected, position_context)
                 except Exception as raw_error:
                     self.handle_field_error(raw_error, item_declared, details, item_path)
                     value = None
