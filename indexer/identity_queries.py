@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Integer, Select, bindparam, func, select
 
@@ -20,9 +20,9 @@ from protocol.crypto import checksum_address
 _checksum = lru_cache(maxsize=16_384)(checksum_address)
 
 
-@dataclass(frozen=True, slots=True)
-class VehicleRow:
-    """A vehicle with its definition and paired device, in one row."""
+class VehicleRow(NamedTuple):
+    """A vehicle with its definition and paired device, in one row (a named tuple: a frozen
+    dataclass took four times as long to make, a page makes up to a thousand)."""
 
     token_id: int
     owner: str
