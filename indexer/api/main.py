@@ -175,6 +175,10 @@ def create_app(
     )
     install_problem_handlers(app)
     app.include_router(health_router)
+    # DIMO's GraphQL endpoints near the front: FastAPI tries routers in order, and an
+    # Identity page is served at 300 requests a second (no other route has these paths).
+    app.include_router(identity_router(settings))
+    app.include_router(telemetry_router())
     app.include_router(auth_routes.router)
     app.include_router(identity_routes.router)
     app.include_router(governance_routes.router)
@@ -196,8 +200,6 @@ def create_app(
     app.include_router(dimo_auth.router)
     app.include_router(token_exchange.router)
     app.include_router(credentials.router)
-    app.include_router(identity_router(settings))
-    app.include_router(telemetry_router())
     mount_dapp(app, DAPP_DIST)
     app.add_middleware(
         RateLimitMiddleware,

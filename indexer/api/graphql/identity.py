@@ -2,8 +2,11 @@
 
 Field names and shapes follow DIMO's Identity API as its SDKs query it; types this platform
 does not have (synthetic devices, DCN names) answer null. Resolvers are thin over
-`indexer.identity_queries`, run in a worker thread with one connection per request. Queries
-deeper than `graphql_max_depth` are refused before they run, and `first`/`last` are bounded.
+`indexer.identity_queries`, run in a worker thread with one connection (in autocommit: they only
+read) per call; a page of vehicles and its `totalCount` share one. Queries deeper than
+`graphql_max_depth` are refused before they run, and `first`/`last` are bounded. Plain data
+fields, most of an answer, are read by `LeanExecutor` (`indexer.api.graphql.execution`)
+without graphql-core's per-field resolver chain.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, NewType
+from typing import Any, NewType
 
 import anyio
+import msgspec
 import strawberry
-from fastapi import Depends, Request
+from fastapi import Request
 from sqlalchemy import Connection, Engine
 from strawberry.extensions import (
     AddValidationRules,
@@ -27,9 +31,12 @@ from strawberry.extensions import (
 )
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.nodes import SelectedField, Selection
 
 from indexer import identity_queries as q
-from indexer.api.deps import db_limiter, get_engine
+from indexer.api.deps import db_limiter, get_read_engine_of
+from indexer.api.graphql.execution import LeanExecutor
 from indexer.config import IndexerSettings
 from protocol.privileges import DIMO_PRIVILEGES, dimo_ids_of, dimo_permissions_hex
 
@@ -315,19 +322,25 @@ class VehicleEarnings:
         )
 
 
+def _minted_at(root: Vehicle) -> Time:
+    return Time(_time(root.minted_ts))
+
+
 @strawberry.type
 class Vehicle:
     """A vehicle NFT."""
 
     token_id: int
     owner: Address
-    minted_at: Time
+    # Written only when asked for: a page of vehicles rarely asks.
+    minted_at: Time = strawberry.field(resolver=_minted_at)
     definition: Definition
     aftermarket_device: AftermarketDevice | None
     synthetic_device: SyntheticDevice | None = None
     dcn: DCN | None = None
     name: str | None = None
     image_uri: str | None = None
+    minted_ts: strawberry.Private[int]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -422,7 +435,7 @@ def _vehicle(row: q.VehicleRow) -> Vehicle:
     return Vehicle(
         token_id=row.token_id,
         owner=Address(row.owner),
-        minted_at=Time(_time(row.minted_at)),
+        minted_ts=row.minted_at,
         definition=Definition(
             id=None if row.make is None else f"{row.make}_{row.model}_{row.year}".lower(),
             make=row.make,
@@ -431,6 +444,17 @@ def _vehicle(row: q.VehicleRow) -> Vehicle:
         ),
         aftermarket_device=device,
     )
+
+
+def _selects(selections: list[Selection], name: str) -> bool:
+    """Whether `selections` (through fragments, whatever their directives) ask for `name`."""
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if selection.name == name:
+                return True
+        elif _selects(selection.selections, name):
+            return True
+    return False
 
 
 @strawberry.type
@@ -449,11 +473,15 @@ class VehiclesFilter:
     privileged: Address | None = None
 
 
+def _vehicle_edges(root: VehicleConnection) -> list[VehicleEdge]:
+    return [VehicleEdge(cursor=_cursor(v.token_id), node=v) for v in root.nodes]
+
+
 @strawberry.type
 class VehicleConnection:
-    """A page of vehicles; `totalCount` is counted only when asked for."""
+    """A page of vehicles; `totalCount` is counted only when asked for, edges made only then."""
 
-    edges: list[VehicleEdge]
+    edges: list[VehicleEdge] = strawberry.field(resolver=_vehicle_edges)
     nodes: list[Vehicle]
     page_info: PageInfo
     count: strawberry.Private[Callable[[], Any]]
@@ -491,8 +519,10 @@ class Query:
         owner = filter_by.owner if filter_by else None
         privileged = filter_by.privileged if filter_by else None
         after_id, before_id = _uncursor(after), _uncursor(before)
-        rows = await ctx.run(
-            lambda c: q.vehicle_page(
+        wants_total = _selects(info.selected_fields, "totalCount")
+
+        def page_and_total(c: Connection) -> tuple[list[q.VehicleRow], int | None]:
+            rows = q.vehicle_page(
                 c,
                 owner=owner,
                 privileged=privileged,
@@ -502,28 +532,30 @@ class Query:
                 after_id=after_id,
                 from_end=from_end,
             )
-        )
+            if after_id is None and before_id is None and len(rows) <= size:
+                return rows, len(rows)  # the page holds every match: that is the count
+            # Asked for: counted in the same thread and connection as the page.
+            total = _count(c) if wants_total else None
+            return rows, total
+
+        def _count(c: Connection) -> int:
+            return q.vehicle_count(c, owner=owner, privileged=privileged, now_s=ctx.now_s)
+
+        rows, total = await ctx.run(page_and_total)
         more = len(rows) > size
         rows = (rows[1:] if from_end else rows[:size]) if more else rows
         vehicles = [_vehicle(r) for r in rows]
-        edges = [VehicleEdge(cursor=_cursor(v.token_id), node=v) for v in vehicles]
         info_page = PageInfo(
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=_cursor(vehicles[0].token_id) if vehicles else None,
+            end_cursor=_cursor(vehicles[-1].token_id) if vehicles else None,
             has_previous_page=more if from_end else after is not None,
             has_next_page=before is not None if from_end else more,
         )
 
         async def count() -> int:
-            return int(
-                await ctx.run(
-                    lambda c: q.vehicle_count(
-                        c, owner=owner, privileged=privileged, now_s=ctx.now_s
-                    )
-                )
-            )
+            return total if total is not None else int(await ctx.run(_count))
 
-        return VehicleConnection(edges=edges, nodes=vehicles, page_info=info_page, count=count)
+        return VehicleConnection(nodes=vehicles, page_info=info_page, count=count)
 
     @strawberry.field
     async def vehicle(self, info: strawberry.Info, token_id: int) -> Vehicle | None:
@@ -545,16 +577,31 @@ class Query:
         return [name for _, (name, _) in sorted(DIMO_PRIVILEGES.items())]
 
 
-async def identity_context(
-    request: Request, engine: Annotated[Engine, Depends(get_engine)]
-) -> IdentityContext:
-    """The context of one GraphQL request, from the app's FastAPI dependencies."""
-    clock = request.app.state.clock
-    return IdentityContext(engine=engine, settings=request.app.state.settings, now_s=int(clock()))
+async def identity_context(request: Request) -> IdentityContext:
+    """The context of one GraphQL request, from the app's state (as the REST routes use it):
+    the engine in autocommit, as every resolver only reads."""
+    state = request.app.state
+    return IdentityContext(
+        engine=get_read_engine_of(request), settings=state.settings, now_s=int(state.clock())
+    )
 
 
-def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext, None]:
-    """The Identity API's router: POST (and GraphiQL on GET) at `/query`."""
+class _IdentityRouter(GraphQLRouter[IdentityContext, None]):
+    """Strawberry's FastAPI router, writing answers with msgspec: a tenth of `json.dumps`'
+    time for a page of vehicles, the same JSON values (text beyond ASCII is written as UTF-8
+    rather than escaped)."""
+
+    def encode_json(self, data: object) -> bytes:
+        """The JSON of an answer."""
+        return msgspec.json.encode(data)
+
+
+def identity_schema(
+    settings: IndexerSettings,
+    executor: type[StrawberryGraphQLCoreExecutionContext] = LeanExecutor,
+) -> strawberry.Schema:
+    """The Identity API's schema with its limits, run by `executor`: `LeanExecutor` (see
+    `indexer.api.graphql.execution`) unless a test compares it with Strawberry's own."""
     scalars: dict[object, Any] = {
         Address: strawberry.scalar(
             name="Address",
@@ -569,9 +616,10 @@ def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext,
         BigDecimal: strawberry.scalar(name="BigDecimal", description="A decimal number"),
     }
     depth_rule = QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules
-    schema = strawberry.Schema(
+    return strawberry.Schema(
         query=Query,
         config=StrawberryConfig(scalar_map=scalars),
+        execution_context_class=executor,
         # The SDKs send a few fixed query texts with variables: parse and validate each once.
         # The depth rule is made once, so that every request's extension adds the same rule
         # class and the validation cache (keyed by the rules too) answers a text seen before.
@@ -581,9 +629,13 @@ def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext,
             lambda: ValidationCache(maxsize=256),
         ],
     )
+
+
+def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext, None]:
+    """The Identity API's router: POST (and GraphiQL on GET) at `/query`."""
     # Out of the OpenAPI document: GraphQL describes itself (introspection, GraphiQL on GET).
-    return GraphQLRouter(
-        schema,
+    return _IdentityRouter(
+        identity_schema(settings),
         path="/query",
         context_getter=identity_context,
         tags=["dimo-identity"],
@@ -591,4 +643,4 @@ def identity_router(settings: IndexerSettings) -> GraphQLRouter[IdentityContext,
     )
 
 
-__all__ = ["identity_router"]
+__all__ = ["IdentityContext", "identity_router", "identity_schema"]
