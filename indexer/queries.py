@@ -877,7 +877,13 @@ def reading_proof(conn: Connection, vehicle_id: int, signal: str, ts: int) -> Re
     found = raw_readings(conn, vehicle_id, signal, ts, ts + 1, limit=1)
     if not found:
         raise ReadingNotFound(vehicle_id, signal, ts)
-    reading = found[0]
+    return proof_of_reading(conn, vehicle_id, signal, found[0])
+
+
+def proof_of_reading(
+    conn: Connection, vehicle_id: int, signal: str, reading: Reading
+) -> ReadingProof:
+    """The proof of a reading already read from the index (its batch and leaf known)."""
     return ReadingProof(
         vehicle_id, signal, reading, bundle_proof(conn, reading.batch_id, reading.leaf_index)
     )

@@ -875,7 +875,7 @@ def test_the_readmes_sdk_snippet_reads_a_speed_and_its_proof_verifies_on_chain(
     (tmp_path / "data" / "deployments" / "31337.json").write_bytes(deployment_record.read_bytes())
     monkeypatch.chdir(tmp_path)
     saved = dict(dimo_environment["Production"])
-    scope = {
+    scope: dict[str, Any] = {
         "CLIENT_ID": licensed.client_id,
         "REDIRECT_URI": REDIRECT,
         "SIGNER_KEY": licensed.signer_key,
@@ -886,7 +886,7 @@ def test_the_readmes_sdk_snippet_reads_a_speed_and_its_proof_verifies_on_chain(
         dimo_environment["Production"].clear()
         dimo_environment["Production"].update(saved)
     speed = licensed.samples[SPEED][-1]
-    proof = scope["speed"]["proof"]  # type: ignore[index]
+    proof = scope["speed"]["proof"]
     assert (proof["reading"]["t"], proof["reading"]["value"]) == speed
     assert capsys.readouterr().out == f"{speed[1]} km/h, in batch {proof['batch']['id']}\n"
-    assert scope["checked"]["value"] == speed[1]  # type: ignore[index]
+    assert scope["checked"]["value"] == speed[1]

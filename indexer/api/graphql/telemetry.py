@@ -63,6 +63,9 @@ from indexer.queries import (
     SOC,
     SPEED,
     Aggregation,
+    ChargingSession,
+    Reading,
+    Trip,
     charging_sessions,
     latest_values,
     raw_readings,
@@ -582,15 +585,18 @@ def _row_proof(root: SignalRow, signal: str, agg: ProofAggregation) -> JSON | No
     return got  # type: ignore[no-any-return]
 
 
-def _proof_json(conn: Connection, access: Access, vss: str, ts: int) -> Any:
-    """The REST proof route's answer for the reading of `vss` at `ts`, under `access`.
+def _proof_json(
+    conn: Connection, access: Access, vss: str, ts: int, reading: Reading | None = None
+) -> Any:
+    """The REST proof route's answer for the reading of `vss` at `ts` (`reading`, if already
+    read), under `access`.
 
     Raises:
         TelemetryQueryError: FORBIDDEN (not covered, or the bundle cannot be disclosed for this
             signal alone) or NOT_FOUND.
     """
     try:
-        out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts)
+        out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts, reading)
     except ApiProblem as exc:
         code = "FORBIDDEN" if exc.status == 403 else "NOT_FOUND"
         raise TelemetryQueryError(code, str(exc), reason=exc.slug) from exc
@@ -637,28 +643,28 @@ def _sources(
     end: int,
     interval: int,
     within: Intervals,
-) -> dict[int, dict[str, int]]:
-    """Bucket start -> VSS -> the time of the reading the bucket's value of `asked` is (both
-    coordinates for the location), found as the value itself is."""
+) -> dict[int, dict[str, Reading | int]]:
+    """Bucket start -> VSS -> the reading the bucket's value of `asked` is (both coordinates
+    for the location; the time alone for RAND's), found as the value itself is."""
     assert asked.signal.vss is not None
     location = asked.signal.kind == "location"
     names = (LAT, LON) if location else (asked.signal.vss,)
-    out: dict[int, dict[str, int]] = {}
+    out: dict[int, dict[str, Reading | int]] = {}
     if asked.agg != "RAND":
         agg = _SQL_AGG[asked.agg]
         for vss in names:
             found = series_sources(conn, vehicle, vss, start, end, interval, agg, within=within)
             for bucket, reading in found.items():
-                out.setdefault(bucket, {})[vss] = reading.ts
+                out.setdefault(bucket, {})[vss] = reading
         # A location is answered only where both coordinates are.
-        return {b: ts for b, ts in out.items() if len(ts) == len(names)}
+        return {b: got for b, got in out.items() if len(got) == len(names)}
     times = [t for t, _ in _raw(conn, vehicle, names[0], start, end, within)]
     if location:  # RAND picks among the readings that have both coordinates
         lons = {t for t, _ in _raw(conn, vehicle, LON, start, end, within)}
         times = [t for t in times if t in lons]
     for bucket, ts in _buckets(((t, t) for t in times), start, interval).items():
-        picked = _pick(bucket, ts)
-        out[bucket] = dict.fromkeys(names, picked)
+        picked: int = _pick(bucket, ts)
+        out[bucket] = {vss: picked for vss in names}
     return out
 
 
@@ -677,11 +683,14 @@ def _row_proofs(
         if a.signal.vss is None:
             continue
         within = access.spans(a.signal, start, end)
-        for bucket, times in _sources(conn, vehicle, a, start, end, interval, within).items():
+        for bucket, found in _sources(conn, vehicle, a, start, end, interval, within).items():
             proofs: dict[str, Any] = {}
             try:
-                for vss, ts in times.items():
-                    proofs[vss] = _proof_json(conn, access, vss, ts)
+                for vss, got in found.items():
+                    if isinstance(got, Reading):
+                        proofs[vss] = _proof_json(conn, access, vss, got.ts, got)
+                    else:
+                        proofs[vss] = _proof_json(conn, access, vss, got)
             except TelemetryQueryError as exc:
                 out.setdefault(bucket, {})[(a.signal.name, a.agg)] = exc
                 continue
@@ -1255,10 +1264,15 @@ async def _segments(
         _, within, _ = compose(access.coverage, required, optional, start, end)
     except ApiProblem as exc:
         raise _forbidden(exc) from exc
-    find = trips if trip else charging_sessions
 
     def work(conn: Connection) -> list[Segment]:
-        found = find(conn, token_id, start, end, gap_s=gap_s, min_duration_s=min_s, within=within)
+        found: Sequence[Trip | ChargingSession] = (
+            trips(conn, token_id, start, end, gap_s=gap_s, min_duration_s=min_s, within=within)
+            if trip
+            else charging_sessions(
+                conn, token_id, start, end, gap_s=gap_s, min_duration_s=min_s, within=within
+            )
+        )
         to_ms = min(end, access.coverage.now_ms)
         return [
             Segment(root=SegmentRow(s.start_ms, s.end_ms, gap_s * 1000, start, to_ms, access))
