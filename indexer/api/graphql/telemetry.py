@@ -582,7 +582,7 @@ def _row_proof(root: SignalRow, signal: str, agg: ProofAggregation) -> JSON | No
     got = root.proofs.get((signal, agg.value))
     if isinstance(got, GraphQLError):
         raise got
-    return got  # type: ignore[no-any-return]
+    return got
 
 
 def _proof_json(
@@ -694,12 +694,12 @@ def _row_proofs(
             except TelemetryQueryError as exc:
                 out.setdefault(bucket, {})[(a.signal.name, a.agg)] = exc
                 continue
-            got = (
+            answer = (
                 {"latitude": proofs[LAT], "longitude": proofs[LON]}
                 if a.signal.kind == "location"
                 else proofs[a.signal.vss]
             )
-            out.setdefault(bucket, {})[(a.signal.name, a.agg)] = JSON(got)
+            out.setdefault(bucket, {})[(a.signal.name, a.agg)] = JSON(answer)
     return out
 
 
@@ -1153,59 +1153,69 @@ def _segment_location(root: SegmentRow, info: strawberry.Info, at_end: bool) -> 
     return _ctx(info).run(work)
 
 
-async def _segment_start(root: SegmentRow, info: strawberry.Info) -> SignalLocation | None:
-    return await _segment_location(root, info, at_end=False)  # type: ignore[no-any-return]
+def _segment_start_time(root: Segment) -> Time:
+    return Time(_time(root.row.start_ms))
 
 
-async def _segment_end(root: SegmentRow, info: strawberry.Info) -> SignalLocation | None:
-    return await _segment_location(root, info, at_end=True)  # type: ignore[no-any-return]
+def _segment_end_time(root: Segment) -> Time | None:
+    return None if root.row.ongoing else Time(_time(root.row.end_ms))
+
+
+def _segment_duration(root: Segment) -> int:
+    end = root.row.to_ms if root.row.ongoing else root.row.end_ms
+    return (end - root.row.start_ms) // 1000
+
+
+def _segment_ongoing(root: Segment) -> bool:
+    return root.row.ongoing
+
+
+def _segment_early(root: Segment) -> bool:
+    return root.row.start_ms - root.row.gap_ms < root.row.from_ms
+
+
+async def _segment_start(root: Segment, info: strawberry.Info) -> SignalLocation | None:
+    return await _segment_location(root.row, info, at_end=False)  # type: ignore[no-any-return]
+
+
+async def _segment_end(root: Segment, info: strawberry.Info) -> SignalLocation | None:
+    return await _segment_location(root.row, info, at_end=True)  # type: ignore[no-any-return]
 
 
 @strawberry.type(
     description="A segment: a trip (ignitionDetection) or a charging session (recharge)"
 )
 class Segment:
-    root: strawberry.Private[SegmentRow]
-
-    @strawberry.field(description="The segment's first active reading")
-    def start_time(self) -> Time:
-        return Time(_time(self.root.start_ms))
-
-    @strawberry.field(description="Its last active reading; null while it is ongoing")
-    def end_time(self) -> Time | None:
-        return None if self.root.ongoing else Time(_time(self.root.end_ms))
-
-    @strawberry.field(description="Seconds from start to end (to `to` while ongoing)")
-    def duration_seconds(self) -> int:
-        end = self.root.to_ms if self.root.ongoing else self.root.end_ms
-        return (end - self.root.start_ms) // 1000
-
-    @strawberry.field(
+    row: strawberry.Private[SegmentRow]
+    start_time: Time = strawberry.field(
+        resolver=_segment_start_time, description="The segment's first active reading"
+    )
+    end_time: Time | None = strawberry.field(
+        resolver=_segment_end_time,
+        description="Its last active reading; null while it is ongoing",
+    )
+    duration_seconds: int = strawberry.field(
+        resolver=_segment_duration,
+        description="Seconds from start to end (to `to` while ongoing)",
+    )
+    is_ongoing: bool = strawberry.field(
+        resolver=_segment_ongoing,
         description="True if its last activity is less than the gap before `to`: it may go on "
-        "after the range"
+        "after the range",
     )
-    def is_ongoing(self) -> bool:
-        return self.root.ongoing
-
-    @strawberry.field(
+    started_before_range: bool = strawberry.field(
+        resolver=_segment_early,
         description="True if its first activity is less than the gap after `from`: it may "
-        "have begun before the range (the start is then approximate)"
+        "have begun before the range (the start is then approximate)",
     )
-    def started_before_range(self) -> bool:
-        return self.root.start_ms - self.root.gap_ms < self.root.from_ms
-
-    @strawberry.field(
+    start: SignalLocation | None = strawberry.field(
+        resolver=_segment_start,
         description="The first location in the segment, with its proof when asked. Needs "
-        "VEHICLE_ALL_TIME_LOCATION over the segment: else null with a FORBIDDEN error"
+        "VEHICLE_ALL_TIME_LOCATION over the segment: else null with a FORBIDDEN error",
     )
-    async def start(self, info: strawberry.Info) -> SignalLocation | None:
-        return await _segment_start(self.root, info)
-
-    @strawberry.field(
-        description="The last location in the segment, as `start`",
+    end: SignalLocation | None = strawberry.field(
+        resolver=_segment_end, description="The last location in the segment, as `start`"
     )
-    async def end(self, info: strawberry.Info) -> SignalLocation | None:
-        return await _segment_end(self.root, info)
 
 
 def _range(from_: str, to: str) -> tuple[int, int]:
@@ -1275,7 +1285,7 @@ async def _segments(
         )
         to_ms = min(end, access.coverage.now_ms)
         return [
-            Segment(root=SegmentRow(s.start_ms, s.end_ms, gap_s * 1000, start, to_ms, access))
+            Segment(row=SegmentRow(s.start_ms, s.end_ms, gap_s * 1000, start, to_ms, access))
             for s in found
         ]
 
