@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NewType
 import anyio
 import strawberry
 from fastapi import Request
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType
 from sqlalchemy import Connection, Engine
 from strawberry.extensions import (
     AddValidationRules,
@@ -1493,9 +1493,10 @@ def _direct_signal_fields(schema: strawberry.Schema) -> None:
     per-field wrapper (argument conversion, extension hooks): a day's 24 rows of a few fields
     are about a hundred of them a query. The answers are the same as `_value`'s: the same row
     lookup, the same refusal, floats as floats."""
-    fields = schema._schema.type_map["SignalAggregations"].fields  # type: ignore[union-attr]
+    row_type = schema._schema.type_map["SignalAggregations"]
+    assert isinstance(row_type, GraphQLObjectType)
     for signal in SIGNALS.values():
-        fields[signal.name].resolve = _direct(signal.name, signal.kind)
+        row_type.fields[signal.name].resolve = _direct(signal.name, signal.kind)
 
 
 def _direct(name: str, kind: str) -> Callable[..., Any]:
