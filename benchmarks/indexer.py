@@ -13,7 +13,9 @@
   open-loop load over 10,000,000 readings, and its CPU per request); their figures join this
   one's (`DIMO_BENCH_INDEXER_BACKFILL_ONLY=1` skips them). With
   `DIMO_BENCH_API_KEEP_DATABASE=NAME` the API benchmark keeps its dataset in database NAME and
-  reuses it on the next run.
+  reuses it on the next run. Then `benchmarks/identity.py` (Identity GraphQL, logins) and
+  `benchmarks/telemetry_graphql.py` (`telemetry_graphql_p99_ms`, `telemetry_graphql_proof_p99_ms`
+  and their server CPU per query, over the same dataset, kept the same way).
 
 The last line printed is one JSON object.
 """
@@ -173,6 +175,8 @@ def main() -> None:
             figures.update(_run(Path(__file__).with_name(script)))
         # DIMO's developer surface (issue 20): Identity GraphQL latency and logins a second.
         figures.update(_run(Path(__file__).with_name("identity.py")))
+        # The Telemetry GraphQL (issue 21), with and without proofs, over the API's dataset.
+        figures.update(_run(Path(__file__).with_name("telemetry_graphql.py")))
     print(json.dumps(figures))
 
 

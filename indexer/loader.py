@@ -586,22 +586,7 @@ class BatchLoader:
             )
         )
         conn.execute(
-            insert(bundles_index),
-            [
-                {
-                    "batch_id": batch.id,
-                    "leaf_index": i,
-                    "device": s.bundle.device,
-                    "vehicle_id": s.bundle.vehicle_id,
-                    "sequence": s.bundle.sequence,
-                    "window_start": s.bundle.window_start,
-                    "window_end": s.bundle.window_end,
-                    "data_hash": s.bundle.data_hash,
-                    "signature": s.signature,
-                    "wire": wire,
-                }
-                for i, (s, wire) in enumerate(zip(checked.bundles, checked.wires, strict=True))
-            ],
+            insert(bundles_index), bundle_index_rows(batch.id, checked.bundles, checked.wires)
         )
         bulk_insert(conn, "readings", numeric)
         bulk_insert(conn, "readings_text", text)
@@ -674,6 +659,28 @@ def _insert_ignoring_conflicts(conn: Connection, table: Any) -> Any:
     if conn.dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     return insert(table)
+
+
+def bundle_index_rows(
+    batch_id: int, bundles: Sequence[SignedBundle], wires: Sequence[bytes]
+) -> list[dict[str, Any]]:
+    """The `bundles_index` rows of a batch's bundles (leaf index = position), with their wire
+    forms."""
+    return [
+        {
+            "batch_id": batch_id,
+            "leaf_index": i,
+            "device": s.bundle.device,
+            "vehicle_id": s.bundle.vehicle_id,
+            "sequence": s.bundle.sequence,
+            "window_start": s.bundle.window_start,
+            "window_end": s.bundle.window_end,
+            "data_hash": s.bundle.data_hash,
+            "signature": s.signature,
+            "wire": wire,
+        }
+        for i, (s, wire) in enumerate(zip(bundles, wires, strict=True))
+    ]
 
 
 def split_readings(

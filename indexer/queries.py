@@ -393,11 +393,7 @@ def _series_query(
             .group_by(table.c.signal, bucket)
             .order_by(table.c.signal, bucket)
         )
-    ordering = (
-        (table.c.ts, table.c.batch_id, table.c.leaf_index)
-        if aggregation == "first"
-        else (table.c.ts.desc(), table.c.batch_id.desc(), table.c.leaf_index.desc())
-    )
+    ordering = _ranking(table, aggregation)
     partition = (table.c.signal, bucket)
     ranked = (
         select(
@@ -415,6 +411,86 @@ def _series_query(
         .where(ranked.c.rn == 1)
         .order_by(ranked.c.signal, ranked.c.bucket)
     )
+
+
+def _ranking(table: Any, aggregation: str) -> tuple[Any, ...]:
+    """The order whose first reading of a bucket is the one `aggregation` selects: `first`
+    and `last` by time (then batch and leaf), `min` and `max` by value, then the earliest."""
+    if aggregation == "first":
+        return (table.c.ts, table.c.batch_id, table.c.leaf_index)
+    if aggregation == "last":
+        return (table.c.ts.desc(), table.c.batch_id.desc(), table.c.leaf_index.desc())
+    value = table.c.value if aggregation == "min" else table.c.value.desc()
+    return (value, table.c.ts, table.c.batch_id, table.c.leaf_index)
+
+
+#: The aggregations whose value is one reading's (`series_sources` finds it).
+SELECTING: Final = ("first", "last", "min", "max")
+
+
+def series_sources(
+    conn: Connection,
+    vehicle_id: int,
+    signal: str,
+    start_ms: int,
+    end_ms: int,
+    interval_ms: int,
+    aggregation: Aggregation,
+    *,
+    within: Sequence[Interval] | None = None,
+) -> dict[int, Reading]:
+    """Per bucket of `series_rows`, the reading its `first`, `last`, `min` or `max` value is:
+    the same buckets and values, with the reading's time, batch and leaf (for its proof).
+
+    Of equal values, `min` and `max` take the earliest reading.
+
+    Raises:
+        InvalidTelemetryQuery: as `series_rows`, or an aggregation that selects no reading
+            (`avg`).
+    """
+    check_series_args([signal], start_ms, end_ms, interval_ms, aggregation)
+    if aggregation not in SELECTING:
+        raise InvalidTelemetryQuery("agg", f"{aggregation} selects no single reading")
+    _check_within(within)
+    if within is not None and not within:
+        return {}
+    ids = signal_ids(conn, [signal])
+    if signal not in ids:
+        return {}
+    table = readings_text if is_text_signal(signal) else readings
+    bucket = ((table.c.ts - start_ms) // interval_ms).label("bucket")
+    where = [
+        table.c.vehicle_id == vehicle_id,
+        table.c.signal == ids[signal],
+        table.c.ts >= start_ms,
+        table.c.ts < end_ms,
+        *([_within(table.c.ts, within)] if within is not None else []),
+    ]
+    ranked = (
+        select(
+            bucket,
+            table.c.ts,
+            table.c.value,
+            table.c.batch_id,
+            table.c.leaf_index,
+            func.row_number()
+            .over(partition_by=bucket, order_by=_ranking(table, aggregation))
+            .label("rn"),
+        )
+        .where(*where)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(ranked.c.bucket, ranked.c.ts, ranked.c.value, ranked.c.batch_id, ranked.c.leaf_index)
+        .where(ranked.c.rn == 1)
+        .order_by(ranked.c.bucket)
+    )
+    return {
+        start_ms + int(r.bucket) * interval_ms: Reading(
+            int(r.ts), r.value, int(r.batch_id), int(r.leaf_index)
+        )
+        for r in rows
+    }
 
 
 def latest_values(
@@ -801,7 +877,13 @@ def reading_proof(conn: Connection, vehicle_id: int, signal: str, ts: int) -> Re
     found = raw_readings(conn, vehicle_id, signal, ts, ts + 1, limit=1)
     if not found:
         raise ReadingNotFound(vehicle_id, signal, ts)
-    reading = found[0]
+    return proof_of_reading(conn, vehicle_id, signal, found[0])
+
+
+def proof_of_reading(
+    conn: Connection, vehicle_id: int, signal: str, reading: Reading
+) -> ReadingProof:
+    """The proof of a reading already read from the index (its batch and leaf known)."""
     return ReadingProof(
         vehicle_id, signal, reading, bundle_proof(conn, reading.batch_id, reading.leaf_index)
     )

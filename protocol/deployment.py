@@ -98,13 +98,14 @@ class Deployment(BaseModel):
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> Deployment:
-        """Reads and validates the record at `path`.
+    def load(cls, path: Path | str) -> Deployment:
+        """Reads and validates the record at `path` (a path or its text).
 
         Raises:
             DeploymentNotFound: no file there.
             DeploymentInvalid: it does not parse, or a contract is missing.
         """
+        path = Path(path)
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import subprocess
 from collections.abc import Callable, Iterator
@@ -42,8 +43,10 @@ from tests.indexer.test_api_telemetry import (
     drive_samples,
     fleet,  # noqa: F401
     head_s,
+    leaf_tuple,
     load,
     now_ms,  # noqa: F401
+    proof_list,
     served_world,
     store,  # noqa: F401
 )
@@ -149,6 +152,12 @@ def driven(
     return car, t0, samples
 
 
+def ms_of(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
 def synced(world: World) -> None:
     world.sync()
     world.at(head_s() * 1000)
@@ -156,6 +165,16 @@ def synced(world: World) -> None:
 
 def window(car: int, t0: int) -> dict[str, Any]:
     return {"tokenId": car, "from": rfc3339(t0), "to": rfc3339(t0 + SPAN_MS)}
+
+
+@pytest.fixture
+def shared(
+    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
+) -> tuple[int, int, dict[str, list[tuple[int, Any]]]]:
+    """`driven`, with every scope granted to `stranger`, synced."""
+    vehicle_rights.grant(driven[0], stranger, ALL_SCOPES, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    return driven
 
 
 def test_signals_equal_the_rest_series_for_each_aggregation(
@@ -549,3 +568,327 @@ def test_a_proof_discloses_only_what_the_vehicle_jwts_privileges_cover(
         wide["data"]["signalsLatest"]["speed"]["proof"]["reading"]["value"]
         == (samples[SPEED][-1][1])
     )
+
+
+ROW_PROOF_QUERY = """query S($tokenId: Int!, $from: Time!, $to: Time!) {
+  signals(tokenId: $tokenId, interval: "1m", from: $from, to: $to) {
+    timestamp
+    first: speed(agg: FIRST) pFirst: proof(signal: "speed", agg: FIRST)
+    last: speed(agg: LAST) pLast: proof(signal: "speed", agg: LAST)
+    min: speed(agg: MIN) pMin: proof(signal: "speed", agg: MIN)
+    max: speed(agg: MAX) pMax: proof(signal: "speed", agg: MAX)
+    rand: speed(agg: RAND) pRand: proof(signal: "speed", agg: RAND)
+    loc: currentLocationCoordinates(agg: LAST) { latitude longitude }
+    pLoc: proof(signal: "currentLocationCoordinates", agg: LAST)
+  }
+}"""
+
+
+def test_each_selecting_aggregation_comes_with_its_readings_proof_that_verifies_on_chain(
+    world: World, driven: tuple[int, int, Any], owner: Any, platform: Any
+) -> None:
+    car, t0, samples = driven
+    synced(world)
+    body = gql(world, wallet_token(world, owner), ROW_PROOF_QUERY, window(car, t0))
+    assert "errors" not in body, body
+    rows = body["data"]["signals"]
+    plain = gql(world, wallet_token(world, owner), SIGNALS_QUERY, window(car, t0))
+    # Asking for proofs changes no value.
+    assert [{k: r[k] for k in ("first", "last", "min", "max", "rand")} for r in rows] == [
+        {k: r[k] for k in ("first", "last", "min", "max", "rand")} for r in plain["data"]["signals"]
+    ]
+    anchor = platform["AttestationAnchor"]
+    speeds = samples[SPEED]
+    with world.client(owner) as rest:
+        for row in rows:
+            b = ms_of(row["timestamp"])
+            inside = [(t, v) for t, v in speeds if b <= t < b + 60_000]
+            expected = {
+                "first": inside[0],
+                "last": inside[-1],
+                "min": min(inside, key=lambda p: (p[1], p[0])),
+                "max": min(inside, key=lambda p: (-p[1], p[0])),
+            }
+            for agg in ("first", "last", "min", "max", "rand"):
+                proof = row["p" + agg.capitalize()]
+                assert proof["reading"]["value"] == row[agg]
+                if agg in expected:
+                    assert proof["reading"]["t"] == expected[agg][0]
+                else:
+                    assert (proof["reading"]["t"], row[agg]) in inside
+                t = proof["reading"]["t"]
+                served = rest.get(f"/vehicles/{car}/signals/{SPEED}/readings/{t}/proof").json()
+                assert proof == served
+                assert anchor.verifyReading(
+                    proof["batch"]["id"], leaf_tuple(proof), proof_list(proof)
+                )
+            loc = row["pLoc"]
+            assert loc["latitude"]["reading"]["value"] == row["loc"]["latitude"]
+            assert loc["longitude"]["reading"]["value"] == row["loc"]["longitude"]
+            assert anchor.verifyReading(
+                loc["latitude"]["batch"]["id"],
+                leaf_tuple(loc["latitude"]),
+                proof_list(loc["latitude"]),
+            )
+    # The check is not vacuous: one reading's leaf does not verify with another bundle's path.
+    a, z = rows[0]["pFirst"], rows[-1]["pLast"]
+    assert a["leaf_index"] != z["leaf_index"] or a["batch"]["id"] != z["batch"]["id"]
+    assert not anchor.verifyReading(a["batch"]["id"], leaf_tuple(a), proof_list(z))
+
+
+def test_a_proof_of_a_combining_aggregation_or_a_bad_signal_is_a_typed_error(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    car, t0, _ = driven
+    synced(world)
+    token = wallet_token(world, owner)
+
+    def ask(args: str) -> Any:
+        q = f"""query S($tokenId: Int!, $from: Time!, $to: Time!) {{
+          signals(tokenId: $tokenId, interval: "1m", from: $from, to: $to) {{
+            speed(agg: AVG) proof({args}) }} }}"""
+        return gql(world, token, q, window(car, t0))
+
+    for agg in ("AVG", "MED", "TOP", "UNIQUE"):
+        got = ask(f'signal: "speed", agg: {agg}')
+        assert _code(got) == "PROOF_UNAVAILABLE"
+        assert agg in got["errors"][0]["message"]
+    assert _code(ask('signal: "warpDrive", agg: MAX')) == "BAD_REQUEST"
+    assert _code(ask('signal: "currentLocationCoordinates", agg: MAX')) == "BAD_REQUEST"
+    assert "ProofAggregation" in ask('signal: "speed", agg: SUM')["errors"][0]["message"]
+    # A field not carried here has no value and no proof.
+    nothing = ask('signal: "powertrainType", agg: FIRST')
+    assert "errors" not in nothing, nothing
+    assert all(r["proof"] is None for r in nothing["data"]["signals"])
+
+
+def test_a_proof_on_signals_needs_the_rights_of_its_signal(
+    world: World, driven: tuple[int, int, Any], owner: Any, stranger: Any, vehicle_rights: Any
+) -> None:
+    car, t0, samples = driven
+    vehicle_rights.grant(car, stranger, ALL_SCOPES & ~LOCATION, FAR_FUTURE, TERMS_CID, sender=owner)
+    synced(world)
+    q = """query S($tokenId: Int!, $from: Time!, $to: Time!) {
+      signals(tokenId: $tokenId, interval: "5m", from: $from, to: $to) {
+        speed(agg: MAX) p: proof(signal: "currentLocationCoordinates", agg: FIRST) } }"""
+    body = gql(world, vehicle_jwt(world, stranger, car, [1, 4]), q, window(car, t0))
+    assert body["data"]["signals"][0]["speed"] == max(v for _, v in samples[SPEED])
+    assert body["data"]["signals"][0]["p"] is None
+    assert body["errors"][0]["extensions"]["missingPrivilege"] == "VEHICLE_ALL_TIME_LOCATION"
+    for _, lat in samples[LAT]:
+        assert repr(lat) not in json.dumps(body)
+
+
+# --------------------------------------------------------------------------------------------
+# segments and events
+# --------------------------------------------------------------------------------------------
+
+SEGMENTS_QUERY = """query G($tokenId: Int!, $from: Time!, $to: Time!, $m: DetectionMechanism!) {
+  segments(tokenId: $tokenId, from: $from, to: $to, mechanism: $m,
+           config: {maxGapSeconds: 60, minSegmentDurationSeconds: 0}) {
+    startTime endTime durationSeconds isOngoing startedBeforeRange
+    start { timestamp value { latitude longitude } proof }
+  }
+}"""
+
+
+def test_segments_are_the_rest_trips_and_charging_sessions(
+    world: World, driven: tuple[int, int, Any], owner: Any, platform: Any
+) -> None:
+    car, t0, samples = driven
+    synced(world)
+    token = wallet_token(world, owner)
+    trips = gql(world, token, SEGMENTS_QUERY, {**window(car, t0), "m": "ignitionDetection"})
+    charging = gql(world, token, SEGMENTS_QUERY, {**window(car, t0), "m": "recharge"})
+    assert "errors" not in trips, trips
+    with world.client(owner) as rest:
+        params = {"start": t0, "end": t0 + SPAN_MS, "gap_s": 60, "min_s": 0}
+        want = rest.get(f"/vehicles/{car}/trips", params=params).json()["trips"]
+        sessions = rest.get(f"/vehicles/{car}/charging-sessions", params=params).json()
+    got = trips["data"]["segments"]
+    assert len(got) == len(want) > 1
+    for g, w in zip(got, want, strict=True):
+        assert g["startTime"] == rfc3339(w["start"])
+        assert g["startedBeforeRange"] == (w["start"] - 60_000 < t0)
+        if not g["isOngoing"]:
+            assert g["endTime"] == rfc3339(w["end"])
+            assert g["durationSeconds"] == (w["end"] - w["start"]) // 1000
+        first = next((t, v) for t, v in samples[LAT] if t >= w["start"])
+        assert g["start"]["value"]["latitude"] == first[1]
+        assert g["start"]["proof"]["latitude"]["reading"]["t"] == first[0]
+    assert got[-1]["isOngoing"]
+    assert got[-1]["endTime"] is None
+    assert charging["data"]["segments"] == [] == sessions["sessions"]
+    anchor = platform["AttestationAnchor"]
+    p = got[0]["start"]["proof"]["latitude"]
+    assert anchor.verifyReading(p["batch"]["id"], leaf_tuple(p), proof_list(p))
+
+
+def test_segments_locations_need_the_location_privilege_and_other_mechanisms_are_refused(
+    world: World, shared: tuple[int, int, Any], stranger: Any
+) -> None:
+    car, t0, samples = shared
+    narrow = vehicle_jwt(world, stranger, car, [1])
+    body = gql(world, narrow, SEGMENTS_QUERY, {**window(car, t0), "m": "ignitionDetection"})
+    assert body["data"]["segments"]
+    assert all(s["start"] is None and s["startTime"] for s in body["data"]["segments"])
+    assert {e["extensions"]["missingPrivilege"] for e in body["errors"]} == {
+        "VEHICLE_ALL_TIME_LOCATION"
+    }
+    for _, lat in samples[LAT]:
+        assert repr(lat) not in json.dumps(body)
+    other = gql(world, narrow, SEGMENTS_QUERY, {**window(car, t0), "m": "frequencyAnalysis"})
+    assert _code(other) == "BAD_REQUEST"
+    assert "frequencyAnalysis" in other["errors"][0]["message"]
+    long = {**window(car, t0), "to": rfc3339(t0 + 32 * 86_400_000), "m": "recharge"}
+    assert _code(gql(world, narrow, SEGMENTS_QUERY, long)) == "BAD_REQUEST"
+    # Without DRIVING (a JWT holding only the location), no trip.
+    loc_only = gql(
+        world,
+        vehicle_jwt(world, stranger, car, [4]),
+        SEGMENTS_QUERY,
+        {**window(car, t0), "m": "ignitionDetection"},
+    )
+    assert _code(loc_only) == "FORBIDDEN"
+
+
+EVENTS_QUERY = """query E($tokenId: Int!, $from: Time!, $to: Time!, $filter: EventFilter) {
+  events(tokenId: $tokenId, from: $from, to: $to, filter: $filter) {
+    timestamp name source durationNs metadata
+  }
+}"""
+
+
+def test_events_are_the_insurance_apps_harsh_brakings_filtered_and_need_driving(
+    world: World, shared: tuple[int, int, Any], stranger: Any
+) -> None:
+    from apps.events import DetectorState, detect
+
+    car, t0, samples = shared
+    token = vehicle_jwt(world, stranger, car, [1])
+    body = gql(world, token, EVENTS_QUERY, window(car, t0))
+    assert "errors" not in body, body
+    found = detect({SPEED: samples[SPEED]}, DetectorState())
+    brakings = [e for e in found if e.name == "behavior.harshBraking"]
+    assert len(brakings) >= 2  # the speed trace falls from 69 to 20 km/h in 2 s, twice
+    assert body["data"]["events"] == [
+        {
+            "timestamp": rfc3339(e.ts),
+            "name": "HarshBraking",
+            "source": "dimo-insurance-v1",
+            "durationNs": e.duration_ms * 1_000_000,
+            "metadata": json.dumps({"value": e.value, "unit": "mph/s"}),
+        }
+        for e in brakings
+    ]
+    none = gql(
+        world,
+        token,
+        EVENTS_QUERY,
+        {**window(car, t0), "filter": {"name": {"in": ["HarshCornering", "HarshAcceleration"]}}},
+    )
+    assert none["data"]["events"] == []
+    same = gql(
+        world, token, EVENTS_QUERY, {**window(car, t0), "filter": {"name": {"eq": "HarshBraking"}}}
+    )
+    assert same["data"]["events"] == body["data"]["events"]
+    refused = gql(world, vehicle_jwt(world, stranger, car, [4]), EVENTS_QUERY, window(car, t0))
+    assert _code(refused) == "FORBIDDEN"
+    assert refused["errors"][0]["extensions"]["missingPrivilege"] == "VEHICLE_NON_LOCATION_DATA"
+
+
+def test_bad_input_to_proofs_segments_and_events_is_a_typed_error_and_changes_nothing(
+    world: World, shared: tuple[int, int, Any], stranger: Any
+) -> None:
+    car, t0, _ = shared
+    token = vehicle_jwt(world, stranger, car, [1, 4])
+    before = gql(world, token, ROW_PROOF_QUERY, window(car, t0))
+    assert "errors" not in before, before
+    # tokenId: not an Int, or over 32 bits.
+    for bad in ("7", 2**31, 1.5):
+        got = gql(world, token, ROW_PROOF_QUERY, {**window(car, t0), "tokenId": bad})
+        assert got.get("data") is None
+        assert "Int" in got["errors"][0]["message"]
+    # Over-complex: a proof costs as a signal field, per interval.
+    q = """query S($tokenId: Int!, $from: Time!, $to: Time!) {
+      signals(tokenId: $tokenId, interval: "10ms", from: $from, to: $to) {
+        proof(signal: "speed", agg: LAST) } }"""
+    heavy = gql(world, token, q, window(car, t0))
+    assert _code(heavy) == "QUERY_TOO_COMPLEX"
+    assert heavy["errors"][0]["extensions"]["cost"] == SPAN_MS // 10
+    # A bad interval, from after to, an unknown field, for segments and events too.
+    assert _code(gql(world, token, q.replace("10ms", "1 hour"), window(car, t0))) == "BAD_REQUEST"
+    backwards = {**window(car, t0), "from": rfc3339(t0 + SPAN_MS), "to": rfc3339(t0)}
+    assert _code(gql(world, token, EVENTS_QUERY, backwards)) == "BAD_REQUEST"
+    assert _code(gql(world, token, SEGMENTS_QUERY, {**backwards, "m": "recharge"})) == (
+        "BAD_REQUEST"
+    )
+    unknown = gql(world, token, EVENTS_QUERY.replace("metadata", "severity"), window(car, t0))
+    assert "severity" in unknown["errors"][0]["message"]
+    bad_config = SEGMENTS_QUERY.replace("maxGapSeconds: 60", "maxGapSeconds: 0")
+    got = gql(world, token, bad_config, {**window(car, t0), "m": "ignitionDetection"})
+    assert _code(got) == "BAD_REQUEST"
+    assert got["errors"][0]["extensions"]["argument"] == "config.maxGapSeconds"
+    # An expired vehicle JWT, on every query.
+    world.at(world.clock() * 1000 + 601_000)
+    for query, extra in ((EVENTS_QUERY, {}), (SEGMENTS_QUERY, {"m": "recharge"})):
+        expired = gql(world, token, query, {**window(car, t0), **extra})
+        assert _code(expired) == "UNAUTHENTICATED"
+        assert "expired" in expired["errors"][0]["message"]
+    assert _code(gql(world, token, ROW_PROOF_QUERY, window(car, t0))) == "UNAUTHENTICATED"
+    world.at(head_s() * 1000)
+    # Nothing changed.
+    again = gql(world, vehicle_jwt(world, stranger, car, [1, 4]), ROW_PROOF_QUERY, window(car, t0))
+    assert again == before
+
+
+def readme_python_block(marker: str) -> str:
+    """The README's Python block holding `marker`, verbatim."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    return next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if marker in b)
+
+
+def test_the_readmes_sdk_snippet_reads_a_speed_and_its_proof_verifies_on_chain(
+    world: World,
+    licensed: Licensed,
+    rpc_url: str,
+    deployment_record: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README block runs as written; only the local stack's addresses and its vehicle 1
+    become this test's (its API, its anvil, its vehicle)."""
+    from dimo.environments import dimo_environment
+
+    code = readme_python_block("verify_reading_proof")
+    assert len(code.splitlines()) <= 15
+    for old, new in (
+        ('"http://127.0.0.1:8700"', repr(world.base_url)),
+        ('"http://127.0.0.1:8545"', repr(rpc_url)),
+        ("token_id=1)", f"token_id={licensed.car})"),
+        ("tokenId: 1)", f"tokenId: {licensed.car})"),
+    ):
+        assert code.count(old) == 1, old
+        code = code.replace(old, new)
+    (tmp_path / "data" / "deployments").mkdir(parents=True)
+    (tmp_path / "data" / "deployments" / "31337.json").write_bytes(deployment_record.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    saved = dict(dimo_environment["Production"])
+    scope: dict[str, Any] = {
+        "CLIENT_ID": licensed.client_id,
+        "REDIRECT_URI": REDIRECT,
+        "SIGNER_KEY": licensed.signer_key,
+    }
+    try:
+        exec(compile(code, "README.md", "exec"), scope)
+    finally:
+        dimo_environment["Production"].clear()
+        dimo_environment["Production"].update(saved)
+    speed = licensed.samples[SPEED][-1]
+    proof = scope["speed"]["proof"]
+    assert (proof["reading"]["t"], proof["reading"]["value"]) == speed
+    out = capsys.readouterr().out.splitlines()[-1]  # after the chain fixtures' log lines
+    assert out.startswith(f"{speed[1]} {{")
+    for shown in (f"'value': {speed[1]}", f"'batch': {proof['batch']['id']}", f"'ts': {speed[0]}"):
+        assert shown in out

@@ -13,6 +13,7 @@ limits and what differs from DIMO.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter
@@ -26,9 +27,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NewType
 import anyio
 import strawberry
 from fastapi import Request
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType
 from sqlalchemy import Connection, Engine
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -40,13 +42,39 @@ from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
+from apps.events import (
+    HARSH_ACCELERATION,
+    HARSH_BRAKING,
+    HARSH_CORNERING,
+    LATERAL,
+    DetectorState,
+    detect,
+)
+from indexer.api.access import compose
 from indexer.api.auth import TokenClaims
 from indexer.api.credentials import latest_vin, may_read_vin
 from indexer.api.deps import db_limiter, get_read_engine_of, get_rights_cache, token_cache
 from indexer.api.routes.telemetry_proofs import proof_out
 from indexer.config import IndexerSettings
 from indexer.exceptions import ApiProblem, IndexerError, InvalidTelemetryQuery, VehicleNotFound
-from indexer.queries import MAX_RAW_READINGS, Aggregation, latest_values, raw_readings, series_rows
+from indexer.queries import (
+    CHARGE_POWER,
+    IGNITION,
+    IS_CHARGING,
+    MAX_RAW_READINGS,
+    SOC,
+    SPEED,
+    Aggregation,
+    ChargingSession,
+    Reading,
+    Trip,
+    charging_sessions,
+    latest_values,
+    raw_readings,
+    series_rows,
+    series_sources,
+    trips,
+)
 from indexer.rights import Coverage, Intervals, RightsCache, clip
 from protocol.dimo_signals import (
     LOCATION_BRANCH,
@@ -501,12 +529,180 @@ class SignalRow:
     timestamp: int
     values: dict[tuple[str, str], Any] = field(default_factory=dict)
     denied: frozenset[str] = frozenset()
+    #: (DIMO name, aggregation) -> the proof's JSON, or the error its field answers.
+    proofs: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
 def _value(root: SignalRow, name: str, agg: Enum) -> Any:
     if name in root.denied:
         raise _missing(SIGNALS[name])
     return root.values.get((name, str(agg.value)))
+
+
+# --------------------------------------------------------------------------------------------
+# proofs of aggregated values
+# --------------------------------------------------------------------------------------------
+
+
+@strawberry.enum(
+    description="An aggregation whose value a proof is asked for. FIRST, LAST, MIN, MAX and "
+    "RAND answer one reading of the interval, whose proof is served; AVG, MED, TOP and UNIQUE "
+    "combine readings, so no single proof stands for them: asking is a PROOF_UNAVAILABLE error"
+)
+class ProofAggregation(Enum):
+    FIRST = "FIRST"
+    LAST = "LAST"
+    MIN = "MIN"
+    MAX = "MAX"
+    RAND = "RAND"
+    AVG = "AVG"
+    MED = "MED"
+    TOP = "TOP"
+    UNIQUE = "UNIQUE"
+
+
+#: The aggregations a proof stands for, per kind of signal (their value is one reading's).
+_PROVABLE: Final = {
+    "float": ("FIRST", "LAST", "MIN", "MAX", "RAND"),
+    "string": ("FIRST", "LAST", "RAND"),
+    "location": ("FIRST", "LAST", "RAND"),
+}
+
+_ROW_PROOF_DOC: Final = (
+    "The proof of this interval's value of `signal` (a field name, e.g. speed) under `agg`: the "
+    "reading the FIRST, LAST, MIN (earliest of equal values), MAX or RAND value is, served as "
+    "signalsLatest's proof (the REST proof route's answer; `{latitude, longitude}` for the "
+    "location), enough for AttestationAnchor.verifyReading / verifySignal. AVG, MED, TOP and "
+    "UNIQUE combine readings: a PROOF_UNAVAILABLE error. Null where the interval has no value; "
+    "computed only when asked. Cost: one per interval, as a signal field"
+)
+
+
+def _row_proof(root: SignalRow, signal: str, agg: ProofAggregation) -> JSON | None:
+    if signal in root.denied:
+        raise _missing(SIGNALS[signal])
+    got = root.proofs.get((signal, agg.value))
+    if isinstance(got, GraphQLError):
+        raise got
+    return got
+
+
+def _proof_json(
+    conn: Connection, access: Access, vss: str, ts: int, reading: Reading | None = None
+) -> Any:
+    """The REST proof route's answer for the reading of `vss` at `ts` (`reading`, if already
+    read), under `access`.
+
+    Raises:
+        TelemetryQueryError: FORBIDDEN (not covered, or the bundle cannot be disclosed for this
+            signal alone) or NOT_FOUND.
+    """
+    try:
+        out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts, reading)
+    except ApiProblem as exc:
+        code = "FORBIDDEN" if exc.status == 403 else "NOT_FOUND"
+        raise TelemetryQueryError(code, str(exc), reason=exc.slug) from exc
+    return out.model_dump(mode="json")
+
+
+def _proofs_asked(info: strawberry.Info) -> list[Asked]:
+    """The `proof(signal, agg)` fields the query selects under `signals`, checked.
+
+    Raises:
+        TelemetryQueryError: BAD_REQUEST (an unknown signal, or an aggregation the signal does
+            not take) or PROOF_UNAVAILABLE (an aggregation that combines readings).
+    """
+    out: dict[tuple[str, str], Asked] = {}
+    for f in _selections(info.selected_fields[0].selections):
+        if f.name != "proof":
+            continue
+        name = str(f.arguments.get("signal", ""))
+        agg = str(f.arguments.get("agg", "")).rsplit(".", 1)[-1]
+        signal = SIGNALS.get(name)
+        if signal is None:
+            raise _bad(f"proof: {name!r} is no signal field of this schema", "signal")
+        if agg not in _PROVABLE["float"] + ("AVG", "MED", "TOP", "UNIQUE"):
+            raise _bad(f"proof: {agg!r} is no aggregation", "agg")
+        if agg in ("AVG", "MED", "TOP", "UNIQUE"):
+            raise TelemetryQueryError(
+                "PROOF_UNAVAILABLE",
+                f"proof of {name}(agg: {agg}): {agg} combines the interval's readings, so no "
+                "single reading's proof stands for it; ask FIRST, LAST, MIN, MAX or RAND",
+                field=name,
+                agg=agg,
+            )
+        if agg not in _PROVABLE[signal.kind]:
+            raise _bad(f"proof: {name} takes no {agg} aggregation", "agg")
+        out[(name, agg)] = Asked(signal, agg)
+    return list(out.values())
+
+
+def _sources(
+    conn: Connection,
+    vehicle: int,
+    asked: Asked,
+    start: int,
+    end: int,
+    interval: int,
+    within: Intervals,
+) -> dict[int, dict[str, Reading | int]]:
+    """Bucket start -> VSS -> the reading the bucket's value of `asked` is (both coordinates
+    for the location; the time alone for RAND's), found as the value itself is."""
+    assert asked.signal.vss is not None
+    location = asked.signal.kind == "location"
+    names = (LAT, LON) if location else (asked.signal.vss,)
+    out: dict[int, dict[str, Reading | int]] = {}
+    if asked.agg != "RAND":
+        agg = _SQL_AGG[asked.agg]
+        for vss in names:
+            found = series_sources(conn, vehicle, vss, start, end, interval, agg, within=within)
+            for bucket, reading in found.items():
+                out.setdefault(bucket, {})[vss] = reading
+        # A location is answered only where both coordinates are.
+        return {b: got for b, got in out.items() if len(got) == len(names)}
+    times = [t for t, _ in _raw(conn, vehicle, names[0], start, end, within)]
+    if location:  # RAND picks among the readings that have both coordinates
+        lons = {t for t, _ in _raw(conn, vehicle, LON, start, end, within)}
+        times = [t for t in times if t in lons]
+    for bucket, ts in _buckets(((t, t) for t in times), start, interval).items():
+        picked: int = _pick(bucket, ts)
+        out[bucket] = {vss: picked for vss in names}
+    return out
+
+
+def _row_proofs(
+    conn: Connection,
+    access: Access,
+    vehicle: int,
+    asked: Sequence[Asked],
+    start: int,
+    end: int,
+    interval: int,
+) -> dict[int, dict[tuple[str, str], Any]]:
+    """Bucket start -> (DIMO name, aggregation) -> the proof's JSON, or its error."""
+    out: dict[int, dict[tuple[str, str], Any]] = {}
+    for a in asked:
+        if a.signal.vss is None:
+            continue
+        within = access.spans(a.signal, start, end)
+        for bucket, found in _sources(conn, vehicle, a, start, end, interval, within).items():
+            proofs: dict[str, Any] = {}
+            try:
+                for vss, got in found.items():
+                    if isinstance(got, Reading):
+                        proofs[vss] = _proof_json(conn, access, vss, got.ts, got)
+                    else:
+                        proofs[vss] = _proof_json(conn, access, vss, got)
+            except TelemetryQueryError as exc:
+                out.setdefault(bucket, {})[(a.signal.name, a.agg)] = exc
+                continue
+            answer = (
+                {"latitude": proofs[LAT], "longitude": proofs[LON]}
+                if a.signal.kind == "location"
+                else proofs[a.signal.vss]
+            )
+            out.setdefault(bucket, {})[(a.signal.name, a.agg)] = JSON(answer)
+    return out
 
 
 def _signal_field(signal: DimoSignal) -> Any:
@@ -550,6 +746,7 @@ def _aggregations_type() -> type:
     )
     for signal in SIGNALS.values():
         attrs["f_" + signal.name] = _signal_field(signal)
+    attrs["proof"] = strawberry.field(resolver=_row_proof, description=_ROW_PROOF_DOC)
     return strawberry.type(type("SignalAggregations", (), attrs))
 
 
@@ -594,16 +791,9 @@ def _rows(
 
 async def _proof(info: strawberry.Info, access: Access, vss: str, ts: int) -> JSON:
     """The REST proof route's answer for the reading of `vss` at `ts`, under `access`."""
-
-    def work(conn: Connection) -> JSON:
-        try:
-            out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts)
-        except ApiProblem as exc:
-            code = "FORBIDDEN" if exc.status == 403 else "NOT_FOUND"
-            raise TelemetryQueryError(code, str(exc), reason=exc.slug) from exc
-        return JSON(out.model_dump(mode="json"))
-
-    return await _ctx(info).run(work)  # type: ignore[no-any-return]
+    return await _ctx(info).run(  # type: ignore[no-any-return]
+        lambda c: JSON(_proof_json(c, access, vss, ts))
+    )
 
 
 _PROOF_DOC: Final = (
@@ -854,24 +1044,41 @@ async def _signals(
     _window(start, end)
     width = parse_interval(interval)
     asked = _asked(info, with_agg=True)
+    proved = _proofs_asked(info)
     intervals = -(-(end - start) // width)
-    _check_cost(len(asked) * intervals, f"{len(asked)} signal fields x {intervals} intervals")
+    n = len(asked) + len(proved)
+    _check_cost(n * intervals, f"{n} signal and proof fields x {intervals} intervals")
     access = await _access(info, token_id)
     refused = {
-        a.signal.name for a in asked if a.signal.vss and not access.spans(a.signal, start, end)
+        a.signal.name
+        for a in (*asked, *proved)
+        if a.signal.vss and not access.spans(a.signal, start, end)
     }
-    if asked and refused and all(a.signal.name in refused for a in asked):
-        raise _missing(next(a.signal for a in asked if a.signal.name in refused))
+    wanted = (*asked, *proved)
+    if wanted and refused and all(a.signal.name in refused for a in wanted):
+        raise _missing(next(a.signal for a in wanted if a.signal.name in refused))
 
     def work(conn: Connection) -> list[SignalRow]:
         readable = [a for a in asked if a.signal.name not in refused]
         try:
             rows = _rows(conn, access, token_id, readable, start, end, width)
+            proofs = _row_proofs(
+                conn,
+                access,
+                token_id,
+                [a for a in proved if a.signal.name not in refused],
+                start,
+                end,
+                width,
+            )
         except InvalidTelemetryQuery as exc:
             raise _bad(str(exc), exc.argument) from exc
+        have = {row.timestamp for row in rows}
+        rows += [SignalRow(t) for t in proofs if t not in have]  # only proofs asked
         for row in rows:
             row.denied = frozenset(refused)
-        return rows
+            row.proofs = proofs.get(row.timestamp, {})
+        return sorted(rows, key=lambda r: r.timestamp)
 
     return await _ctx(info).run(work)  # type: ignore[no-any-return]
 
@@ -896,6 +1103,351 @@ async def _available_signals(
     )
 
 
+# --------------------------------------------------------------------------------------------
+# segments: trips by ignition, charging sessions
+# --------------------------------------------------------------------------------------------
+
+#: Widest window `segments` and `events` read (DIMO's limit for segments).
+MAX_SEGMENT_WINDOW_MS: Final = 31 * 86_400_000
+
+
+@strawberry.enum(description="How segments are found")
+class DetectionMechanism(Enum):
+    IGNITION = strawberry.enum_value(
+        "ignitionDetection",
+        name="ignitionDetection",
+        description="Trips: speed > 0 or ignition on, split by an ignition-off or a gap "
+        "(GET /vehicles/{id}/trips). Needs DRIVING (VEHICLE_NON_LOCATION_DATA)",
+    )
+    FREQUENCY = strawberry.enum_value(
+        "frequencyAnalysis", name="frequencyAnalysis", description="Not served here"
+    )
+    CHANGE_POINT = strawberry.enum_value(
+        "changePointDetection", name="changePointDetection", description="Not served here"
+    )
+    IDLING = strawberry.enum_value("idling", name="idling", description="Not served here")
+    REFUEL = strawberry.enum_value("refuel", name="refuel", description="Not served here")
+    RECHARGE = strawberry.enum_value(
+        "recharge",
+        name="recharge",
+        description="Charging sessions: runs of IsCharging true "
+        "(GET /vehicles/{id}/charging-sessions). Needs CHARGING (VEHICLE_NON_LOCATION_DATA)",
+    )
+
+
+#: Per mechanism served: default longest gap and shortest segment, s (the REST routes').
+_SEGMENT_DEFAULTS: Final = {"ignitionDetection": (300, 240), "recharge": (300, 60)}
+
+
+@strawberry.input(description="Segment detection parameters")
+class SegmentConfig:
+    max_gap_seconds: int | None = strawberry.field(
+        default=None,
+        description="Longest pause inside a segment, s (1..86400; default 300)",
+    )
+    min_segment_duration_seconds: int | None = strawberry.field(
+        default=None,
+        description="Shortest segment kept, s (0..604800; default 240 for trips, 60 for charging)",
+    )
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One segment found, and what its location fields need."""
+
+    start_ms: int
+    end_ms: int
+    gap_ms: int
+    from_ms: int
+    to_ms: int
+    access: Access
+
+    @property
+    def ongoing(self) -> bool:
+        """Whether its last activity is less than the gap before `to` (it may go on)."""
+        return self.end_ms + self.gap_ms > self.to_ms
+
+
+def _segment_location(root: SegmentRow, info: strawberry.Info, at_end: bool) -> Any:
+    location = SIGNALS["currentLocationCoordinates"]
+    spans = root.access.spans(location, root.start_ms, root.end_ms + 1)
+    if not spans:
+        raise _missing(location)
+
+    def work(conn: Connection) -> SignalLocation | None:
+        vehicle = root.access.coverage.vehicle_id
+        if at_end:
+            found = latest_values(
+                conn,
+                vehicle,
+                [LAT, LON],
+                before_ms=root.end_ms + 1,
+                within={LAT: spans, LON: spans},
+            )
+            lat, lon = found.get(LAT), found.get(LON)
+        else:
+            first = raw_readings(
+                conn, vehicle, LAT, root.start_ms, root.end_ms + 1, 1, within=spans
+            )
+            lat = first[0] if first else None
+            pair = [] if lat is None else raw_readings(conn, vehicle, LON, lat.ts, lat.ts + 1, 1)
+            lon = pair[0] if pair else None
+        if lat is None or lon is None or lat.ts < root.start_ms:
+            return None
+        return SignalLocation(
+            timestamp=Time(_time(max(lat.ts, lon.ts))),
+            value=Location(latitude=float(lat.value), longitude=float(lon.value), hdop=0.0),
+            access=root.access,
+            latitude_ts=lat.ts,
+            longitude_ts=lon.ts,
+        )
+
+    return _ctx(info).run(work)
+
+
+def _segment_start_time(root: Segment) -> Time:
+    return Time(_time(root.row.start_ms))
+
+
+def _segment_end_time(root: Segment) -> Time | None:
+    return None if root.row.ongoing else Time(_time(root.row.end_ms))
+
+
+def _segment_duration(root: Segment) -> int:
+    end = root.row.to_ms if root.row.ongoing else root.row.end_ms
+    return (end - root.row.start_ms) // 1000
+
+
+def _segment_ongoing(root: Segment) -> bool:
+    return root.row.ongoing
+
+
+def _segment_early(root: Segment) -> bool:
+    return root.row.start_ms - root.row.gap_ms < root.row.from_ms
+
+
+async def _segment_start(root: Segment, info: strawberry.Info) -> SignalLocation | None:
+    return await _segment_location(root.row, info, at_end=False)  # type: ignore[no-any-return]
+
+
+async def _segment_end(root: Segment, info: strawberry.Info) -> SignalLocation | None:
+    return await _segment_location(root.row, info, at_end=True)  # type: ignore[no-any-return]
+
+
+@strawberry.type(
+    description="A segment: a trip (ignitionDetection) or a charging session (recharge)"
+)
+class Segment:
+    row: strawberry.Private[SegmentRow]
+    start_time: Time = strawberry.field(
+        resolver=_segment_start_time, description="The segment's first active reading"
+    )
+    end_time: Time | None = strawberry.field(
+        resolver=_segment_end_time,
+        description="Its last active reading; null while it is ongoing",
+    )
+    duration_seconds: int = strawberry.field(
+        resolver=_segment_duration,
+        description="Seconds from start to end (to `to` while ongoing)",
+    )
+    is_ongoing: bool = strawberry.field(
+        resolver=_segment_ongoing,
+        description="True if its last activity is less than the gap before `to`: it may go on "
+        "after the range",
+    )
+    started_before_range: bool = strawberry.field(
+        resolver=_segment_early,
+        description="True if its first activity is less than the gap after `from`: it may "
+        "have begun before the range (the start is then approximate)",
+    )
+    start: SignalLocation | None = strawberry.field(
+        resolver=_segment_start,
+        description="The first location in the segment, with its proof when asked. Needs "
+        "VEHICLE_ALL_TIME_LOCATION over the segment: else null with a FORBIDDEN error",
+    )
+    end: SignalLocation | None = strawberry.field(
+        resolver=_segment_end, description="The last location in the segment, as `start`"
+    )
+
+
+def _range(from_: str, to: str) -> tuple[int, int]:
+    start, end = parse_time(from_), parse_time(to)
+    _window(start, end)
+    if end - start > MAX_SEGMENT_WINDOW_MS:
+        raise _bad(f"from/to span more than {MAX_SEGMENT_WINDOW_MS // 86_400_000} days", "from/to")
+    return start, end
+
+
+def _segment_params(mechanism: str, config: SegmentConfig | None) -> tuple[int, int]:
+    if mechanism not in _SEGMENT_DEFAULTS:
+        raise _bad(
+            f"mechanism {mechanism} is not served here; ask ignitionDetection (trips) or "
+            "recharge (charging sessions)",
+            "mechanism",
+        )
+    gap, shortest = _SEGMENT_DEFAULTS[mechanism]
+    if config is not None and config.max_gap_seconds is not None:
+        gap = config.max_gap_seconds
+        if not 1 <= gap <= 86_400:
+            raise _bad(f"maxGapSeconds {gap} is not in 1..86400", "config.maxGapSeconds")
+    if config is not None and config.min_segment_duration_seconds is not None:
+        shortest = config.min_segment_duration_seconds
+        if not 0 <= shortest <= 604_800:
+            raise _bad(
+                f"minSegmentDurationSeconds {shortest} is not in 0..604800",
+                "config.minSegmentDurationSeconds",
+            )
+    return gap, shortest
+
+
+def _forbidden(exc: ApiProblem) -> TelemetryQueryError:
+    return TelemetryQueryError(
+        "FORBIDDEN",
+        f"{exc} (DIMO privilege VEHICLE_NON_LOCATION_DATA)",
+        missingPrivilege="VEHICLE_NON_LOCATION_DATA",
+        reason=exc.slug,
+    )
+
+
+async def _segments(
+    info: strawberry.Info,
+    token_id: int,
+    from_: Annotated[Time, strawberry.argument(name="from")],
+    to: Time,
+    mechanism: DetectionMechanism,
+    config: SegmentConfig | None = None,
+) -> list[Segment] | None:
+    start, end = _range(from_, to)
+    gap_s, min_s = _segment_params(str(mechanism.value), config)
+    access = await _access(info, token_id)
+    trip = mechanism is DetectionMechanism.IGNITION
+    required, optional = ([SPEED, IGNITION], []) if trip else ([IS_CHARGING], [SOC, CHARGE_POWER])
+    try:
+        _, within, _ = compose(access.coverage, required, optional, start, end)
+    except ApiProblem as exc:
+        raise _forbidden(exc) from exc
+
+    def work(conn: Connection) -> list[Segment]:
+        found: Sequence[Trip | ChargingSession] = (
+            trips(conn, token_id, start, end, gap_s=gap_s, min_duration_s=min_s, within=within)
+            if trip
+            else charging_sessions(
+                conn, token_id, start, end, gap_s=gap_s, min_duration_s=min_s, within=within
+            )
+        )
+        to_ms = min(end, access.coverage.now_ms)
+        return [
+            Segment(row=SegmentRow(s.start_ms, s.end_ms, gap_s * 1000, start, to_ms, access))
+            for s in found
+        ]
+
+    return await _ctx(info).run(work)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------------------------
+# events: harsh braking, acceleration and cornering
+# --------------------------------------------------------------------------------------------
+
+#: Our detections (`apps.events`, the insurance score's thresholds) by DIMO's event names,
+#: with the signal each is derived from and its unit.
+_EVENTS: Final = {
+    HARSH_BRAKING: ("HarshBraking", SPEED, "mph/s"),
+    HARSH_ACCELERATION: ("HarshAcceleration", SPEED, "mph/s"),
+    HARSH_CORNERING: ("HarshCornering", LATERAL, "m/s^2"),
+}
+#: The source of every event here: the insurance app's detection.
+EVENT_SOURCE: Final = "dimo-insurance-v1"
+
+Int64 = NewType("Int64", int)
+
+
+@strawberry.input(description="Filter type for string values (all given must hold)")
+class StringValueFilter:
+    eq: str | None = None
+    neq: str | None = None
+    in_: list[str] | None = strawberry.field(default=None, name="in")
+    not_in: list[str] | None = strawberry.field(default=None, name="notIn")
+
+    def matches(self, value: str) -> bool:
+        """Whether `value` passes every condition given."""
+        return (
+            (self.eq is None or value == self.eq)
+            and (self.neq is None or value != self.neq)
+            and (self.in_ is None or value in self.in_)
+            and (self.not_in is None or value not in self.not_in)
+        )
+
+
+@strawberry.input(description="Which events")
+class EventFilter:
+    name: StringValueFilter | None = None
+    source: StringValueFilter | None = None
+
+
+@strawberry.type(description="A vehicle event")
+class Event:
+    timestamp: Time = strawberry.field(description="When it occurred (the completing reading)")
+    name: str = strawberry.field(description="HarshBraking, HarshAcceleration or HarshCornering")
+    source: str = strawberry.field(description=f"Who detected it: {EVENT_SOURCE}")
+    duration_ns: Int64 = strawberry.field(description="Its duration, ns (the speed step)")
+    metadata: str | None = strawberry.field(
+        description='JSON: {"value": peak rate, "unit": "mph/s" or "m/s^2"}'
+    )
+
+
+def _event_readings(
+    conn: Connection, vehicle: int, vss: str, start: int, end: int, within: Intervals
+) -> list[tuple[int, object]]:
+    return [(t, v) for t, v in _raw(conn, vehicle, vss, start, end, within)] if within else []
+
+
+async def _events(
+    info: strawberry.Info,
+    token_id: int,
+    from_: Annotated[Time, strawberry.argument(name="from")],
+    to: Time,
+    filter: EventFilter | None = None,
+) -> list[Event] | None:
+    start, end = _range(from_, to)
+    access = await _access(info, token_id)
+    spans = {vss: clip(access.coverage.for_signal(vss), start, end) for vss in (SPEED, LATERAL)}
+    if not any(spans.values()):
+        raise TelemetryQueryError(
+            "FORBIDDEN",
+            "events are derived from speed and lateral acceleration, which need privilege "
+            "VEHICLE_NON_LOCATION_DATA (scope DRIVING) over the time asked",
+            missingPrivilege="VEHICLE_NON_LOCATION_DATA",
+            missingScope="DRIVING",
+        )
+
+    def work(conn: Connection) -> list[Event]:
+        samples = {
+            vss: _event_readings(conn, token_id, vss, start, end, spans[vss]) for vss in spans
+        }
+        out = []
+        for e in detect(samples, DetectorState()):
+            if e.name not in _EVENTS:
+                continue
+            name, _, unit = _EVENTS[e.name]
+            if filter is not None and not (
+                (filter.name is None or filter.name.matches(name))
+                and (filter.source is None or filter.source.matches(EVENT_SOURCE))
+            ):
+                continue
+            out.append(
+                Event(
+                    timestamp=Time(_time(e.ts)),
+                    name=name,
+                    source=EVENT_SOURCE,
+                    duration_ns=Int64(e.duration_ms * 1_000_000),
+                    metadata=json.dumps({"value": e.value, "unit": unit}),
+                )
+            )
+        return out
+
+    return await _ctx(info).run(work)  # type: ignore[no-any-return]
+
+
 @strawberry.type(description="DIMO's Telemetry API. " + SCHEMA_DESCRIPTION)
 class Query:
     """DIMO's Telemetry API (`filter` is DIMO's source filter: accepted, filters nothing)."""
@@ -917,6 +1469,18 @@ class Query:
         name="vinVCLatest",
         description="The vehicle's latest VIN credential (POST /v2/attestation/vin/{tokenId} "
         "issues it); needs privilege VEHICLE_VIN_CREDENTIAL",
+    )
+    segments: list[Segment] | None = strawberry.field(
+        resolver=_segments,
+        description="Trips (mechanism ignitionDetection) or charging sessions (recharge) in "
+        "[from, to), at most 31 days; other mechanisms are a BAD_REQUEST error. Needs the "
+        "privilege of the signals they are found from; their locations need the location's",
+    )
+    events: list[Event] | None = strawberry.field(
+        resolver=_events,
+        description="Harsh braking and acceleration (from speed) and harsh cornering (from "
+        "lateral acceleration), as the insurance app detects them, in [from, to), at most 31 "
+        "days; each only where the caller may read the signal it is derived from",
     )
 
 
@@ -945,26 +1509,61 @@ async def telemetry_context(request: Request) -> TelemetryContext:
 
 def telemetry_schema() -> strawberry.Schema:
     """The Telemetry API's schema, with its limits."""
-    return strawberry.Schema(
+    rules = [
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+    ]
+    schema = strawberry.Schema(
         query=Query,
         config=StrawberryConfig(
             scalar_map={
+                Int64: strawberry.scalar(
+                    name="Int64",
+                    description="A 64-bit integer (GraphQL's Int has 32 bits)",
+                    serialize=int,
+                    parse_value=int,
+                ),
                 Time: strawberry.scalar(
                     name="Time",
                     description="An RFC 3339 time with its offset, e.g. 2024-05-01T00:00:00Z",
                     serialize=str,
                     parse_value=lambda v: (parse_time(v), v)[1],
-                )
+                ),
             }
         ),
+        # The limiters' rules are made once, so that every request adds the same rule classes
+        # and the validation cache (keyed by the rules too) answers a query text seen before
+        # (made per request, each request validated its query again: about 3 ms).
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
         ],
     )
+    _direct_signal_fields(schema)
+    return schema
+
+
+def _direct_signal_fields(schema: strawberry.Schema) -> None:
+    """Resolves `signals` rows' signal fields straight from the row, past strawberry's
+    per-field wrapper (argument conversion, extension hooks): a day's 24 rows of a few fields
+    are about a hundred of them a query. The answers are the same as `_value`'s: the same row
+    lookup, the same refusal, floats as floats."""
+    row_type = schema._schema.type_map["SignalAggregations"]
+    assert isinstance(row_type, GraphQLObjectType)
+    for signal in SIGNALS.values():
+        row_type.fields[signal.name].resolve = _direct(signal.name, signal.kind)
+
+
+def _direct(name: str, kind: str) -> Callable[..., Any]:
+    def resolve(root: SignalRow, info: Any, agg: Any) -> Any:
+        if name in root.denied:
+            raise _missing(SIGNALS[name])
+        value = root.values.get((name, str(getattr(agg, "value", agg))))
+        return float(value) if value is not None and kind == "float" else value
+
+    return resolve
 
 
 def telemetry_router() -> GraphQLRouter[TelemetryContext, None]:

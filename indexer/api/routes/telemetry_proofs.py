@@ -28,7 +28,7 @@ from indexer.api.params import check_known
 from indexer.api.problems import problem_responses
 from indexer.disclosure import decide
 from indexer.exceptions import ReadingNotFound, ReadingNotServed
-from indexer.queries import reading_proof
+from indexer.queries import Reading, proof_of_reading, reading_proof
 from indexer.rights import Coverage, contains
 
 router = APIRouter(prefix="/vehicles", tags=["telemetry"])
@@ -99,10 +99,16 @@ def get_reading_proof(
 
 
 def proof_out(
-    conn: Connection, coverage: Coverage, vehicle_id: int, signal: str, ts: int
+    conn: Connection,
+    coverage: Coverage,
+    vehicle_id: int,
+    signal: str,
+    ts: int,
+    reading: Reading | None = None,
 ) -> ProofOut:
     """The proof of the reading of `signal` at `ts`, as the route serves it (the Telemetry
-    GraphQL's `proof` fields too).
+    GraphQL's `proof` fields too). `reading`, when the caller has read it already (its batch
+    and leaf), saves looking it up again.
 
     Raises:
         PrivilegeMissing: `coverage` does not cover `signal` at `ts`.
@@ -112,7 +118,11 @@ def proof_out(
     if not contains(coverage.for_signal(signal), ts):
         deny(coverage, [withheld_of(signal)])
     try:
-        found = reading_proof(conn, vehicle_id, signal, ts)
+        found = (
+            reading_proof(conn, vehicle_id, signal, ts)
+            if reading is None or reading.ts != ts
+            else proof_of_reading(conn, vehicle_id, signal, reading)
+        )
     except ReadingNotFound:
         raise ReadingNotServed(vehicle_id, signal, ts) from None
     b = found.bundle
