@@ -15,7 +15,8 @@
   `DIMO_BENCH_API_KEEP_DATABASE=NAME` the API benchmark keeps its dataset in database NAME and
   reuses it on the next run. Then `benchmarks/identity.py` (Identity GraphQL, logins) and
   `benchmarks/telemetry_graphql.py` (`telemetry_graphql_p99_ms`, `telemetry_graphql_proof_p99_ms`
-  and their server CPU per query, over the same dataset, kept the same way).
+  and their server CPU per query, over the same dataset, kept the same way), and
+  `benchmarks/attestations.py` (`attestations_per_s`: VIN and odometer credentials, 2-of-3).
 
 The last line printed is one JSON object.
 """
@@ -177,6 +178,8 @@ def main() -> None:
         figures.update(_run(Path(__file__).with_name("identity.py")))
         # The Telemetry GraphQL (issue 21), with and without proofs, over the API's dataset.
         figures.update(_run(Path(__file__).with_name("telemetry_graphql.py")))
+        # Vehicle credentials issued a second by the attestation host, 2-of-3 quorum (issue 21).
+        figures.update(_run(Path(__file__).with_name("attestations.py")))
     print(json.dumps(figures))
 
 
