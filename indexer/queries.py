@@ -841,29 +841,53 @@ def bundle_proof(conn: Connection, batch_id: int, leaf_index: int) -> BundleProo
     Raises:
         LookupError: the batch is not loaded or has no such bundle.
     """
-    row = conn.execute(
+    found = bundle_proofs(conn, [(batch_id, leaf_index)]).get((batch_id, leaf_index))
+    if found is None:
+        raise LookupError(f"no bundle {leaf_index} in a loaded batch {batch_id}")
+    return found
+
+
+def bundle_proofs(
+    conn: Connection, keys: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], BundleProof]:
+    """The proofs of bundles (batch, leaf index) of loaded batches, read in one statement.
+
+    A key with no such bundle in a loaded batch is absent from the answer.
+    """
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    batch, leaf = bundles_index.c.batch_id, bundles_index.c.leaf_index
+    match = (
+        (batch == wanted[0][0]) & (leaf == wanted[0][1])
+        if len(wanted) == 1
+        else tuple_(batch, leaf).in_(wanted)
+    )
+    rows = conn.execute(
         select(
             bundles_index, batches.c.root, batches.c.cid, batches.c.tx_hash, batches.c.block_number
         )
         .join(batches, batches.c.id == bundles_index.c.batch_id)
-        .where(bundles_index.c.batch_id == batch_id, bundles_index.c.leaf_index == leaf_index)
-    ).first()
-    if row is None:
-        raise LookupError(f"no bundle {leaf_index} in a loaded batch {batch_id}")
-    root = bytes(row.root)
-    tree = _batch_tree(conn, batch_id, root)
-    return BundleProof(
-        batch_id=batch_id,
-        leaf_index=leaf_index,
-        wire=bytes(row.wire),
-        signature=bytes(row.signature),
-        leaf=_leaf(row),
-        proof=tree.proof(leaf_index),
-        root=root,
-        cid=row.cid,
-        tx_hash=row.tx_hash,
-        block_number=int(row.block_number),
+        .where(match)
     )
+    out: dict[tuple[int, int], BundleProof] = {}
+    for row in rows:
+        root = bytes(row.root)
+        batch_id, leaf_index = int(row.batch_id), int(row.leaf_index)
+        tree = _batch_tree(conn, batch_id, root)
+        out[(batch_id, leaf_index)] = BundleProof(
+            batch_id=batch_id,
+            leaf_index=leaf_index,
+            wire=bytes(row.wire),
+            signature=bytes(row.signature),
+            leaf=_leaf(row),
+            proof=tree.proof(leaf_index),
+            root=root,
+            cid=row.cid,
+            tx_hash=row.tx_hash,
+            block_number=int(row.block_number),
+        )
+    return out
 
 
 def reading_proof(conn: Connection, vehicle_id: int, signal: str, ts: int) -> ReadingProof:

@@ -26,6 +26,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from fastapi import FastAPI
 from siwe import SiweMessage
 from sqlalchemy import Engine
 
@@ -192,9 +193,11 @@ def served_world(
     deployment_record: Path,
     *,
     knows_chain: bool = False,
+    mount: Callable[[FastAPI], None] | None = None,
 ) -> Iterator[World]:
     """A fresh `kind` index and the API serving it; `knows_chain` gives the API the chain and
-    the deployment (for the routes that read them, e.g. the token exchange)."""
+    the deployment (for the routes that read them, e.g. the token exchange); `mount` adds
+    routes to the app before it is served."""
     url, drop = fresh_db(kind, tmp_path)
     engine = make_engine(url)
     clock = Clock(head_s())
@@ -209,7 +212,10 @@ def served_world(
         **({"rpc_url": rpc_url, "deployment": deployment_record} if knows_chain else {}),
     )
     try:
-        with Served(create_app(config, engine, clock=clock)) as served:
+        app = create_app(config, engine, clock=clock)
+        if mount is not None:
+            mount(app)
+        with Served(app) as served:
             yield World(url, engine, served.url, clock, store, rpc_url, deployment_record)
     finally:
         engine.dispose()

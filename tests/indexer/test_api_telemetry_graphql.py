@@ -24,8 +24,11 @@ import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
+from strawberry.fastapi import GraphQLRouter
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from indexer.api.graphql.telemetry import MAX_COST
+from indexer.api.graphql.telemetry import MAX_COST, telemetry_context, telemetry_schema
 from protocol.blobstore import LocalCidStore
 from protocol.eip712 import Eip712Domain
 from protocol.jwt import issue_vehicle_token
@@ -69,7 +72,8 @@ def world(
     rpc_url: str,
     deployment_record: Path,
 ) -> Iterator[World]:
-    """The REST telemetry tests' `world`, whose API also exchanges tokens (it knows the chain)."""
+    """The REST telemetry tests' `world`, whose API also exchanges tokens (it knows the chain),
+    and serves the same schema run by Strawberry's own executor at `REFERENCE_PATH`."""
     with served_world(
         str(request.param),
         tmp_path,
@@ -77,8 +81,25 @@ def world(
         rpc_url,
         deployment_record,
         knows_chain=True,
+        mount=_mount_reference,
     ) as w:
         yield w
+
+
+#: Where `world` serves the Telemetry schema run by Strawberry's own executor (the served one
+#: runs `LeanExecutor`), with the same context, for the equivalence test.
+REFERENCE_PATH = "/telemetry/reference-query"
+
+
+def _mount_reference(app: FastAPI) -> None:
+    app.include_router(
+        GraphQLRouter(
+            telemetry_schema(StrawberryGraphQLCoreExecutionContext),
+            path=REFERENCE_PATH,
+            context_getter=telemetry_context,
+            include_in_schema=False,
+        )
+    )
 
 
 def rfc3339(ms: int) -> str:
@@ -104,11 +125,15 @@ def vehicle_jwt(world: World, grantee: Any, car: int, privileges: list[int]) -> 
 
 
 def gql(
-    world: World, token: str | None, query: str, variables: dict[str, Any] | None = None
+    world: World,
+    token: str | None,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    path: str = "/telemetry/query",
 ) -> dict[str, Any]:
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     r = httpx.post(
-        world.base_url + "/telemetry/query",
+        world.base_url + path,
         json={"query": query, "variables": variables or {}},
         headers=headers,
         timeout=30,
@@ -892,3 +917,63 @@ def test_the_readmes_sdk_snippet_reads_a_speed_and_its_proof_verifies_on_chain(
     assert out.startswith(f"{speed[1]} {{")
     for shown in (f"'value': {speed[1]}", f"'batch': {proof['batch']['id']}", f"'ts': {speed[0]}"):
         assert shown in out
+
+
+# --------------------------------------------------------------------------------------------
+# the lean executor answers as Strawberry's
+# --------------------------------------------------------------------------------------------
+
+_WINDOW_VARS = "query Q($tokenId: Int!, $from: Time!, $to: Time!)"
+EQUIVALENCE_QUERIES = (
+    SIGNALS_QUERY,
+    ROW_PROOF_QUERY,
+    f"""{_WINDOW_VARS} {{ signals(tokenId: $tokenId, interval: "2m", from: $from, to: $to) {{
+      timestamp a: speed(agg: AVG) speed(agg: MAX)
+      powertrainTractionBatteryStateOfChargeCurrent(agg: LAST)
+      isIgnitionOn(agg: FIRST) powertrainType(agg: TOP)
+      currentLocationCoordinates(agg: FIRST) {{ latitude longitude }}
+      ... on SignalAggregations {{ __typename m: speed(agg: MED) }}
+      p: proof(signal: "speed", agg: MIN) }} }}""",
+    f"""{_WINDOW_VARS} {{ signals(tokenId: $tokenId, interval: "1m", from: $from, to: $to) {{
+      timestamp speed(agg: AVG) proof(signal: "speed", agg: AVG) }} }}""",
+    f"""{_WINDOW_VARS} {{ signals(tokenId: $tokenId, interval: "1m", from: $to, to: $from) {{
+      timestamp }} }}""",
+    """query Q($tokenId: Int!) { signalsLatest(tokenId: $tokenId) { lastSeen
+      speed { timestamp value proof } powertrainType { value }
+      currentLocationCoordinates { timestamp value { latitude longitude } proof } } }""",
+    "query Q($tokenId: Int!) { availableSignals(tokenId: $tokenId) }",
+    "query Q($tokenId: Int!) { a: availableSignals(tokenId: $tokenId) b: availableSignals"
+    "(tokenId: 999999) }",
+)
+
+
+def test_the_lean_executor_answers_every_query_as_strawberrys_own(
+    world: World, shared: tuple[int, int, Any], stranger: Any, owner: Any
+) -> None:
+    """Every query of a table, asked with tokens that read everything, part of it (location
+    refused: null fields with errors naming the privilege), another vehicle's, none and a bad
+    one, gets the same answer (data and errors) from the served schema (`LeanExecutor`) and
+    from the same schema run by Strawberry's executor."""
+    car, t0, _ = shared
+    tokens = {
+        "owner": wallet_token(world, owner),
+        "all": vehicle_jwt(world, stranger, car, [1, 3, 4]),
+        "no location": vehicle_jwt(world, stranger, car, [1]),
+        "other vehicle": vehicle_jwt(world, stranger, car + 1, [1, 3, 4]),
+        "none": None,
+        "bad": "not-a-token",
+    }
+    compared = errors = valued = 0
+    for query in EQUIVALENCE_QUERIES:
+        variables = {"tokenId": car} if "$from" not in query else window(car, t0)
+        for who, token in tokens.items():
+            lean = gql(world, token, query, variables)
+            reference = gql(world, token, query, variables, path=REFERENCE_PATH)
+            assert lean == reference, (who, query)
+            compared += 1
+            errors += "errors" in lean
+            valued += any((lean.get("data") or {}).values())
+    # Not vacuous: answers with values and answers with errors were both compared.
+    assert compared == len(EQUIVALENCE_QUERIES) * len(tokens)
+    assert 0 < errors < compared
+    assert valued > len(EQUIVALENCE_QUERIES)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from statistics import median
-from typing import TYPE_CHECKING, Annotated, Any, Final, NewType
+from typing import TYPE_CHECKING, Annotated, Any, Final, NewType, TypeVar
 
 import anyio
 import strawberry
@@ -40,6 +40,7 @@ from strawberry.extensions import (
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from apps.events import (
@@ -54,6 +55,7 @@ from indexer.api.access import compose
 from indexer.api.auth import TokenClaims
 from indexer.api.credentials import latest_vin, may_read_vin
 from indexer.api.deps import db_limiter, get_read_engine_of, get_rights_cache, token_cache
+from indexer.api.graphql.execution import LeanExecutor, MsgspecGraphQLRouter
 from indexer.api.routes.telemetry_proofs import proof_out
 from indexer.config import IndexerSettings
 from indexer.exceptions import ApiProblem, IndexerError, InvalidTelemetryQuery, VehicleNotFound
@@ -65,9 +67,11 @@ from indexer.queries import (
     SOC,
     SPEED,
     Aggregation,
+    BundleProof,
     ChargingSession,
     Reading,
     Trip,
+    bundle_proofs,
     charging_sessions,
     latest_values,
     raw_readings,
@@ -94,6 +98,8 @@ from protocol.privileges import (
 from protocol.readings import is_text_signal
 
 __all__ = ["MAX_COST", "telemetry_router"]
+
+_T = TypeVar("_T")
 
 #: Most (signal field x interval) cells one query may ask for: the cost of `signals` is the
 #: number of signal fields selected times the number of intervals in `[from, to)`; the cost
@@ -311,20 +317,35 @@ def _missing(signal: DimoSignal) -> TelemetryQueryError:
     )
 
 
-async def _access(info: strawberry.Info, token_id: int) -> Access:
-    ctx = _ctx(info)
-    _check_token_id(token_id)
-    caller = ctx.caller(token_id)
+def _access_of(conn: Connection, ctx: TelemetryContext, token_id: int, caller: Caller) -> Access:
     try:
-        coverage = await ctx.run(
-            lambda c: ctx.rights.coverage(c, token_id, caller.address, ctx.now_ms)
-        )
+        coverage = ctx.rights.coverage(conn, token_id, caller.address, ctx.now_ms)
     except VehicleNotFound as exc:
         raise TelemetryQueryError("NOT_FOUND", str(exc), tokenId=token_id) from exc
     # The token's scopes narrow what the rights give, for the values and for what a proof
     # discloses alike.
     narrowed = {p: spans for p, spans in coverage.by_privilege.items() if p & caller.scopes}
     return Access(replace(coverage, by_privilege=narrowed), caller)
+
+
+async def _access(info: strawberry.Info, token_id: int) -> Access:
+    ctx = _ctx(info)
+    _check_token_id(token_id)
+    caller = ctx.caller(token_id)
+    return await ctx.run(lambda c: _access_of(c, ctx, token_id, caller))  # type: ignore[no-any-return]
+
+
+async def _with_access(
+    info: strawberry.Info, token_id: int, fn: Callable[[Connection, Access], _T]
+) -> _T:
+    """`fn(conn, access)` with the caller's access to vehicle `token_id`, both read with one
+    connection in one hop to a worker thread (as `_access`, then `fn`, would in two)."""
+    ctx = _ctx(info)
+    _check_token_id(token_id)
+    caller = ctx.caller(token_id)
+    return await ctx.run(  # type: ignore[no-any-return]
+        lambda c: fn(c, _access_of(c, ctx, token_id, caller))
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,17 +609,22 @@ def _row_proof(root: SignalRow, signal: str, agg: ProofAggregation) -> JSON | No
 
 
 def _proof_json(
-    conn: Connection, access: Access, vss: str, ts: int, reading: Reading | None = None
+    conn: Connection,
+    access: Access,
+    vss: str,
+    ts: int,
+    reading: Reading | None = None,
+    bundle: BundleProof | None = None,
 ) -> Any:
-    """The REST proof route's answer for the reading of `vss` at `ts` (`reading`, if already
-    read), under `access`.
+    """The REST proof route's answer for the reading of `vss` at `ts` (`reading`, and its
+    bundle's proof, if already read), under `access`.
 
     Raises:
         TelemetryQueryError: FORBIDDEN (not covered, or the bundle cannot be disclosed for this
             signal alone) or NOT_FOUND.
     """
     try:
-        out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts, reading)
+        out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts, reading, bundle)
     except ApiProblem as exc:
         code = "FORBIDDEN" if exc.status == 403 else "NOT_FOUND"
         raise TelemetryQueryError(code, str(exc), reason=exc.slug) from exc
@@ -679,18 +705,36 @@ def _row_proofs(
     end: int,
     interval: int,
 ) -> dict[int, dict[tuple[str, str], Any]]:
-    """Bucket start -> (DIMO name, aggregation) -> the proof's JSON, or its error."""
+    """Bucket start -> (DIMO name, aggregation) -> the proof's JSON, or its error.
+
+    The bundles of the readings found are read in one statement (`bundle_proofs`) for all of
+    them, rather than one lookup a proof; a reading whose bundle that does not find is proved
+    the one-by-one way (`proof_out`), so its answer, or error, is the same."""
+    sources = [
+        (a, _sources(conn, vehicle, a, start, end, interval, access.spans(a.signal, start, end)))
+        for a in asked
+        if a.signal.vss is not None
+    ]
+    bundles = bundle_proofs(
+        conn,
+        (
+            (got.batch_id, got.leaf_index)
+            for _, per_bucket in sources
+            for found in per_bucket.values()
+            for got in found.values()
+            if isinstance(got, Reading)
+        ),
+    )
     out: dict[int, dict[tuple[str, str], Any]] = {}
-    for a in asked:
-        if a.signal.vss is None:
-            continue
-        within = access.spans(a.signal, start, end)
-        for bucket, found in _sources(conn, vehicle, a, start, end, interval, within).items():
+    for a, per_bucket in sources:
+        assert a.signal.vss is not None
+        for bucket, found in per_bucket.items():
             proofs: dict[str, Any] = {}
             try:
                 for vss, got in found.items():
                     if isinstance(got, Reading):
-                        proofs[vss] = _proof_json(conn, access, vss, got.ts, got)
+                        bundle = bundles.get((got.batch_id, got.leaf_index))
+                        proofs[vss] = _proof_json(conn, access, vss, got.ts, got, bundle)
                     else:
                         proofs[vss] = _proof_json(conn, access, vss, got)
             except TelemetryQueryError as exc:
@@ -1048,17 +1092,16 @@ async def _signals(
     intervals = -(-(end - start) // width)
     n = len(asked) + len(proved)
     _check_cost(n * intervals, f"{n} signal and proof fields x {intervals} intervals")
-    access = await _access(info, token_id)
-    refused = {
-        a.signal.name
-        for a in (*asked, *proved)
-        if a.signal.vss and not access.spans(a.signal, start, end)
-    }
-    wanted = (*asked, *proved)
-    if wanted and refused and all(a.signal.name in refused for a in wanted):
-        raise _missing(next(a.signal for a in wanted if a.signal.name in refused))
 
-    def work(conn: Connection) -> list[SignalRow]:
+    def work(conn: Connection, access: Access) -> list[SignalRow]:
+        refused = {
+            a.signal.name
+            for a in (*asked, *proved)
+            if a.signal.vss and not access.spans(a.signal, start, end)
+        }
+        wanted = (*asked, *proved)
+        if wanted and refused and all(a.signal.name in refused for a in wanted):
+            raise _missing(next(a.signal for a in wanted if a.signal.name in refused))
         readable = [a for a in asked if a.signal.name not in refused]
         try:
             rows = _rows(conn, access, token_id, readable, start, end, width)
@@ -1075,12 +1118,13 @@ async def _signals(
             raise _bad(str(exc), exc.argument) from exc
         have = {row.timestamp for row in rows}
         rows += [SignalRow(t) for t in proofs if t not in have]  # only proofs asked
+        denied = frozenset(refused)
         for row in rows:
-            row.denied = frozenset(refused)
+            row.denied = denied
             row.proofs = proofs.get(row.timestamp, {})
         return sorted(rows, key=lambda r: r.timestamp)
 
-    return await _ctx(info).run(work)  # type: ignore[no-any-return]
+    return await _with_access(info, token_id, work)
 
 
 async def _signals_latest(
@@ -1088,19 +1132,13 @@ async def _signals_latest(
 ) -> SignalCollection | None:
     asked = _asked(info, with_agg=False)
     _check_cost(len(asked), f"{len(asked)} signal fields")
-    access = await _access(info, token_id)
-    return await _ctx(info).run(  # type: ignore[no-any-return]
-        lambda c: _latest_row(c, access, token_id, asked)
-    )
+    return await _with_access(info, token_id, lambda c, a: _latest_row(c, a, token_id, asked))
 
 
 async def _available_signals(
     info: strawberry.Info, token_id: int, filter: SignalFilter | None = None
 ) -> list[str] | None:
-    access = await _access(info, token_id)
-    return await _ctx(info).run(  # type: ignore[no-any-return]
-        lambda c: _available(c, access, token_id)
-    )
+    return await _with_access(info, token_id, lambda c, a: _available(c, a, token_id))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1507,8 +1545,11 @@ async def telemetry_context(request: Request) -> TelemetryContext:
     )
 
 
-def telemetry_schema() -> strawberry.Schema:
-    """The Telemetry API's schema, with its limits."""
+def telemetry_schema(
+    executor: type[StrawberryGraphQLCoreExecutionContext] = LeanExecutor,
+) -> strawberry.Schema:
+    """The Telemetry API's schema, with its limits, run by `executor`: `LeanExecutor` (see
+    `indexer.api.graphql.execution`) unless a test compares it with Strawberry's own."""
     rules = [
         *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
         *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
@@ -1531,6 +1572,7 @@ def telemetry_schema() -> strawberry.Schema:
                 ),
             }
         ),
+        execution_context_class=executor,
         # The limiters' rules are made once, so that every request adds the same rule classes
         # and the validation cache (keyed by the rules too) answers a query text seen before
         # (made per request, each request validated its query again: about 3 ms).
@@ -1568,7 +1610,7 @@ def _direct(name: str, kind: str) -> Callable[..., Any]:
 
 def telemetry_router() -> GraphQLRouter[TelemetryContext, None]:
     """The Telemetry API's router: POST (and GraphiQL on GET) at `/telemetry/query`."""
-    return GraphQLRouter(
+    return MsgspecGraphQLRouter(
         telemetry_schema(),
         path="/telemetry/query",
         context_getter=telemetry_context,

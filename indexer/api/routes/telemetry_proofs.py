@@ -28,7 +28,13 @@ from indexer.api.params import check_known
 from indexer.api.problems import problem_responses
 from indexer.disclosure import decide
 from indexer.exceptions import ReadingNotFound, ReadingNotServed
-from indexer.queries import Reading, proof_of_reading, reading_proof
+from indexer.queries import (
+    BundleProof,
+    Reading,
+    ReadingProof,
+    proof_of_reading,
+    reading_proof,
+)
 from indexer.rights import Coverage, contains
 
 router = APIRouter(prefix="/vehicles", tags=["telemetry"])
@@ -105,10 +111,12 @@ def proof_out(
     signal: str,
     ts: int,
     reading: Reading | None = None,
+    bundle: BundleProof | None = None,
 ) -> ProofOut:
     """The proof of the reading of `signal` at `ts`, as the route serves it (the Telemetry
     GraphQL's `proof` fields too). `reading`, when the caller has read it already (its batch
-    and leaf), saves looking it up again.
+    and leaf), saves looking it up again; `bundle`, the proof of that reading's bundle when
+    the caller has read it too (`bundle_proofs`, for many readings at once).
 
     Raises:
         PrivilegeMissing: `coverage` does not cover `signal` at `ts`.
@@ -118,11 +126,15 @@ def proof_out(
     if not contains(coverage.for_signal(signal), ts):
         deny(coverage, [withheld_of(signal)])
     try:
-        found = (
-            reading_proof(conn, vehicle_id, signal, ts)
-            if reading is None or reading.ts != ts
-            else proof_of_reading(conn, vehicle_id, signal, reading)
-        )
+        if reading is None or reading.ts != ts:
+            found = reading_proof(conn, vehicle_id, signal, ts)
+        elif bundle is None or (bundle.batch_id, bundle.leaf_index) != (
+            reading.batch_id,
+            reading.leaf_index,
+        ):
+            found = proof_of_reading(conn, vehicle_id, signal, reading)
+        else:
+            found = ReadingProof(vehicle_id, signal, reading, bundle)
     except ReadingNotFound:
         raise ReadingNotServed(vehicle_id, signal, ts) from None
     b = found.bundle
