@@ -25,7 +25,7 @@ from rewards.exceptions import BatchContentUnavailable, EpochNotEnded, RootVetoe
 from tests.conftest import FAR_FUTURE, make_device_key, private_key
 from tests.rewards.conftest import SOC, SPEED
 
-KONA_SIGNALS = 22
+KONA_SIGNALS = 23
 _NUMBERS = iter(range(5000, 6000, 4))
 
 
@@ -84,8 +84,8 @@ def test_an_epochs_allocation_follows_the_formula_from_the_anchored_bundles(
     end_epoch(epoch)
     computed = computer.compute(epoch)
     allocation = computed.allocation
-    # A: floor(6000 * 3 h * 2 signals / (168 * 22)) = floor(36000 / 3696) = 9; B: 1 h, 1 signal:
-    # floor(6000 / 3696) = 1. Both in their first week: no streak points. C counts nothing.
+    # A: floor(6000 * 3 h * 2 signals / (168 * 23)) = floor(36000 / 3864) = 9; B: 1 h, 1 signal:
+    # floor(6000 / 3864) = 1. Both in their first week: no streak points. C counts nothing.
     assert {v: p.points for v, p in allocation.vehicles.items()} == {a: 9, b: 1}
     cap = rewards.capOf(epoch)
     assert allocation.budget == cap
