@@ -186,12 +186,14 @@ def main() -> None:
 def _run(script: Path) -> dict[str, Any]:
     """The figures of another benchmark script (its last output line), run in a fresh process."""
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    # The last line that is a JSON object: a script's libraries may log after it (Ape's
+    # "Stopping 'anvil' process." goes to stdout).
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{script.name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     figures = json.loads(lines[-1])
     if not isinstance(figures, dict):
-        raise SystemExit(f"{script.name}: the last line is not a JSON object")
+        raise SystemExit(f"{script.name}: its last JSON line is not an object")
     return figures
 
 
