@@ -122,10 +122,12 @@ def _follow_in_thread(syncer: Syncer, stop: threading.Event) -> threading.Thread
 def _server(settings: IndexerSettings, engine: Engine) -> uvicorn.Server:
     import uvicorn
 
-    from indexer.api.main import create_app
+    from indexer.api.main import create_app, freeze_startup_heap
 
+    api = create_app(settings, engine)
+    freeze_startup_heap()
     config = uvicorn.Config(
-        create_app(settings, engine),
+        api,
         host=settings.host,
         port=settings.port,
         log_level="warning",

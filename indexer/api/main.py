@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import secrets
 import time
 from collections.abc import Callable
@@ -215,6 +216,19 @@ def create_app(
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Moves every object alive now (modules, the GraphQL schemas, the routes) out of the
+    garbage collector's reach, for a server process about to serve.
+
+    Python's oldest generation is collected every so often by walking every object in it. A
+    server's start-up leaves hundreds of thousands there that live as long as the process, and
+    walking them took about 100 ms, a pause of every request in flight (the Telemetry GraphQL's
+    p99 at 300 requests a second was that pause). Frozen (`gc.freeze`), they are not walked
+    again; what requests allocate is collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 def app_from_env() -> FastAPI:
     """The app from `DIMO_INDEXER_*` settings (for `uvicorn --factory`)."""
     settings = IndexerSettings()
@@ -225,6 +239,8 @@ def app_from_env() -> FastAPI:
     # A pool as large as the requests that may hold a connection at once, kept open: the
     # default (5, and up to 10 more closed on return) would open and close PostgreSQL
     # connections under load, each a backend fork and a login.
-    return create_app(
+    app = create_app(
         settings, make_engine(url, pool_size=DB_CONCURRENCY, max_overflow=DB_POOL_OVERFLOW)
     )
+    freeze_startup_heap()
+    return app

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import pytest
@@ -375,6 +377,56 @@ class Part:
     label: str | None = None
 
 
+@strawberry.enum
+class Style(Enum):
+    """How `Thing.shown` writes a thing."""
+
+    PLAIN = "plain"
+    LOUD = "loud"
+
+
+def _scaled(root: Thing, by: int = 2) -> int:
+    """A resolver of root and argument: the count times `by` (a wrong type when `n` is)."""
+    if root.n == 6:
+        raise ValueError("six cannot be scaled")
+    return root.n * by
+
+
+def _shown(root: Thing, style: Style, suffix: str | None = None) -> str | None:
+    """A resolver taking an enum: null for some things, a value String refuses for one."""
+    if root.n == 3:
+        return None
+    if root.n == 4:
+        return 4.5  # type: ignore[return-value]
+    if root.n == 5:
+        return _later("five")  # type: ignore[return-value]
+    if root.n == 7:
+        return ValueError("seven returned, not raised")  # type: ignore[return-value]
+    text_ = f"thing {root.n}"
+    return (text_.upper() if style is Style.LOUD else text_) + (suffix or "")
+
+
+def _sure(root: Thing) -> str:
+    """A non-null resolver that answers null for thing 2 (the thing becomes null)."""
+    return None if root.n == 2 else f"#{root.n}"  # type: ignore[return-value]
+
+
+def _with_info(root: Thing, info: strawberry.Info) -> str:
+    """A resolver asking for `info`: graphql-core's path."""
+    return f"{info.field_name} {root.n}"
+
+
+@strawberry.input
+class Window:
+    """An input argument: graphql-core's path."""
+
+    low: int
+
+
+def _within(root: Thing, window: Window) -> bool:
+    return isinstance(root.n, int) and root.n >= window.low
+
+
 @strawberry.type
 class Thing:
     """Fields of each shape the lean executor reads itself."""
@@ -385,6 +437,11 @@ class Thing:
     strict_part: Part
     parts: list[Part]
     loose_parts: list[Part | None] | None = None
+    scaled: int | None = strawberry.field(resolver=_scaled)
+    shown: str | None = strawberry.field(resolver=_shown)
+    sure: str = strawberry.field(resolver=_sure)
+    with_info: str = strawberry.field(resolver=_with_info)
+    within: bool = strawberry.field(resolver=_within)
 
 
 def _later(value: Any) -> asyncio.Future[Any]:
@@ -431,10 +488,16 @@ class AwkwardQuery:
 
 
 AWKWARD_QUERY = """
-query($flag: Boolean!) {
+query($flag: Boolean!, $style: Style!, $by: Int) {
   things { ...T }
   strictThings { n }
   again: things { n maybe part { n } parts @include(if: $flag) { n } }
+  called: things {
+    n scaled s3: scaled(by: 3) sv: scaled(by: $by) shown(style: $style)
+    plain: shown(style: PLAIN, suffix: "!") sure withInfo within(window: {low: 5})
+    skipped: shown(style: LOUD) @skip(if: $flag)
+  }
+  strictCalled: strictThings { n sure }
 }
 fragment T on Thing {
   n maybe __typename
@@ -447,18 +510,33 @@ fragment T on Thing {
 """
 
 
-@pytest.mark.parametrize("flag", [True, False])
-def test_awkward_values_get_strawberrys_answer(flag: bool) -> None:
+@pytest.mark.parametrize(
+    ("flag", "style", "by"), [(True, "LOUD", 5), (False, "PLAIN", None), (True, "PLAIN", "x")]
+)
+def test_awkward_values_get_strawberrys_answer(flag: bool, style: str, by: Any) -> None:
+    variables = {"flag": flag, "style": style, "by": by}
+
     def run(executor: type[StrawberryGraphQLCoreExecutionContext]) -> Answer:
         schema = strawberry.Schema(query=AwkwardQuery, execution_context_class=executor)
-        result = asyncio.run(schema.execute(AWKWARD_QUERY, variable_values={"flag": flag}))
+        result = asyncio.run(schema.execute(AWKWARD_QUERY, variable_values=variables))
         return Answer(result.data, [e.formatted for e in result.errors or []])  # type: ignore[misc]
 
     lean = run(LeanExecutor)
     assert lean == run(StrawberryGraphQLCoreExecutionContext)
     assert lean.errors, "the awkward values must raise errors, or they test nothing"
+    if by == "x":  # a variable Int refuses: no data, the same error from both
+        assert lean.data is None
+        return
     assert lean.data is not None
     assert lean.data["things"][0]["parts"] == [{"n": 4, "label": None, "__typename": "Part"}]
+    first = lean.data["called"][0]
+    # An explicit null `$by` reaches the resolver as None: its TypeError nulls the field.
+    assert first["scaled"] == 2
+    assert first["s3"] == 3
+    assert first["sv"] == by
+    assert first["shown"] == ("THING 1" if style == "LOUD" else "thing 1")
+    assert first["plain"] == "thing 1!"
+    assert first["sure"] == "#1"
 
 
 def test_field_middleware_turns_the_shortcut_off() -> None:
@@ -481,3 +559,25 @@ def test_field_middleware_turns_the_shortcut_off() -> None:
     # Every thing's but the null one's and the one whose `n` Int refuses (nothing after runs).
     assert seen.count("maybe") == len(result.data["things"]) - 2
     assert {"n", "label", "parts", "looseParts"} <= set(seen)
+
+
+def test_plain_resolvers_run_without_a_resolve_info() -> None:
+    """A leaf whose resolver takes only its root and enum or scalar arguments is called
+    directly: only `things` itself (and the field asking for `info`) gets a GraphQLResolveInfo."""
+    built: list[str] = []
+
+    class Counting(LeanExecutor):
+        def build_resolve_info(self, field_def: Any, nodes: Any, *args: Any) -> Any:
+            built.append(nodes[0].name.value)
+            return super().build_resolve_info(field_def, nodes, *args)
+
+    schema = strawberry.Schema(query=AwkwardQuery, execution_context_class=Counting)
+    result = asyncio.run(
+        schema.execute("{ things { scaled shown(style: LOUD) s: scaled(by: 3) withInfo } }")
+    )
+    assert result.data is not None
+    assert result.data["things"][0]["shown"] == "THING 1"
+    # graphql-core completes only the values the shortcut cannot take as they are: for
+    # `shown` an awaitable and an exception returned; for `scaled` (asked twice) the text of
+    # the thing whose count is "seven", which Int refuses. `withInfo` asks for it every time.
+    assert Counter(built) == {"things": 1, "shown": 2, "scaled": 2, "withInfo": 12}

@@ -14,7 +14,16 @@ type is a scalar or enum, an object type, or a list of an object type (object ty
 gives: a leaf goes through its type's own `coerce_output_value`, an object through the
 executor's own `collect_subfields` and `execute_collected_subfields` (so fragments, aliases,
 `@skip`/`@include`, `@defer` and `__typename` stay graphql-core's), and errors through its
-`handle_field_error` with the same path, so nulls propagate as they would. Every other field,
+`handle_field_error` with the same path, so nulls propagate as they would.
+
+A leaf field whose resolver is a plain function of its root and of scalar or enum arguments
+(sync; no `info`, `self` or `parent` parameter; no field extension; no exception handler in
+the schema) is called directly too: its arguments are read (`get_argument_values`) and
+converted (Strawberry's `convert_arguments`) once per selection rather than once per value,
+and no `GraphQLResolveInfo` or Strawberry `Info` is built. An exception it raises is handled
+by `handle_field_error` as graphql-core would; a value that is not plain goes through
+graphql-core's `complete_value`. The Telemetry API's rows (a value per signal and interval)
+are such fields. Every other field,
 and every case that is not plain (a null for a non-null type, an exception or an awaitable as
 a value, a value the scalar refuses, a list that is not a list or tuple, any directive on a
 list field, such as `@stream`), goes through graphql-core's `execute_field` unchanged, which
@@ -32,6 +41,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 from graphql import (
+    GraphQLArgument,
     GraphQLField,
     GraphQLList,
     GraphQLNonNull,
@@ -41,10 +51,12 @@ from graphql import (
     is_leaf_type,
 )
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, GroupedFieldSet
+from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
 #: Types of values that are neither awaitables nor exceptions: no check needed for them.
@@ -57,6 +69,7 @@ _SEQUENCES: Final = frozenset({list, tuple})
 _LEAF: Final = 1
 _OBJECT: Final = 2
 _LIST: Final = 3
+_CALL: Final = 4
 
 
 class _SlowType:
@@ -90,10 +103,13 @@ class _Direct:
         "item_declared",
         "item_type",
         "kind",
+        "kwargs",
         "name",
         "named",
         "non_null",
         "read",
+        "resolver",
+        "root_name",
     )
 
     def __init__(
@@ -109,19 +125,59 @@ class _Direct:
         self.field_def = field_def
         self.declared: GraphQLOutputType = field_def.type
         self.named, self.non_null = _unwrap(field_def.type)
-        self.coerce = self.named.coerce_output_value if kind == _LEAF else None
+        self.coerce = self.named.coerce_output_value if kind in (_LEAF, _CALL) else None
         self.item_declared = item_declared
         self.item_type: Any = None if item_declared is None else _unwrap(item_declared)[0]
         # The sub-selection, collected for the first value (a plan is one executor's).
         self.collected: CollectedFields | None = None
+        # _CALL: the resolver, the name its root parameter takes (None: it takes none), and
+        # the converted arguments, found on first use (None until then).
+        self.resolver: Callable[..., Any] | None = None
+        self.root_name: str | None = None
+        self.kwargs: dict[str, Any] | None = None
 
 
-def _direct(field_def: GraphQLField | None, details: FieldDetailsList) -> _Direct | None:
+def _leaf_argument(argument: GraphQLArgument) -> bool:
+    declared = argument.type
+    return is_leaf_type(declared.of_type if isinstance(declared, GraphQLNonNull) else declared)
+
+
+def _called(field: StrawberryField, field_def: GraphQLField, handlers: bool) -> _Direct | None:
+    """The shortcut of a leaf field whose resolver is a plain function of its root and its
+    scalar or enum arguments (sync, no `info`, `self` or `parent`, no field extension, no
+    exception handler), or None."""
+    resolver = field.base_resolver
+    if (
+        resolver is None
+        or handlers
+        or field.extensions
+        or field.is_async
+        or resolver.info_parameter is not None
+        or resolver.self_parameter is not None
+        or resolver.parent_parameter is not None
+        or not is_leaf_type(_unwrap(field_def.type)[0])
+        or not all(_leaf_argument(a) for a in field_def.args.values())
+    ):
+        return None
+    direct = _Direct(field, field_def, _CALL)
+    direct.resolver = resolver
+    root = resolver.root_parameter
+    direct.root_name = None if root is None else root.name
+    return direct
+
+
+def _direct(
+    field_def: GraphQLField | None, details: FieldDetailsList, handlers: bool
+) -> _Direct | None:
     """The shortcut of a field, or None when graphql-core's path must execute it."""
-    if field_def is None or not getattr(field_def.resolve, "_is_default", False):
+    if field_def is None:
         return None
     field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if not isinstance(field, StrawberryField) or not field.is_basic_field:
+    if not isinstance(field, StrawberryField):
+        return None
+    if not getattr(field_def.resolve, "_is_default", False):
+        return _called(field, field_def, handlers)
+    if not field.is_basic_field:
         return None
     named, _ = _unwrap(field_def.type)
     if is_leaf_type(named):
@@ -147,6 +203,15 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         manager = self.middleware_manager
         self._shortcuts_on = manager is None or not manager.middlewares
+        # What converts arguments as Strawberry does, and whether any field may have an
+        # exception handler (then resolvers go Strawberry's way, which applies them).
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        converter = getattr(strawberry_schema, "schema_converter", None)
+        self._config = getattr(strawberry_schema, "config", None)
+        self._scalars = getattr(converter, "scalar_registry", None)
+        self._handlers = converter is None or bool(
+            getattr(converter, "_exception_handler_specs", True)
+        )
         # Per selection set, by id (kept alive with its plan, so that its id is not reused).
         self._plans: dict[int, tuple[GroupedFieldSet, GraphQLObjectType, _Plan]] = {}
 
@@ -156,7 +221,7 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
             (
                 response_name,
                 details,
-                _direct(get_field(parent_type, details[0].node.name.value), details)
+                _direct(get_field(parent_type, details[0].node.name.value), details, self._handlers)
                 if self._shortcuts_on
                 else None,
             )
@@ -201,6 +266,11 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
                                 result = _SLOW
                     except Exception:
                         result = _SLOW
+                elif direct.kind == _CALL:
+                    result = self._call(
+                        direct, parent_type, source_value, details, path, response_name,
+                        position_context,
+                    )  # fmt: skip
                 else:
                     result = self._composite(
                         direct, parent_type, source_value, details, path, response_name,
@@ -226,6 +296,93 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         if not awaitable_fields:
             return results
         return self._gather_fields(results, awaitable_fields)
+
+    def _arguments(self, direct: _Direct, details: FieldDetailsList) -> dict[str, Any]:
+        """The resolver's keyword arguments, as graphql-core reads them and Strawberry
+        converts them (the same for every value of the field in this execution)."""
+        first = details[0]
+        raw = get_argument_values(
+            direct.field_def,
+            first.node,
+            self.variable_values,
+            first.fragment_variable_values,
+            self.hide_suggestions,
+        )
+        field = (direct.field_def.extensions or {})[GraphQLCoreConverter.DEFINITION_BACKREF]
+        assert self._config is not None
+        assert self._scalars is not None
+        return convert_arguments(raw, field.arguments, self._scalars, self._config)
+
+    def _call(
+        self,
+        direct: _Direct,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        details: FieldDetailsList,
+        path: Path | None,
+        response_name: str,
+        position_context: Any,
+    ) -> Any:
+        """The completed value of a leaf field with a plain resolver, or `_SLOW`.
+
+        A bad argument goes graphql-core's way (which reports it); so does a value that is
+        not plain. An exception of the resolver is handled as graphql-core handles it."""
+        kwargs = direct.kwargs
+        if kwargs is None:
+            try:
+                kwargs = direct.kwargs = self._arguments(direct, details)
+            except Exception:
+                return _SLOW
+        if direct.root_name is not None:
+            kwargs = {**kwargs, direct.root_name: source}
+        assert direct.resolver is not None
+        try:
+            value = direct.resolver(**kwargs)
+        except Exception as raw_error:
+            field_path = Path(path, response_name, parent_type.name)
+            self.handle_field_error(raw_error, direct.declared, details, field_path)
+            return None
+        if value is None:
+            if not direct.non_null:
+                return None
+        elif type(value) in _PLAIN or not (
+            value is Undefined or isinstance(value, Exception) or self.is_awaitable(value)
+        ):
+            try:
+                result = direct.coerce(value)  # type: ignore[misc]
+            except Exception:
+                result = None
+            if result is not None and result is not Undefined:
+                return result
+        field_path = Path(path, response_name, parent_type.name)
+        return self._complete(direct, parent_type, details, field_path, value, position_context)
+
+    def _complete(
+        self,
+        direct: _Direct,
+        parent_type: GraphQLObjectType,
+        details: FieldDetailsList,
+        path: Path,
+        value: Any,
+        position_context: Any,
+    ) -> Any:
+        """A resolved value completed by graphql-core, as its `execute_field` does."""
+        nodes = [d.node for d in details]
+        info = self.build_resolve_info(direct.field_def, nodes, parent_type, path)
+        try:
+            if self.is_awaitable(value):
+                return self.complete_awaitable_value(
+                    direct.declared, details, info, path, value, position_context
+                )
+            completed = self.complete_value(
+                direct.declared, details, info, path, value, position_context
+            )
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, direct.declared, details, path)
+            return None
+        if type(completed) not in _DONE and self.is_awaitable(completed):
+            return self._await_completed(completed, direct.declared, details, path)
+        return completed
 
     def _composite(
         self,
