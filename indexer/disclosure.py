@@ -20,12 +20,19 @@ are:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from indexer.exceptions import BundleNotDisclosable, BundleNotServed
-from indexer.rights import Coverage, contains
-from protocol.bundle import SCHEMA_SIGNALS, SignedBundle, decode_signed_bundle
+from indexer.rights import Coverage, Intervals, contains
+from protocol.bundle import (
+    SCHEMA_SIGNALS,
+    SignedBundle,
+    decode_signed_bundle,
+    stored_signal_times,
+)
 from protocol.disclosure import DisclosedBundle, disclose
 
 __all__ = [
@@ -89,6 +96,9 @@ def disclosable(
     readable = False
     for name, stamps in sorted(bundle_signals.items()):
         spans = coverage.for_signal(name)
+        if stamps and _one_span_holds(spans, min(stamps), max(stamps)):
+            readable = True  # every reading covered: no need to look at each
+            continue
         inside = [contains(spans, ts) for ts in stamps]
         readable = readable or any(inside)
         if not all(inside):
@@ -98,6 +108,12 @@ def disclosable(
     return Disclosure(
         tuple(sorted(bundle_signals)), tuple(uncovered), readable, schema, tuple(partial)
     )
+
+
+def _one_span_holds(spans: Intervals, first: int, last: int) -> bool:
+    """Whether one interval of the normalized set `spans` holds all of `[first, last]`."""
+    i = bisect.bisect_right(spans, first, key=lambda iv: iv[0]) - 1
+    return i >= 0 and spans[i][0] <= first and last < spans[i][1]
 
 
 def require_whole(disclosure: Disclosure, vehicle_id: int, batch_id: int, leaf_index: int) -> None:
@@ -115,17 +131,23 @@ class Served:
     """What a route hands out of one bundle, as `decide` chose.
 
     Attributes:
-        disclosure: The decision's grounds.
-        signed: The signed bundle (the server's copy; never sent as such unless `whole`).
+        disclosure: The decision's grounds (with the bundle's schema version).
+        wire: The signed bundle's wire form (the server's copy; never sent as such unless
+            `whole`).
         whole: Whether the whole wire form is handed out.
         opened: Schema 2: the bundle disclosed signal by signal (every signal's commitment, the
             opened signals' samples and salts); None for schema 1.
     """
 
     disclosure: Disclosure
-    signed: SignedBundle
+    wire: bytes
     whole: bool
     opened: DisclosedBundle | None
+
+    @cached_property
+    def signed(self) -> SignedBundle:
+        """The signed bundle, decoded when first asked for (a schema-1 proof never needs it)."""
+        return decode_signed_bundle(self.wire)
 
 
 def decide(
@@ -139,7 +161,8 @@ def decide(
     """The disclosure decision for one stored bundle: whole, opened signal by signal, or 403.
 
     Args:
-        wire: The bundle's signed wire form, as the indexer stores it (schema 2: with salts).
+        wire: The bundle's signed wire form, as the indexer stores it (schema 2: with salts;
+            checked when it was loaded, so only read here).
         coverage: The caller's rights on the bundle's vehicle.
         ids: `(vehicle id, batch id, leaf index)`, for the problem.
         wanted: Schema 2: the signals to open (each must be covered); None opens every covered
@@ -158,20 +181,21 @@ def decide(
             signal is not covered, nothing wanted is covered, or (`wanted` None) a signal is
             covered only in part.
     """
-    signed = decode_signed_bundle(wire)
-    b = signed.bundle
-    times = {name: [ts for ts, _ in samples] for name, samples in b.readings.items()}
-    disclosure = disclosable(times, coverage, b.schema_version)
+    schema, times = stored_signal_times(wire)  # the index's copies were verified on loading
+    disclosure = disclosable(times, coverage, schema)
     if not disclosure.any_readable:
         raise BundleNotServed(*ids)
-    if b.schema_version != SCHEMA_SIGNALS:
+    if schema != SCHEMA_SIGNALS:
         require_whole(disclosure, *ids)
-        return Served(disclosure, signed, True, None)
+        return Served(disclosure, wire, True, None)
     if wanted is None:
         names, refused = disclosure.covered, list(disclosure.partial)
     else:
-        names = tuple(n for n in b.readings if n in wanted)
+        names = tuple(n for n in times if n in wanted)
         refused = [n for n in names if n in disclosure.uncovered]
     if refused or not names:
         raise BundleNotDisclosable(*ids, refused or list(disclosure.uncovered))
-    return Served(disclosure, signed, whole and disclosure.whole, disclose(signed, names))
+    signed = decode_signed_bundle(wire)
+    served = Served(disclosure, wire, whole and disclosure.whole, disclose(signed, names))
+    served.__dict__["signed"] = signed  # decoded already: `signed` need not decode it again
+    return served

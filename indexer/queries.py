@@ -457,15 +457,42 @@ def series_sources(
     ids = signal_ids(conn, [signal])
     if signal not in ids:
         return {}
-    table = readings_text if is_text_signal(signal) else readings
-    bucket = ((table.c.ts - start_ms) // interval_ms).label("bucket")
-    where = [
-        table.c.vehicle_id == vehicle_id,
-        table.c.signal == ids[signal],
-        table.c.ts >= start_ms,
-        table.c.ts < end_ms,
-        *([_within(table.c.ts, within)] if within is not None else []),
-    ]
+    spans = tuple(within) if within is not None else None
+    sql, order, fixed = _sources_sql(
+        conn.dialect, is_text_signal(signal), aggregation, None if spans is None else len(spans)
+    )
+    params: dict[str, Any] = {
+        **fixed,
+        "vehicle_id": vehicle_id,
+        "sid": ids[signal],
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "interval_ms": interval_ms,
+    }
+    for i, (a, b) in enumerate(spans or ()):
+        params[f"w{i}_start"], params[f"w{i}_end"] = a, b
+    return {
+        start_ms + int(bucket) * interval_ms: Reading(int(ts), value, int(batch), int(leaf))
+        for bucket, ts, value, batch, leaf in _driver_rows(conn, sql, order, params)
+    }
+
+
+@lru_cache(maxsize=256)
+def _sources_sql(
+    dialect: Dialect, is_text: bool, aggregation: Aggregation, n_within: int | None
+) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+    """The driver SQL of `series_sources`' statement of this shape (as `_series_sql`)."""
+    table = readings_text if is_text else readings
+    start_ms = bindparam("start_ms", type_=BigInteger)
+    bucket = ((table.c.ts - start_ms) // bindparam("interval_ms", type_=BigInteger)).label("bucket")
+    within: list[tuple[Any, Any]] | None = (
+        None
+        if n_within is None
+        else [
+            (bindparam(f"w{i}_start", type_=BigInteger), bindparam(f"w{i}_end", type_=BigInteger))
+            for i in range(n_within)
+        ]
+    )
     ranked = (
         select(
             bucket,
@@ -477,20 +504,24 @@ def series_sources(
             .over(partition_by=bucket, order_by=_ranking(table, aggregation))
             .label("rn"),
         )
-        .where(*where)
+        .where(
+            table.c.vehicle_id == bindparam("vehicle_id", type_=BigInteger),
+            table.c.signal == bindparam("sid", type_=SmallInteger),
+            table.c.ts >= start_ms,
+            table.c.ts < bindparam("end_ms", type_=BigInteger),
+            *([_within(table.c.ts, within)] if within is not None else []),
+        )
         .subquery()
     )
-    rows = conn.execute(
+    statement = (
         select(ranked.c.bucket, ranked.c.ts, ranked.c.value, ranked.c.batch_id, ranked.c.leaf_index)
         .where(ranked.c.rn == 1)
         .order_by(ranked.c.bucket)
     )
-    return {
-        start_ms + int(r.bucket) * interval_ms: Reading(
-            int(r.ts), r.value, int(r.batch_id), int(r.leaf_index)
-        )
-        for r in rows
-    }
+    compiled = statement.compile(dialect=dialect)
+    order = compiled.positiontup if compiled.positional else None
+    fixed = {k: v for k, v in compiled.params.items() if v is not None}
+    return compiled.string, None if order is None else tuple(order), fixed
 
 
 def latest_values(

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -159,15 +159,23 @@ class Coverage:
     now_ms: int
     by_privilege: Mapping[Privilege, Intervals]
     is_owner: bool
+    #: `of`'s answers so far (the coverage never changes; a proof asks per signal per bundle).
+    _of: dict[Privilege, Intervals] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def of(self, privilege: Privilege) -> Intervals:
         """The intervals `privilege` covers; for several bits, the times all of them cover."""
+        found = self._of.get(privilege)
+        if found is not None:
+            return found
         bits = privilege_bits(privilege.value)
-        if not bits:
-            return ()
-        out = self.by_privilege.get(bits[0], ())
-        for bit in bits[1:]:
-            out = intersect(out, self.by_privilege.get(bit, ()))
+        out: Intervals = ()
+        if bits:
+            out = self.by_privilege.get(bits[0], ())
+            for bit in bits[1:]:
+                out = intersect(out, self.by_privilege.get(bit, ()))
+        self._of[privilege] = out
         return out
 
     def for_signal(self, name: str) -> Intervals:

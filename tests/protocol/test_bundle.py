@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -41,6 +42,7 @@ from protocol.bundle import (
     encode_bundle,
     encode_signed_bundle,
     sign_bundle,
+    stored_signal_times,
     verify_bundle,
 )
 from protocol.crypto import (
@@ -296,6 +298,30 @@ def test_a_changed_byte_is_rejected_or_is_another_canonical_bundle(
 def test_the_wire_form_round_trips(bundle: Bundle, key: bytes) -> None:
     signed = sign_bundle(bundle, key, DOMAIN)
     assert decode_signed_bundle(encode_signed_bundle(signed)) == signed
+
+
+@given(bundles(), private_keys, st.sampled_from(sorted(SCHEMA_VERSIONS)))
+def test_stored_signal_times_are_the_decoded_bundles(
+    bundle: Bundle, key: bytes, schema: int
+) -> None:
+    """What the disclosure decision reads of a stored bundle, without checking it again."""
+    if schema != SCHEMA_VERSION and not bundle.readings:
+        return  # a schema-2 bundle holds at least one signal
+    bundle = dataclasses.replace(bundle, schema_version=schema)
+    wire = encode_signed_bundle(sign_bundle(bundle, key, DOMAIN))
+    decoded = decode_signed_bundle(wire).bundle
+    assert stored_signal_times(wire) == (
+        schema,
+        {name: [ts for ts, _ in samples] for name, samples in decoded.readings.items()},
+    )
+
+
+@pytest.mark.parametrize("wire", [b"", b"\xa0", b"\xa1fbundle\x41\x00", b"not cbor at all"])
+def test_stored_signal_times_of_a_form_not_of_the_shape_raise_the_decoders_error(
+    wire: bytes,
+) -> None:
+    with pytest.raises(MalformedBundleError):
+        stored_signal_times(wire)
 
 
 def test_the_same_readings_in_any_order_encode_identically() -> None:

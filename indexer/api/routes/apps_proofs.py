@@ -145,7 +145,7 @@ def post_input_proofs(
             BundleProofOut(
                 batch_id=b.batch_id,
                 leaf_index=b.leaf_index,
-                schema_version=chosen.signed.bundle.schema_version,
+                schema_version=chosen.disclosure.schema,
                 bundle_wire=_hex(b.wire) if chosen.whole else None,
                 signature=_hex(b.signature),
                 proof=[_hex(p) for p in b.proof],

@@ -148,7 +148,7 @@ def proof_out(
         vehicle_id=vehicle_id,
         signal=signal,
         reading=reading_out(found.reading),
-        schema_version=served.signed.bundle.schema_version,
+        schema_version=served.disclosure.schema,
         bundle_wire=hex_of(b.wire) if served.whole else None,
         signature=hex_of(b.signature),
         leaf_index=b.leaf_index,
