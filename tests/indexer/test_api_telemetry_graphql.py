@@ -28,7 +28,12 @@ from fastapi import FastAPI
 from strawberry.fastapi import GraphQLRouter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from indexer.api.graphql.telemetry import MAX_COST, telemetry_context, telemetry_schema
+from indexer.api.graphql.telemetry import (
+    MAX_COST,
+    MAX_FILTER_DEPTH,
+    telemetry_context,
+    telemetry_schema,
+)
 from protocol.blobstore import LocalCidStore
 from protocol.eip712 import Eip712Domain
 from protocol.jwt import issue_vehicle_token
@@ -231,6 +236,91 @@ def test_signals_equal_the_rest_series_for_each_aggregation(
         assert row["rand"] in values
     again = gql(world, token, SIGNALS_QUERY, window(car, t0))["data"]["signals"]
     assert [r["rand"] for r in again] == [r["rand"] for r in rows]
+
+
+FILTER_QUERY = """
+query F($tokenId: Int!, $from: Time!, $to: Time!, $lo: Float!, $hi: Float!,
+        $band: SignalFloatFilter, $picked: [Float!]) {
+  signals(tokenId: $tokenId, interval: "1m", from: $from, to: $to) {
+    timestamp
+    all: speed(agg: AVG)
+    fast: speed(agg: AVG, filter: {gt: $hi})
+    band: speed(agg: MAX, filter: $band)
+    outer: speed(agg: MIN, filter: {or: [{lt: $lo}, {gte: $hi}]})
+    picked: speed(agg: FIRST, filter: {in: $picked, neq: 21})
+    rest: speed(agg: LAST, filter: {notIn: $picked, lte: $hi})
+    med: speed(agg: MED, filter: {eq: 42})
+    one: speed(agg: RAND, filter: {in: 30})
+  }
+}
+"""
+
+
+def test_a_value_filter_counts_only_the_readings_it_lets_through(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    """DIMO's per-field `filter` (SignalFloatFilter): each field aggregates the readings its
+    filter passes, aliases of one signal with different filters answer apart, and an interval
+    where no reading passes is null."""
+    car, t0, samples = driven
+    synced(world)
+    lo, hi, picked = 30.0, 55.0, [21.0, 22.0, 23.0, 40.0]
+    variables = {
+        **window(car, t0),
+        "lo": lo,
+        "hi": hi,
+        "band": {"gte": lo, "lt": 45},
+        "picked": picked,
+    }
+    body = gql(world, wallet_token(world, owner), FILTER_QUERY, variables)
+    assert "errors" not in body, body
+    rows = body["data"]["signals"]
+    buckets: dict[int, list[float]] = {}
+    for t, v in samples[SPEED]:
+        buckets.setdefault(t0 + (t - t0) // 60_000 * 60_000, []).append(v)
+    assert [r["timestamp"] for r in rows] == [rfc3339(b) for b in sorted(buckets)]
+
+    def agg(values: list[float], how: Callable[[list[float]], float]) -> float | None:
+        return how(values) if values else None
+
+    first: Callable[[list[float]], float] = lambda vs: vs[0]  # noqa: E731
+    last: Callable[[list[float]], float] = lambda vs: vs[-1]  # noqa: E731
+    for row, (_, values) in zip(rows, sorted(buckets.items()), strict=True):
+        assert math.isclose(row["all"], statistics.mean(values))
+        fast = agg([v for v in values if v > hi], statistics.mean)
+        if fast is None:
+            assert row["fast"] is None
+        else:
+            assert math.isclose(row["fast"], fast)
+        assert row["band"] == agg([v for v in values if lo <= v < 45], max)
+        assert row["outer"] == agg([v for v in values if v < lo or v >= hi], min)
+        assert row["picked"] == agg([v for v in values if v in picked and v != 21], first)
+        assert row["rest"] == agg([v for v in values if v not in picked and v <= hi], last)
+        assert row["med"] == agg([v for v in values if v == 42], statistics.median)
+        assert row["one"] == (30.0 if 30.0 in values else None)
+    # Not vacuous: some intervals have a filtered value and some have none.
+    assert any(r["fast"] is not None for r in rows)
+    assert any(r["med"] is None for r in rows)
+    assert any(r["med"] is not None for r in rows)
+
+
+def test_a_value_filter_nested_too_deep_is_a_typed_error(
+    world: World, driven: tuple[int, int, Any], owner: Any
+) -> None:
+    car, t0, _ = driven
+    synced(world)
+    nested = "{gt: 1}"
+    for _ in range(MAX_FILTER_DEPTH):
+        nested = f"{{or: [{nested}]}}"
+    query = (
+        "query F($tokenId: Int!, $from: Time!, $to: Time!) { signals(tokenId: $tokenId, "
+        'interval: "1m", from: $from, to: $to) { timestamp '
+        f"speed(agg: AVG, filter: {nested}) }} }}"
+    )
+    body = gql(world, wallet_token(world, owner), query, window(car, t0))
+    assert body["data"] == {"signals": None}
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_REQUEST"]
+    assert "nests" in body["errors"][0]["message"]
 
 
 def test_location_ignition_and_string_fields_take_each_of_their_aggregations(
@@ -936,6 +1026,9 @@ EQUIVALENCE_QUERIES = (
       p: proof(signal: "speed", agg: MIN) }} }}""",
     f"""{_WINDOW_VARS} {{ signals(tokenId: $tokenId, interval: "1m", from: $from, to: $to) {{
       timestamp speed(agg: AVG) proof(signal: "speed", agg: AVG) }} }}""",
+    f"""{_WINDOW_VARS} {{ signals(tokenId: $tokenId, interval: "1m", from: $from, to: $to) {{
+      timestamp speed(agg: AVG) f: speed(agg: AVG, filter: {{gt: 30, or: [{{lt: 40}}, {{eq: 60}}]}})
+      g: speed(agg: MED, filter: {{notIn: [20, 21]}}) }} }}""",
     f"""{_WINDOW_VARS} {{ signals(tokenId: $tokenId, interval: "1m", from: $to, to: $from) {{
       timestamp }} }}""",
     """query Q($tokenId: Int!) { signalsLatest(tokenId: $tokenId) { lastSeen

@@ -427,6 +427,11 @@ def _within(root: Thing, window: Window) -> bool:
     return isinstance(root.n, int) and root.n >= window.low
 
 
+def _maybe_within(root: Thing, window: Window | None = None) -> bool | None:
+    """An input argument the selection may leave out (then the shortcut takes the field)."""
+    return None if window is None else root.n >= window.low
+
+
 @strawberry.type
 class Thing:
     """Fields of each shape the lean executor reads itself."""
@@ -442,6 +447,7 @@ class Thing:
     sure: str = strawberry.field(resolver=_sure)
     with_info: str = strawberry.field(resolver=_with_info)
     within: bool = strawberry.field(resolver=_within)
+    maybe_within: bool | None = strawberry.field(resolver=_maybe_within)
 
 
 def _later(value: Any) -> asyncio.Future[Any]:
@@ -496,6 +502,7 @@ query($flag: Boolean!, $style: Style!, $by: Int) {
     n scaled s3: scaled(by: 3) sv: scaled(by: $by) shown(style: $style)
     plain: shown(style: PLAIN, suffix: "!") sure withInfo within(window: {low: 5})
     skipped: shown(style: LOUD) @skip(if: $flag)
+    maybeWithin mw: maybeWithin(window: {low: 3})
   }
   strictCalled: strictThings { n sure }
 }
@@ -573,7 +580,9 @@ def test_plain_resolvers_run_without_a_resolve_info() -> None:
 
     schema = strawberry.Schema(query=AwkwardQuery, execution_context_class=Counting)
     result = asyncio.run(
-        schema.execute("{ things { scaled shown(style: LOUD) s: scaled(by: 3) withInfo } }")
+        schema.execute(
+            "{ things { scaled shown(style: LOUD) s: scaled(by: 3) withInfo maybeWithin } }"
+        )
     )
     assert result.data is not None
     assert result.data["things"][0]["shown"] == "THING 1"
@@ -581,3 +590,13 @@ def test_plain_resolvers_run_without_a_resolve_info() -> None:
     # `shown` an awaitable and an exception returned; for `scaled` (asked twice) the text of
     # the thing whose count is "seven", which Int refuses. `withInfo` asks for it every time.
     assert Counter(built) == {"things": 1, "shown": 2, "scaled": 2, "withInfo": 12}
+
+
+def test_a_resolver_replaced_after_the_schema_is_built_is_the_one_called() -> None:
+    schema = strawberry.Schema(query=AwkwardQuery, execution_context_class=LeanExecutor)
+    thing = schema._schema.type_map["Thing"]
+    assert isinstance(thing, GraphQLObjectType)
+    thing.fields["scaled"].resolve = lambda root, info, **kwargs: 99
+    result = asyncio.run(schema.execute("{ things { scaled } }"))
+    assert result.data is not None
+    assert result.data["things"][0]["scaled"] == 99

@@ -18,7 +18,8 @@ executor's own `collect_subfields` and `execute_collected_subfields` (so fragmen
 
 A leaf field whose resolver is a plain function of its root and of scalar or enum arguments
 (sync; no `info`, `self` or `parent` parameter; no field extension; no exception handler in
-the schema) is called directly too: its arguments are read (`get_argument_values`) and
+the schema; an input-object argument only if the selection does not give it) is called
+directly too: its arguments are read (`get_argument_values`) and
 converted (Strawberry's `convert_arguments`) once per selection rather than once per value,
 and no `GraphQLResolveInfo` or Strawberry `Info` is built. An exception it raises is handled
 by `handle_field_error` as graphql-core would; a value that is not plain goes through
@@ -142,21 +143,25 @@ def _leaf_argument(argument: GraphQLArgument) -> bool:
     return is_leaf_type(declared.of_type if isinstance(declared, GraphQLNonNull) else declared)
 
 
-def _called(field: StrawberryField, field_def: GraphQLField, handlers: bool) -> _Direct | None:
-    """The shortcut of a leaf field whose resolver is a plain function of its root and its
-    scalar or enum arguments (sync, no `info`, `self` or `parent`, no field extension, no
-    exception handler), or None."""
+def _called(
+    field: StrawberryField, field_def: GraphQLField, handlers: bool, details: FieldDetailsList
+) -> _Direct | None:
+    """The shortcut of a leaf field whose resolver is a plain function of its root and of
+    the scalar or enum arguments the selection gives (sync, no `info`, `self` or `parent`, no
+    field extension, no exception handler, the GraphQL resolver Strawberry's own), or None."""
     resolver = field.base_resolver
+    given = {argument.name.value for argument in details[0].node.arguments or ()}
     if (
         resolver is None
         or handlers
         or field.extensions
         or field.is_async
+        or not hasattr(field_def.resolve, "_is_default")  # replaced after the schema was built
         or resolver.info_parameter is not None
         or resolver.self_parameter is not None
         or resolver.parent_parameter is not None
         or not is_leaf_type(_unwrap(field_def.type)[0])
-        or not all(_leaf_argument(a) for a in field_def.args.values())
+        or not all(_leaf_argument(a) or n not in given for n, a in field_def.args.items())
     ):
         return None
     direct = _Direct(field, field_def, _CALL)
@@ -176,7 +181,7 @@ def _direct(
     if not isinstance(field, StrawberryField):
         return None
     if not getattr(field_def.resolve, "_is_default", False):
-        return _called(field, field_def, handlers)
+        return _called(field, field_def, handlers, details)
     if not field.is_basic_field:
         return None
     named, _ = _unwrap(field_def.type)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NewType, TypeVar
 import anyio
 import strawberry
 from fastapi import Request
-from graphql import GraphQLError, GraphQLObjectType
+from graphql import GraphQLError
 from sqlalchemy import Connection, Engine
 from strawberry.extensions import (
     AddValidationRules,
@@ -421,8 +421,8 @@ def _buckets(rows: Iterable[tuple[int, Any]], start: int, interval: int) -> dict
     return out
 
 
-#: Most readings MED, RAND, TOP and UNIQUE aggregate per field (one fewer than a page of
-#: `raw_readings`, so that a full page shows there are more).
+#: Most readings MED, RAND, TOP, UNIQUE and a filtered field aggregate (one fewer than a
+#: page of `raw_readings`, so that a full page shows there are more).
 _MAX_RAW: Final = MAX_RAW_READINGS - 1
 
 
@@ -432,8 +432,8 @@ def _raw(
     rows = raw_readings(conn, vehicle, vss, start, end, MAX_RAW_READINGS, within=within)
     if len(rows) > _MAX_RAW:
         raise _bad(
-            f"more than {_MAX_RAW} readings of {vss} in the window; MED, RAND, TOP and "
-            "UNIQUE need them all: ask a shorter window",
+            f"more than {_MAX_RAW} readings of {vss} in the window; MED, RAND, TOP, UNIQUE "
+            "and a value filter need them all: ask a shorter window",
             "from/to",
         )
     return [(r.ts, r.value) for r in rows]
@@ -448,10 +448,18 @@ def _float_series(
     end: int,
     interval: int,
     within: Intervals,
+    only: ValueFilter | None = None,
 ) -> dict[int, Any]:
-    """Bucket start -> the DIMO value of the aggregate, for a float signal of our catalog."""
+    """Bucket start -> the DIMO value of the aggregate, for a float signal of our catalog
+    (of the readings `only` lets count, when given: those are filtered here, one by one)."""
     assert signal.vss is not None
     name = signal.name
+    if only is not None:
+        values = (
+            (t, dimo_value(name, v)) for t, v in _raw(conn, vehicle, signal.vss, start, end, within)
+        )
+        kept = [(t, v) for t, v in values if not isinstance(v, str) and only.passes(v)]
+        return {b: _aggregate(agg, vs, b) for b, vs in _buckets(kept, start, interval).items()}
     if agg in _SQL_AGG and not (is_text_signal(signal.vss) and agg not in ("FIRST", "LAST")):
         rows = series_rows(
             conn, vehicle, [signal.vss], start, end, interval, _SQL_AGG[agg], within=within
@@ -503,12 +511,123 @@ def _location_series(
 # --------------------------------------------------------------------------------------------
 
 
+#: Deepest nesting of `or` in a value filter, and most comparisons and listed values one
+#: filter may hold in all.
+MAX_FILTER_DEPTH: Final = 4
+MAX_FILTER_TERMS: Final = 200
+
+
+@strawberry.input(
+    description="Which readings of a float signal an aggregation counts, compared in the "
+    "field's unit: a reading counts when it passes every comparison given and, if `or` is "
+    f"given, at least one of its filters. `or` nests at most {MAX_FILTER_DEPTH} deep, and a "
+    f"filter holds at most {MAX_FILTER_TERMS} comparisons and listed values. An interval with "
+    "no reading that counts has no value (null)"
+)
+class SignalFloatFilter:
+    eq: float | None = strawberry.field(default=None, description="equal to")
+    neq: float | None = strawberry.field(default=None, description="not equal to")
+    gt: float | None = strawberry.field(default=None, description="greater than")
+    lt: float | None = strawberry.field(default=None, description="less than")
+    gte: float | None = strawberry.field(default=None, description="at least")
+    lte: float | None = strawberry.field(default=None, description="at most")
+    not_in: list[float] | None = strawberry.field(
+        default=None, name="notIn", description="none of these"
+    )
+    in_: list[float] | None = strawberry.field(default=None, name="in", description="one of these")
+    or_: list[SignalFloatFilter] | None = strawberry.field(
+        default=None, name="or", description="at least one of these filters"
+    )
+
+
+_COMPARISONS: Final[dict[str, Callable[[float, float], bool]]] = {
+    "eq": lambda v, x: v == x,
+    "neq": lambda v, x: v != x,
+    "gt": lambda v, x: v > x,
+    "lt": lambda v, x: v < x,
+    "gte": lambda v, x: v >= x,
+    "lte": lambda v, x: v <= x,
+}
+#: GraphQL name -> Python name of `SignalFloatFilter`'s fields.
+_FILTER_FIELDS: Final = {
+    **{op: op for op in _COMPARISONS},
+    "notIn": "not_in",
+    "in": "in_",
+    "or": "or_",
+}
+
+
+@dataclass(frozen=True)
+class ValueFilter:
+    """A `SignalFloatFilter`, hashable: it keys the value of the field it filters."""
+
+    compare: tuple[tuple[str, float], ...]
+    among: tuple[float, ...] | None
+    not_among: tuple[float, ...]
+    any_of: tuple[ValueFilter, ...] | None
+
+    def passes(self, value: float) -> bool:
+        """Whether a reading of `value` counts."""
+        return (
+            all(_COMPARISONS[op](value, x) for op, x in self.compare)
+            and (self.among is None or value in self.among)
+            and value not in self.not_among
+            and (self.any_of is None or any(f.passes(value) for f in self.any_of))
+        )
+
+
+def value_filter(raw: Any, depth: int = 1) -> ValueFilter | None:
+    """The filter of a field's `filter` argument, as the query gives it (a dict with GraphQL
+    names) or as the resolver gets it (`SignalFloatFilter`); None for none.
+
+    Raises:
+        TelemetryQueryError: BAD_REQUEST, `or` nested too deep or too many terms.
+    """
+    if raw is None:
+        return None
+    get = raw.get if isinstance(raw, dict) else (lambda k: getattr(raw, _FILTER_FIELDS[k]))
+    if depth > MAX_FILTER_DEPTH:
+        raise _bad(f"a value filter nests `or` more than {MAX_FILTER_DEPTH} deep", "filter")
+    compare = tuple((op, float(x)) for op in _COMPARISONS if (x := get(op)) is not None)
+    among, subfilters = get("in"), get("or")
+    out = ValueFilter(
+        compare,
+        None if among is None else tuple(float(x) for x in _listed(among)),
+        tuple(float(x) for x in _listed(get("notIn"))),
+        None
+        if subfilters is None
+        else tuple(
+            f for f in (value_filter(x, depth + 1) for x in _listed(subfilters)) if f is not None
+        ),
+    )
+    if _terms(out) > MAX_FILTER_TERMS:
+        raise _bad(f"a value filter holds more than {MAX_FILTER_TERMS} terms", "filter")
+    return out
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list argument as GraphQL reads it: a single value stands for a list of it."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _terms(f: ValueFilter) -> int:
+    return (
+        len(f.compare)
+        + len(f.among or ())
+        + len(f.not_among)
+        + sum(_terms(x) for x in f.any_of or ())
+    )
+
+
 @dataclass(frozen=True)
 class Asked:
-    """One signal field of a selection, with its aggregation."""
+    """One signal field of a selection, with its aggregation and its value filter."""
 
     signal: DimoSignal
     agg: str
+    filter: ValueFilter | None = None
 
 
 def _selections(fields: Iterable[Any]) -> Iterable[SelectedField]:
@@ -521,14 +640,15 @@ def _selections(fields: Iterable[Any]) -> Iterable[SelectedField]:
 
 def _asked(info: strawberry.Info, with_agg: bool) -> list[Asked]:
     """The signal fields the query selects under this resolver (each aggregation once)."""
-    out: dict[tuple[str, str], Asked] = {}
+    out: dict[tuple[str, str, ValueFilter | None], Asked] = {}
     for f in _selections(info.selected_fields[0].selections):
         signal = SIGNALS.get(f.name)
         if signal is None:
             continue
         agg = str(f.arguments.get("agg", "")) if with_agg else ""
         agg = agg.rsplit(".", 1)[-1]
-        out[(signal.name, agg)] = Asked(signal, agg)
+        only = value_filter(f.arguments.get("filter")) if with_agg else None
+        out[(signal.name, agg, only)] = Asked(signal, agg, only)
     return list(out.values())
 
 
@@ -548,16 +668,17 @@ class SignalRow:
     """One interval of `signals`: its start, and the values of the fields asked."""
 
     timestamp: int
-    values: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: (DIMO name, aggregation, value filter) -> the value.
+    values: dict[tuple[str, str, ValueFilter | None], Any] = field(default_factory=dict)
     denied: frozenset[str] = frozenset()
     #: (DIMO name, aggregation) -> the proof's JSON, or the error its field answers.
     proofs: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
-def _value(root: SignalRow, name: str, agg: Enum) -> Any:
+def _value(root: SignalRow, name: str, agg: Enum, only: ValueFilter | None = None) -> Any:
     if name in root.denied:
         raise _missing(SIGNALS[name])
-    return root.values.get((name, str(agg.value)))
+    return root.values.get((name, str(agg.value), only))
 
 
 # --------------------------------------------------------------------------------------------
@@ -770,8 +891,12 @@ def _signal_field(signal: DimoSignal) -> Any:
 
         return strawberry.field(resolver=text, name=name, description=doc)
 
-    def number(root: SignalRow, agg: FloatAggregation) -> float | None:
-        value = _value(root, name, agg)
+    def number(
+        root: SignalRow,
+        agg: FloatAggregation,
+        filter: SignalFloatFilter | None = None,
+    ) -> float | None:
+        value = _value(root, name, agg, None if filter is None else value_filter(filter))
         return None if value is None else float(value)
 
     return strawberry.field(resolver=number, name=name, description=doc)
@@ -809,18 +934,18 @@ def _rows(
     end: int,
     interval: int,
 ) -> list[SignalRow]:
-    per: dict[tuple[str, str], dict[int, Any]] = {}
+    per: dict[tuple[str, str, ValueFilter | None], dict[int, Any]] = {}
     for a in asked:
         if a.signal.vss is None:
             continue
         within = access.spans(a.signal, start, end)
         if a.signal.kind == "location":
-            per[(a.signal.name, a.agg)] = _location_series(
+            per[(a.signal.name, a.agg, a.filter)] = _location_series(
                 conn, vehicle, a.agg, start, end, interval, within
             )
         else:
-            per[(a.signal.name, a.agg)] = _float_series(
-                conn, vehicle, a.signal, a.agg, start, end, interval, within
+            per[(a.signal.name, a.agg, a.filter)] = _float_series(
+                conn, vehicle, a.signal, a.agg, start, end, interval, within, a.filter
             )
     stamps = sorted({t for series in per.values() for t in series})
     return [
@@ -1583,29 +1708,7 @@ def telemetry_schema(
             lambda: ValidationCache(maxsize=256),
         ],
     )
-    _direct_signal_fields(schema)
     return schema
-
-
-def _direct_signal_fields(schema: strawberry.Schema) -> None:
-    """Resolves `signals` rows' signal fields straight from the row, past strawberry's
-    per-field wrapper (argument conversion, extension hooks): a day's 24 rows of a few fields
-    are about a hundred of them a query. The answers are the same as `_value`'s: the same row
-    lookup, the same refusal, floats as floats."""
-    row_type = schema._schema.type_map["SignalAggregations"]
-    assert isinstance(row_type, GraphQLObjectType)
-    for signal in SIGNALS.values():
-        row_type.fields[signal.name].resolve = _direct(signal.name, signal.kind)
-
-
-def _direct(name: str, kind: str) -> Callable[..., Any]:
-    def resolve(root: SignalRow, info: Any, agg: Any) -> Any:
-        if name in root.denied:
-            raise _missing(SIGNALS[name])
-        value = root.values.get((name, str(getattr(agg, "value", agg))))
-        return float(value) if value is not None and kind == "float" else value
-
-    return resolve
 
 
 def telemetry_router() -> GraphQLRouter[TelemetryContext, None]:
