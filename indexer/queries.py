@@ -855,14 +855,23 @@ def _batch_tree(conn: Connection, batch_id: int, root: bytes) -> StandardMerkleT
 
 
 def _leaf(r: Any) -> Leaf:
+    return _leaf_of(
+        r.device, r.vehicle_id, r.sequence, r.window_start, r.window_end, r.data_hash, r.signature
+    )
+
+
+def _leaf_of(
+    device: Any, vehicle: Any, seq: Any, start: Any, end: Any, data_hash: Any, signature: Any
+) -> Leaf:
+    """A bundle's Merkle leaf from its stored columns."""
     return (
-        str(r.device),
-        int(r.vehicle_id),
-        int(r.sequence),
-        int(r.window_start),
-        int(r.window_end),
-        bytes(r.data_hash),
-        keccak256(bytes(r.signature)),
+        str(device),
+        int(vehicle),
+        int(seq),
+        int(start),
+        int(end),
+        bytes(data_hash),
+        keccak256(bytes(signature)),
     )
 
 
@@ -888,37 +897,67 @@ def bundle_proofs(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    batch, leaf = bundles_index.c.batch_id, bundles_index.c.leaf_index
-    match = (
-        (batch == wanted[0][0]) & (leaf == wanted[0][1])
-        if len(wanted) == 1
-        else tuple_(batch, leaf).in_(wanted)
-    )
-    rows = conn.execute(
-        select(
-            bundles_index, batches.c.root, batches.c.cid, batches.c.tx_hash, batches.c.block_number
+    rows: Iterable[Sequence[Any]]
+    if conn.dialect.name == "postgresql":
+        # One statement shape for any number of keys, prepared once: a list of pairs in an
+        # IN clause is planned anew each time (about 0.35 ms for 24 keys).
+        params = {"batches": [b for b, _ in wanted], "leaves": [i for _, i in wanted]}
+        rows = _driver_rows(conn, _BUNDLES_BY_KEY_PG, None, params)
+    else:
+        batch, leaf = bundles_index.c.batch_id, bundles_index.c.leaf_index
+        match = (
+            (batch == wanted[0][0]) & (leaf == wanted[0][1])
+            if len(wanted) == 1
+            else tuple_(batch, leaf).in_(wanted)
         )
-        .join(batches, batches.c.id == bundles_index.c.batch_id)
-        .where(match)
-    )
+        rows = conn.execute(
+            select(*_BUNDLE_PROOF_COLUMNS)
+            .join(batches, batches.c.id == bundles_index.c.batch_id)
+            .where(match)
+        )
     out: dict[tuple[int, int], BundleProof] = {}
-    for row in rows:
-        root = bytes(row.root)
-        batch_id, leaf_index = int(row.batch_id), int(row.leaf_index)
-        tree = _batch_tree(conn, batch_id, root)
-        out[(batch_id, leaf_index)] = BundleProof(
-            batch_id=batch_id,
-            leaf_index=leaf_index,
-            wire=bytes(row.wire),
-            signature=bytes(row.signature),
-            leaf=_leaf(row),
-            proof=tree.proof(leaf_index),
+    for batch_id, leaf_index, device, vehicle, seq, start, end, data_hash, sig, wire, *more in rows:
+        root, cid, tx_hash, block_number = bytes(more[0]), more[1], more[2], more[3]
+        key = (int(batch_id), int(leaf_index))
+        out[key] = BundleProof(
+            batch_id=key[0],
+            leaf_index=key[1],
+            wire=bytes(wire),
+            signature=bytes(sig),
+            leaf=_leaf_of(device, vehicle, seq, start, end, data_hash, sig),
+            proof=_batch_tree(conn, key[0], root).proof(key[1]),
             root=root,
-            cid=row.cid,
-            tx_hash=row.tx_hash,
-            block_number=int(row.block_number),
+            cid=cid,
+            tx_hash=tx_hash,
+            block_number=int(block_number),
         )
     return out
+
+
+#: `bundle_proofs`' columns, in the order it reads them.
+_BUNDLE_PROOF_COLUMNS: Final = (
+    bundles_index.c.batch_id,
+    bundles_index.c.leaf_index,
+    bundles_index.c.device,
+    bundles_index.c.vehicle_id,
+    bundles_index.c.sequence,
+    bundles_index.c.window_start,
+    bundles_index.c.window_end,
+    bundles_index.c.data_hash,
+    bundles_index.c.signature,
+    bundles_index.c.wire,
+    batches.c.root,
+    batches.c.cid,
+    batches.c.tx_hash,
+    batches.c.block_number,
+)
+_BUNDLES_BY_KEY_PG: Final = (
+    "SELECT i.batch_id, i.leaf_index, i.device, i.vehicle_id, i.sequence, i.window_start, "
+    "i.window_end, i.data_hash, i.signature, i.wire, b.root, b.cid, b.tx_hash, b.block_number "
+    "FROM unnest(%(batches)s::bigint[], %(leaves)s::integer[]) AS k(batch_id, leaf_index) "
+    "JOIN bundles_index AS i ON i.batch_id = k.batch_id AND i.leaf_index = k.leaf_index "
+    "JOIN batches AS b ON b.id = i.batch_id"
+)
 
 
 def reading_proof(conn: Connection, vehicle_id: int, signal: str, ts: int) -> ReadingProof:
