@@ -822,6 +822,18 @@ _TREES_LOCK = threading.Lock()
 _TREE_CACHE_SIZE: Final = 64
 
 
+#: A bundle's stored columns its Merkle leaf is made of (`_leaf_of`'s arguments, in order).
+_LEAF_COLUMNS: Final = (
+    bundles_index.c.device,
+    bundles_index.c.vehicle_id,
+    bundles_index.c.sequence,
+    bundles_index.c.window_start,
+    bundles_index.c.window_end,
+    bundles_index.c.data_hash,
+    bundles_index.c.signature,
+)
+
+
 def _batch_tree(conn: Connection, batch_id: int, root: bytes) -> StandardMerkleTree:
     """The batch's tree rebuilt from its stored leaves (cached by id and root)."""
     key = (batch_id, root)
@@ -831,15 +843,7 @@ def _batch_tree(conn: Connection, batch_id: int, root: bytes) -> StandardMerkleT
             _TREES.move_to_end(key)
             return tree
     rows = conn.execute(
-        select(
-            bundles_index.c.device,
-            bundles_index.c.vehicle_id,
-            bundles_index.c.sequence,
-            bundles_index.c.window_start,
-            bundles_index.c.window_end,
-            bundles_index.c.data_hash,
-            bundles_index.c.signature,
-        )
+        select(*_LEAF_COLUMNS)
         .where(bundles_index.c.batch_id == batch_id)
         .order_by(bundles_index.c.leaf_index)
     )
@@ -938,13 +942,7 @@ def bundle_proofs(
 _BUNDLE_PROOF_COLUMNS: Final = (
     bundles_index.c.batch_id,
     bundles_index.c.leaf_index,
-    bundles_index.c.device,
-    bundles_index.c.vehicle_id,
-    bundles_index.c.sequence,
-    bundles_index.c.window_start,
-    bundles_index.c.window_end,
-    bundles_index.c.data_hash,
-    bundles_index.c.signature,
+    *_LEAF_COLUMNS,
     bundles_index.c.wire,
     batches.c.root,
     batches.c.cid,
