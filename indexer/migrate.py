@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -27,11 +28,20 @@ def upgrade(url: str, revision: str = "head") -> None:
         url: SQLAlchemy URL (SQLite or postgresql+psycopg).
         revision: the Alembic revision to reach.
     """
+    _migrate(url, revision, command.upgrade)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrates the database at `url` back to `revision`."""
+    _migrate(url, revision, command.downgrade)
+
+
+def _migrate(url: str, revision: str, step: Callable[[Config, str], None]) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            step(cfg, revision)
     finally:
         engine.dispose()

@@ -75,8 +75,11 @@ readings = Table(
     Column("value", Double, nullable=False, comment="number; booleans as 0/1"),
     Column("batch_id", BigInteger, nullable=False),
     Column("leaf_index", Integer, nullable=False, comment="the bundle's index in the batch"),
-    # Covering on PostgreSQL: a series is an index-only scan, not one heap page per reading.
-    Index(None, "vehicle_id", "signal", "ts", postgresql_include=["value"]),
+    # Covering on PostgreSQL: a series, its first, last, min or max reading (ranked by time,
+    # batch and leaf) and a proof's sources are index-only scans, not one heap page a reading.
+    Index(
+        None, "vehicle_id", "signal", "ts", postgresql_include=["value", "batch_id", "leaf_index"]
+    ),
     Index(None, "batch_id"),
 )
 

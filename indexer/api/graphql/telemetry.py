@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
+from functools import lru_cache
 from statistics import median
 from typing import TYPE_CHECKING, Annotated, Any, Final, NewType, TypeVar
 
@@ -54,9 +55,9 @@ from apps.events import (
 from indexer.api.access import compose
 from indexer.api.auth import TokenClaims
 from indexer.api.credentials import latest_vin, may_read_vin
-from indexer.api.deps import db_limiter, get_read_engine_of, get_rights_cache, token_cache
+from indexer.api.deps import get_read_engine_of, get_rights_cache, token_cache
 from indexer.api.graphql.execution import LeanExecutor, MsgspecGraphQLRouter
-from indexer.api.routes.telemetry_proofs import proof_out
+from indexer.api.routes.telemetry_proofs import proof_json
 from indexer.config import IndexerSettings
 from indexer.exceptions import ApiProblem, IndexerError, InvalidTelemetryQuery, VehicleNotFound
 from indexer.queries import (
@@ -191,6 +192,7 @@ def parse_time(value: Any) -> int:
     return ms
 
 
+@lru_cache(maxsize=4096)  # interval starts recur across queries (24 an answer)
 def _time(ms: int) -> str:
     at = datetime.fromtimestamp(ms / 1000, UTC)
     text = at.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
@@ -209,6 +211,23 @@ class Caller:
     address: str
     scopes: Privilege
     vehicle: int | None  # a vehicle JWT's vehicle; None for a wallet token
+
+
+#: Worker threads of one server process that may run a Telemetry query's database work at
+#: once. The work is mostly Python (aggregating, proofs) under one GIL: more threads only take
+#: turns at it, and their hand-offs cost CPU. Measured at 300 queries a second on 2 cores
+#: (docs/performance.md): 15 threads (the REST routes' bound) cost 7.1 ms of server CPU per
+#: proof query, 2 threads 5.5 ms; two let one thread compute while another waits on the
+#: database.
+TELEMETRY_DB_CONCURRENCY: Final = 2
+_limiter: anyio.CapacityLimiter | None = None
+
+
+def _db_limiter() -> anyio.CapacityLimiter:
+    global _limiter
+    if _limiter is None:
+        _limiter = anyio.CapacityLimiter(TELEMETRY_DB_CONCURRENCY)
+    return _limiter
 
 
 @dataclass
@@ -230,7 +249,7 @@ class TelemetryContext(BaseContext):
             with self.engine.connect() as conn:
                 return fn(conn)
 
-        return await anyio.to_thread.run_sync(job, limiter=db_limiter())
+        return await anyio.to_thread.run_sync(job, limiter=_db_limiter())
 
     def caller(self, token_id: int) -> Caller:
         """The caller, from the bearer token, for a query of vehicle `token_id`.
@@ -745,11 +764,12 @@ def _proof_json(
             signal alone) or NOT_FOUND.
     """
     try:
-        out = proof_out(conn, access.coverage, access.coverage.vehicle_id, vss, ts, reading, bundle)
+        return proof_json(
+            conn, access.coverage, access.coverage.vehicle_id, vss, ts, reading, bundle
+        )
     except ApiProblem as exc:
         code = "FORBIDDEN" if exc.status == 403 else "NOT_FOUND"
         raise TelemetryQueryError(code, str(exc), reason=exc.slug) from exc
-    return out.model_dump(mode="json")
 
 
 def _proofs_asked(info: strawberry.Info) -> list[Asked]:
@@ -830,7 +850,7 @@ def _row_proofs(
 
     The bundles of the readings found are read in one statement (`bundle_proofs`) for all of
     them, rather than one lookup a proof; a reading whose bundle that does not find is proved
-    the one-by-one way (`proof_out`), so its answer, or error, is the same."""
+    the one-by-one way (`proof_json`), so its answer, or error, is the same."""
     sources = [
         (a, _sources(conn, vehicle, a, start, end, interval, access.spans(a.signal, start, end)))
         for a in asked

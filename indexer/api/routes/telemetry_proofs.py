@@ -5,7 +5,7 @@ What a proof discloses is decided in one place, `indexer.disclosure.decide`.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -20,9 +20,6 @@ from indexer.api.models import (
     ReadingOut,
     SignalOpeningOut,
     hex_of,
-    leaf_out,
-    openings_out,
-    reading_out,
 )
 from indexer.api.params import check_known
 from indexer.api.problems import problem_responses
@@ -101,10 +98,10 @@ def get_reading_proof(
     you may not read, never their values (`indexer.disclosure.decide`).
     """
     check_known(conn, [signal])
-    return proof_out(conn, coverage, vehicle_id, signal, ts)
+    return ProofOut.model_validate(proof_json(conn, coverage, vehicle_id, signal, ts))
 
 
-def proof_out(
+def proof_json(
     conn: Connection,
     coverage: Coverage,
     vehicle_id: int,
@@ -112,11 +109,13 @@ def proof_out(
     ts: int,
     reading: Reading | None = None,
     bundle: BundleProof | None = None,
-) -> ProofOut:
-    """The proof of the reading of `signal` at `ts`, as the route serves it (the Telemetry
-    GraphQL's `proof` fields too). `reading`, when the caller has read it already (its batch
-    and leaf), saves looking it up again; `bundle`, the proof of that reading's bundle when
-    the caller has read it too (`bundle_proofs`, for many readings at once).
+) -> dict[str, Any]:
+    """The proof of the reading of `signal` at `ts`, as the route serves it: `ProofOut`'s
+    fields in its order, bytes as 0x hex. The route validates it into the model; the Telemetry
+    GraphQL's `proof` fields serve it as it is, without building the models of 24 proofs an
+    answer. `reading`, when the caller has read it already (its batch and leaf), saves looking
+    it up again; `bundle`, the proof of that reading's bundle when the caller has read it too
+    (`bundle_proofs`, for many readings at once).
 
     Raises:
         PrivilegeMissing: `coverage` does not cover `signal` at `ts`.
@@ -137,30 +136,46 @@ def proof_out(
             found = ReadingProof(vehicle_id, signal, reading, bundle)
     except ReadingNotFound:
         raise ReadingNotServed(vehicle_id, signal, ts) from None
-    b = found.bundle
+    b, r = found.bundle, found.reading
     served = decide(b.wire, coverage, (vehicle_id, b.batch_id, b.leaf_index), wanted=[signal])
-    opening: SignalOpeningOut | None = None
-    commitments: list[CommitmentOut] | None = None
+    opening: dict[str, Any] | None = None
+    commitments: list[dict[str, str]] | None = None
     if served.opened is not None:
-        commitments, opened = openings_out(served.opened)
-        opening = opened[0]
-    return ProofOut(
-        vehicle_id=vehicle_id,
-        signal=signal,
-        reading=reading_out(found.reading),
-        schema_version=served.disclosure.schema,
-        bundle_wire=hex_of(b.wire) if served.whole else None,
-        signature=hex_of(b.signature),
-        leaf_index=b.leaf_index,
-        leaf=leaf_out(b.leaf),
-        proof=[hex_of(p) for p in b.proof],
-        batch=BatchOut(
-            id=b.batch_id,
-            root=hex_of(b.root),
-            cid=b.cid,
-            tx_hash=b.tx_hash,
-            block_number=b.block_number,
-        ),
-        opening=opening,
-        commitments=commitments,
-    )
+        commitments = [
+            {"name": name, "commitment": hex_of(c)} for name, c in served.opened.commitments.items()
+        ]
+        opening = served.opened.openings[0].as_json()
+    device, vehicle, sequence, window_start, window_end, data_hash, sig_hash = b.leaf
+    return {
+        "vehicle_id": vehicle_id,
+        "signal": signal,
+        "reading": {
+            "t": r.ts,
+            "value": r.value,
+            "batch_id": r.batch_id,
+            "leaf_index": r.leaf_index,
+        },
+        "schema_version": served.disclosure.schema,
+        "bundle_wire": hex_of(b.wire) if served.whole else None,
+        "signature": hex_of(b.signature),
+        "leaf_index": b.leaf_index,
+        "leaf": {
+            "device": device,
+            "vehicle_id": vehicle,
+            "sequence": sequence,
+            "window_start": window_start,
+            "window_end": window_end,
+            "data_hash": hex_of(data_hash),
+            "signature_hash": hex_of(sig_hash),
+        },
+        "proof": [hex_of(p) for p in b.proof],
+        "batch": {
+            "id": b.batch_id,
+            "root": hex_of(b.root),
+            "cid": b.cid,
+            "tx_hash": b.tx_hash,
+            "block_number": b.block_number,
+        },
+        "opening": opening,
+        "commitments": commitments,
+    }
