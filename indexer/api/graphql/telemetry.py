@@ -214,12 +214,12 @@ class Caller:
 
 
 #: Worker threads of one server process that may run a Telemetry query's database work at
-#: once. The work is mostly Python (aggregating, proofs) under one GIL: more threads only take
-#: turns at it, and their hand-offs cost CPU. Measured at 300 queries a second on 2 cores
-#: (docs/performance.md): 15 threads (the REST routes' bound) cost 7.1 ms of server CPU per
-#: proof query, 2 threads 5.5 ms; two let one thread compute while another waits on the
-#: database.
-TELEMETRY_DB_CONCURRENCY: Final = 2
+#: once. The work is mostly Python (aggregating, building proofs) under one GIL: more threads
+#: only take turns at it, and their hand-offs cost CPU, which is what runs out first. Server
+#: CPU per proof query at 300 queries a second on 2 cores (docs/performance.md): 7.1 ms with
+#: 15 threads (the REST routes' bound), 5.5-5.7 with 3, 4.9-5.1 with 2, 4.5-4.7 with 1. The
+#: event loop still reads, plans and answers other queries meanwhile.
+TELEMETRY_DB_CONCURRENCY: Final = 1
 _limiter: anyio.CapacityLimiter | None = None
 
 
