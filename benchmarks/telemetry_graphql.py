@@ -68,9 +68,8 @@ RUNS = int(os.environ.get("DIMO_BENCH_TELEMETRY_RUNS", "3"))
 WARMUP_S = 3.0
 TARGET_P99_MS = 50.0
 #: Vehicles whose readings of one day are put in real signed bundles (the proof requests'):
-#: every vehicle by default, 24,000 bundles, so that no cache of the server holds the bundles
-#: the requests draw (the disclosure decision remembers 1,024 per process; a hot vehicle would
-#: measure that memory, not the proof's cost).
+#: every vehicle by default, 24,000 bundles, so that the proofs are those of many vehicles,
+#: as the plain query's values are, not of a few whose pages stay hot.
 PROVED_VEHICLES = int(os.environ.get("DIMO_BENCH_TELEMETRY_PROVED", "1000"))
 
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from typing import Final
+from functools import cached_property
 
 from indexer.exceptions import BundleNotDisclosable, BundleNotServed
 from indexer.rights import Coverage, Intervals, contains
@@ -151,19 +150,6 @@ class Served:
         return decode_signed_bundle(self.wire)
 
 
-#: Bundles whose signal times `decide` keeps (by wire form: a bundle's bytes never change, so
-#: nothing goes stale). A proof query asks for the same recent bundles again and again, and
-#: reading a bundle's times is most of a decision's cost (about 15 us of 20 for an hour's
-#: bundle of four signals).
-SIGNAL_TIMES_CACHE: Final = 1024
-
-
-@lru_cache(maxsize=SIGNAL_TIMES_CACHE)
-def _signal_times(wire: bytes) -> tuple[int, Mapping[str, Sequence[int]]]:
-    """`stored_signal_times(wire)`, remembered (shared: read it, never change it)."""
-    return stored_signal_times(wire)
-
-
 def decide(
     wire: bytes,
     coverage: Coverage,
@@ -195,7 +181,7 @@ def decide(
             signal is not covered, nothing wanted is covered, or (`wanted` None) a signal is
             covered only in part.
     """
-    schema, times = _signal_times(wire)  # the index's copies were verified on loading
+    schema, times = stored_signal_times(wire)  # the index's copies were verified on loading
     disclosure = disclosable(times, coverage, schema)
     if not disclosure.any_readable:
         raise BundleNotServed(*ids)

@@ -950,9 +950,9 @@ _BUNDLE_PROOF_COLUMNS: Final = (
     batches.c.block_number,
 )
 _BUNDLES_BY_KEY_PG: Final = (
-    "SELECT i.batch_id, i.leaf_index, i.device, i.vehicle_id, i.sequence, i.window_start, "
-    "i.window_end, i.data_hash, i.signature, i.wire, b.root, b.cid, b.tx_hash, b.block_number "
-    "FROM unnest(%(batches)s::bigint[], %(leaves)s::integer[]) AS k(batch_id, leaf_index) "
+    "SELECT "
+    + ", ".join(f"{'b' if c.table is batches else 'i'}.{c.name}" for c in _BUNDLE_PROOF_COLUMNS)
+    + " FROM unnest(%(batches)s::bigint[], %(leaves)s::integer[]) AS k(batch_id, leaf_index) "
     "JOIN bundles_index AS i ON i.batch_id = k.batch_id AND i.leaf_index = k.leaf_index "
     "JOIN batches AS b ON b.id = i.batch_id"
 )

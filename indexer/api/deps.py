@@ -69,16 +69,27 @@ def get_read_engine_of(request: Request) -> Engine:
     return cast(Engine, found)
 
 
-_limiter: anyio.CapacityLimiter | None = None
+#: Limiters by name, made on first use (an anyio limiter needs the running event loop).
+_limiters: dict[str, anyio.CapacityLimiter] = {}
+
+
+def _limiter(name: str, tokens: int) -> anyio.CapacityLimiter:
+    found = _limiters.get(name)
+    if found is None:
+        found = _limiters[name] = anyio.CapacityLimiter(tokens)
+    return found
 
 
 def db_limiter() -> anyio.CapacityLimiter:
     """Threads that may hold a connection at once (`DB_CONCURRENCY`), for routes that run
     their database work in one `anyio.to_thread.run_sync(..., limiter=db_limiter())`."""
-    global _limiter
-    if _limiter is None:
-        _limiter = anyio.CapacityLimiter(DB_CONCURRENCY)
-    return _limiter
+    return _limiter("db", DB_CONCURRENCY)
+
+
+def telemetry_db_limiter() -> anyio.CapacityLimiter:
+    """Threads of this process that may run a Telemetry GraphQL query's database work at once
+    (`TELEMETRY_DB_CONCURRENCY`)."""
+    return _limiter("telemetry", TELEMETRY_DB_CONCURRENCY)
 
 
 def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
@@ -173,6 +184,12 @@ Settings = Annotated[IndexerSettings, Depends(get_settings)]
 #: Past it a request waits without a worker thread; blocking threads in the pool's checkout
 #: would starve the holders of threads to finish on (a deadlock until the pool timeout).
 DB_CONCURRENCY: Final = 15
+#: The Telemetry GraphQL's bound. Its database work is mostly Python (aggregating, building
+#: proofs) under one GIL: more threads only take turns at it, and their hand-offs cost CPU,
+#: which is what runs out first. Server CPU per proof query at 300 queries a second on 2 cores
+#: (docs/performance.md): 7.1 ms with 15 threads, 5.5-5.7 with 3, 4.9-5.1 with 2, 4.5-4.7
+#: with 1. The event loop still reads, plans and answers other queries meanwhile.
+TELEMETRY_DB_CONCURRENCY: Final = 1
 #: A database connection for this request (commit explicitly to write).
 DbConn = Annotated[Connection, Depends(get_conn, max_concurrency=DB_CONCURRENCY)]
 #: The authenticated wallet address (checksummed); 401 problem without a good token.

@@ -55,7 +55,12 @@ from apps.events import (
 from indexer.api.access import compose
 from indexer.api.auth import TokenClaims
 from indexer.api.credentials import latest_vin, may_read_vin
-from indexer.api.deps import get_read_engine_of, get_rights_cache, token_cache
+from indexer.api.deps import (
+    get_read_engine_of,
+    get_rights_cache,
+    telemetry_db_limiter,
+    token_cache,
+)
 from indexer.api.graphql.execution import LeanExecutor, MsgspecGraphQLRouter
 from indexer.api.routes.telemetry_proofs import proof_json
 from indexer.config import IndexerSettings
@@ -213,23 +218,6 @@ class Caller:
     vehicle: int | None  # a vehicle JWT's vehicle; None for a wallet token
 
 
-#: Worker threads of one server process that may run a Telemetry query's database work at
-#: once. The work is mostly Python (aggregating, building proofs) under one GIL: more threads
-#: only take turns at it, and their hand-offs cost CPU, which is what runs out first. Server
-#: CPU per proof query at 300 queries a second on 2 cores (docs/performance.md): 7.1 ms with
-#: 15 threads (the REST routes' bound), 5.5-5.7 with 3, 4.9-5.1 with 2, 4.5-4.7 with 1. The
-#: event loop still reads, plans and answers other queries meanwhile.
-TELEMETRY_DB_CONCURRENCY: Final = 1
-_limiter: anyio.CapacityLimiter | None = None
-
-
-def _db_limiter() -> anyio.CapacityLimiter:
-    global _limiter
-    if _limiter is None:
-        _limiter = anyio.CapacityLimiter(TELEMETRY_DB_CONCURRENCY)
-    return _limiter
-
-
 @dataclass
 class TelemetryContext(BaseContext):
     """What resolvers get: the engine, the rights cache, the request's clock and token."""
@@ -249,7 +237,7 @@ class TelemetryContext(BaseContext):
             with self.engine.connect() as conn:
                 return fn(conn)
 
-        return await anyio.to_thread.run_sync(job, limiter=_db_limiter())
+        return await anyio.to_thread.run_sync(job, limiter=telemetry_db_limiter())
 
     def caller(self, token_id: int) -> Caller:
         """The caller, from the bearer token, for a query of vehicle `token_id`.
