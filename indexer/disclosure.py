@@ -24,6 +24,9 @@ import bisect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
+
+import msgspec
 
 from indexer.exceptions import BundleNotDisclosable, BundleNotServed
 from indexer.rights import Coverage, Intervals, contains
@@ -36,6 +39,7 @@ from protocol.bundle import (
 from protocol.disclosure import DisclosedBundle, disclose
 
 __all__ = [
+    "BundleFacts",
     "Disclosure",
     "Served",
     "decide",
@@ -116,6 +120,64 @@ def _one_span_holds(spans: Intervals, first: int, last: int) -> bool:
     return i >= 0 and spans[i][0] <= first and last < spans[i][1]
 
 
+#: `BundleFacts`' stored form, as msgspec reads it.
+_FACTS_FORM: Any = tuple[int, dict[str, tuple[int, int] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class BundleFacts:
+    """What a disclosure decision needs of a bundle, kept beside it from its loading
+    (`bundles_index.disclosure`), so that a proof's decision need not read the wire form.
+
+    `decide` settles from these alone the common case, a caller whose rights hold every
+    signal's first and last reading time in one interval (an owner, a grant over the bundle's
+    window); any other caller is decided from each reading's time, read from the wire form.
+
+    Attributes:
+        schema: The bundle's schema version.
+        spans: Per signal, in the bundle's order, its first and last reading time (unix ms);
+            None for a signal without readings.
+    """
+
+    schema: int
+    spans: Mapping[str, tuple[int, int] | None]
+
+    @classmethod
+    def of_times(cls, schema: int, times: Mapping[str, Sequence[int]]) -> BundleFacts:
+        """The facts of a bundle of schema `schema` whose signals have readings at `times`."""
+        return cls(schema, {name: (min(ts), max(ts)) if ts else None for name, ts in times.items()})
+
+    @classmethod
+    def of_wire(cls, wire: bytes) -> BundleFacts:
+        """The facts of a stored (verified) signed bundle's wire form."""
+        return cls.of_times(*stored_signal_times(wire))
+
+    def encode(self) -> str:
+        """The stored form: JSON `[schema, {signal: [first, last] or null}]`."""
+        return msgspec.json.encode([self.schema, self.spans]).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> BundleFacts:
+        """The facts of a stored form (`encode`).
+
+        Raises:
+            ValueError: `text` is not such a form.
+        """
+        try:
+            schema, spans = msgspec.json.decode(text, type=_FACTS_FORM)
+        except msgspec.DecodeError as exc:  # ValidationError is one
+            raise ValueError(f"not a bundle's disclosure facts: {text[:80]!r}") from exc
+        return cls(schema, spans)
+
+    def held_whole(self, coverage: Coverage) -> bool:
+        """Whether one interval of the caller's rights holds every reading of every signal
+        (then every signal is covered and some reading readable, as `disclosable` finds)."""
+        return bool(self.spans) and all(
+            span is not None and _one_span_holds(coverage.for_signal(name), *span)
+            for name, span in self.spans.items()
+        )
+
+
 def require_whole(disclosure: Disclosure, vehicle_id: int, batch_id: int, leaf_index: int) -> None:
     """Raises the 403 problem unless the whole bundle may be disclosed.
 
@@ -157,6 +219,7 @@ def decide(
     *,
     wanted: Collection[str] | None = None,
     whole: bool = True,
+    facts: BundleFacts | None = None,
 ) -> Served:
     """The disclosure decision for one stored bundle: whole, opened signal by signal, or 403.
 
@@ -170,6 +233,9 @@ def decide(
             readable readings could not be proved). Ignored for schema 1.
         whole: Whether the route hands out the whole wire form to a caller covering every
             signal (a schema-1 bundle goes out only whole, whatever this says).
+        facts: The bundle's stored `BundleFacts`, when read with it: a caller whose rights
+            hold them whole is decided without reading the wire form's times (the same
+            decision).
 
     Returns:
         What to hand out.
@@ -181,8 +247,13 @@ def decide(
             signal is not covered, nothing wanted is covered, or (`wanted` None) a signal is
             covered only in part.
     """
-    schema, times = stored_signal_times(wire)  # the index's copies were verified on loading
-    disclosure = disclosable(times, coverage, schema)
+    names_held: Sequence[str]
+    if facts is not None and facts.held_whole(coverage):
+        schema, names_held = facts.schema, tuple(facts.spans)
+        disclosure = Disclosure(tuple(sorted(names_held)), (), True, schema)
+    else:  # the index's copies were verified on loading
+        schema, times = stored_signal_times(wire)
+        disclosure, names_held = disclosable(times, coverage, schema), tuple(times)
     if not disclosure.any_readable:
         raise BundleNotServed(*ids)
     if schema != SCHEMA_SIGNALS:
@@ -191,7 +262,7 @@ def decide(
     if wanted is None:
         names, refused = disclosure.covered, list(disclosure.partial)
     else:
-        names = tuple(n for n in times if n in wanted)
+        names = tuple(n for n in names_held if n in wanted)
         refused = [n for n in names if n in disclosure.uncovered]
     if refused or not names:
         raise BundleNotDisclosable(*ids, refused or list(disclosure.uncovered))

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from indexer.db import metadata
+from indexer.disclosure import BundleFacts
 from indexer.exceptions import BatchContentUnavailable
 from indexer.schema import pairings
 from indexer.telemetry import (
@@ -665,7 +666,7 @@ def bundle_index_rows(
     batch_id: int, bundles: Sequence[SignedBundle], wires: Sequence[bytes]
 ) -> list[dict[str, Any]]:
     """The `bundles_index` rows of a batch's bundles (leaf index = position), with their wire
-    forms."""
+    forms and what a disclosure decision needs of them."""
     return [
         {
             "batch_id": batch_id,
@@ -678,6 +679,10 @@ def bundle_index_rows(
             "data_hash": s.bundle.data_hash,
             "signature": s.signature,
             "wire": wire,
+            "disclosure": BundleFacts.of_times(
+                s.bundle.schema_version,
+                {name: [ts for ts, _ in samples] for name, samples in s.bundle.readings.items()},
+            ).encode(),
         }
         for i, (s, wire) in enumerate(zip(bundles, wires, strict=True))
     ]

@@ -39,6 +39,7 @@ from sqlalchemy import (
 if TYPE_CHECKING:
     import psycopg
 
+from indexer.disclosure import BundleFacts
 from indexer.exceptions import InvalidTelemetryQuery, ReadingNotFound
 from indexer.loader import CATALOG_SIGNAL_IDS
 from indexer.telemetry import batches, bundles_index, readings, readings_text, signals
@@ -786,6 +787,8 @@ class BundleProof:
         cid: The batch content's CID.
         tx_hash: The anchoring transaction.
         block_number: Its block.
+        facts: What a disclosure decision needs of the bundle, as stored with it (None for a
+            row stored without them: `decide` reads the wire form).
     """
 
     batch_id: int
@@ -798,6 +801,7 @@ class BundleProof:
     cid: str
     tx_hash: str
     block_number: int
+    facts: BundleFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -921,7 +925,7 @@ def bundle_proofs(
         )
     out: dict[tuple[int, int], BundleProof] = {}
     for batch_id, leaf_index, device, vehicle, seq, start, end, data_hash, sig, wire, *more in rows:
-        root, cid, tx_hash, block_number = bytes(more[0]), more[1], more[2], more[3]
+        root, cid, tx_hash, block_number, facts = bytes(more[0]), *more[1:]
         key = (int(batch_id), int(leaf_index))
         out[key] = BundleProof(
             batch_id=key[0],
@@ -934,6 +938,7 @@ def bundle_proofs(
             cid=cid,
             tx_hash=tx_hash,
             block_number=int(block_number),
+            facts=None if facts is None else BundleFacts.decode(facts),
         )
     return out
 
@@ -948,6 +953,7 @@ _BUNDLE_PROOF_COLUMNS: Final = (
     batches.c.cid,
     batches.c.tx_hash,
     batches.c.block_number,
+    bundles_index.c.disclosure,
 )
 _BUNDLES_BY_KEY_PG: Final = (
     "SELECT "

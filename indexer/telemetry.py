@@ -109,6 +109,13 @@ bundles_index = Table(
     Column("data_hash", LargeBinary(32), nullable=False),
     Column("signature", LargeBinary(65), nullable=False, comment="the device's EIP-712 signature"),
     Column("wire", LargeBinary, nullable=False, comment="the signed bundle's wire form"),
+    Column(
+        "disclosure",
+        Text,
+        nullable=True,
+        comment="what a disclosure decision needs of the bundle (indexer.disclosure.BundleFacts, "
+        "JSON); null: read from the wire",
+    ),
     PrimaryKeyConstraint("batch_id", "leaf_index"),
     Index(None, "vehicle_id", "window_start"),
 )

@@ -24,7 +24,9 @@ from apps import battery
 from apps.audit import ChainRoots, Opened, audit_served, verify_bundle_proof
 from indexer.apps import insurance
 from indexer.apps.insurance import verify_export
+from indexer.disclosure import BundleFacts
 from indexer.exceptions import ExportInvalid, InputProofInvalid
+from indexer.queries import bundle_proofs
 from indexer.rights import signal_privilege
 from protocol.bundle import SCHEMA_SIGNALS
 from protocol.deployment import Deployment
@@ -231,6 +233,12 @@ def test_a_speed_proof_opens_speed_alone_and_verifies_on_chain_and_with_oz_js_un
     assert SignalOpening.from_json(opening).verify(data_hash)[70 % 60] == (ts, value)
     with pytest.raises(TamperedOpeningError):
         SignalOpening.from_json(bad).verify(data_hash)
+    # The sync stored each bundle's disclosure facts, which the proofs were decided with.
+    key = (batch_id, body["leaf_index"])
+    with served_world.engine.connect() as conn:
+        stored = bundle_proofs(conn, [key])[key]
+    assert stored.facts == BundleFacts.of_wire(stored.wire)
+    assert stored.facts.spans[SPEED] == (samples[SPEED][60][0], samples[SPEED][119][0])
 
 
 def test_apps_proofs_open_only_the_grantees_signals_and_the_auditor_refuses_a_tampered_one(

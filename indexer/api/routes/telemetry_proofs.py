@@ -137,7 +137,9 @@ def proof_json(
     except ReadingNotFound:
         raise ReadingNotServed(vehicle_id, signal, ts) from None
     b, r = found.bundle, found.reading
-    served = decide(b.wire, coverage, (vehicle_id, b.batch_id, b.leaf_index), wanted=[signal])
+    served = decide(
+        b.wire, coverage, (vehicle_id, b.batch_id, b.leaf_index), wanted=[signal], facts=b.facts
+    )
     opening: dict[str, Any] | None = None
     commitments: list[dict[str, str]] | None = None
     if served.opened is not None:
