@@ -188,7 +188,8 @@ DB_CONCURRENCY: Final = 15
 #: proofs) under one GIL: more threads only take turns at it, and their hand-offs cost CPU,
 #: which is what runs out first. Server CPU per proof query at 300 queries a second on 2 cores
 #: (docs/performance.md): 7.1 ms with 15 threads, 5.5-5.7 with 3, 4.9-5.1 with 2, 4.5-4.7
-#: with 1. The event loop still reads, plans and answers other queries meanwhile.
+#: with 1. The event loop still reads, plans and answers other queries meanwhile. A small
+#: query (`INLINE_COST` in indexer/api/graphql/telemetry.py) skips the thread altogether.
 TELEMETRY_DB_CONCURRENCY: Final = 1
 #: A database connection for this request (commit explicitly to write).
 DbConn = Annotated[Connection, Depends(get_conn, max_concurrency=DB_CONCURRENCY)]

@@ -10,6 +10,7 @@ Values are compared with our REST API's for the same vehicle and window.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -28,7 +29,9 @@ from fastapi import FastAPI
 from strawberry.fastapi import GraphQLRouter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+import indexer.api.graphql.telemetry as telemetry_graphql
 from indexer.api.graphql.telemetry import (
+    INLINE_COST,
     MAX_COST,
     MAX_FILTER_DEPTH,
     telemetry_context,
@@ -1070,3 +1073,69 @@ def test_the_lean_executor_answers_every_query_as_strawberrys_own(
     assert compared == len(EQUIVALENCE_QUERIES) * len(tokens)
     assert 0 < errors < compared
     assert valued > len(EQUIVALENCE_QUERIES)
+
+
+def test_small_queries_run_in_the_loop_thread_and_the_others_in_a_worker(
+    world: World, driven: tuple[int, int, Any], owner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query of at most `INLINE_COST` cells, each aggregated in SQL, and `signalsLatest` and
+    `availableSignals`, run their database work in the event loop's thread; raw-reading
+    aggregations, value filters and bigger queries in a worker thread. Both answer alike."""
+    car, t0, _ = driven
+    synced(world)
+    token = wallet_token(world, owner)
+    in_loop: list[bool] = []
+    read_access = telemetry_graphql._access_of
+
+    def spy(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            in_loop.append(True)
+        except RuntimeError:  # a worker thread runs no loop
+            in_loop.append(False)
+        return read_access(*args)
+
+    monkeypatch.setattr(telemetry_graphql, "_access_of", spy)
+
+    def where(fields: str, interval: str = "1m", root: str = "signals") -> bool:
+        in_loop.clear()
+        args = f'interval: "{interval}", from: $from, to: $to' if root == "signals" else ""
+        text = (
+            "query Q($tokenId: Int!, $from: Time!, $to: Time!) { "
+            f"{root}(tokenId: $tokenId{', ' + args if args else ''}) {fields} }}"
+        )
+        variables = window(car, t0) if root == "signals" else {"tokenId": car}
+        if root != "signals":
+            text = text.replace(", $from: Time!, $to: Time!", "")
+        body = gql(world, token, text, variables)
+        assert "errors" not in body, body
+        assert len(in_loop) == 1
+        return in_loop[0]
+
+    assert where('{ timestamp speed(agg: AVG) p: proof(signal: "speed", agg: MAX) }')
+    assert not where("{ timestamp speed(agg: MED) }")
+    assert not where("{ timestamp speed(agg: AVG, filter: {gt: 1}) }")
+    # 300 one-second intervals of one field: past the bound
+    assert INLINE_COST < 300
+    assert not where("{ timestamp speed(agg: AVG) }", interval="1s")
+    assert where("{ speed { timestamp value } }", root="signalsLatest")
+    assert where("", root="availableSignals")
+    inline = gql(
+        world,
+        token,
+        "query Q($tokenId: Int!, $from: Time!, $to: Time!) { signals("
+        'tokenId: $tokenId, interval: "1m", from: $from, to: $to) { timestamp '
+        "speed(agg: MAX) } }",
+        window(car, t0),
+    )
+    threaded = gql(
+        world,
+        token,
+        "query Q($tokenId: Int!, $from: Time!, $to: Time!) { signals("
+        'tokenId: $tokenId, interval: "1m", from: $from, to: $to) { timestamp '
+        "speed(agg: MAX) m: speed(agg: MED) } }",
+        window(car, t0),
+    )
+    assert [r["speed"] for r in inline["data"]["signals"]] == [
+        r["speed"] for r in threaded["data"]["signals"]
+    ]

@@ -111,6 +111,14 @@ _T = TypeVar("_T")
 #: number of signal fields selected times the number of intervals in `[from, to)`; the cost
 #: of `signalsLatest` is its number of signal fields.
 MAX_COST: Final = 20_000
+#: Most cells of a `signals` or `signalsLatest` query whose database work runs in the event
+#: loop's own thread, when every one of them is aggregated in SQL (no MED, RAND, TOP, UNIQUE
+#: or value filter, which read raw readings): 240 is ten fields over a day of hours, about
+#: 8 ms of work. Handing such a query to a worker thread cost more than the query: under 300
+#: queries a second with a proof each, 4.1-4.3 ms of server CPU a query against 3.5-3.9
+#: inline, and a p99 of 137-192 ms against 34-58 (docs/performance.md). A bigger query goes
+#: to the worker thread, so the loop is never held for long.
+INLINE_COST: Final = 240
 #: Deepest selection answered (the deepest of the schema is 4: signalsLatest, field, value,
 #: latitude).
 MAX_DEPTH: Final = 6
@@ -230,13 +238,17 @@ class TelemetryContext(BaseContext):
     bearer: str | None
     token_claims: Callable[[str], TokenClaims]
 
-    async def run(self, fn: Callable[[Connection], Any]) -> Any:
-        """Run `fn` with a connection in a worker thread (bounded like the REST routes)."""
+    async def run(self, fn: Callable[[Connection], Any], *, small: bool = False) -> Any:
+        """Run `fn` with a connection: in a worker thread (`TELEMETRY_DB_CONCURRENCY` of them a
+        process), or, when the caller says its work is `small` (`INLINE_COST`), in the event
+        loop's own thread, which it then holds for that long."""
 
         def job() -> Any:
             with self.engine.connect() as conn:
                 return fn(conn)
 
+        if small:
+            return job()
         return await anyio.to_thread.run_sync(job, limiter=telemetry_db_limiter())
 
     def caller(self, token_id: int) -> Caller:
@@ -343,16 +355,27 @@ async def _access(info: strawberry.Info, token_id: int) -> Access:
 
 
 async def _with_access(
-    info: strawberry.Info, token_id: int, fn: Callable[[Connection, Access], _T]
+    info: strawberry.Info,
+    token_id: int,
+    fn: Callable[[Connection, Access], _T],
+    *,
+    small: bool = False,
 ) -> _T:
     """`fn(conn, access)` with the caller's access to vehicle `token_id`, both read with one
-    connection in one hop to a worker thread (as `_access`, then `fn`, would in two)."""
+    connection in one hop to a worker thread (as `_access`, then `fn`, would in two), or in the
+    loop's thread if `small` (`TelemetryContext.run`)."""
     ctx = _ctx(info)
     _check_token_id(token_id)
     caller = ctx.caller(token_id)
     return await ctx.run(  # type: ignore[no-any-return]
-        lambda c: fn(c, _access_of(c, ctx, token_id, caller))
+        lambda c: fn(c, _access_of(c, ctx, token_id, caller)), small=small
     )
+
+
+def _small(asked: Sequence[Asked], cost: int) -> bool:
+    """Whether a query's database work is small enough for the loop's thread (`INLINE_COST`):
+    few cells, each aggregated in SQL."""
+    return cost <= INLINE_COST and all(a.agg in _SQL_AGG and a.filter is None for a in asked)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1224,7 +1247,8 @@ async def _signals(
     proved = _proofs_asked(info)
     intervals = -(-(end - start) // width)
     n = len(asked) + len(proved)
-    _check_cost(n * intervals, f"{n} signal and proof fields x {intervals} intervals")
+    cost = n * intervals
+    _check_cost(cost, f"{n} signal and proof fields x {intervals} intervals")
 
     def work(conn: Connection, access: Access) -> list[SignalRow]:
         refused = {
@@ -1257,7 +1281,7 @@ async def _signals(
             row.proofs = proofs.get(row.timestamp, {})
         return sorted(rows, key=lambda r: r.timestamp)
 
-    return await _with_access(info, token_id, work)
+    return await _with_access(info, token_id, work, small=_small((*asked, *proved), cost))
 
 
 async def _signals_latest(
@@ -1265,13 +1289,20 @@ async def _signals_latest(
 ) -> SignalCollection | None:
     asked = _asked(info, with_agg=False)
     _check_cost(len(asked), f"{len(asked)} signal fields")
-    return await _with_access(info, token_id, lambda c, a: _latest_row(c, a, token_id, asked))
+    # One statement of index probes, one a signal: small up to `INLINE_COST` fields.
+    return await _with_access(
+        info,
+        token_id,
+        lambda c, a: _latest_row(c, a, token_id, asked),
+        small=len(asked) <= INLINE_COST,
+    )
 
 
 async def _available_signals(
     info: strawberry.Info, token_id: int, filter: SignalFilter | None = None
 ) -> list[str] | None:
-    return await _with_access(info, token_id, lambda c, a: _available(c, a, token_id))
+    # One statement of index probes, one a signal of the catalog: always small.
+    return await _with_access(info, token_id, lambda c, a: _available(c, a, token_id), small=True)
 
 
 # --------------------------------------------------------------------------------------------
