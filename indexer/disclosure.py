@@ -116,6 +116,8 @@ def disclosable(
 
 def _one_span_holds(spans: Intervals, first: int, last: int) -> bool:
     """Whether one interval of the normalized set `spans` holds all of `[first, last]`."""
+    if len(spans) == 1:  # the common case (an owner, one grant): no search
+        return spans[0][0] <= first and last < spans[0][1]
     i = bisect.bisect_right(spans, first, key=lambda iv: iv[0]) - 1
     return i >= 0 and spans[i][0] <= first and last < spans[i][1]
 

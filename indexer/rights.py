@@ -163,6 +163,8 @@ class Coverage:
     _of: dict[Privilege, Intervals] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    #: `for_signal`'s answers so far (a proof query asks per signal of each of 24 bundles).
+    _for: dict[str, Intervals] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def of(self, privilege: Privilege) -> Intervals:
         """The intervals `privilege` covers; for several bits, the times all of them cover."""
@@ -180,7 +182,10 @@ class Coverage:
 
     def for_signal(self, name: str) -> Intervals:
         """The intervals in which readings of signal `name` may be read."""
-        return self.of(signal_privilege(name))
+        found = self._for.get(name)
+        if found is None:
+            found = self._for[name] = self.of(signal_privilege(name))
+        return found
 
     def any(self) -> bool:
         """Whether the caller may read anything of the vehicle."""

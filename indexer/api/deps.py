@@ -6,6 +6,7 @@ hopping to a worker thread for each (a request pays those hops, not just its que
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -14,7 +15,8 @@ from typing import Annotated, Any, Final, cast
 import anyio
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import DBAPIError
 
 from indexer.api.auth import TokenCache, TokenClaims
 from indexer.config import IndexerSettings
@@ -90,6 +92,77 @@ def telemetry_db_limiter() -> anyio.CapacityLimiter:
     """Threads of this process that may run a Telemetry GraphQL query's database work at once
     (`TELEMETRY_DB_CONCURRENCY`)."""
     return _limiter("telemetry", TELEMETRY_DB_CONCURRENCY)
+
+
+class LoopConnections:
+    """One connection for each event loop's own use, for database work small enough to run in
+    the loop's thread (the Telemetry GraphQL's small queries, `INLINE_COST`).
+
+    The loop never waits on the shared pool for it: it is checked out by a worker thread the
+    first time (a full pool's holders may need the loop to give their connections back), then
+    kept, one pool slot a loop, and checked out again only if it broke. The work runs one job at
+    a time (synchronously, in the loop's thread), each ended by a rollback, which in autocommit
+    costs no round trip. `engine.dispose()` closes them all.
+
+    Args:
+        engine: The engine to check out from (e.g. the autocommit read engine).
+        owner: The engine whose `dispose()` closes them (the app's engine).
+    """
+
+    def __init__(self, engine: Engine, owner: Engine) -> None:
+        self._engine = engine
+        self._held: dict[int, Connection] = {}
+        self._lock = threading.Lock()
+        event.listen(owner, "engine_disposed", lambda _engine: self.close())
+
+    async def run(self, fn: Callable[[Connection], Any]) -> Any:
+        """`fn(conn)` in the calling (event loop's) thread, with this loop's connection."""
+        key = threading.get_ident()
+        conn = self._held.get(key)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = await self._connect(key)
+        try:
+            return fn(conn)
+        finally:
+            try:
+                conn.rollback()
+            except DBAPIError:  # the connection broke: the next job checks out another
+                conn.invalidate()
+
+    async def _connect(self, key: int) -> Connection:
+        fresh = await anyio.to_thread.run_sync(self._engine.connect)
+        unused: list[Connection] = []
+        with self._lock:
+            held = self._held.get(key)
+            if held is None or held.closed or held.invalidated:
+                self._held[key] = fresh
+                unused += [] if held is None else [held]
+                held = fresh
+            else:  # another job of this loop checked one out meanwhile
+                unused.append(fresh)
+        for conn in unused:
+            with contextlib.suppress(DBAPIError):  # a broken one has nothing to give back
+                conn.close()
+        return held
+
+    def close(self) -> None:
+        """Closes every loop's connection (a later job checks out a new one)."""
+        with self._lock:
+            held, self._held = list(self._held.values()), {}
+        for conn in held:
+            with contextlib.suppress(DBAPIError):  # a broken one has nothing to give back
+                conn.close()
+
+
+def loop_connections(request: Request) -> LoopConnections:
+    """The app's `LoopConnections`, over its autocommit read engine, made on first use."""
+    state = request.app.state
+    found = getattr(state, "loop_connections", None)
+    if found is None:
+        found = state.loop_connections = LoopConnections(
+            get_read_engine_of(request), cast(Engine, state.engine)
+        )
+    return cast(LoopConnections, found)
 
 
 def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:

@@ -56,8 +56,10 @@ from indexer.api.access import compose
 from indexer.api.auth import TokenClaims
 from indexer.api.credentials import latest_vin, may_read_vin
 from indexer.api.deps import (
+    LoopConnections,
     get_read_engine_of,
     get_rights_cache,
+    loop_connections,
     telemetry_db_limiter,
     token_cache,
 )
@@ -115,9 +117,9 @@ MAX_COST: Final = 20_000
 #: loop's own thread, when every one of them is aggregated in SQL (no MED, RAND, TOP, UNIQUE
 #: or value filter, which read raw readings): 240 is ten fields over a day of hours, about
 #: 8 ms of work. Handing such a query to a worker thread cost more than the query: under 300
-#: queries a second with a proof each, 4.1-4.3 ms of server CPU a query against 3.5-3.9
-#: inline, and a p99 of 137-192 ms against 34-58 (docs/performance.md). A bigger query goes
-#: to the worker thread, so the loop is never held for long.
+#: queries a second with a proof each, 4.41 ms of server CPU a query against 3.4-3.48 inline,
+#: and a p99 of 345.1 ms against 31.1-47.6 (docs/performance.md). A bigger query goes to the
+#: worker thread, so the loop is never held for long.
 INLINE_COST: Final = 240
 #: Deepest selection answered (the deepest of the schema is 4: signalsLatest, field, value,
 #: latitude).
@@ -237,18 +239,21 @@ class TelemetryContext(BaseContext):
     now_ms: int
     bearer: str | None
     token_claims: Callable[[str], TokenClaims]
+    loop: LoopConnections
 
     async def run(self, fn: Callable[[Connection], Any], *, small: bool = False) -> Any:
         """Run `fn` with a connection: in a worker thread (`TELEMETRY_DB_CONCURRENCY` of them a
         process), or, when the caller says its work is `small` (`INLINE_COST`), in the event
-        loop's own thread, which it then holds for that long."""
+        loop's own thread, which it then holds for that long, with the loop's own connection
+        (`LoopConnections`)."""
+
+        if small:
+            return await self.loop.run(fn)
 
         def job() -> Any:
             with self.engine.connect() as conn:
                 return fn(conn)
 
-        if small:
-            return job()
         return await anyio.to_thread.run_sync(job, limiter=telemetry_db_limiter())
 
     def caller(self, token_id: int) -> Caller:
@@ -1706,6 +1711,7 @@ async def telemetry_context(request: Request) -> TelemetryContext:
         now_ms=int(now * 1000),
         bearer=bearer,
         token_claims=claims,
+        loop=loop_connections(request),
     )
 
 
