@@ -1097,45 +1097,35 @@ def test_small_queries_run_in_the_loop_thread_and_the_others_in_a_worker(
 
     monkeypatch.setattr(telemetry_graphql, "_access_of", spy)
 
-    def where(fields: str, interval: str = "1m", root: str = "signals") -> bool:
+    signals = (
+        "query Q($tokenId: Int!, $from: Time!, $to: Time!) { signals(tokenId: $tokenId, "
+        'interval: "%s", from: $from, to: $to) { timestamp %s } }'
+    )
+
+    def where(query: str, variables: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Whether `query` read its rights in the loop's thread, and its answer."""
         in_loop.clear()
-        args = f'interval: "{interval}", from: $from, to: $to' if root == "signals" else ""
-        text = (
-            "query Q($tokenId: Int!, $from: Time!, $to: Time!) { "
-            f"{root}(tokenId: $tokenId{', ' + args if args else ''}) {fields} }}"
-        )
-        variables = window(car, t0) if root == "signals" else {"tokenId": car}
-        if root != "signals":
-            text = text.replace(", $from: Time!, $to: Time!", "")
-        body = gql(world, token, text, variables)
+        body = gql(world, token, query, variables)
         assert "errors" not in body, body
         assert len(in_loop) == 1
-        return in_loop[0]
+        return in_loop[0], body["data"]
 
-    assert where('{ timestamp speed(agg: AVG) p: proof(signal: "speed", agg: MAX) }')
-    assert not where("{ timestamp speed(agg: MED) }")
-    assert not where("{ timestamp speed(agg: AVG, filter: {gt: 1}) }")
-    # 300 one-second intervals of one field: past the bound
-    assert INLINE_COST < 300
-    assert not where("{ timestamp speed(agg: AVG) }", interval="1s")
-    assert where("{ speed { timestamp value } }", root="signalsLatest")
-    assert where("", root="availableSignals")
-    inline = gql(
-        world,
-        token,
-        "query Q($tokenId: Int!, $from: Time!, $to: Time!) { signals("
-        'tokenId: $tokenId, interval: "1m", from: $from, to: $to) { timestamp '
-        "speed(agg: MAX) } }",
-        window(car, t0),
-    )
-    threaded = gql(
-        world,
-        token,
-        "query Q($tokenId: Int!, $from: Time!, $to: Time!) { signals("
-        'tokenId: $tokenId, interval: "1m", from: $from, to: $to) { timestamp '
-        "speed(agg: MAX) m: speed(agg: MED) } }",
-        window(car, t0),
-    )
-    assert [r["speed"] for r in inline["data"]["signals"]] == [
-        r["speed"] for r in threaded["data"]["signals"]
+    between = window(car, t0)
+    inline, small = where(signals % ("1m", "speed(agg: MAX)"), between)
+    assert inline
+    assert where(signals % ("1m", 'speed(agg: AVG) p: proof(signal: "speed", agg: MAX)'), between)[
+        0
     ]
+    threaded, with_med = where(signals % ("1m", "speed(agg: MAX) m: speed(agg: MED)"), between)
+    assert not threaded
+    assert not where(signals % ("1m", "speed(agg: AVG, filter: {gt: 1})"), between)[0]
+    assert INLINE_COST < 300  # 300 one-second intervals of one field: past the bound
+    assert not where(signals % ("1s", "speed(agg: AVG)"), between)[0]
+    only_car = {"tokenId": car}
+    latest = "query L($tokenId: Int!) { signalsLatest(tokenId: $tokenId) { speed { value } } }"
+    assert where(latest, only_car)[0]
+    assert where("query A($tokenId: Int!) { availableSignals(tokenId: $tokenId) }", only_car)[0]
+    # Both paths answer alike, a value an interval.
+    assert len(small["signals"]) == 5
+    assert all(r["speed"] is not None for r in small["signals"])
+    assert [r["speed"] for r in small["signals"]] == [r["speed"] for r in with_med["signals"]]

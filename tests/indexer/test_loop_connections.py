@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from indexer.api.deps import LoopConnections
 from indexer.db import make_engine
@@ -54,7 +55,7 @@ def test_a_broken_connection_is_replaced_and_an_error_ends_only_its_job(tmp_path
 
     async def main() -> None:
         assert await held.run(work) == 1
-        with pytest.raises(Exception, match="no_such_table"):
+        with pytest.raises(OperationalError, match="no_such_table"):
             await held.run(fails)
         assert await held.run(work) == 1  # the same connection still serves
         assert conns[0] is conns[1]
