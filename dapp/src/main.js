@@ -3,7 +3,7 @@ import "./style.css";
 import { get, onSessionEnded } from "./api.js";
 import { useSignalsOf } from "./signals.js";
 import { signIn, signOut } from "./siwe.js";
-import { button, h, run, short, status, useErrorsOf } from "./ui.js";
+import { button, h, keepEdits, markEdited, run, short, status, useErrorsOf } from "./ui.js";
 import { connectDev, connectInjected, devAccounts } from "./wallet.js";
 import { renderBuyer } from "./views/buyer.js";
 import { renderHolder } from "./views/holder.js";
@@ -51,6 +51,7 @@ export async function refresh() {
   }
   if (generation !== state.generation) return; // a later render superseded this one
   fresh.removeAttribute("data-loading");
+  if (root.firstElementChild?.id === fresh.id) keepEdits(root, fresh); // the same view again
   root.replaceChildren(fresh);
 }
 
@@ -148,6 +149,8 @@ async function start() {
     return;
   }
   useErrorsOf(state.config);
+  const view = document.getElementById("view");
+  for (const type of ["input", "change"]) view.addEventListener(type, markEdited);
   useSignalsOf(state.config);
   onSessionEnded(sessionEnded);
   if (await devFromUrl()) {

@@ -89,10 +89,16 @@ export function explain(err) {
  * what it resolves to) after, the reason when it fails. Resolves to the action's result.
  */
 export async function run(doing, action, done) {
+  // The form this submits, if any: its button's, or the one Enter was pressed in.
+  const form = (acting ?? document.activeElement)?.closest("form");
   status(`${doing}…`);
   try {
     const result = await action();
     status(typeof done === "function" ? done(result) : done ?? `${doing}: done`, "ok");
+    // Submitted: the next render may show the form's defaults again.
+    for (const field of form?.querySelectorAll("[data-edited]") ?? []) {
+      delete field.dataset.edited;
+    }
     return result;
   } catch (err) {
     console.error(err);
@@ -101,6 +107,9 @@ export async function run(doing, action, done) {
   }
 }
 
+/** The button whose handler is starting (read by `run` before the handler's first await). */
+let acting = null;
+
 /** A button that runs `onClick` and is disabled while it runs. */
 export function button(label, onClick, attrs = {}) {
   const el = h("button", {
@@ -108,14 +117,61 @@ export function button(label, onClick, attrs = {}) {
     ...attrs,
     onClick: async () => {
       el.disabled = true;
+      acting = el;
       try {
-        await onClick();
+        const pending = onClick();
+        acting = null;
+        await pending;
       } finally {
+        acting = null;
         el.disabled = false;
       }
     },
   }, label);
   return el;
+}
+
+/** Marks a form field the user has typed in or chosen in (listen on the view's root). */
+export function markEdited(event) {
+  if (event.target.name) event.target.dataset.edited = "";
+}
+
+/** A field's place in a view: its nearest identified ancestor, its name and, for a radio, its
+ * value (a vehicle card's `grantee` is not another card's). */
+function fieldKey(field) {
+  const radio = field.type === "radio" ? `=${field.value}` : "";
+  return `${field.parentElement?.closest("[id]")?.id ?? ""}|${field.name}${radio}`;
+}
+
+/**
+ * Carries the fields the user has edited, and the focus, from the view `from` into its new
+ * render `to`: a refresh (after a transaction, as the indexer catches up) must not wipe a form
+ * being filled in, nor turn a choice back to its default before it is submitted.
+ */
+export function keepEdits(from, to) {
+  const fields = (root) => {
+    const seen = new Map();
+    const out = new Map();
+    for (const field of root.querySelectorAll("input[name], select[name], textarea[name]")) {
+      const key = fieldKey(field);
+      const n = seen.get(key) ?? 0;
+      seen.set(key, n + 1);
+      out.set(`${key}#${n}`, field);
+    }
+    return out;
+  };
+  const fresh = fields(to);
+  for (const [key, old] of fields(from)) {
+    const field = fresh.get(key);
+    if (!field || field.tagName !== old.tagName || field.type !== old.type) continue;
+    if (old === document.activeElement) queueMicrotask(() => field.focus());
+    if (!("edited" in old.dataset)) continue;
+    if (old.type === "checkbox" || old.type === "radio") field.checked = old.checked;
+    else if (field.tagName !== "SELECT" || [...field.options].some((o) => o.value === old.value)) {
+      field.value = old.value;
+    } else continue;
+    field.dataset.edited = "";
+  }
 }
 
 /** Privilege bits, as `Privileges` (contracts/interfaces/IVehicleRights.sol) numbers them. */

@@ -89,6 +89,14 @@ class Dapp:
             self.page.wait_for_timeout(700)
         pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
+    def rerender(self) -> None:
+        """Renders the view again with its Refresh button and waits for the new render."""
+        self.page.locator("#view > div").evaluate("el => { el.dataset.stale = '' }")
+        self.page.click("#refresh")
+        expect(self.page.locator("#view > div:not([data-stale])")).to_have_count(
+            1, timeout=TIMEOUT_MS
+        )
+
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
 
@@ -184,11 +192,20 @@ def test_a_token_holder_votes_and_after_execution_sees_the_feature_flag_change(
 
     dapp.act(page.locator("#delegate"), "Delegated")
     assert stack.contract("DimoToken").functions.getVotes(holder).call() > 0
+    choice = page.locator("select[name='flag']")
+    expect(choice).to_have_value("FEATURE_COMMANDS_SCOPE")  # the first flag, by default
     page.select_option("select[name='flag']", "FEATURE_GRID_PROGRAMMES")
     page.select_option("select[name='flag-value']", "true")
+    # A render while the form is being filled in (the delegation's own refreshes come 1.5 and
+    # 4 s after it) keeps what was chosen: the proposal is the one the holder picked.
+    dapp.rerender()
+    expect(choice).to_have_value("FEATURE_GRID_PROGRAMMES")
     dapp.act(page.locator("#propose-button"), "Proposed")
+    # Once proposed, the form is back to its defaults.
+    expect(choice).to_have_value("FEATURE_COMMANDS_SCOPE", timeout=TIMEOUT_MS)
     state = page.locator(".proposal-list span.state").first
     dapp.until("the proposal to be indexed", lambda: state.count() > 0)
+    expect(page.locator(".proposal-list")).to_contain_text("Turn FEATURE_GRID_PROGRAMMES on")
     proposal_id = int(state.get_attribute("data-proposal") or 0)
     governor = stack.contract("DimoGovernor")
     delay, period, _, _ = governor.functions.settings().call()
