@@ -164,7 +164,13 @@ export function keepEdits(from, to) {
   for (const [key, old] of fields(from)) {
     const field = fresh.get(key);
     if (!field || field.tagName !== old.tagName || field.type !== old.type) continue;
-    if (old === document.activeElement) queueMicrotask(() => field.focus());
+    if (old === document.activeElement) {
+      const { selectionStart: start, selectionEnd: end } = old; // null where a type has none
+      queueMicrotask(() => {
+        field.focus();
+        if (start !== null) field.setSelectionRange(start, end); // typing goes on where it was
+      });
+    }
     if (!("edited" in old.dataset)) continue;
     if (old.type === "checkbox" || old.type === "radio") field.checked = old.checked;
     else if (field.tagName !== "SELECT" || [...field.options].some((o) => o.value === old.value)) {

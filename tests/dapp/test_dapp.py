@@ -90,9 +90,10 @@ class Dapp:
         pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
     def rerender(self) -> None:
-        """Renders the view again with its Refresh button and waits for the new render."""
+        """Renders the view again, as the refreshes after a transaction do (the focus stays
+        where it is), and waits for the new render."""
         self.page.locator("#view > div").evaluate("el => { el.dataset.stale = '' }")
-        self.page.click("#refresh")
+        self.page.evaluate("document.getElementById('refresh').click()")
         expect(self.page.locator("#view > div:not([data-stale])")).to_have_count(
             1, timeout=TIMEOUT_MS
         )
@@ -253,8 +254,15 @@ def test_an_owner_grants_a_scope_checks_a_proof_claims_rewards_and_revenue_and_r
     expect(card.locator("table.latest")).to_contain_text("Speed")
     dapp.shot("owner-vehicles")
 
+    # A render while the grantee is being typed keeps the text and the focus: typing goes on.
+    typed = card.locator("input[name='grantee']")
+    typed.fill(grantee[:20])
+    dapp.rerender()
+    expect(typed).to_be_focused()
+    page.keyboard.type(grantee[20:])
+    expect(typed).to_have_value(grantee)
+
     # Grant DRIVING and ODOMETER to the grantee.
-    card.locator("input[name='grantee']").fill(grantee)
     card.locator(f"input[name='grant-{vehicle.vehicle_id}-DRIVING']").check()
     card.locator(f"input[name='grant-{vehicle.vehicle_id}-ODOMETER']").check()
     dapp.act(card.get_by_role("button", name="Grant"), "Granted")

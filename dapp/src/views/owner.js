@@ -6,7 +6,9 @@ import { all, get, imageUrl } from "../api.js";
 import { energyChart } from "../charts.js";
 import { declaredRegion, declareRegion } from "../region.js";
 import { label, meaning, reading, valueOf } from "../signals.js";
-import { button, dimo, fmt, h, PRIVILEGES, run, section, short, table, when } from "../ui.js";
+import {
+  button, dimo, fmt, h, keepEdits, PRIVILEGES, run, section, short, table, when,
+} from "../ui.js";
 
 const DAY = 86_400;
 /**
@@ -114,6 +116,7 @@ async function update() {
     const key = keyOf(entry, data);
     if (!known || known.key === key) continue;
     const card = vehicleCard(entry, data);
+    keepEdits(known.card, card); // a grant or region being typed in this card stays
     known.card.replaceWith(card);
     live.cards.set(entry.vehicle.id, { card, key });
   }
