@@ -165,10 +165,11 @@ export function keepEdits(from, to) {
     const field = fresh.get(key);
     if (!field || field.tagName !== old.tagName || field.type !== old.type) continue;
     if (old === document.activeElement) {
-      const { selectionStart: start, selectionEnd: end } = old; // null where a type has none
+      // A text field's caret (a select has none; a checkbox's is null).
+      const { selectionStart: start, selectionEnd: end } = old;
       queueMicrotask(() => {
         field.focus();
-        if (start !== null) field.setSelectionRange(start, end); // typing goes on where it was
+        if (typeof start === "number") field.setSelectionRange(start, end); // typing goes on
       });
     }
     if (!("edited" in old.dataset)) continue;

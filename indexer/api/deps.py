@@ -10,7 +10,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, Final, TypeGuard, cast
 
 import anyio
 from fastapi import Depends, Path, Query, Request
@@ -119,7 +119,7 @@ class LoopConnections:
         """`fn(conn)` in the calling (event loop's) thread, with this loop's connection."""
         key = threading.get_ident()
         conn = self._held.get(key)
-        if conn is None or conn.closed or conn.invalidated:
+        if not _usable(conn):
             conn = await self._connect(key)
         try:
             return fn(conn)
@@ -131,19 +131,18 @@ class LoopConnections:
 
     async def _connect(self, key: int) -> Connection:
         fresh = await anyio.to_thread.run_sync(self._engine.connect)
-        unused: list[Connection] = []
         with self._lock:
             held = self._held.get(key)
-            if held is None or held.closed or held.invalidated:
+            unused: Connection | None
+            if _usable(held):  # another job of this loop checked one out meanwhile
+                kept, unused = held, fresh
+            else:
+                kept, unused = fresh, held
                 self._held[key] = fresh
-                unused += [] if held is None else [held]
-                held = fresh
-            else:  # another job of this loop checked one out meanwhile
-                unused.append(fresh)
-        for conn in unused:
+        if unused is not None:
             with contextlib.suppress(DBAPIError):  # a broken one has nothing to give back
-                conn.close()
-        return held
+                unused.close()
+        return kept
 
     def close(self) -> None:
         """Closes every loop's connection (a later job checks out a new one)."""
@@ -152,6 +151,11 @@ class LoopConnections:
         for conn in held:
             with contextlib.suppress(DBAPIError):  # a broken one has nothing to give back
                 conn.close()
+
+
+def _usable(conn: Connection | None) -> TypeGuard[Connection]:
+    """Whether `conn` is there and can still serve (not closed, not invalidated)."""
+    return conn is not None and not conn.closed and not conn.invalidated
 
 
 def loop_connections(request: Request) -> LoopConnections:

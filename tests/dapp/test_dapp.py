@@ -197,10 +197,12 @@ def test_a_token_holder_votes_and_after_execution_sees_the_feature_flag_change(
     expect(choice).to_have_value("FEATURE_COMMANDS_SCOPE")  # the first flag, by default
     page.select_option("select[name='flag']", "FEATURE_GRID_PROGRAMMES")
     page.select_option("select[name='flag-value']", "true")
+    choice.focus()  # as after a pick with the mouse
     # A render while the form is being filled in (the delegation's own refreshes come 1.5 and
     # 4 s after it) keeps what was chosen: the proposal is the one the holder picked.
     dapp.rerender()
     expect(choice).to_have_value("FEATURE_GRID_PROGRAMMES")
+    expect(choice).to_be_focused()
     dapp.act(page.locator("#propose-button"), "Proposed")
     # Once proposed, the form is back to its defaults.
     expect(choice).to_have_value("FEATURE_COMMANDS_SCOPE", timeout=TIMEOUT_MS)
